@@ -1,0 +1,254 @@
+//! Schema discovery through the ODBC catalog functions (`SQLTables`, `SQLColumns`,
+//! `SQLPrimaryKeys`): no probing `SELECT`s, which some databases reject.
+//!
+//! Names users type (DESIGN §2): a source's schemas are the remote schemas (PostgreSQL, SQL
+//! Server, DB2 …), the databases of MariaDB/MySQL (ODBC catalogs), and the single schema
+//! `main` of SQLite. These functions block; call them on a blocking thread.
+
+use ibarrow_sql::{Dialect, RemoteTable};
+use odbc_api::Connection;
+
+use crate::type_map::ColumnInfo;
+
+/// The one schema name of sources without schemas (SQLite).
+pub const DEFAULT_SCHEMA: &str = "main";
+
+/// Schemas hidden from listings; they can still be queried by name.
+const SYSTEM_SCHEMAS: &[&str] = &[
+    "information_schema",
+    "pg_catalog",
+    "pg_toast",
+    "mysql",
+    "performance_schema",
+    "sys",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Table,
+    View,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    pub name: String,
+    pub kind: TableKind,
+}
+
+/// How a dialect's databases name the level above tables in ODBC's catalog functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaLevel {
+    /// The ODBC schema (PostgreSQL, SQL Server, DB2, Firebird, ANSI).
+    Schema,
+    /// The ODBC catalog (MariaDB/MySQL databases).
+    Catalog,
+    /// Neither: one implicit schema (SQLite).
+    None,
+}
+
+fn schema_level(dialect: Dialect) -> SchemaLevel {
+    match dialect {
+        Dialect::MySql => SchemaLevel::Catalog,
+        Dialect::Sqlite => SchemaLevel::None,
+        _ => SchemaLevel::Schema,
+    }
+}
+
+/// The remote table for a resolved schema and table name.
+pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable {
+    match schema_level(dialect) {
+        SchemaLevel::None => RemoteTable::new(None::<String>, table),
+        _ => RemoteTable::new(Some(schema), table),
+    }
+}
+
+/// Escapes `\`, `%` and `_` for a pattern argument of a catalog function.
+fn pattern_literal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn text(value: &odbc_api::parameter::VarCharArray<128>) -> Option<String> {
+    value.as_str().ok().flatten().map(str::to_string)
+}
+
+/// The schemas users can query, system schemas left out.
+pub fn list_schemas(conn: &Connection<'_>, dialect: Dialect) -> Result<Vec<String>, odbc_api::Error> {
+    let mut names = Vec::new();
+    match schema_level(dialect) {
+        SchemaLevel::None => names.push(DEFAULT_SCHEMA.to_string()),
+        // SQL_ALL_CATALOGS / SQL_ALL_SCHEMAS: `%` at one level, empty strings elsewhere.
+        SchemaLevel::Catalog => {
+            for row in conn.tables("%", "", "", "")? {
+                if let Some(name) = text(&row?.catalog) {
+                    names.push(name);
+                }
+            }
+        }
+        SchemaLevel::Schema => {
+            for row in conn.tables("", "%", "", "")? {
+                if let Some(name) = text(&row?.schema) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names.retain(|n| !SYSTEM_SCHEMAS.iter().any(|s| n.eq_ignore_ascii_case(s)) && !n.is_empty());
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Tables and views of one (exactly named) schema.
+pub fn list_tables(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    schema: &str,
+) -> Result<Vec<TableEntry>, odbc_api::Error> {
+    let schema = pattern_literal(schema);
+    let rows = match schema_level(dialect) {
+        SchemaLevel::None => conn.tables("", "", "%", "")?,
+        SchemaLevel::Catalog => conn.tables(&schema, "", "%", "")?,
+        SchemaLevel::Schema => conn.tables("", &schema, "%", "")?,
+    };
+    let mut tables = Vec::new();
+    for row in rows {
+        let row = row?;
+        let kind = row.table_type.as_str().ok().flatten().unwrap_or("").to_ascii_uppercase();
+        let kind = if kind.contains("SYSTEM") {
+            continue;
+        } else if kind.contains("VIEW") {
+            TableKind::View
+        } else if kind.contains("TABLE") {
+            TableKind::Table
+        } else {
+            continue;
+        };
+        if let Some(name) = row.table.as_str().ok().flatten() {
+            tables.push(TableEntry {
+                name: name.to_string(),
+                kind,
+            });
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tables)
+}
+
+/// Columns of a table in ordinal order.
+pub fn table_columns(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
+    let table = pattern_literal(table);
+    let rows = match schema_level(dialect) {
+        SchemaLevel::None => conn.columns("", "", &table, "%")?,
+        // The catalog argument of SQLColumns is not a pattern.
+        SchemaLevel::Catalog => conn.columns(schema, "", &table, "%")?,
+        SchemaLevel::Schema => conn.columns("", &pattern_literal(schema), &table, "%")?,
+    };
+    let mut columns = Vec::new();
+    for row in rows {
+        let row = row?;
+        let Some(name) = row.column_name.as_str().ok().flatten() else {
+            continue;
+        };
+        columns.push((
+            row.ordinal_position,
+            ColumnInfo {
+                name: name.to_string(),
+                data_type: row.data_type,
+                type_name: row.type_name.as_str().ok().flatten().unwrap_or("").to_string(),
+                column_size: row.column_size.into_opt(),
+                decimal_digits: row.decimal_digits.into_opt(),
+                // SQL_NO_NULLS = 0; unknown counts as nullable.
+                nullable: row.nullable != 0,
+            },
+        ));
+    }
+    columns.sort_by_key(|(position, _)| *position);
+    Ok(columns.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Primary-key columns in key order; empty when the table has none or the driver cannot say.
+pub fn primary_key(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<String>, odbc_api::Error> {
+    let rows = match schema_level(dialect) {
+        SchemaLevel::None => conn.primary_keys(None, None, table)?,
+        SchemaLevel::Catalog => conn.primary_keys(Some(schema), None, table)?,
+        SchemaLevel::Schema => conn.primary_keys(None, Some(schema), table)?,
+    };
+    let mut key = Vec::new();
+    for row in rows {
+        let row = row?;
+        if let Some(column) = row.column.as_str().ok().flatten() {
+            key.push((row.key_seq, column.to_string()));
+        }
+    }
+    key.sort();
+    Ok(key.into_iter().map(|(_, c)| c).collect())
+}
+
+/// The outcome of matching a name a user typed against the remote names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameMatch<'a> {
+    Found(&'a str),
+    NotFound,
+    Ambiguous(Vec<&'a str>),
+}
+
+/// Finds `wanted` among `names`: the exact spelling first, else the single name equal to it
+/// ignoring case (DataFusion lower-cases unquoted names; Firebird and DB2 store upper case).
+pub fn resolve_name<'a>(names: impl IntoIterator<Item = &'a str>, wanted: &str) -> NameMatch<'a> {
+    let mut folded = Vec::new();
+    for name in names {
+        if name == wanted {
+            return NameMatch::Found(name);
+        }
+        if name.to_lowercase() == wanted.to_lowercase() {
+            folded.push(name);
+        }
+    }
+    match folded.len() {
+        0 => NameMatch::NotFound,
+        1 => NameMatch::Found(folded[0]),
+        _ => NameMatch::Ambiguous(folded),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_names_exactly_then_ignoring_case() {
+        let names = ["Orders", "orders", "CUSTOMERS", "Items"];
+        assert_eq!(resolve_name(names, "orders"), NameMatch::Found("orders"));
+        assert_eq!(resolve_name(names, "customers"), NameMatch::Found("CUSTOMERS"));
+        assert_eq!(resolve_name(names, "ORDERS"), NameMatch::Ambiguous(vec!["Orders", "orders"]));
+        assert_eq!(resolve_name(names, "nothing"), NameMatch::NotFound);
+    }
+
+    #[test]
+    fn escapes_catalog_patterns() {
+        assert_eq!(pattern_literal(r"a_b%c\d"), r"a\_b\%c\\d");
+    }
+
+    #[test]
+    fn sqlite_tables_are_unqualified() {
+        assert_eq!(remote_table(Dialect::Sqlite, "main", "t").qualifier, None);
+        assert_eq!(remote_table(Dialect::MySql, "shop", "t").qualifier.as_deref(), Some("shop"));
+    }
+}

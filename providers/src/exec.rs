@@ -1,0 +1,292 @@
+//! [`OdbcExec`]: runs one remote `SELECT` and streams its rows as Arrow batches.
+//!
+//! The fetch loop runs on a blocking thread (ODBC calls block) and hands batches to the query
+//! through a bounded channel, so memory stays at a few batches whatever the result size. When
+//! the consumer drops the stream, the next send fails, the loop ends, the cursor closes and
+//! the connection goes back to the pool.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_odbc::OdbcReaderBuilder;
+use datafusion::arrow::array::RecordBatchOptions;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
+};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+
+use crate::error::OdbcError;
+use crate::pool::{ConnectionPool, PoolPermit};
+use crate::source::{OdbcSource, ScanOptions};
+
+/// A scan of one remote statement, one partition.
+#[derive(Debug)]
+pub struct OdbcExec {
+    source: Arc<OdbcSource>,
+    sql: String,
+    schema: SchemaRef,
+    fetch_types: Vec<DataType>,
+    properties: Arc<PlanProperties>,
+}
+
+impl OdbcExec {
+    /// `schema` is what the plan yields; `fetch_types` what arrow-odbc reads for each of its
+    /// columns (see [`crate::type_map::fetch_type`]).
+    pub fn new(source: Arc<OdbcSource>, sql: String, schema: SchemaRef, fetch_types: Vec<DataType>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            source,
+            sql,
+            schema,
+            fetch_types,
+            properties,
+        }
+    }
+
+    /// The statement sent to the database.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub fn source(&self) -> &Arc<OdbcSource> {
+        &self.source
+    }
+}
+
+impl DisplayAs for OdbcExec {
+    fn fmt_as(&self, format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match format {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
+                f,
+                "OdbcExec: source={}, dialect={}, sql={}",
+                self.source.name(),
+                self.source.dialect(),
+                self.sql
+            ),
+            DisplayFormatType::TreeRender => {
+                writeln!(f, "source={}", self.source.name())?;
+                write!(f, "sql={}", self.sql)
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for OdbcExec {
+    fn name(&self) -> &'static str {
+        "OdbcExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "OdbcExec has one partition, partition {partition} was requested"
+            )));
+        }
+        let source = Arc::clone(&self.source);
+        let scan = RemoteScan {
+            sql: self.sql.clone(),
+            schema: Arc::clone(&self.schema),
+            fetch_types: self.fetch_types.clone(),
+            options: source.options().scan.clone(),
+        };
+        // Nothing happens until the stream is first polled: then a pooled connection is
+        // awaited and the fetch thread starts.
+        let batches = futures::stream::once(async move {
+            let permit = source.pool().acquire().await?;
+            let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
+            let pool = Arc::clone(source.pool());
+            tokio::task::spawn_blocking(move || scan.run(&pool, permit, &sender));
+            Ok::<_, DataFusionError>(futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            }))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches.boxed(),
+        )))
+    }
+}
+
+type BatchSender = mpsc::Sender<Result<RecordBatch>>;
+
+/// What the fetch thread needs, detached from the plan.
+struct RemoteScan {
+    sql: String,
+    schema: SchemaRef,
+    fetch_types: Vec<DataType>,
+    options: ScanOptions,
+}
+
+impl RemoteScan {
+    fn run(self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) {
+        if let Err(err) = self.fetch(pool, permit, sender) {
+            // The receiver may be gone already; then nobody needs the error.
+            let _ = sender.blocking_send(Err(err.into()));
+        }
+    }
+
+    fn fetch(&self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) -> Result<(), OdbcError> {
+        let connection = pool.checkout(permit)?;
+        let started = std::time::Instant::now();
+        let cursor = match connection.execute(&self.sql, (), None) {
+            Ok(Some(cursor)) => cursor,
+            Ok(None) => {
+                return Err(OdbcError::Odbc {
+                    source_name: pool.source_name().to_string(),
+                    context: format!("running `{}`", self.sql),
+                    message: "the statement returned no result set".into(),
+                });
+            }
+            Err(err) => {
+                let context = format!("running `{}`", self.sql);
+                return Err(connection.failure(&context, err));
+            }
+        };
+        let fetch_schema = self.fetch_schema();
+        let reader = OdbcReaderBuilder::new()
+            .with_schema(Arc::clone(&fetch_schema))
+            .with_max_text_size(self.options.max_text_size)
+            .with_max_binary_size(self.options.max_binary_size)
+            .with_max_num_rows_per_batch(self.options.batch_rows.max(1))
+            .with_max_bytes_per_batch(self.options.max_bytes_per_batch)
+            .trim_fixed_sized_characters(true)
+            .build(cursor)
+            .map_err(|err| OdbcError::Odbc {
+                source_name: pool.source_name().to_string(),
+                context: format!("binding buffers for `{}`", self.sql),
+                message: err.to_string(),
+            })?;
+        let mut rows = 0usize;
+        for batch in reader {
+            let batch = batch.map_err(|err| self.read_error(pool, &fetch_schema, err))?;
+            rows += batch.num_rows();
+            let batch = self.to_output(batch).map_err(|err| OdbcError::Odbc {
+                source_name: pool.source_name().to_string(),
+                context: "converting fetched values".into(),
+                message: err.to_string(),
+            })?;
+            if sender.blocking_send(Ok(batch)).is_err() {
+                // The query no longer wants rows: stop fetching; the cursor closes on drop.
+                tracing::debug!(source = pool.source_name(), rows, "scan stopped by consumer");
+                return Ok(());
+            }
+        }
+        tracing::debug!(
+            source = pool.source_name(),
+            rows,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "scan finished"
+        );
+        Ok(())
+    }
+
+    /// The schema arrow-odbc binds; a constant column stands in when no column is projected.
+    fn fetch_schema(&self) -> SchemaRef {
+        if self.schema.fields().is_empty() {
+            return Arc::new(Schema::new(vec![Field::new("1", DataType::Int32, true)]));
+        }
+        let fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.fetch_types)
+            .map(|(field, fetch)| Field::new(field.name(), fetch.clone(), field.is_nullable()))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    fn to_output(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        if self.schema.fields().is_empty() {
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            return RecordBatch::try_new_with_options(Arc::clone(&self.schema), vec![], &options);
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(Arc::clone(column))
+                } else {
+                    cast(column, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+    }
+
+    /// Names the column when a value did not fit its buffer.
+    fn read_error(&self, pool: &ConnectionPool, fetch_schema: &Schema, err: ArrowError) -> OdbcError {
+        if let ArrowError::ExternalError(inner) = &err {
+            if let Some(odbc_api::Error::TooLargeValueForBuffer { buffer_index, .. }) =
+                inner.downcast_ref::<odbc_api::Error>()
+            {
+                if let Some(field) = fetch_schema.fields().get(*buffer_index) {
+                    let binary = matches!(field.data_type(), DataType::Binary);
+                    return OdbcError::Truncated {
+                        source_name: pool.source_name().to_string(),
+                        column: field.name().clone(),
+                        limit: if binary { self.options.max_binary_size } else { self.options.max_text_size },
+                        setting: if binary { "max_binary_size" } else { "max_text_size" },
+                    };
+                }
+            }
+        }
+        OdbcError::Odbc {
+            source_name: pool.source_name().to_string(),
+            context: format!("fetching rows of `{}`", self.sql),
+            message: pool.connection_string().scrub(&err.to_string()),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! ODBC databases as DataFusion tables.
+//!
+//! - [`OdbcSource`]: one database — its pool ([`pool`]), dialect and catalog ([`discovery`]).
+//! - [`OdbcTable`]: a remote table as a `TableProvider` with pushdown.
+//! - [`OdbcExec`]: the `ExecutionPlan` streaming one remote statement.
+//! - [`type_map`]: ODBC → Arrow types as pure functions.
+
+pub mod connection_string;
+pub mod discovery;
+mod environment;
+mod error;
+mod exec;
+pub mod pool;
+mod source;
+mod table;
+pub mod type_map;
+
+pub use connection_string::ConnectionString;
+pub use environment::installed_drivers;
+pub use error::OdbcError;
+pub use exec::OdbcExec;
+pub use ibarrow_sql::Dialect;
+pub use pool::PoolOptions;
+pub use source::{OdbcSource, ScanOptions, SourceOptions};
+pub use table::OdbcTable;

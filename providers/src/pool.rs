@@ -1,0 +1,246 @@
+//! The engine's own connection pool, one per source (unixODBC's pooling is not used: it can
+//! hand back connections whose backend is gone).
+//!
+//! A tokio semaphore caps the connections in use and gives the acquire timeout; the ODBC work
+//! of checking out (validation, connecting) happens on the blocking thread that then uses the
+//! connection. A connection goes back to the idle list when its guard drops, unless it was
+//! marked broken.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use odbc_api::{Connection, ConnectionOptions};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::connection_string::ConnectionString;
+use crate::environment::{describe, odbc_environment};
+use crate::error::OdbcError;
+
+/// Pool limits of one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOptions {
+    /// Connections open at once, in use or idle.
+    pub max_size: usize,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+    /// Connections older than this are closed instead of reused.
+    pub max_lifetime: Option<Duration>,
+    /// Idle connections unused for this long are closed instead of reused.
+    pub idle_timeout: Option<Duration>,
+    /// `SQL_ATTR_LOGIN_TIMEOUT` for new connections.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 8,
+            acquire_timeout: Duration::from_secs(30),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            connect_timeout: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+struct IdleConnection {
+    connection: Connection<'static>,
+    created: Instant,
+    returned: Instant,
+}
+
+pub struct ConnectionPool {
+    source_name: String,
+    connection_string: ConnectionString,
+    options: PoolOptions,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<IdleConnection>>,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("source", &self.source_name)
+            .field("connection", &self.connection_string)
+            .field("options", &self.options)
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+/// A permit to hold one connection; obtained asynchronously, redeemed on a blocking thread.
+pub struct PoolPermit {
+    _held: OwnedSemaphorePermit,
+}
+
+impl ConnectionPool {
+    pub fn new(source_name: &str, connection_string: ConnectionString, options: PoolOptions) -> Self {
+        let max_size = options.max_size.max(1);
+        Self {
+            source_name: source_name.to_string(),
+            connection_string,
+            permits: Arc::new(Semaphore::new(max_size)),
+            options: PoolOptions { max_size, ..options },
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    pub fn connection_string(&self) -> &ConnectionString {
+        &self.connection_string
+    }
+
+    /// Connections currently checked out (or reserved for a checkout).
+    pub fn in_use(&self) -> usize {
+        self.options.max_size - self.permits.available_permits()
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    /// Waits for a free slot, at most `acquire_timeout`.
+    pub async fn acquire(&self) -> Result<PoolPermit, OdbcError> {
+        let waited = self.options.acquire_timeout;
+        match tokio::time::timeout(waited, Arc::clone(&self.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(PoolPermit { _held: permit }),
+            // The semaphore is never closed; treat it like a timeout all the same.
+            Ok(Err(_)) | Err(_) => Err(OdbcError::PoolTimeout {
+                source_name: self.source_name.clone(),
+                max_size: self.options.max_size,
+                waited,
+            }),
+        }
+    }
+
+    /// Redeems a permit for a live connection: a validated idle one, else a new one. Blocking.
+    pub fn checkout(self: &Arc<Self>, permit: PoolPermit) -> Result<PooledConnection, OdbcError> {
+        while let Some(idle) = self.pop_idle() {
+            if self.is_reusable(&idle) {
+                return Ok(PooledConnection {
+                    connection: Some(idle.connection),
+                    created: idle.created,
+                    pool: Arc::clone(self),
+                    broken: std::cell::Cell::new(false),
+                    _permit: permit,
+                });
+            }
+            // Dropping the connection disconnects it.
+        }
+        let connection = self.connect()?;
+        Ok(PooledConnection {
+            connection: Some(connection),
+            created: Instant::now(),
+            pool: Arc::clone(self),
+            broken: std::cell::Cell::new(false),
+            _permit: permit,
+        })
+    }
+
+    /// Opens a connection outside the pool's accounting (used once to detect the dialect).
+    pub fn connect(&self) -> Result<Connection<'static>, OdbcError> {
+        let env = odbc_environment()?;
+        let options = ConnectionOptions {
+            login_timeout_sec: self
+                .options
+                .connect_timeout
+                .map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+            packet_size: None,
+        };
+        env.connect_with_connection_string(&self.connection_string.expose(), options)
+            .map_err(|err| crate::environment::connect_error(&self.source_name, &self.connection_string, err))
+    }
+
+    /// Adds a connection opened elsewhere (the one that detected the dialect) to the idle list.
+    pub fn adopt(&self, connection: Connection<'static>) {
+        self.give_back(connection, Instant::now());
+    }
+
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    fn pop_idle(&self) -> Option<IdleConnection> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn is_reusable(&self, idle: &IdleConnection) -> bool {
+        let now = Instant::now();
+        if let Some(max) = self.options.max_lifetime {
+            if now.duration_since(idle.created) > max {
+                return false;
+            }
+        }
+        if let Some(max) = self.options.idle_timeout {
+            if now.duration_since(idle.returned) > max {
+                return false;
+            }
+        }
+        !idle.connection.is_dead().unwrap_or(true)
+    }
+
+    fn give_back(&self, connection: Connection<'static>, created: Instant) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(IdleConnection {
+                connection,
+                created,
+                returned: Instant::now(),
+            });
+        }
+    }
+}
+
+/// A checked-out connection; returns to its pool when dropped.
+pub struct PooledConnection {
+    connection: Option<Connection<'static>>,
+    created: Instant,
+    pool: Arc<ConnectionPool>,
+    broken: std::cell::Cell<bool>,
+    // Released after the connection is back in the idle list (fields drop in order).
+    _permit: PoolPermit,
+}
+
+impl PooledConnection {
+    /// Closes the connection instead of reusing it (its state is unknown after an error).
+    pub fn discard(&self) {
+        self.broken.set(true);
+    }
+
+    /// Turns a driver error into an [`OdbcError`] (secrets scrubbed) and discards the
+    /// connection when the error left it dead.
+    pub fn failure(&self, context: &str, err: odbc_api::Error) -> OdbcError {
+        if self.is_dead().unwrap_or(true) {
+            self.discard();
+        }
+        let (state, message) = describe(&err, &self.pool.connection_string);
+        OdbcError::Odbc {
+            source_name: self.pool.source_name.clone(),
+            context: context.to_string(),
+            message: if state.is_empty() { message } else { format!("[{state}] {message}") },
+        }
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection<'static>;
+
+    fn deref(&self) -> &Self::Target {
+        self.connection
+            .as_ref()
+            .expect("a PooledConnection holds its connection until dropped")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if !self.broken.get() && !connection.is_dead().unwrap_or(true) {
+                self.pool.give_back(connection, self.created);
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! One ODBC database: its connection pool, its dialect and its catalog.
+
+use std::sync::Arc;
+
+use ibarrow_sql::Dialect;
+use odbc_api::Connection;
+
+use crate::connection_string::ConnectionString;
+use crate::discovery::{self, NameMatch, TableEntry};
+use crate::environment::{describe, odbc_environment};
+use crate::error::OdbcError;
+use crate::pool::{ConnectionPool, PoolOptions, PooledConnection};
+use crate::table::OdbcTable;
+use crate::type_map::map_column;
+
+/// How scans read: buffer bounds and batch sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanOptions {
+    /// Upper bound in bytes for one text value; columns declared larger (or unbounded, like
+    /// `TEXT`) get buffers of this size. A longer value is an error, never silently cut.
+    pub max_text_size: usize,
+    /// The same for binary values.
+    pub max_binary_size: usize,
+    /// Rows fetched per round trip and per Arrow batch (fewer when rows are wide).
+    pub batch_rows: usize,
+    /// Upper bound for the fetch buffers of one scan.
+    pub max_bytes_per_batch: usize,
+    /// Batches buffered between the fetching thread and the query.
+    pub prefetch_batches: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            max_text_size: 16 * 1024,
+            max_binary_size: 16 * 1024,
+            batch_rows: 8192,
+            max_bytes_per_batch: 32 * 1024 * 1024,
+            prefetch_batches: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceOptions {
+    pub pool: PoolOptions,
+    pub scan: ScanOptions,
+}
+
+/// A connected ODBC database. Cheap to share (`Arc`); every method is safe to call from many
+/// tasks at once.
+#[derive(Debug)]
+pub struct OdbcSource {
+    name: String,
+    dialect: Dialect,
+    dbms_name: String,
+    pool: Arc<ConnectionPool>,
+    options: SourceOptions,
+}
+
+impl OdbcSource {
+    /// Connects to the database of an ODBC connection string (`Driver={…};Server=…;…`).
+    pub async fn connect(
+        name: &str,
+        connection_string: &str,
+        options: SourceOptions,
+    ) -> Result<Arc<Self>, OdbcError> {
+        let parsed = ConnectionString::parse(connection_string)?;
+        Self::open(name, parsed, options).await
+    }
+
+    /// Connects to a data source configured in `odbc.ini`.
+    pub async fn connect_dsn(
+        name: &str,
+        dsn: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+        options: SourceOptions,
+    ) -> Result<Arc<Self>, OdbcError> {
+        Self::open(name, ConnectionString::from_dsn(dsn, user, password), options).await
+    }
+
+    async fn open(
+        name: &str,
+        mut connection_string: ConnectionString,
+        options: SourceOptions,
+    ) -> Result<Arc<Self>, OdbcError> {
+        let source_name = name.to_string();
+        let scan = options.scan.clone();
+        let (connection_string, first, dbms_name) = run_blocking(name, move || {
+            apply_driver_settings(&mut connection_string, &scan);
+            let probe = ConnectionPool::new(&source_name, connection_string.clone(), PoolOptions::default());
+            let connection = probe.connect()?;
+            let dbms_name = connection.database_management_system_name().map_err(|err| {
+                let (_, message) = describe(&err, &connection_string);
+                OdbcError::Odbc {
+                    source_name: source_name.clone(),
+                    context: "reading SQL_DBMS_NAME".into(),
+                    message,
+                }
+            })?;
+            Ok((connection_string, connection, dbms_name))
+        })
+        .await?;
+        let dialect = Dialect::from_dbms_name(&dbms_name);
+        let pool = Arc::new(ConnectionPool::new(name, connection_string, options.pool.clone()));
+        pool.adopt(first);
+        tracing::debug!(source = name, dbms = %dbms_name, %dialect, "connected ODBC source");
+        Ok(Arc::new(Self {
+            name: name.to_string(),
+            dialect,
+            dbms_name,
+            pool,
+            options,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The database's own name for itself (`SQL_DBMS_NAME`).
+    pub fn dbms_name(&self) -> &str {
+        &self.dbms_name
+    }
+
+    pub fn pool(&self) -> &Arc<ConnectionPool> {
+        &self.pool
+    }
+
+    pub fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
+    /// Runs blocking ODBC work on a pooled connection.
+    pub async fn with_connection<R, F>(&self, f: F) -> Result<R, OdbcError>
+    where
+        F: FnOnce(&PooledConnection) -> Result<R, OdbcError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self.pool.acquire().await?;
+        let pool = Arc::clone(&self.pool);
+        run_blocking(&self.name, move || {
+            let connection = pool.checkout(permit)?;
+            f(&connection)
+        })
+        .await
+    }
+
+    /// Schemas of the source (DESIGN §2), system schemas left out.
+    pub async fn schemas(&self) -> Result<Vec<String>, OdbcError> {
+        let dialect = self.dialect;
+        self.with_connection(move |conn| {
+            let listed = discovery::list_schemas(conn, dialect);
+            listed.map_err(|err| conn.failure("listing schemas", err))
+        })
+        .await
+    }
+
+    /// Tables and views of a schema, resolved as [`Self::resolve_schema`] does.
+    pub async fn tables(&self, schema: &str) -> Result<Vec<TableEntry>, OdbcError> {
+        let schema = self.resolve_schema(schema).await?;
+        let dialect = self.dialect;
+        self.with_connection(move |conn| {
+            let listed = discovery::list_tables(conn, dialect, &schema);
+            listed.map_err(|err| conn.failure("listing tables", err))
+        })
+        .await
+    }
+
+    /// The remote spelling of a schema name a user typed.
+    pub async fn resolve_schema(&self, schema: &str) -> Result<String, OdbcError> {
+        if self.dialect == Dialect::Sqlite {
+            return if schema.eq_ignore_ascii_case(discovery::DEFAULT_SCHEMA) {
+                Ok(discovery::DEFAULT_SCHEMA.to_string())
+            } else {
+                Err(OdbcError::SchemaNotFound {
+                    source_name: self.name.clone(),
+                    schema: schema.to_string(),
+                    available: discovery::DEFAULT_SCHEMA.to_string(),
+                })
+            };
+        }
+        let dialect = self.dialect;
+        let wanted = schema.to_string();
+        let all = self
+            .with_connection(move |conn| {
+                let listed = list_all_schemas(conn, dialect);
+                listed.map_err(|err| conn.failure("listing schemas", err))
+            })
+            .await?;
+        match discovery::resolve_name(all.iter().map(String::as_str), &wanted) {
+            NameMatch::Found(name) => Ok(name.to_string()),
+            NameMatch::Ambiguous(candidates) => Err(OdbcError::AmbiguousName {
+                source_name: self.name.clone(),
+                name: wanted,
+                candidates: candidates.join(", "),
+            }),
+            NameMatch::NotFound => Err(OdbcError::SchemaNotFound {
+                source_name: self.name.clone(),
+                schema: wanted,
+                available: all.join(", "),
+            }),
+        }
+    }
+
+    /// A DataFusion table for `schema.table`; names are resolved case-insensitively when that
+    /// is unambiguous. Reads the columns and primary key once, through the catalog functions.
+    pub async fn table(self: &Arc<Self>, schema: &str, table: &str) -> Result<Arc<OdbcTable>, OdbcError> {
+        let schema = self.resolve_schema(schema).await?;
+        let dialect = self.dialect;
+        let source_name = self.name.clone();
+        let wanted = table.to_string();
+        let (table_name, kind, columns, primary_key) = self
+            .with_connection(move |conn| {
+                let entries = discovery::list_tables(conn, dialect, &schema)
+                    .map_err(|err| conn.failure("listing tables", err))?;
+                let entry = match discovery::resolve_name(entries.iter().map(|e| e.name.as_str()), &wanted) {
+                    NameMatch::Found(name) => entries.iter().find(|e| e.name == name).cloned(),
+                    NameMatch::Ambiguous(candidates) => {
+                        return Err(OdbcError::AmbiguousName {
+                            source_name,
+                            name: wanted,
+                            candidates: candidates.join(", "),
+                        });
+                    }
+                    NameMatch::NotFound => None,
+                };
+                let Some(entry) = entry else {
+                    let mut available: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+                    available.truncate(50);
+                    return Err(OdbcError::TableNotFound {
+                        source_name,
+                        schema,
+                        table: wanted,
+                        available: if available.is_empty() { "none".into() } else { available.join(", ") },
+                    });
+                };
+                let columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
+                    .map_err(|err| conn.failure("reading columns", err))?;
+                // Views and some drivers have no primary keys; that is not an error.
+                let primary_key =
+                    discovery::primary_key(conn, dialect, &schema, &entry.name).unwrap_or_default();
+                let remote = discovery::remote_table(dialect, &schema, &entry.name);
+                Ok((remote, entry.kind, columns, primary_key))
+            })
+            .await?;
+        let mapped = columns.iter().map(|c| map_column(c, dialect)).collect();
+        Ok(Arc::new(OdbcTable::new(
+            Arc::clone(self),
+            table_name,
+            kind,
+            mapped,
+            primary_key,
+        )))
+    }
+}
+
+/// Every schema, system ones included, for resolving names.
+fn list_all_schemas(conn: &Connection<'_>, dialect: Dialect) -> Result<Vec<String>, odbc_api::Error> {
+    let mut names = discovery::list_schemas(conn, dialect)?;
+    // Listings hide system schemas, but they can be named.
+    for system in ["information_schema", "pg_catalog", "mysql", "performance_schema", "sys"] {
+        if !names.iter().any(|n| n == system) {
+            names.push(system.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Driver keys ibarrow sets. Security settings are forced; performance ones are defaults the
+/// user's connection string may override.
+fn apply_driver_settings(connection_string: &mut ConnectionString, scan: &ScanOptions) {
+    let driver = driver_name(connection_string).to_ascii_lowercase();
+    if driver.contains("postgres") || driver.contains("psql") {
+        // CommLog/Debug write the password into world-readable files in the temp folder.
+        connection_string.force("CommLog", "0");
+        connection_string.force("Debug", "0");
+        // Without declare/fetch psqlODBC reads the whole result into memory before the first row.
+        connection_string.set_default("UseDeclareFetch", "1");
+        connection_string.set_default("Fetch", &scan.batch_rows.to_string());
+        connection_string.set_default("BoolsAsChar", "0");
+    }
+}
+
+/// The driver named by the connection string, or the driver of its DSN.
+fn driver_name(connection_string: &ConnectionString) -> String {
+    if let Some(driver) = connection_string.get("Driver") {
+        return driver.to_string();
+    }
+    let Some(dsn) = connection_string.get("DSN") else {
+        return String::new();
+    };
+    odbc_environment()
+        .ok()
+        .and_then(|env| env.data_sources().ok())
+        .and_then(|sources| {
+            sources
+                .into_iter()
+                .find(|s| s.server_name.eq_ignore_ascii_case(dsn))
+                .map(|s| s.driver)
+        })
+        .unwrap_or_default()
+}
+
+async fn run_blocking<R, F>(source_name: &str, f: F) -> Result<R, OdbcError>
+where
+    F: FnOnce() -> Result<R, OdbcError> + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| OdbcError::Task {
+            source_name: source_name.to_string(),
+            message: err.to_string(),
+        })?
+}

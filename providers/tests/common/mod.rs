@@ -1,0 +1,179 @@
+//! Test bed shared by the provider tests: one profile per database, reached through its real
+//! ODBC driver. Connection strings come from the environment, with defaults for the local
+//! servers that `scripts/test-services` prepares.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept};
+use datafusion::prelude::SessionContext;
+use ibarrow_providers::{Dialect, OdbcExec, OdbcSource, SourceOptions};
+use odbc_api::ConnectionOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    MariaDb,
+    Sqlite,
+}
+
+pub const ALL: [Db; 3] = [Db::Postgres, Db::MariaDb, Db::Sqlite];
+
+/// A database to test against; SQLite gets a fresh file per instance.
+pub struct TestDb {
+    pub db: Db,
+    pub connection_string: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub fn open(self) -> TestDb {
+        let (connection_string, dir) = match self {
+            Db::Postgres => (
+                std::env::var("IBARROW_TEST_POSTGRES").unwrap_or_else(|_| {
+                    "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
+                }),
+                None,
+            ),
+            Db::MariaDb => (
+                std::env::var("IBARROW_TEST_MARIADB").unwrap_or_else(|_| {
+                    "Driver={MariaDB Unicode};Server=127.0.0.1;Port=3306;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
+                }),
+                None,
+            ),
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir for the SQLite test database");
+                let path = dir.path().join("test.sqlite");
+                (format!("Driver={{SQLite3}};Database={};", path.display()), Some(dir))
+            }
+        };
+        TestDb { db: self, connection_string, _dir: dir }
+    }
+
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Db::Postgres => Dialect::PostgreSql,
+            Db::MariaDb => Dialect::MySql,
+            Db::Sqlite => Dialect::Sqlite,
+        }
+    }
+
+    /// The schema tests create their tables in, as users name it.
+    pub fn schema(self) -> &'static str {
+        match self {
+            Db::Postgres => "public",
+            Db::MariaDb => "ibarrow_test",
+            Db::Sqlite => "main",
+        }
+    }
+
+    pub fn quote(self, ident: &str) -> String {
+        self.dialect().quote_identifier(ident).expect("test identifiers have no NUL")
+    }
+
+    /// Spelling of common column types in each database's DDL.
+    pub fn double(self) -> &'static str {
+        match self {
+            Db::Postgres => "DOUBLE PRECISION",
+            _ => "DOUBLE",
+        }
+    }
+}
+
+/// A table name no other test (or concurrent test run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    /// Runs statements directly through odbc-api (not through ibarrow), for set-up.
+    pub fn execute(&self, statements: &[&str]) {
+        let env = odbc_api::environment().expect("ODBC environment");
+        let conn = env
+            .connect_with_connection_string(&self.connection_string, ConnectionOptions::default())
+            .unwrap_or_else(|e| panic!("connect to {:?}: {e}", self.db));
+        for sql in statements {
+            conn.execute(sql, (), None)
+                .unwrap_or_else(|e| panic!("{:?}: `{sql}` failed: {e}", self.db));
+        }
+    }
+
+    /// Runs one statement with a single text parameter (`?`), bound rather than spliced.
+    pub fn execute_with_text(&self, sql: &str, text: Option<&str>) {
+        use odbc_api::IntoParameter;
+        let env = odbc_api::environment().expect("ODBC environment");
+        let conn = env
+            .connect_with_connection_string(&self.connection_string, ConnectionOptions::default())
+            .unwrap_or_else(|e| panic!("connect to {:?}: {e}", self.db));
+        conn.execute(sql, &text.into_parameter(), None)
+            .unwrap_or_else(|e| panic!("{:?}: `{sql}` failed: {e}", self.db));
+    }
+    pub fn create_table(&self, name: &str, columns: &str) -> DropGuard<'_> {
+        let quoted = self.db.quote(name);
+        self.execute(&[&format!("DROP TABLE IF EXISTS {quoted}"), &format!("CREATE TABLE {quoted} ({columns})")]);
+        DropGuard { db: self, name: quoted }
+    }
+
+    pub async fn source(&self) -> Arc<OdbcSource> {
+        self.source_with(SourceOptions::default()).await
+    }
+
+    pub async fn source_with(&self, options: SourceOptions) -> Arc<OdbcSource> {
+        OdbcSource::connect(&format!("{:?}", self.db).to_lowercase(), &self.connection_string, options)
+            .await
+            .unwrap_or_else(|e| panic!("connect {:?}: {e}", self.db))
+    }
+}
+
+/// Drops a test table when the test ends, also when it fails.
+pub struct DropGuard<'a> {
+    db: &'a TestDb,
+    name: String,
+}
+
+impl Drop for DropGuard<'_> {
+    fn drop(&mut self) {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.name);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.execute(&[&sql])));
+    }
+}
+
+/// The remote statements of a physical plan, in plan order.
+pub fn remote_sql(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
+    struct Collect(Vec<String>);
+    impl ExecutionPlanVisitor for Collect {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, plan: &dyn ExecutionPlan) -> Result<bool, Self::Error> {
+            if let Some(exec) = plan.downcast_ref::<OdbcExec>() {
+                self.0.push(exec.sql().to_string());
+            }
+            Ok(true)
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    let _ = accept(plan.as_ref(), &mut collect);
+    collect.0
+}
+
+/// Runs `sql`, returning its batches and the remote statements it sent.
+pub async fn run(ctx: &SessionContext, sql: &str) -> (Vec<RecordBatch>, Vec<String>) {
+    let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("planning `{sql}`: {e}"));
+    let plan = df.create_physical_plan().await.unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    let remote = remote_sql(&plan);
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .unwrap_or_else(|e| panic!("running `{sql}`: {e}"));
+    (batches, remote)
+}
+
+pub fn table_text(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).expect("format batches").to_string()
+}

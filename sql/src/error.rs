@@ -1,0 +1,15 @@
+//! Errors of the `ibarrow-sql` crate.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SqlError {
+    #[error(
+        "the name `{identifier}` cannot be used in a remote statement because {reason}; \
+         rename the remote object or leave it out of the query"
+    )]
+    InvalidIdentifier {
+        identifier: String,
+        reason: &'static str,
+    },
+}

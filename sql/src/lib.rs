@@ -1,0 +1,22 @@
+//! SQL generation for ibarrow's remote scans, with no ODBC in sight.
+//!
+//! - [`Dialect`]: what differs between databases (quoting, literals, limits), detected from
+//!   the driver's `SQL_DBMS_NAME`.
+//! - [`render_filter`]: a DataFusion filter expression as SQL for one dialect, or `None` when
+//!   the dialect cannot evaluate it exactly as DataFusion would (the capability gate: such a
+//!   filter stays in DataFusion).
+//! - [`RemoteSelect`]: the statement a scan sends.
+//!
+//! Literals and identifiers are escaped here and nowhere else.
+
+mod dialect;
+mod error;
+mod filter;
+mod literal;
+mod select;
+
+pub use dialect::{Dialect, LimitSyntax};
+pub use error::SqlError;
+pub use filter::render_filter;
+pub use literal::render_literal;
+pub use select::{RemoteSelect, RemoteTable};

@@ -1,0 +1,123 @@
+//! The `SELECT` a remote scan sends.
+
+use std::fmt;
+
+use crate::dialect::{Dialect, LimitSyntax};
+use crate::error::SqlError;
+
+/// A remote table as the database names it. `qualifier` is the schema (PostgreSQL, SQL Server,
+/// DB2, Firebird) or the database (MariaDB/MySQL); SQLite tables have none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteTable {
+    pub qualifier: Option<String>,
+    pub name: String,
+}
+
+impl RemoteTable {
+    pub fn new(qualifier: Option<impl Into<String>>, name: impl Into<String>) -> Self {
+        Self {
+            qualifier: qualifier.map(Into::into),
+            name: name.into(),
+        }
+    }
+
+    /// The quoted, qualified name for `dialect`.
+    pub fn render(&self, dialect: Dialect) -> Result<String, SqlError> {
+        let name = dialect.quote_identifier(&self.name)?;
+        Ok(match &self.qualifier {
+            Some(qualifier) => format!("{}.{name}", dialect.quote_identifier(qualifier)?),
+            None => name,
+        })
+    }
+}
+
+impl fmt::Display for RemoteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.qualifier {
+            Some(q) => write!(f, "{q}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// `SELECT <columns> FROM <table> [WHERE <filters>] [limit]`, the statement of one scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSelect {
+    pub table: RemoteTable,
+    /// Remote column names; empty when no column is needed (`count(*)`), which selects a
+    /// constant so that only the row count travels.
+    pub columns: Vec<String>,
+    /// Already-rendered conditions (from [`crate::render_filter`]), joined with AND.
+    pub filters: Vec<String>,
+    pub limit: Option<usize>,
+}
+
+impl RemoteSelect {
+    pub fn to_sql(&self, dialect: Dialect) -> Result<String, SqlError> {
+        let mut sql = String::from("SELECT ");
+        match (self.limit, dialect.limit_syntax()) {
+            (Some(n), LimitSyntax::Top) => sql.push_str(&format!("TOP {n} ")),
+            (Some(n), LimitSyntax::First) => sql.push_str(&format!("FIRST {n} ")),
+            _ => {}
+        }
+        if self.columns.is_empty() {
+            sql.push('1');
+        } else {
+            let columns = self
+                .columns
+                .iter()
+                .map(|c| dialect.quote_identifier(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            sql.push_str(&columns.join(", "));
+        }
+        sql.push_str(" FROM ");
+        sql.push_str(&self.table.render(dialect)?);
+        if !self.filters.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.filters.join(" AND "));
+        }
+        match (self.limit, dialect.limit_syntax()) {
+            (Some(n), LimitSyntax::Limit) => sql.push_str(&format!(" LIMIT {n}")),
+            (Some(n), LimitSyntax::FetchFirst) => {
+                sql.push_str(&format!(" FETCH FIRST {n} ROWS ONLY"))
+            }
+            _ => {}
+        }
+        Ok(sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    fn select(limit: Option<usize>) -> RemoteSelect {
+        RemoteSelect {
+            table: RemoteTable::new(Some("shop"), "orders"),
+            columns: vec!["id".into(), "total".into()],
+            filters: vec!["(x = 1)".into(), "(y = 2)".into()],
+            limit,
+        }
+    }
+
+    #[test_case(Dialect::PostgreSql, r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) LIMIT 10"#)]
+    #[test_case(Dialect::MySql, "SELECT `id`, `total` FROM `shop`.`orders` WHERE (x = 1) AND (y = 2) LIMIT 10")]
+    #[test_case(Dialect::MsSql, "SELECT TOP 10 [id], [total] FROM [shop].[orders] WHERE (x = 1) AND (y = 2)")]
+    #[test_case(Dialect::Firebird, r#"SELECT FIRST 10 "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2)"#)]
+    #[test_case(Dialect::Db2, r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) FETCH FIRST 10 ROWS ONLY"#)]
+    fn limit_syntax_per_dialect(dialect: Dialect, expected: &str) {
+        assert_eq!(select(Some(10)).to_sql(dialect).unwrap(), expected);
+    }
+
+    #[test]
+    fn no_columns_selects_a_constant() {
+        let scan = RemoteSelect {
+            table: RemoteTable::new(None::<String>, "t"),
+            columns: vec![],
+            filters: vec![],
+            limit: None,
+        };
+        assert_eq!(scan.to_sql(Dialect::Sqlite).unwrap(), r#"SELECT 1 FROM "t""#);
+    }
+}
