@@ -201,6 +201,32 @@ pub fn primary_key(
     Ok(key.into_iter().map(|(_, c)| c).collect())
 }
 
+/// Columns of a PostgreSQL table declared plain `numeric` (no precision). psqlODBC reports them
+/// as NUMERIC(28,6), which would round their values; they are read as exact text instead.
+pub fn postgres_unconstrained_numerics(
+    conn: &Connection<'_>,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<String>, odbc_api::Error> {
+    use odbc_api::{Cursor, IntoParameter};
+    let sql = "SELECT a.attname FROM pg_catalog.pg_attribute a \
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               WHERE n.nspname = ? AND c.relname = ? AND a.attnum > 0 AND NOT a.attisdropped \
+               AND a.atttypid = 'pg_catalog.numeric'::pg_catalog.regtype AND a.atttypmod = -1";
+    let params = (&schema.into_parameter(), &table.into_parameter());
+    let mut names = Vec::new();
+    if let Some(mut cursor) = conn.execute(sql, params, None)? {
+        let mut buffer = Vec::new();
+        while let Some(mut row) = cursor.next_row()? {
+            if row.get_text(1, &mut buffer)? {
+                names.push(String::from_utf8_lossy(&buffer).into_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// The outcome of matching a name a user typed against the remote names.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NameMatch<'a> {

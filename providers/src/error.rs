@@ -83,14 +83,13 @@ pub enum OdbcError {
         reason: String,
     },
     #[error(
-        "source `{source_name}`: a value in column `{column}` is longer than the {limit}-byte \
-         buffer and would be truncated. Raise `{setting}` for this source"
+        "source `{source_name}`: a value in column `{column}` is longer than its fetch buffer \
+         and would be truncated, so the query stops. {hint}"
     )]
     Truncated {
         source_name: String,
         column: String,
-        limit: usize,
-        setting: &'static str,
+        hint: String,
     },
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {

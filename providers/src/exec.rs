@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_odbc::OdbcReaderBuilder;
-use datafusion::arrow::array::RecordBatchOptions;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatchOptions, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 use crate::error::OdbcError;
 use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
+use crate::type_map::ColumnFetch;
+use ibarrow_sql::Dialect;
 
 /// A scan of one remote statement, one partition.
 #[derive(Debug)]
@@ -37,14 +39,13 @@ pub struct OdbcExec {
     source: Arc<OdbcSource>,
     sql: String,
     schema: SchemaRef,
-    fetch_types: Vec<DataType>,
+    fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
 }
 
 impl OdbcExec {
-    /// `schema` is what the plan yields; `fetch_types` what arrow-odbc reads for each of its
-    /// columns (see [`crate::type_map::fetch_type`]).
-    pub fn new(source: Arc<OdbcSource>, sql: String, schema: SchemaRef, fetch_types: Vec<DataType>) -> Self {
+    /// `schema` is what the plan yields; `fetch` how each of its columns is read.
+    pub fn new(source: Arc<OdbcSource>, sql: String, schema: SchemaRef, fetch: Vec<ColumnFetch>) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
@@ -55,7 +56,7 @@ impl OdbcExec {
             source,
             sql,
             schema,
-            fetch_types,
+            fetch,
             properties,
         }
     }
@@ -134,9 +135,10 @@ impl ExecutionPlan for OdbcExec {
         }
         let source = Arc::clone(&self.source);
         let scan = RemoteScan {
+            dialect: source.dialect(),
             sql: self.sql.clone(),
             schema: Arc::clone(&self.schema),
-            fetch_types: self.fetch_types.clone(),
+            fetch: self.fetch.clone(),
             options: source.options().scan.clone(),
         };
         // Nothing happens until the stream is first polled: then a pooled connection is
@@ -162,9 +164,10 @@ type BatchSender = mpsc::Sender<Result<RecordBatch>>;
 
 /// What the fetch thread needs, detached from the plan.
 struct RemoteScan {
+    dialect: Dialect,
     sql: String,
     schema: SchemaRef,
-    fetch_types: Vec<DataType>,
+    fetch: Vec<ColumnFetch>,
     options: ScanOptions,
 }
 
@@ -200,7 +203,7 @@ impl RemoteScan {
             .with_max_binary_size(self.options.max_binary_size)
             .with_max_num_rows_per_batch(self.options.batch_rows.max(1))
             .with_max_bytes_per_batch(self.options.max_bytes_per_batch)
-            .trim_fixed_sized_characters(true)
+            .trim_fixed_sized_characters(false)
             .build(cursor)
             .map_err(|err| OdbcError::Odbc {
                 source_name: pool.source_name().to_string(),
@@ -240,8 +243,8 @@ impl RemoteScan {
             .schema
             .fields()
             .iter()
-            .zip(&self.fetch_types)
-            .map(|(field, fetch)| Field::new(field.name(), fetch.clone(), field.is_nullable()))
+            .zip(&self.fetch)
+            .map(|(field, fetch)| Field::new(field.name(), fetch.fetch_type.clone(), field.is_nullable()))
             .collect();
         Arc::new(Schema::new(fields))
     }
@@ -255,11 +258,17 @@ impl RemoteScan {
             .columns()
             .iter()
             .zip(self.schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(Arc::clone(column))
+            .zip(&self.fetch)
+            .map(|((column, field), fetch)| {
+                let column = if fetch.trim_trailing_blanks {
+                    trim_trailing_blanks(column)?
                 } else {
-                    cast(column, field.data_type())
+                    Arc::clone(column)
+                };
+                if column.data_type() == field.data_type() {
+                    Ok(column)
+                } else {
+                    cast(&column, field.data_type())
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -274,11 +283,24 @@ impl RemoteScan {
             {
                 if let Some(field) = fetch_schema.fields().get(*buffer_index) {
                     let binary = matches!(field.data_type(), DataType::Binary);
+                    let (setting, limit) = if binary {
+                        ("max_binary_size", self.options.max_binary_size)
+                    } else {
+                        ("max_text_size", self.options.max_text_size)
+                    };
+                    let hint = if self.dialect == Dialect::Sqlite {
+                        format!(
+                            "SQLite does not enforce declared lengths, but its driver sizes \
+                             buffers by them: declare the column as TEXT or BLOB (the limit is \
+                             then `{setting}` = {limit} bytes)"
+                        )
+                    } else {
+                        format!("Raise `{setting}` (now {limit} bytes) for this source")
+                    };
                     return OdbcError::Truncated {
                         source_name: pool.source_name().to_string(),
                         column: field.name().clone(),
-                        limit: if binary { self.options.max_binary_size } else { self.options.max_text_size },
-                        setting: if binary { "max_binary_size" } else { "max_text_size" },
+                        hint,
                     };
                 }
             }
@@ -289,4 +311,13 @@ impl RemoteScan {
             message: pool.connection_string().scrub(&err.to_string()),
         }
     }
+}
+
+/// Removes the blank padding of CHAR(n) values.
+fn trim_trailing_blanks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return Ok(Arc::clone(column));
+    };
+    let trimmed: StringArray = strings.iter().map(|v| v.map(|s| s.trim_end_matches(' '))).collect();
+    Ok(Arc::new(trimmed))
 }

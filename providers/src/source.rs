@@ -240,8 +240,16 @@ impl OdbcSource {
                         available: if available.is_empty() { "none".into() } else { available.join(", ") },
                     });
                 };
-                let columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
+                let mut columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
                     .map_err(|err| conn.failure("reading columns", err))?;
+                if dialect == Dialect::PostgreSql {
+                    let unconstrained =
+                        discovery::postgres_unconstrained_numerics(conn, &schema, &entry.name)
+                            .map_err(|err| conn.failure("reading numeric precisions", err))?;
+                    for column in columns.iter_mut().filter(|c| unconstrained.contains(&c.name)) {
+                        column.column_size = None;
+                    }
+                }
                 // Views and some drivers have no primary keys; that is not an error.
                 let primary_key =
                     discovery::primary_key(conn, dialect, &schema, &entry.name).unwrap_or_default();
@@ -284,6 +292,13 @@ fn apply_driver_settings(connection_string: &mut ConnectionString, scan: &ScanOp
         connection_string.set_default("UseDeclareFetch", "1");
         connection_string.set_default("Fetch", &scan.batch_rows.to_string());
         connection_string.set_default("BoolsAsChar", "0");
+        // Unbounded varchar and text are otherwise described as 255 and 8190 characters long.
+        let max_text = scan.max_text_size.to_string();
+        connection_string.set_default("MaxVarcharSize", &max_text);
+        connection_string.set_default("MaxLongVarcharSize", &max_text);
+    } else if driver.contains("sqlite") {
+        // Without StepAPI the driver materialises the whole result before the first row.
+        connection_string.set_default("StepAPI", "1");
     }
 }
 

@@ -4,20 +4,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use ibarrow_sql::{RemoteSelect, RemoteTable, render_filter};
+use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
 
 use crate::discovery::TableKind;
 use crate::error::OdbcError;
 use crate::exec::OdbcExec;
 use crate::source::OdbcSource;
-use crate::type_map::MappedColumn;
+use crate::type_map::{ColumnFetch, MappedColumn};
 
 #[derive(Debug)]
 pub struct OdbcTable {
@@ -25,7 +25,10 @@ pub struct OdbcTable {
     table: RemoteTable,
     kind: TableKind,
     schema: SchemaRef,
-    fetch_types: Vec<DataType>,
+    /// The columns filters may name: those read as text are left out, so that filters on
+    /// them stay local.
+    filter_schema: Schema,
+    fetch: Vec<ColumnFetch>,
     primary_key: Vec<String>,
     constraints: Option<Constraints>,
 }
@@ -38,10 +41,19 @@ impl OdbcTable {
         columns: Vec<MappedColumn>,
         primary_key: Vec<String>,
     ) -> Self {
-        let fetch_types = columns.iter().map(|c| c.fetch_type.clone()).collect();
+        let fetch = columns.iter().map(|c| c.fetch.clone()).collect();
         let schema = Arc::new(Schema::new(
             columns.into_iter().map(|c| c.field).collect::<Vec<_>>(),
         ));
+        let filter_schema = Schema::new(
+            schema
+                .fields()
+                .iter()
+                .zip(&fetch)
+                .filter(|(_, f): &(_, &ColumnFetch)| !f.read_as_text)
+                .map(|(field, _)| Arc::clone(field))
+                .collect::<Vec<_>>(),
+        );
         let key_indices: Option<Vec<usize>> = primary_key
             .iter()
             .map(|name| schema.index_of(name).ok())
@@ -54,7 +66,8 @@ impl OdbcTable {
             table,
             kind,
             schema,
-            fetch_types,
+            filter_schema,
+            fetch,
             primary_key,
             constraints,
         }
@@ -80,16 +93,24 @@ impl OdbcTable {
         limit: Option<usize>,
     ) -> Result<RemoteSelect, OdbcError> {
         let dialect = self.source.dialect();
-        let columns = match projection {
-            Some(indices) => indices
-                .iter()
-                .map(|&i| self.schema.field(i).name().clone())
-                .collect(),
-            None => self.schema.fields().iter().map(|f| f.name().clone()).collect(),
+        let all: Vec<usize>;
+        let indices = match projection {
+            Some(indices) => indices,
+            None => {
+                all = (0..self.schema.fields().len()).collect();
+                &all
+            }
         };
+        let columns = indices
+            .iter()
+            .map(|&i| SelectColumn {
+                name: self.schema.field(i).name().clone(),
+                as_text: self.fetch[i].read_as_text,
+            })
+            .collect();
         let rendered: Vec<String> = filters
             .iter()
-            .filter_map(|f| render_filter(dialect, &self.schema, f))
+            .filter_map(|f| render_filter(dialect, &self.filter_schema, f))
             .collect();
         // A limit is only correct remotely when every filter is applied remotely too.
         let all_filters_remote = rendered.len() == filters.len();
@@ -123,7 +144,7 @@ impl TableProvider for OdbcTable {
         let dialect = self.source.dialect();
         Ok(filters
             .iter()
-            .map(|f| match render_filter(dialect, &self.schema, f) {
+            .map(|f| match render_filter(dialect, &self.filter_schema, f) {
                 Some(_) => TableProviderFilterPushDown::Exact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
@@ -144,18 +165,18 @@ impl TableProvider for OdbcTable {
                 source_name: self.source.name().to_string(),
                 source,
             })?;
-        let (schema, fetch_types) = match projection {
+        let (schema, fetch) = match projection {
             Some(indices) => (
                 Arc::new(self.schema.project(indices).map_err(DataFusionError::from)?),
-                indices.iter().map(|&i| self.fetch_types[i].clone()).collect(),
+                indices.iter().map(|&i| self.fetch[i].clone()).collect(),
             ),
-            None => (Arc::clone(&self.schema), self.fetch_types.clone()),
+            None => (Arc::clone(&self.schema), self.fetch.clone()),
         };
         Ok(Arc::new(OdbcExec::new(
             Arc::clone(&self.source),
             sql,
             schema,
-            fetch_types,
+            fetch,
         )))
     }
 }

@@ -58,17 +58,48 @@ pub struct ColumnInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedColumn {
     pub field: Field,
+    pub fetch: ColumnFetch,
+}
+
+/// How a column's values are read and fixed up after each batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnFetch {
+    /// The type arrow-odbc binds ([`fetch_type`]).
     pub fetch_type: DataType,
+    /// The database converts the column to text in the SELECT: it is shown as Utf8 but its
+    /// driver describes it as something else (unconstrained or 39+ digit numerics …). Such
+    /// columns compare differently remotely, so filters on them stay local.
+    pub read_as_text: bool,
+    /// CHAR(n) values arrive blank-padded from databases that pad (PostgreSQL, SQL Server …);
+    /// trailing blanks are removed so values compare as the database compares them.
+    pub trim_trailing_blanks: bool,
 }
 
 /// Maps a column. Types without an exact Arrow counterpart (intervals, JSON, UUID, geometry,
 /// numerics wider than 38 digits …) are read as text, which every driver can produce.
 pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
     let output = arrow_type(column, dialect);
-    let fetch_type = fetch_type(&output);
+    let fixed_char = matches!(column.data_type, sql_type::CHAR | sql_type::WCHAR);
+    let character = matches!(
+        column.data_type,
+        sql_type::CHAR
+            | sql_type::VARCHAR
+            | sql_type::LONGVARCHAR
+            | sql_type::WCHAR
+            | sql_type::WVARCHAR
+            | sql_type::WLONGVARCHAR
+            | sql_type::GUID
+    );
+    let fetch = ColumnFetch {
+        fetch_type: fetch_type(&output, dialect),
+        read_as_text: output == DataType::Utf8 && !character && dialect != Dialect::Sqlite,
+        trim_trailing_blanks: fixed_char
+            && output == DataType::Utf8
+            && !matches!(dialect, Dialect::Sqlite | Dialect::MySql),
+    };
     MappedColumn {
         field: Field::new(&column.name, output, column.nullable),
-        fetch_type,
+        fetch,
     }
 }
 
@@ -101,9 +132,9 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
         t::FLOAT | t::DOUBLE => DataType::Float64,
         t::NUMERIC | t::DECIMAL => decimal_type(column.column_size, column.decimal_digits),
         t::TYPE_DATE | t::DATE_V2 => DataType::Date32,
-        t::TYPE_TIME | t::TIME_V2 | t::SS_TIME2 => time_type(column.decimal_digits),
+        t::TYPE_TIME | t::TIME_V2 | t::SS_TIME2 => time_type(fraction_digits(column, dialect)),
         t::TYPE_TIMESTAMP | t::TIMESTAMP_V2 => {
-            DataType::Timestamp(time_unit(column.decimal_digits), None)
+            DataType::Timestamp(time_unit(fraction_digits(column, dialect)), None)
         }
         t::BINARY | t::VARBINARY | t::LONGVARBINARY => DataType::Binary,
         t::CHAR | t::VARCHAR | t::LONGVARCHAR | t::WCHAR | t::WVARCHAR | t::WLONGVARCHAR
@@ -114,8 +145,13 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
 
 /// The type arrow-odbc binds for an output type: arrow-odbc reads unsigned integers only as
 /// `UInt8`, so wider ones are fetched as the next signed type (or a 20-digit decimal) and cast.
-pub fn fetch_type(output: &DataType) -> DataType {
+/// REAL is fetched as DOUBLE (exact for every 32-bit float): MariaDB's driver returns wrong
+/// values for 32-bit floats in block fetches. It also returns NULL for every BIT value bound
+/// as SQL_C_BIT, so MariaDB booleans are fetched as small integers.
+pub fn fetch_type(output: &DataType, dialect: Dialect) -> DataType {
     match output {
+        DataType::Float32 => DataType::Float64,
+        DataType::Boolean if dialect == Dialect::MySql => DataType::Int8,
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,
         DataType::UInt64 => DataType::Decimal128(20, 0),
@@ -131,6 +167,15 @@ fn decimal_type(precision: Option<i32>, scale: Option<i16>) -> DataType {
         }
         // Wider or unconstrained numerics would lose digits in 128 bits: keep them exact as text.
         _ => DataType::Utf8,
+    }
+}
+
+/// Fractional-second digits of a time or timestamp column. MariaDB's driver does not report
+/// them and SQLite's reports nonsense, so there microseconds (MariaDB's finest) are assumed.
+fn fraction_digits(column: &ColumnInfo, dialect: Dialect) -> Option<i16> {
+    match dialect {
+        Dialect::MySql | Dialect::Sqlite => Some(6),
+        _ => column.decimal_digits,
     }
 }
 
@@ -204,7 +249,8 @@ mod tests {
     #[test_case(sql_type::WVARCHAR, "varchar", DataType::Utf8)]
     #[test_case(-150, "sql_variant", DataType::Utf8)]
     fn maps_types(data_type: i16, type_name: &str, expected: DataType) {
-        let mapped = arrow_type(&column(data_type, type_name, Some(10), Some(0)), Dialect::MySql);
+        let size = if data_type == sql_type::BIT { 1 } else { 10 };
+        let mapped = arrow_type(&column(data_type, type_name, Some(size), Some(0)), Dialect::MySql);
         assert_eq!(mapped, expected);
     }
 
@@ -226,6 +272,16 @@ mod tests {
         assert_eq!(mapped, expected);
     }
 
+    #[test]
+    fn mariadb_and_sqlite_times_are_read_in_microseconds() {
+        let datetime = column(sql_type::TYPE_TIMESTAMP, "DATETIME", Some(19), None);
+        let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+        assert_eq!(arrow_type(&datetime, Dialect::MySql), micros);
+        assert_eq!(arrow_type(&datetime, Dialect::Sqlite), micros);
+        let time = column(sql_type::TYPE_TIME, "TIME", Some(8), None);
+        assert_eq!(arrow_type(&time, Dialect::MySql), DataType::Time64(TimeUnit::Microsecond));
+    }
+
     #[test_case("INTEGER", DataType::Int64)]
     #[test_case("DECIMAL(15,2)", DataType::Decimal128(15, 2))]
     #[test_case("numeric(10)", DataType::Decimal128(10, 0))]
@@ -236,9 +292,25 @@ mod tests {
 
     #[test]
     fn wide_unsigned_integers_are_fetched_signed() {
-        assert_eq!(fetch_type(&DataType::UInt16), DataType::Int32);
-        assert_eq!(fetch_type(&DataType::UInt32), DataType::Int64);
-        assert_eq!(fetch_type(&DataType::UInt64), DataType::Decimal128(20, 0));
-        assert_eq!(fetch_type(&DataType::UInt8), DataType::UInt8);
+        let fetch = |t| fetch_type(&t, Dialect::PostgreSql);
+        assert_eq!(fetch(DataType::UInt16), DataType::Int32);
+        assert_eq!(fetch(DataType::UInt32), DataType::Int64);
+        assert_eq!(fetch(DataType::UInt64), DataType::Decimal128(20, 0));
+        assert_eq!(fetch(DataType::UInt8), DataType::UInt8);
+        assert_eq!(fetch(DataType::Float32), DataType::Float64);
+        assert_eq!(fetch(DataType::Boolean), DataType::Boolean);
+        assert_eq!(fetch_type(&DataType::Boolean, Dialect::MySql), DataType::Int8);
+    }
+
+    #[test]
+    fn only_padded_char_columns_are_trimmed() {
+        let char_column = column(sql_type::CHAR, "bpchar", Some(5), None);
+        assert!(map_column(&char_column, Dialect::PostgreSql).fetch.trim_trailing_blanks);
+        assert!(!map_column(&char_column, Dialect::Sqlite).fetch.trim_trailing_blanks);
+        let numeric = column(sql_type::NUMERIC, "numeric", None, None);
+        assert!(map_column(&numeric, Dialect::PostgreSql).fetch.read_as_text);
+        assert!(!map_column(&char_column, Dialect::PostgreSql).fetch.read_as_text);
+        let varchar = column(sql_type::VARCHAR, "varchar", Some(5), None);
+        assert!(!map_column(&varchar, Dialect::PostgreSql).fetch.trim_trailing_blanks);
     }
 }

@@ -126,11 +126,11 @@ async fn pushed_filters_answer_like_datafusion(db: Db) {
     assert!(rendered_filters >= QUERIES.iter().filter(|(_, p)| *p).count());
 }
 
-#[test_case(Db::Postgres, r#"SELECT "id" FROM "public"."#; "postgres")]
-#[test_case(Db::MariaDb, "SELECT `id` FROM `ibarrow_test`.`"; "mariadb")]
-#[test_case(Db::Sqlite, r#"SELECT "id" FROM ""#; "sqlite")]
+#[test_case(Db::Postgres; "postgres")]
+#[test_case(Db::MariaDb; "mariadb")]
+#[test_case(Db::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn projection_and_limit_reach_the_database(db: Db, prefix: &str) {
+async fn projection_and_limit_reach_the_database(db: Db) {
     let test_db = db.open();
     let name = unique_name("limit");
     let _table = test_db.create_table(&name, "id INTEGER, payload VARCHAR(100)");
@@ -143,7 +143,11 @@ async fn projection_and_limit_reach_the_database(db: Db, prefix: &str) {
 
     let (batches, statements) = run(&ctx, "SELECT id FROM t LIMIT 3").await;
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
-    assert_eq!(statements, vec![format!("{prefix}{name}{} LIMIT 3", &prefix[prefix.len() - 1..])]);
+    let qualified = match db {
+        Db::Sqlite => db.quote(&name),
+        _ => format!("{}.{}", db.quote(db.schema()), db.quote(&name)),
+    };
+    assert_eq!(statements, vec![format!("SELECT {} FROM {qualified} LIMIT 3", db.quote("id"))]);
 
     // A filter that stays local must keep the limit local too.
     let (batches, statements) = run(&ctx, "SELECT id FROM t WHERE id % 2 = 1 LIMIT 3").await;

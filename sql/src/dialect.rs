@@ -215,6 +215,26 @@ impl Dialect {
         }
     }
 
+    /// An expression converted to unbounded text.
+    pub fn cast_to_text(self, expr: &str) -> String {
+        match self {
+            Dialect::PostgreSql | Dialect::Sqlite => format!("CAST({expr} AS TEXT)"),
+            Dialect::MySql => format!("CAST({expr} AS CHAR)"),
+            Dialect::MsSql => format!("CAST({expr} AS NVARCHAR(MAX))"),
+            Dialect::Firebird | Dialect::Db2 | Dialect::Ansi => format!("CAST({expr} AS VARCHAR(32000))"),
+        }
+    }
+
+    /// A string column as an operand of a comparison. MariaDB/MySQL compare through the
+    /// column's collation, which is usually case-insensitive and ignores trailing blanks;
+    /// as a binary string the column compares byte-wise, as DataFusion does.
+    pub fn bytewise_string_column(self, quoted_column: String) -> String {
+        match self {
+            Dialect::MySql => format!("CAST({quoted_column} AS BINARY)"),
+            _ => quoted_column,
+        }
+    }
+
     /// Whether string comparisons in this dialect are byte-wise (as in DataFusion) once the
     /// literal is rendered by [`Dialect::string_literal`] (and, for ordering, with
     /// [`Dialect::string_order_collation`]). Unknown databases may compare case-insensitively.

@@ -99,7 +99,12 @@ impl Renderer<'_> {
             Expr::Column(column) => {
                 // Only columns of this table's schema can be sent.
                 let field = self.schema.field_with_name(&column.name).ok()?;
-                self.dialect.quote_identifier(field.name()).ok()
+                let quoted = self.dialect.quote_identifier(field.name()).ok()?;
+                if self.is_string(expr) {
+                    Some(self.dialect.bytewise_string_column(quoted))
+                } else {
+                    Some(quoted)
+                }
             }
             Expr::Literal(value, _) => render_literal(self.dialect, value),
             _ => None,
@@ -234,7 +239,7 @@ mod tests {
     }
 
     #[test_case(Dialect::PostgreSql, r#"("name" < 'm' COLLATE "C")"#)]
-    #[test_case(Dialect::MySql, "(`name` < X'6D')")]
+    #[test_case(Dialect::MySql, "(CAST(`name` AS BINARY) < X'6D')")]
     fn string_ordering_is_bytewise(dialect: Dialect, expected: &str) {
         assert_eq!(render(dialect, &col("name").lt(lit("m"))).unwrap(), expected);
     }

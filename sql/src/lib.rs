@@ -19,4 +19,4 @@ pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;
 pub use literal::render_literal;
-pub use select::{RemoteSelect, RemoteTable};
+pub use select::{RemoteSelect, RemoteTable, SelectColumn};

@@ -40,13 +40,28 @@ impl fmt::Display for RemoteTable {
     }
 }
 
+/// One column of a remote SELECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectColumn {
+    /// The remote column name.
+    pub name: String,
+    /// Converted to text by the database (for types without an exact Arrow counterpart).
+    pub as_text: bool,
+}
+
+impl SelectColumn {
+    pub fn plain(name: impl Into<String>) -> Self {
+        Self { name: name.into(), as_text: false }
+    }
+}
+
 /// `SELECT <columns> FROM <table> [WHERE <filters>] [limit]`, the statement of one scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSelect {
     pub table: RemoteTable,
-    /// Remote column names; empty when no column is needed (`count(*)`), which selects a
-    /// constant so that only the row count travels.
-    pub columns: Vec<String>,
+    /// The columns read; empty when none is needed (`count(*)`), which selects a constant so
+    /// that only the row count travels.
+    pub columns: Vec<SelectColumn>,
     /// Already-rendered conditions (from [`crate::render_filter`]), joined with AND.
     pub filters: Vec<String>,
     pub limit: Option<usize>,
@@ -66,7 +81,14 @@ impl RemoteSelect {
             let columns = self
                 .columns
                 .iter()
-                .map(|c| dialect.quote_identifier(c))
+                .map(|c| {
+                    let quoted = dialect.quote_identifier(&c.name)?;
+                    Ok(if c.as_text {
+                        format!("{} AS {quoted}", dialect.cast_to_text(&quoted))
+                    } else {
+                        quoted
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             sql.push_str(&columns.join(", "));
         }
@@ -95,7 +117,7 @@ mod tests {
     fn select(limit: Option<usize>) -> RemoteSelect {
         RemoteSelect {
             table: RemoteTable::new(Some("shop"), "orders"),
-            columns: vec!["id".into(), "total".into()],
+            columns: vec![SelectColumn::plain("id"), SelectColumn::plain("total")],
             filters: vec!["(x = 1)".into(), "(y = 2)".into()],
             limit,
         }
@@ -108,6 +130,18 @@ mod tests {
     #[test_case(Dialect::Db2, r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) FETCH FIRST 10 ROWS ONLY"#)]
     fn limit_syntax_per_dialect(dialect: Dialect, expected: &str) {
         assert_eq!(select(Some(10)).to_sql(dialect).unwrap(), expected);
+    }
+
+    #[test]
+    fn text_columns_are_cast_and_keep_their_names() {
+        let scan = RemoteSelect {
+            table: RemoteTable::new(Some("public"), "t"),
+            columns: vec![SelectColumn { name: "n".into(), as_text: true }],
+            filters: vec![],
+            limit: None,
+        };
+        assert_eq!(scan.to_sql(Dialect::PostgreSql).unwrap(), r#"SELECT CAST("n" AS TEXT) AS "n" FROM "public"."t""#);
+        assert_eq!(scan.to_sql(Dialect::MySql).unwrap(), "SELECT CAST(`n` AS CHAR) AS `n` FROM `public`.`t`");
     }
 
     #[test]
