@@ -62,11 +62,12 @@ pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable 
     }
 }
 
-/// Escapes `\`, `%` and `_` for a pattern argument of a catalog function.
-fn pattern_literal(name: &str) -> String {
+/// Escapes `\`, `%` and `_` for a pattern argument of a catalog function. psqlODBC escapes
+/// backslashes itself when it builds its catalog query, so there they are left alone.
+fn pattern_literal(dialect: Dialect, name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if matches!(c, '\\' | '%' | '_') {
+        if matches!(c, '%' | '_') || (c == '\\' && dialect != Dialect::PostgreSql) {
             out.push('\\');
         }
         out.push(c);
@@ -111,7 +112,7 @@ pub fn list_tables(
     dialect: Dialect,
     schema: &str,
 ) -> Result<Vec<TableEntry>, odbc_api::Error> {
-    let schema = pattern_literal(schema);
+    let schema = pattern_literal(dialect, schema);
     let rows = match schema_level(dialect) {
         SchemaLevel::None => conn.tables("", "", "%", "")?,
         SchemaLevel::Catalog => conn.tables(&schema, "", "%", "")?,
@@ -148,12 +149,12 @@ pub fn table_columns(
     schema: &str,
     table: &str,
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
-    let table = pattern_literal(table);
+    let table = pattern_literal(dialect, table);
     let rows = match schema_level(dialect) {
         SchemaLevel::None => conn.columns("", "", &table, "%")?,
         // The catalog argument of SQLColumns is not a pattern.
         SchemaLevel::Catalog => conn.columns(schema, "", &table, "%")?,
-        SchemaLevel::Schema => conn.columns("", &pattern_literal(schema), &table, "%")?,
+        SchemaLevel::Schema => conn.columns("", &pattern_literal(dialect, schema), &table, "%")?,
     };
     let mut columns = Vec::new();
     for row in rows {
@@ -269,7 +270,8 @@ mod tests {
 
     #[test]
     fn escapes_catalog_patterns() {
-        assert_eq!(pattern_literal(r"a_b%c\d"), r"a\_b\%c\\d");
+        assert_eq!(pattern_literal(Dialect::MySql, r"a_b%c\d"), r"a\_b\%c\\d");
+        assert_eq!(pattern_literal(Dialect::PostgreSql, r"a_b\d"), r"a\_b\d");
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl RemoteScan {
         let mut rows = 0usize;
         for batch in reader {
             let batch = batch.map_err(|err| self.read_error(pool, &fetch_schema, err))?;
+            self.check_silent_truncation(pool, &batch)?;
             rows += batch.num_rows();
             let batch = self.to_output(batch).map_err(|err| OdbcError::Odbc {
                 source_name: pool.source_name().to_string(),
@@ -275,6 +276,52 @@ impl RemoteScan {
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
     }
 
+    /// MariaDB's driver cuts values that overflow their buffer without reporting it, so a
+    /// value filling the whole buffer is treated as cut (a value of exactly that length is
+    /// refused too: the message says how to raise the limit).
+    fn check_silent_truncation(&self, pool: &ConnectionPool, batch: &RecordBatch) -> Result<(), OdbcError> {
+        if self.dialect != Dialect::MySql {
+            return Ok(());
+        }
+        for (index, column) in batch.columns().iter().enumerate() {
+            let longest = match column.data_type() {
+                DataType::Utf8 => column.as_string::<i32>().iter().flatten().map(str::len).max(),
+                DataType::Binary => column.as_binary::<i32>().iter().flatten().map(<[u8]>::len).max(),
+                _ => None,
+            };
+            let limit = match column.data_type() {
+                DataType::Binary => self.options.max_binary_size,
+                _ => self.options.max_text_size,
+            };
+            if longest.is_some_and(|len| len >= limit) {
+                return Err(self.truncated(pool, batch.schema().field(index)));
+            }
+        }
+        Ok(())
+    }
+
+    fn truncated(&self, pool: &ConnectionPool, field: &Field) -> OdbcError {
+        let binary = matches!(field.data_type(), DataType::Binary);
+        let (setting, limit) = if binary {
+            ("max_binary_size", self.options.max_binary_size)
+        } else {
+            ("max_text_size", self.options.max_text_size)
+        };
+        let hint = if self.dialect == Dialect::Sqlite {
+            format!(
+                "SQLite does not enforce declared lengths, but its driver sizes buffers by them: \
+                 declare the column as TEXT or BLOB (the limit is then `{setting}` = {limit} bytes)"
+            )
+        } else {
+            format!("Raise `{setting}` (now {limit} bytes) for this source")
+        };
+        OdbcError::Truncated {
+            source_name: pool.source_name().to_string(),
+            column: field.name().clone(),
+            hint,
+        }
+    }
+
     /// Names the column when a value did not fit its buffer.
     fn read_error(&self, pool: &ConnectionPool, fetch_schema: &Schema, err: ArrowError) -> OdbcError {
         if let ArrowError::ExternalError(inner) = &err {
@@ -282,26 +329,7 @@ impl RemoteScan {
                 inner.downcast_ref::<odbc_api::Error>()
             {
                 if let Some(field) = fetch_schema.fields().get(*buffer_index) {
-                    let binary = matches!(field.data_type(), DataType::Binary);
-                    let (setting, limit) = if binary {
-                        ("max_binary_size", self.options.max_binary_size)
-                    } else {
-                        ("max_text_size", self.options.max_text_size)
-                    };
-                    let hint = if self.dialect == Dialect::Sqlite {
-                        format!(
-                            "SQLite does not enforce declared lengths, but its driver sizes \
-                             buffers by them: declare the column as TEXT or BLOB (the limit is \
-                             then `{setting}` = {limit} bytes)"
-                        )
-                    } else {
-                        format!("Raise `{setting}` (now {limit} bytes) for this source")
-                    };
-                    return OdbcError::Truncated {
-                        source_name: pool.source_name().to_string(),
-                        column: field.name().clone(),
-                        hint,
-                    };
+                    return self.truncated(pool, field);
                 }
             }
         }
