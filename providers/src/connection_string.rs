@@ -183,7 +183,9 @@ mod tests {
 
     #[test]
     fn parses_plain_and_braced_values() {
-        let cs = ConnectionString::parse("Driver={PostgreSQL Unicode};Server=127.0.0.1; Pwd={a;b}}c} ;").unwrap();
+        let cs =
+            ConnectionString::parse("Driver={PostgreSQL Unicode};Server=127.0.0.1; Pwd={a;b}}c} ;")
+                .unwrap();
         assert_eq!(cs.get("driver"), Some("PostgreSQL Unicode"));
         assert_eq!(cs.get("SERVER"), Some("127.0.0.1"));
         assert_eq!(cs.get("pwd"), Some("a;b}c"));
@@ -195,16 +197,29 @@ mod tests {
     fn redacts_every_secret_spelling() {
         let cs = ConnectionString::parse("DSN=x;UID=u;PWD=hunter2;Password=s3cret").unwrap();
         let shown = cs.redacted();
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert_eq!(format!("{cs:?}"), shown);
-        assert_eq!(cs.scrub("login as u with hunter2 failed"), "login as u with *** failed");
+        assert_eq!(
+            cs.scrub("login as u with hunter2 failed"),
+            "login as u with *** failed"
+        );
     }
 
     #[test]
     fn reports_unclosed_braces_without_the_secret() {
-        let err = ConnectionString::parse("UID=u;PWD={hunter2").unwrap_err().to_string();
-        assert!(err.contains("never closes") && !err.contains("hunter2"), "{err}");
-        let err = ConnectionString::parse("hunter2-without-equals").unwrap_err().to_string();
+        let err = ConnectionString::parse("UID=u;PWD={hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("never closes") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = ConnectionString::parse("hunter2-without-equals")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2-without-equals"), "{err}");
     }
 

@@ -80,7 +80,10 @@ fn text(value: &odbc_api::parameter::VarCharArray<128>) -> Option<String> {
 }
 
 /// The schemas users can query, system schemas left out.
-pub fn list_schemas(conn: &Connection<'_>, dialect: Dialect) -> Result<Vec<String>, odbc_api::Error> {
+pub fn list_schemas(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+) -> Result<Vec<String>, odbc_api::Error> {
     let mut names = Vec::new();
     match schema_level(dialect) {
         SchemaLevel::None => names.push(DEFAULT_SCHEMA.to_string()),
@@ -121,7 +124,13 @@ pub fn list_tables(
     let mut tables = Vec::new();
     for row in rows {
         let row = row?;
-        let kind = row.table_type.as_str().ok().flatten().unwrap_or("").to_ascii_uppercase();
+        let kind = row
+            .table_type
+            .as_str()
+            .ok()
+            .flatten()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         let kind = if kind.contains("SYSTEM") {
             continue;
         } else if kind.contains("VIEW") {
@@ -167,7 +176,13 @@ pub fn table_columns(
             ColumnInfo {
                 name: name.to_string(),
                 data_type: row.data_type,
-                type_name: row.type_name.as_str().ok().flatten().unwrap_or("").to_string(),
+                type_name: row
+                    .type_name
+                    .as_str()
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_string(),
                 column_size: row.column_size.into_opt(),
                 decimal_digits: row.decimal_digits.into_opt(),
                 // SQL_NO_NULLS = 0; unknown counts as nullable.
@@ -263,8 +278,14 @@ mod tests {
     fn resolves_names_exactly_then_ignoring_case() {
         let names = ["Orders", "orders", "CUSTOMERS", "Items"];
         assert_eq!(resolve_name(names, "orders"), NameMatch::Found("orders"));
-        assert_eq!(resolve_name(names, "customers"), NameMatch::Found("CUSTOMERS"));
-        assert_eq!(resolve_name(names, "ORDERS"), NameMatch::Ambiguous(vec!["Orders", "orders"]));
+        assert_eq!(
+            resolve_name(names, "customers"),
+            NameMatch::Found("CUSTOMERS")
+        );
+        assert_eq!(
+            resolve_name(names, "ORDERS"),
+            NameMatch::Ambiguous(vec!["Orders", "orders"])
+        );
         assert_eq!(resolve_name(names, "nothing"), NameMatch::NotFound);
     }
 
@@ -277,6 +298,11 @@ mod tests {
     #[test]
     fn sqlite_tables_are_unqualified() {
         assert_eq!(remote_table(Dialect::Sqlite, "main", "t").qualifier, None);
-        assert_eq!(remote_table(Dialect::MySql, "shop", "t").qualifier.as_deref(), Some("shop"));
+        assert_eq!(
+            remote_table(Dialect::MySql, "shop", "t")
+                .qualifier
+                .as_deref(),
+            Some("shop")
+        );
     }
 }

@@ -40,7 +40,9 @@ pub(crate) fn describe(err: &odbc_api::Error, connection: &ConnectionString) -> 
         odbc_api::Error::Diagnostics { record, .. } => {
             let text = record.to_string();
             // Keep the driver's words, drop odbc-api's "State: …, Native error: …" prefix noise.
-            text.split_once("Message: ").map(|(_, m)| m.to_string()).unwrap_or(text)
+            text.split_once("Message: ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(text)
         }
         other => other.to_string(),
     };
@@ -55,19 +57,19 @@ pub(crate) fn connect_error(
 ) -> OdbcError {
     let (state, message) = describe(&err, connection);
     let lower = message.to_ascii_lowercase();
-    if state == "IM002" || lower.contains("can't open lib") || lower.contains("file not found") {
-        if let Some(driver) = connection.get("Driver") {
-            let installed = installed_drivers();
-            return OdbcError::DriverNotInstalled {
-                source_name: source_name.to_string(),
-                driver: driver.to_string(),
-                installed: if installed.is_empty() {
-                    "none".into()
-                } else {
-                    installed.join(", ")
-                },
-            };
-        }
+    if (state == "IM002" || lower.contains("can't open lib") || lower.contains("file not found"))
+        && let Some(driver) = connection.get("Driver")
+    {
+        let installed = installed_drivers();
+        return OdbcError::DriverNotInstalled {
+            source_name: source_name.to_string(),
+            driver: driver.to_string(),
+            installed: if installed.is_empty() {
+                "none".into()
+            } else {
+                installed.join(", ")
+            },
+        };
     }
     if state == "28000"
         || lower.contains("password authentication failed")

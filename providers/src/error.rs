@@ -44,18 +44,14 @@ pub enum OdbcError {
         max_size: usize,
         waited: Duration,
     },
-    #[error(
-        "source `{source_name}`: table `{table}` not found. Tables in `{schema}`: {available}"
-    )]
+    #[error("source `{source_name}`: table `{table}` not found. Tables in `{schema}`: {available}")]
     TableNotFound {
         source_name: String,
         schema: String,
         table: String,
         available: String,
     },
-    #[error(
-        "source `{source_name}`: schema `{schema}` not found. Schemas: {available}"
-    )]
+    #[error("source `{source_name}`: schema `{schema}` not found. Schemas: {available}")]
     SchemaNotFound {
         source_name: String,
         schema: String,

@@ -45,7 +45,12 @@ pub struct OdbcExec {
 
 impl OdbcExec {
     /// `schema` is what the plan yields; `fetch` how each of its columns is read.
-    pub fn new(source: Arc<OdbcSource>, sql: String, schema: SchemaRef, fetch: Vec<ColumnFetch>) -> Self {
+    pub fn new(
+        source: Arc<OdbcSource>,
+        sql: String,
+        schema: SchemaRef,
+        fetch: Vec<ColumnFetch>,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
@@ -127,7 +132,11 @@ impl ExecutionPlan for OdbcExec {
         )
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!(
                 "OdbcExec has one partition, partition {partition} was requested"
@@ -148,9 +157,10 @@ impl ExecutionPlan for OdbcExec {
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let pool = Arc::clone(source.pool());
             tokio::task::spawn_blocking(move || scan.run(&pool, permit, &sender));
-            Ok::<_, DataFusionError>(futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
-            }))
+            Ok::<_, DataFusionError>(futures::stream::unfold(
+                receiver,
+                |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+            ))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -179,7 +189,12 @@ impl RemoteScan {
         }
     }
 
-    fn fetch(&self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) -> Result<(), OdbcError> {
+    fn fetch(
+        &self,
+        pool: &Arc<ConnectionPool>,
+        permit: PoolPermit,
+        sender: &BatchSender,
+    ) -> Result<(), OdbcError> {
         let connection = pool.checkout(permit)?;
         let started = std::time::Instant::now();
         let cursor = match connection.execute(&self.sql, (), None) {
@@ -222,7 +237,11 @@ impl RemoteScan {
             })?;
             if sender.blocking_send(Ok(batch)).is_err() {
                 // The query no longer wants rows: stop fetching; the cursor closes on drop.
-                tracing::debug!(source = pool.source_name(), rows, "scan stopped by consumer");
+                tracing::debug!(
+                    source = pool.source_name(),
+                    rows,
+                    "scan stopped by consumer"
+                );
                 return Ok(());
             }
         }
@@ -245,7 +264,9 @@ impl RemoteScan {
             .fields()
             .iter()
             .zip(&self.fetch)
-            .map(|(field, fetch)| Field::new(field.name(), fetch.fetch_type.clone(), field.is_nullable()))
+            .map(|(field, fetch)| {
+                Field::new(field.name(), fetch.fetch_type.clone(), field.is_nullable())
+            })
             .collect();
         Arc::new(Schema::new(fields))
     }
@@ -279,14 +300,28 @@ impl RemoteScan {
     /// MariaDB's driver cuts values that overflow their buffer without reporting it, so a
     /// value filling the whole buffer is treated as cut (a value of exactly that length is
     /// refused too: the message says how to raise the limit).
-    fn check_silent_truncation(&self, pool: &ConnectionPool, batch: &RecordBatch) -> Result<(), OdbcError> {
+    fn check_silent_truncation(
+        &self,
+        pool: &ConnectionPool,
+        batch: &RecordBatch,
+    ) -> Result<(), OdbcError> {
         if self.dialect != Dialect::MySql {
             return Ok(());
         }
         for (index, column) in batch.columns().iter().enumerate() {
             let longest = match column.data_type() {
-                DataType::Utf8 => column.as_string::<i32>().iter().flatten().map(str::len).max(),
-                DataType::Binary => column.as_binary::<i32>().iter().flatten().map(<[u8]>::len).max(),
+                DataType::Utf8 => column
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::len)
+                    .max(),
+                DataType::Binary => column
+                    .as_binary::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(<[u8]>::len)
+                    .max(),
                 _ => None,
             };
             let limit = match column.data_type() {
@@ -323,15 +358,18 @@ impl RemoteScan {
     }
 
     /// Names the column when a value did not fit its buffer.
-    fn read_error(&self, pool: &ConnectionPool, fetch_schema: &Schema, err: ArrowError) -> OdbcError {
-        if let ArrowError::ExternalError(inner) = &err {
-            if let Some(odbc_api::Error::TooLargeValueForBuffer { buffer_index, .. }) =
+    fn read_error(
+        &self,
+        pool: &ConnectionPool,
+        fetch_schema: &Schema,
+        err: ArrowError,
+    ) -> OdbcError {
+        if let ArrowError::ExternalError(inner) = &err
+            && let Some(odbc_api::Error::TooLargeValueForBuffer { buffer_index, .. }) =
                 inner.downcast_ref::<odbc_api::Error>()
-            {
-                if let Some(field) = fetch_schema.fields().get(*buffer_index) {
-                    return self.truncated(pool, field);
-                }
-            }
+            && let Some(field) = fetch_schema.fields().get(*buffer_index)
+        {
+            return self.truncated(pool, field);
         }
         OdbcError::Odbc {
             source_name: pool.source_name().to_string(),
@@ -346,6 +384,9 @@ fn trim_trailing_blanks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let Some(strings) = column.as_string_opt::<i32>() else {
         return Ok(Arc::clone(column));
     };
-    let trimmed: StringArray = strings.iter().map(|v| v.map(|s| s.trim_end_matches(' '))).collect();
+    let trimmed: StringArray = strings
+        .iter()
+        .map(|v| v.map(|s| s.trim_end_matches(' ')))
+        .collect();
     Ok(Arc::new(trimmed))
 }

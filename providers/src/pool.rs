@@ -75,13 +75,20 @@ pub struct PoolPermit {
 }
 
 impl ConnectionPool {
-    pub fn new(source_name: &str, connection_string: ConnectionString, options: PoolOptions) -> Self {
+    pub fn new(
+        source_name: &str,
+        connection_string: ConnectionString,
+        options: PoolOptions,
+    ) -> Self {
         let max_size = options.max_size.max(1);
         Self {
             source_name: source_name.to_string(),
             connection_string,
             permits: Arc::new(Semaphore::new(max_size)),
-            options: PoolOptions { max_size, ..options },
+            options: PoolOptions {
+                max_size,
+                ..options
+            },
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -152,7 +159,9 @@ impl ConnectionPool {
             packet_size: None,
         };
         env.connect_with_connection_string(&self.connection_string.expose(), options)
-            .map_err(|err| crate::environment::connect_error(&self.source_name, &self.connection_string, err))
+            .map_err(|err| {
+                crate::environment::connect_error(&self.source_name, &self.connection_string, err)
+            })
     }
 
     /// Adds a connection opened elsewhere (the one that detected the dialect) to the idle list.
@@ -170,15 +179,15 @@ impl ConnectionPool {
 
     fn is_reusable(&self, idle: &IdleConnection) -> bool {
         let now = Instant::now();
-        if let Some(max) = self.options.max_lifetime {
-            if now.duration_since(idle.created) > max {
-                return false;
-            }
+        if let Some(max) = self.options.max_lifetime
+            && now.duration_since(idle.created) > max
+        {
+            return false;
         }
-        if let Some(max) = self.options.idle_timeout {
-            if now.duration_since(idle.returned) > max {
-                return false;
-            }
+        if let Some(max) = self.options.idle_timeout
+            && now.duration_since(idle.returned) > max
+        {
+            return false;
         }
         !idle.connection.is_dead().unwrap_or(true)
     }
@@ -220,7 +229,11 @@ impl PooledConnection {
         OdbcError::Odbc {
             source_name: self.pool.source_name.clone(),
             context: context.to_string(),
-            message: if state.is_empty() { message } else { format!("[{state}] {message}") },
+            message: if state.is_empty() {
+                message
+            } else {
+                format!("[{state}] {message}")
+            },
         }
     }
 }
@@ -237,10 +250,11 @@ impl Deref for PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            if !self.broken.get() && !connection.is_dead().unwrap_or(true) {
-                self.pool.give_back(connection, self.created);
-            }
+        if let Some(connection) = self.connection.take()
+            && !self.broken.get()
+            && !connection.is_dead().unwrap_or(true)
+        {
+            self.pool.give_back(connection, self.created);
         }
     }
 }

@@ -77,7 +77,12 @@ impl OdbcSource {
         password: Option<&str>,
         options: SourceOptions,
     ) -> Result<Arc<Self>, OdbcError> {
-        Self::open(name, ConnectionString::from_dsn(dsn, user, password), options).await
+        Self::open(
+            name,
+            ConnectionString::from_dsn(dsn, user, password),
+            options,
+        )
+        .await
     }
 
     async fn open(
@@ -89,21 +94,31 @@ impl OdbcSource {
         let scan = options.scan.clone();
         let (connection_string, first, dbms_name) = run_blocking(name, move || {
             apply_driver_settings(&mut connection_string, &scan);
-            let probe = ConnectionPool::new(&source_name, connection_string.clone(), PoolOptions::default());
+            let probe = ConnectionPool::new(
+                &source_name,
+                connection_string.clone(),
+                PoolOptions::default(),
+            );
             let connection = probe.connect()?;
-            let dbms_name = connection.database_management_system_name().map_err(|err| {
-                let (_, message) = describe(&err, &connection_string);
-                OdbcError::Odbc {
-                    source_name: source_name.clone(),
-                    context: "reading SQL_DBMS_NAME".into(),
-                    message,
-                }
-            })?;
+            let dbms_name = connection
+                .database_management_system_name()
+                .map_err(|err| {
+                    let (_, message) = describe(&err, &connection_string);
+                    OdbcError::Odbc {
+                        source_name: source_name.clone(),
+                        context: "reading SQL_DBMS_NAME".into(),
+                        message,
+                    }
+                })?;
             Ok((connection_string, connection, dbms_name))
         })
         .await?;
         let dialect = Dialect::from_dbms_name(&dbms_name);
-        let pool = Arc::new(ConnectionPool::new(name, connection_string, options.pool.clone()));
+        let pool = Arc::new(ConnectionPool::new(
+            name,
+            connection_string,
+            options.pool.clone(),
+        ));
         pool.adopt(first);
         tracing::debug!(source = name, dbms = %dbms_name, %dialect, "connected ODBC source");
         Ok(Arc::new(Self {
@@ -210,7 +225,11 @@ impl OdbcSource {
 
     /// A DataFusion table for `schema.table`; names are resolved case-insensitively when that
     /// is unambiguous. Reads the columns and primary key once, through the catalog functions.
-    pub async fn table(self: &Arc<Self>, schema: &str, table: &str) -> Result<Arc<OdbcTable>, OdbcError> {
+    pub async fn table(
+        self: &Arc<Self>,
+        schema: &str,
+        table: &str,
+    ) -> Result<Arc<OdbcTable>, OdbcError> {
         let schema = self.resolve_schema(schema).await?;
         let dialect = self.dialect;
         let source_name = self.name.clone();
@@ -219,17 +238,19 @@ impl OdbcSource {
             .with_connection(move |conn| {
                 let entries = discovery::list_tables(conn, dialect, &schema)
                     .map_err(|err| conn.failure("listing tables", err))?;
-                let entry = match discovery::resolve_name(entries.iter().map(|e| e.name.as_str()), &wanted) {
-                    NameMatch::Found(name) => entries.iter().find(|e| e.name == name).cloned(),
-                    NameMatch::Ambiguous(candidates) => {
-                        return Err(OdbcError::AmbiguousName {
-                            source_name,
-                            name: wanted,
-                            candidates: candidates.join(", "),
-                        });
-                    }
-                    NameMatch::NotFound => None,
-                };
+                let entry =
+                    match discovery::resolve_name(entries.iter().map(|e| e.name.as_str()), &wanted)
+                    {
+                        NameMatch::Found(name) => entries.iter().find(|e| e.name == name).cloned(),
+                        NameMatch::Ambiguous(candidates) => {
+                            return Err(OdbcError::AmbiguousName {
+                                source_name,
+                                name: wanted,
+                                candidates: candidates.join(", "),
+                            });
+                        }
+                        NameMatch::NotFound => None,
+                    };
                 let Some(entry) = entry else {
                     let mut available: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
                     available.truncate(50);
@@ -237,7 +258,11 @@ impl OdbcSource {
                         source_name,
                         schema,
                         table: wanted,
-                        available: if available.is_empty() { "none".into() } else { available.join(", ") },
+                        available: if available.is_empty() {
+                            "none".into()
+                        } else {
+                            available.join(", ")
+                        },
                     });
                 };
                 let mut columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
@@ -246,7 +271,10 @@ impl OdbcSource {
                     let unconstrained =
                         discovery::postgres_unconstrained_numerics(conn, &schema, &entry.name)
                             .map_err(|err| conn.failure("reading numeric precisions", err))?;
-                    for column in columns.iter_mut().filter(|c| unconstrained.contains(&c.name)) {
+                    for column in columns
+                        .iter_mut()
+                        .filter(|c| unconstrained.contains(&c.name))
+                    {
                         column.column_size = None;
                     }
                 }
@@ -269,10 +297,19 @@ impl OdbcSource {
 }
 
 /// Every schema, system ones included, for resolving names.
-fn list_all_schemas(conn: &Connection<'_>, dialect: Dialect) -> Result<Vec<String>, odbc_api::Error> {
+fn list_all_schemas(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+) -> Result<Vec<String>, odbc_api::Error> {
     let mut names = discovery::list_schemas(conn, dialect)?;
     // Listings hide system schemas, but they can be named.
-    for system in ["information_schema", "pg_catalog", "mysql", "performance_schema", "sys"] {
+    for system in [
+        "information_schema",
+        "pg_catalog",
+        "mysql",
+        "performance_schema",
+        "sys",
+    ] {
         if !names.iter().any(|n| n == system) {
             names.push(system.to_string());
         }

@@ -140,7 +140,10 @@ impl TableProvider for OdbcTable {
         }
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         let dialect = self.source.dialect();
         Ok(filters
             .iter()
@@ -167,7 +170,11 @@ impl TableProvider for OdbcTable {
             })?;
         let (schema, fetch) = match projection {
             Some(indices) => (
-                Arc::new(self.schema.project(indices).map_err(DataFusionError::from)?),
+                Arc::new(
+                    self.schema
+                        .project(indices)
+                        .map_err(DataFusionError::from)?,
+                ),
                 indices.iter().map(|&i| self.fetch[i].clone()).collect(),
             ),
             None => (Arc::clone(&self.schema), self.fetch.clone()),

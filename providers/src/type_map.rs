@@ -110,10 +110,10 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
     let unsigned = type_name.contains("unsigned");
     // SQLite stores any integer in 64 bits whatever width the column declares, and its driver
     // reports DECIMAL(p,s) columns as text: map by the declared type instead.
-    if dialect == Dialect::Sqlite {
-        if let Some(mapped) = sqlite_declared_type(&type_name) {
-            return mapped;
-        }
+    if dialect == Dialect::Sqlite
+        && let Some(mapped) = sqlite_declared_type(&type_name)
+    {
+        return mapped;
     }
     match column.data_type {
         t::BIT if column.column_size.unwrap_or(1) <= 1 => DataType::Boolean,
@@ -137,7 +137,12 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
             DataType::Timestamp(time_unit(fraction_digits(column, dialect)), None)
         }
         t::BINARY | t::VARBINARY | t::LONGVARBINARY => DataType::Binary,
-        t::CHAR | t::VARCHAR | t::LONGVARCHAR | t::WCHAR | t::WVARCHAR | t::WLONGVARCHAR
+        t::CHAR
+        | t::VARCHAR
+        | t::LONGVARCHAR
+        | t::WCHAR
+        | t::WVARCHAR
+        | t::WLONGVARCHAR
         | t::GUID => DataType::Utf8,
         _ => DataType::Utf8,
     }
@@ -222,7 +227,12 @@ mod tests {
     use super::*;
     use test_case::test_case;
 
-    fn column(data_type: i16, type_name: &str, size: Option<i32>, digits: Option<i16>) -> ColumnInfo {
+    fn column(
+        data_type: i16,
+        type_name: &str,
+        size: Option<i32>,
+        digits: Option<i16>,
+    ) -> ColumnInfo {
         ColumnInfo {
             name: "c".into(),
             data_type,
@@ -250,7 +260,10 @@ mod tests {
     #[test_case(-150, "sql_variant", DataType::Utf8)]
     fn maps_types(data_type: i16, type_name: &str, expected: DataType) {
         let size = if data_type == sql_type::BIT { 1 } else { 10 };
-        let mapped = arrow_type(&column(data_type, type_name, Some(size), Some(0)), Dialect::MySql);
+        let mapped = arrow_type(
+            &column(data_type, type_name, Some(size), Some(0)),
+            Dialect::MySql,
+        );
         assert_eq!(mapped, expected);
     }
 
@@ -259,7 +272,10 @@ mod tests {
     #[test_case(Some(39), Some(0), DataType::Utf8)]
     #[test_case(None, None, DataType::Utf8)]
     fn decimals_keep_precision_or_become_text(p: Option<i32>, s: Option<i16>, expected: DataType) {
-        let mapped = arrow_type(&column(sql_type::DECIMAL, "numeric", p, s), Dialect::PostgreSql);
+        let mapped = arrow_type(
+            &column(sql_type::DECIMAL, "numeric", p, s),
+            Dialect::PostgreSql,
+        );
         assert_eq!(mapped, expected);
     }
 
@@ -268,7 +284,10 @@ mod tests {
     #[test_case(Some(6), DataType::Timestamp(TimeUnit::Microsecond, None))]
     #[test_case(Some(9), DataType::Timestamp(TimeUnit::Nanosecond, None))]
     fn timestamps_keep_fractional_precision(digits: Option<i16>, expected: DataType) {
-        let mapped = arrow_type(&column(sql_type::TYPE_TIMESTAMP, "timestamp", Some(26), digits), Dialect::PostgreSql);
+        let mapped = arrow_type(
+            &column(sql_type::TYPE_TIMESTAMP, "timestamp", Some(26), digits),
+            Dialect::PostgreSql,
+        );
         assert_eq!(mapped, expected);
     }
 
@@ -279,14 +298,20 @@ mod tests {
         assert_eq!(arrow_type(&datetime, Dialect::MySql), micros);
         assert_eq!(arrow_type(&datetime, Dialect::Sqlite), micros);
         let time = column(sql_type::TYPE_TIME, "TIME", Some(8), None);
-        assert_eq!(arrow_type(&time, Dialect::MySql), DataType::Time64(TimeUnit::Microsecond));
+        assert_eq!(
+            arrow_type(&time, Dialect::MySql),
+            DataType::Time64(TimeUnit::Microsecond)
+        );
     }
 
     #[test_case("INTEGER", DataType::Int64)]
     #[test_case("DECIMAL(15,2)", DataType::Decimal128(15, 2))]
     #[test_case("numeric(10)", DataType::Decimal128(10, 0))]
     fn sqlite_maps_by_declared_type(type_name: &str, expected: DataType) {
-        let mapped = arrow_type(&column(sql_type::VARCHAR, type_name, Some(255), None), Dialect::Sqlite);
+        let mapped = arrow_type(
+            &column(sql_type::VARCHAR, type_name, Some(255), None),
+            Dialect::Sqlite,
+        );
         assert_eq!(mapped, expected);
     }
 
@@ -299,18 +324,37 @@ mod tests {
         assert_eq!(fetch(DataType::UInt8), DataType::UInt8);
         assert_eq!(fetch(DataType::Float32), DataType::Float64);
         assert_eq!(fetch(DataType::Boolean), DataType::Boolean);
-        assert_eq!(fetch_type(&DataType::Boolean, Dialect::MySql), DataType::Int8);
+        assert_eq!(
+            fetch_type(&DataType::Boolean, Dialect::MySql),
+            DataType::Int8
+        );
     }
 
     #[test]
     fn only_padded_char_columns_are_trimmed() {
         let char_column = column(sql_type::CHAR, "bpchar", Some(5), None);
-        assert!(map_column(&char_column, Dialect::PostgreSql).fetch.trim_trailing_blanks);
-        assert!(!map_column(&char_column, Dialect::Sqlite).fetch.trim_trailing_blanks);
+        assert!(
+            map_column(&char_column, Dialect::PostgreSql)
+                .fetch
+                .trim_trailing_blanks
+        );
+        assert!(
+            !map_column(&char_column, Dialect::Sqlite)
+                .fetch
+                .trim_trailing_blanks
+        );
         let numeric = column(sql_type::NUMERIC, "numeric", None, None);
         assert!(map_column(&numeric, Dialect::PostgreSql).fetch.read_as_text);
-        assert!(!map_column(&char_column, Dialect::PostgreSql).fetch.read_as_text);
+        assert!(
+            !map_column(&char_column, Dialect::PostgreSql)
+                .fetch
+                .read_as_text
+        );
         let varchar = column(sql_type::VARCHAR, "varchar", Some(5), None);
-        assert!(!map_column(&varchar, Dialect::PostgreSql).fetch.trim_trailing_blanks);
+        assert!(
+            !map_column(&varchar, Dialect::PostgreSql)
+                .fetch
+                .trim_trailing_blanks
+        );
     }
 }

@@ -2,17 +2,17 @@
 
 mod common;
 
-use common::{Db, run, table_text, unique_name};
+use common::{Profile, run, table_text, unique_name};
 use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
 use ibarrow_providers::{OdbcError, OdbcSource, SourceOptions};
 use test_case::test_case;
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_schemas_tables_and_views(db: Db) {
+async fn lists_schemas_tables_and_views(db: Profile) {
     let test_db = db.open();
     let table = unique_name("listed");
     let view = unique_name("listed_view");
@@ -25,13 +25,25 @@ async fn lists_schemas_tables_and_views(db: Db) {
     let source = test_db.source().await;
 
     let schemas = source.schemas().await.unwrap();
-    assert!(schemas.iter().any(|s| s == db.schema()), "{db:?}: {schemas:?}");
-    assert!(!schemas.iter().any(|s| s == "information_schema"), "{db:?}: {schemas:?}");
+    assert!(
+        schemas.iter().any(|s| s == db.schema()),
+        "{db:?}: {schemas:?}"
+    );
+    assert!(
+        !schemas.iter().any(|s| s == "information_schema"),
+        "{db:?}: {schemas:?}"
+    );
 
     let tables = source.tables(db.schema()).await.unwrap();
     let kind_of = |name: &str| tables.iter().find(|t| t.name == name).map(|t| t.kind);
-    assert_eq!(kind_of(&table), Some(ibarrow_providers::discovery::TableKind::Table));
-    assert_eq!(kind_of(&view), Some(ibarrow_providers::discovery::TableKind::View));
+    assert_eq!(
+        kind_of(&table),
+        Some(ibarrow_providers::discovery::TableKind::Table)
+    );
+    assert_eq!(
+        kind_of(&view),
+        Some(ibarrow_providers::discovery::TableKind::View)
+    );
 
     let provider = source.table(db.schema(), &table).await.unwrap();
     assert_eq!(provider.primary_key(), ["id".to_string()]);
@@ -40,16 +52,23 @@ async fn lists_schemas_tables_and_views(db: Db) {
     test_db.execute(&[&format!("DROP VIEW {}", db.quote(&view))]);
 }
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resolves_unquoted_names_ignoring_case(db: Db) {
+async fn resolves_unquoted_names_ignoring_case(db: Profile) {
     let test_db = db.open();
     let name = format!("Mixed{}", unique_name("Case"));
-    let columns = format!("{} INTEGER, {} VARCHAR(10)", db.quote("Id"), db.quote("Label"));
+    let columns = format!(
+        "{} INTEGER, {} VARCHAR(10)",
+        db.quote("Id"),
+        db.quote("Label")
+    );
     let _table = test_db.create_table(&name, &columns);
-    test_db.execute(&[&format!("INSERT INTO {} VALUES (1, 'one')", db.quote(&name))]);
+    test_db.execute(&[&format!(
+        "INSERT INTO {} VALUES (1, 'one')",
+        db.quote(&name)
+    )]);
     let source = test_db.source().await;
 
     let table = source
@@ -64,20 +83,28 @@ async fn resolves_unquoted_names_ignoring_case(db: Db) {
     assert!(sql[0].contains(&db.quote(&name)), "{db:?}: {sql:?}");
 }
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_table_and_column_names_are_names(db: Db) {
+async fn hostile_table_and_column_names_are_names(db: Profile) {
     let test_db = db.open();
     // Quotes of every dialect, a backslash, a comment opener, a statement separator.
     let name = format!("h\"q'b`]x\\;--/*{}", unique_name(""));
     let column = "c\"o'l`]\\ ;--";
-    let _table = test_db.create_table(&name, &format!("{} INTEGER, other INTEGER", db.quote(column)));
+    let _table = test_db.create_table(
+        &name,
+        &format!("{} INTEGER, other INTEGER", db.quote(column)),
+    );
     test_db.execute(&[&format!("INSERT INTO {} VALUES (7, 8)", db.quote(&name))]);
     let source = test_db.source().await;
     let table = source.table(db.schema(), &name).await.unwrap();
-    let fields: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let fields: Vec<String> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(fields, [column, "other"], "{db:?}");
     let ctx = SessionContext::new();
     ctx.register_table("hostile", table).unwrap();
@@ -87,20 +114,27 @@ async fn hostile_table_and_column_names_are_names(db: Db) {
         column.replace('"', "\"\"")
     );
     let (batches, sql) = run(&ctx, &query).await;
-    assert!(table_text(&batches).contains("| 7 |"), "{db:?}: {}", table_text(&batches));
+    assert!(
+        table_text(&batches).contains("| 7 |"),
+        "{db:?}: {}",
+        table_text(&batches)
+    );
     assert!(sql[0].contains(" WHERE "), "{db:?}: {sql:?}");
 }
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_table_lists_what_exists(db: Db) {
+async fn missing_table_lists_what_exists(db: Profile) {
     let test_db = db.open();
     let name = unique_name("present");
     let _table = test_db.create_table(&name, "id INTEGER");
     let source = test_db.source().await;
-    let err = source.table(db.schema(), "no_such_table").await.unwrap_err();
+    let err = source
+        .table(db.schema(), "no_such_table")
+        .await
+        .unwrap_err();
     assert!(matches!(err, OdbcError::TableNotFound { .. }), "{err}");
     assert!(err.to_string().contains(&name), "{err}");
     let err = source.table("no_such_schema", &name).await.unwrap_err();
@@ -109,12 +143,22 @@ async fn missing_table_lists_what_exists(db: Db) {
 
 #[tokio::test]
 async fn missing_driver_says_how_to_install_one() {
-    let err = OdbcSource::connect("x", "Driver={No Such Driver 42};Pwd=hunter2;", SourceOptions::default())
-        .await
-        .unwrap_err();
+    let err = OdbcSource::connect(
+        "x",
+        "Driver={No Such Driver 42};Pwd=hunter2;",
+        SourceOptions::default(),
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, OdbcError::DriverNotInstalled { .. }), "{text}");
-    assert!(text.contains("PostgreSQL Unicode") && text.contains("odbcinst"), "{text}");
+    assert!(
+        matches!(err, OdbcError::DriverNotInstalled { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("PostgreSQL Unicode") && text.contains("odbcinst"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }
 
@@ -126,19 +170,34 @@ async fn failed_login_names_the_cause_but_not_the_password() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, OdbcError::LoginFailed { .. }), "{text}");
-    assert!(!text.contains("wrong-s3cret") && text.contains("Pwd=***"), "{text}");
+    assert!(
+        !text.contains("wrong-s3cret") && text.contains("Pwd=***"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_and_debug_output_hold_no_password() {
-    let test_db = Db::Postgres.open();
+    let test_db = Profile::Postgres.open();
     let name = unique_name("secret");
     let _table = test_db.create_table(&name, "id INTEGER");
-    let with_password = format!("{}Pwd=very-secret-pw;", test_db.connection_string.replace("Pwd=ibarrow;", ""));
-    let source = OdbcSource::connect("pg", &with_password, SourceOptions::default()).await.unwrap();
+    let with_password = format!(
+        "{}Pwd=very-secret-pw;",
+        test_db.connection_string.replace("Pwd=ibarrow;", "")
+    );
+    let source = OdbcSource::connect("pg", &with_password, SourceOptions::default())
+        .await
+        .unwrap();
     let ctx = SessionContext::new();
-    ctx.register_table("t", source.table("public", &name).await.unwrap()).unwrap();
-    let explain = ctx.sql("EXPLAIN VERBOSE SELECT * FROM t WHERE id = 1").await.unwrap().collect().await.unwrap();
+    ctx.register_table("t", source.table("public", &name).await.unwrap())
+        .unwrap();
+    let explain = ctx
+        .sql("EXPLAIN VERBOSE SELECT * FROM t WHERE id = 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let shown = format!("{}\n{source:?}", table_text(&explain));
     assert!(shown.contains("OdbcExec"), "{shown}");
     assert!(!shown.contains("very-secret-pw"), "{shown}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Db, TestDb, run, table_text, unique_name};
+use common::{Profile, TestDb, run, table_text, unique_name};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use test_case::test_case;
@@ -24,7 +24,10 @@ const ROWS: &[(&str, Option<&str>)] = &[
     ("8, ?, 4.0, 2.00, '1999-12-31'", Some(r"x\' OR 1=1 --")),
     ("9, ?, 5.0, 3.00, '2024-03-01'", Some(r"back\slash\")),
     ("10, ?, 6.0, 4.00, '2024-01-15'", Some("a%b_c")),
-    ("11, ?, 7.0, 5.50, '2024-01-16'", Some("semi;colon /* c */ 'q'")),
+    (
+        "11, ?, 7.0, 5.50, '2024-01-16'",
+        Some("semi;colon /* c */ 'q'"),
+    ),
 ];
 
 fn insert_rows(test_db: &TestDb, table: &str) {
@@ -44,14 +47,26 @@ const QUERIES: &[(&str, bool)] = &[
     ("SELECT id FROM t WHERE id NOT IN (1, 2)", true),
     ("SELECT id FROM t WHERE id BETWEEN 2 AND 5", true),
     ("SELECT id FROM t WHERE name IS NULL", true),
-    ("SELECT id FROM t WHERE score IS NOT NULL AND amount IS NOT NULL", true),
+    (
+        "SELECT id FROM t WHERE score IS NOT NULL AND amount IS NOT NULL",
+        true,
+    ),
     ("SELECT id, name FROM t WHERE name = 'abc'", true),
     ("SELECT id, name FROM t WHERE name <> 'abc'", true),
     ("SELECT id, name FROM t WHERE name = 'é中文'", true),
-    ("SELECT id, name FROM t WHERE name = 'x\\'' OR 1=1 --'", true),
+    (
+        "SELECT id, name FROM t WHERE name = 'x\\'' OR 1=1 --'",
+        true,
+    ),
     ("SELECT id, name FROM t WHERE name = 'back\\slash\\'", true),
-    ("SELECT id, name FROM t WHERE name = 'semi;colon /* c */ ''q'''", true),
-    ("SELECT id, name FROM t WHERE name IN ('abc', 'b', 'zzz')", true),
+    (
+        "SELECT id, name FROM t WHERE name = 'semi;colon /* c */ ''q'''",
+        true,
+    ),
+    (
+        "SELECT id, name FROM t WHERE name IN ('abc', 'b', 'zzz')",
+        true,
+    ),
     ("SELECT id, name FROM t WHERE name = 'abc '", false),
     ("SELECT id, name FROM t WHERE name < 'b'", false),
     ("SELECT id, name FROM t WHERE name LIKE 'a%'", false),
@@ -62,18 +77,24 @@ const QUERIES: &[(&str, bool)] = &[
     ("SELECT id FROM t WHERE amount > 3.5", true),
     ("SELECT id FROM t WHERE amount = 5", true),
     ("SELECT id FROM t WHERE day >= DATE '2024-01-02'", true),
-    ("SELECT id FROM t WHERE day = DATE '2024-01-01' OR day IS NULL", true),
+    (
+        "SELECT id FROM t WHERE day = DATE '2024-01-01' OR day IS NULL",
+        true,
+    ),
     ("SELECT id FROM t WHERE id + 1 = 4", false),
     ("SELECT id FROM t WHERE upper(name) = 'ABC'", false),
-    ("SELECT id FROM t WHERE id > 2 AND upper(name) = 'ABC'", true),
+    (
+        "SELECT id FROM t WHERE id > 2 AND upper(name) = 'ABC'",
+        true,
+    ),
     ("SELECT count(*) FROM t WHERE id > 3", true),
 ];
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushed_filters_answer_like_datafusion(db: Db) {
+async fn pushed_filters_answer_like_datafusion(db: Profile) {
     let test_db = db.open();
     let name = unique_name("push");
     let _table = test_db.create_table(
@@ -91,8 +112,17 @@ async fn pushed_filters_answer_like_datafusion(db: Db) {
     remote.register_table("t", table.clone()).unwrap();
 
     // The reference: the same rows, fetched once without any pushdown, evaluated in memory.
-    let everything = remote.sql("SELECT * FROM t").await.unwrap().collect().await.unwrap();
-    assert_eq!(everything.iter().map(|b| b.num_rows()).sum::<usize>(), ROWS.len());
+    let everything = remote
+        .sql("SELECT * FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        everything.iter().map(|b| b.num_rows()).sum::<usize>(),
+        ROWS.len()
+    );
     let local = SessionContext::new();
     let mem = MemTable::try_new(everything[0].schema(), vec![everything]).unwrap();
     local.register_table("t", Arc::new(mem)).unwrap();
@@ -114,7 +144,11 @@ async fn pushed_filters_answer_like_datafusion(db: Db) {
         assert_eq!(statements.len(), 1, "{db:?}: `{query}`");
         let has_where = statements[0].contains(" WHERE ");
         if *must_push {
-            assert!(has_where, "{db:?}: `{query}` should push its filter: {}", statements[0]);
+            assert!(
+                has_where,
+                "{db:?}: `{query}` should push its filter: {}",
+                statements[0]
+            );
         }
         rendered_filters += usize::from(has_where);
         assert!(
@@ -126,28 +160,38 @@ async fn pushed_filters_answer_like_datafusion(db: Db) {
     assert!(rendered_filters >= QUERIES.iter().filter(|(_, p)| *p).count());
 }
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn projection_and_limit_reach_the_database(db: Db) {
+async fn projection_and_limit_reach_the_database(db: Profile) {
     let test_db = db.open();
     let name = unique_name("limit");
     let _table = test_db.create_table(&name, "id INTEGER, payload VARCHAR(100)");
     for i in 0..20 {
-        test_db.execute(&[&format!("INSERT INTO {} VALUES ({i}, 'wide value {i}')", db.quote(&name))]);
+        test_db.execute(&[&format!(
+            "INSERT INTO {} VALUES ({i}, 'wide value {i}')",
+            db.quote(&name)
+        )]);
     }
     let source = test_db.source().await;
     let ctx = SessionContext::new();
-    ctx.register_table("t", source.table(db.schema(), &name).await.unwrap()).unwrap();
+    ctx.register_table("t", source.table(db.schema(), &name).await.unwrap())
+        .unwrap();
 
     let (batches, statements) = run(&ctx, "SELECT id FROM t LIMIT 3").await;
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
     let qualified = match db {
-        Db::Sqlite => db.quote(&name),
+        Profile::Sqlite => db.quote(&name),
         _ => format!("{}.{}", db.quote(db.schema()), db.quote(&name)),
     };
-    assert_eq!(statements, vec![format!("SELECT {} FROM {qualified} LIMIT 3", db.quote("id"))]);
+    assert_eq!(
+        statements,
+        vec![format!(
+            "SELECT {} FROM {qualified} LIMIT 3",
+            db.quote("id")
+        )]
+    );
 
     // A filter that stays local must keep the limit local too.
     let (batches, statements) = run(&ctx, "SELECT id FROM t WHERE id % 2 = 1 LIMIT 3").await;
@@ -156,10 +200,18 @@ async fn projection_and_limit_reach_the_database(db: Db) {
 
     // A pushed filter lets the limit go down with it.
     let (_, statements) = run(&ctx, "SELECT id FROM t WHERE id > 10 LIMIT 2").await;
-    assert!(statements[0].contains("WHERE") && statements[0].ends_with("LIMIT 2"), "{}", statements[0]);
+    assert!(
+        statements[0].contains("WHERE") && statements[0].ends_with("LIMIT 2"),
+        "{}",
+        statements[0]
+    );
 
     // count(*) reads no column at all.
     let (batches, statements) = run(&ctx, "SELECT count(*) AS n FROM t").await;
     assert_eq!(table_text(&batches).matches("20").count(), 1);
-    assert!(statements[0].starts_with("SELECT 1 FROM"), "{}", statements[0]);
+    assert!(
+        statements[0].starts_with("SELECT 1 FROM"),
+        "{}",
+        statements[0]
+    );
 }

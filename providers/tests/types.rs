@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Db, unique_name};
+use common::{Profile, unique_name};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
@@ -17,88 +17,265 @@ struct Case {
     expected: [&'static str; 2],
 }
 
-const fn case(ddl: &'static str, arrow: DataType, literals: [&'static str; 2], expected: [&'static str; 2]) -> Case {
-    Case { ddl, arrow, literals, expected }
+const fn case(
+    ddl: &'static str,
+    arrow: DataType,
+    literals: [&'static str; 2],
+    expected: [&'static str; 2],
+) -> Case {
+    Case {
+        ddl,
+        arrow,
+        literals,
+        expected,
+    }
 }
 
 /// Expected values written `repeat:<char>:<count>` stand for long generated strings.
 fn expand(expected: &str) -> String {
-    match expected.strip_prefix("repeat:").and_then(|r| r.split_once(':')) {
+    match expected
+        .strip_prefix("repeat:")
+        .and_then(|r| r.split_once(':'))
+    {
         Some((c, n)) => c.repeat(n.parse().expect("repeat count")),
         None => expected.to_string(),
     }
 }
 
-fn cases(db: Db) -> Vec<Case> {
+fn cases(db: Profile) -> Vec<Case> {
     use DataType::*;
     match db {
-        Db::Postgres => vec![
+        Profile::Postgres => vec![
             case("SMALLINT", Int16, ["-32768", "32767"], ["-32768", "32767"]),
-            case("INTEGER", Int32, ["-2147483648", "2147483647"], ["-2147483648", "2147483647"]),
-            case("BIGINT", Int64, ["-9223372036854775808", "9223372036854775807"], ["-9223372036854775808", "9223372036854775807"]),
+            case(
+                "INTEGER",
+                Int32,
+                ["-2147483648", "2147483647"],
+                ["-2147483648", "2147483647"],
+            ),
+            case(
+                "BIGINT",
+                Int64,
+                ["-9223372036854775808", "9223372036854775807"],
+                ["-9223372036854775808", "9223372036854775807"],
+            ),
             case("REAL", Float32, ["-1.5", "3.25"], ["-1.5", "3.25"]),
-            case("DOUBLE PRECISION", Float64, ["-1.0e300", "2.5"], ["-1e300", "2.5"]),
-            case("NUMERIC(38,10)", Decimal128(38, 10), ["-9999999999999999999999999999.9999999999", "0.0000000001"], ["-9999999999999999999999999999.9999999999", "0.0000000001"]),
-            case("NUMERIC(5,2)", Decimal128(5, 2), ["-999.99", "1.50"], ["-999.99", "1.50"]),
-            case("NUMERIC", Utf8, ["-1.234567890123456789012345678901234567890123", "1e-30"], ["-1.234567890123456789012345678901234567890123", "0.000000000000000000000000000001"]),
-            case("VARCHAR", Utf8, ["repeat('v', 1000)", "'short'"], ["repeat:v:1000", "short"]),
-            case("TEXT", Utf8, ["repeat('t', 12000)", "''"], ["repeat:t:12000", ""]),
+            case(
+                "DOUBLE PRECISION",
+                Float64,
+                ["-1.0e300", "2.5"],
+                ["-1e300", "2.5"],
+            ),
+            case(
+                "NUMERIC(38,10)",
+                Decimal128(38, 10),
+                ["-9999999999999999999999999999.9999999999", "0.0000000001"],
+                ["-9999999999999999999999999999.9999999999", "0.0000000001"],
+            ),
+            case(
+                "NUMERIC(5,2)",
+                Decimal128(5, 2),
+                ["-999.99", "1.50"],
+                ["-999.99", "1.50"],
+            ),
+            case(
+                "NUMERIC",
+                Utf8,
+                ["-1.234567890123456789012345678901234567890123", "1e-30"],
+                [
+                    "-1.234567890123456789012345678901234567890123",
+                    "0.000000000000000000000000000001",
+                ],
+            ),
+            case(
+                "VARCHAR",
+                Utf8,
+                ["repeat('v', 1000)", "'short'"],
+                ["repeat:v:1000", "short"],
+            ),
+            case(
+                "TEXT",
+                Utf8,
+                ["repeat('t', 12000)", "''"],
+                ["repeat:t:12000", ""],
+            ),
             case("BOOLEAN", Boolean, ["TRUE", "FALSE"], ["true", "false"]),
-            case("DATE", Date32, ["'0001-01-01'", "'9999-12-31'"], ["0001-01-01", "9999-12-31"]),
-            case("TIME(0)", Time32(TimeUnit::Second), ["'00:00:00'", "'23:59:59'"], ["00:00:00", "23:59:59"]),
-            case("TIMESTAMP(0)", Timestamp(TimeUnit::Second, None), ["'1970-01-01 00:00:00'", "'2262-04-11 23:47:16'"], ["1970-01-01T00:00:00", "2262-04-11T23:47:16"]),
-            case("TIMESTAMP(6)", Timestamp(TimeUnit::Microsecond, None), ["'1900-01-01 00:00:00.000001'", "'2024-02-29 12:34:56.789012'"], ["1900-01-01T00:00:00.000001", "2024-02-29T12:34:56.789012"]),
+            case(
+                "DATE",
+                Date32,
+                ["'0001-01-01'", "'9999-12-31'"],
+                ["0001-01-01", "9999-12-31"],
+            ),
+            case(
+                "TIME(0)",
+                Time32(TimeUnit::Second),
+                ["'00:00:00'", "'23:59:59'"],
+                ["00:00:00", "23:59:59"],
+            ),
+            case(
+                "TIMESTAMP(0)",
+                Timestamp(TimeUnit::Second, None),
+                ["'1970-01-01 00:00:00'", "'2262-04-11 23:47:16'"],
+                ["1970-01-01T00:00:00", "2262-04-11T23:47:16"],
+            ),
+            case(
+                "TIMESTAMP(6)",
+                Timestamp(TimeUnit::Microsecond, None),
+                [
+                    "'1900-01-01 00:00:00.000001'",
+                    "'2024-02-29 12:34:56.789012'",
+                ],
+                ["1900-01-01T00:00:00.000001", "2024-02-29T12:34:56.789012"],
+            ),
             case("CHAR(5)", Utf8, ["'ab'", "'abcde'"], ["ab", "abcde"]),
             case("VARCHAR(20)", Utf8, ["''", "'é中文 ✓'"], ["", "é中文 ✓"]),
-            case("TEXT", Utf8, ["'it''s'", "'line\nbreak'"], ["it's", "line\nbreak"]),
-            case("BYTEA", Binary, ["'\\x00ff'::bytea", "''::bytea"], ["00ff", ""]),
+            case(
+                "TEXT",
+                Utf8,
+                ["'it''s'", "'line\nbreak'"],
+                ["it's", "line\nbreak"],
+            ),
+            case(
+                "BYTEA",
+                Binary,
+                ["'\\x00ff'::bytea", "''::bytea"],
+                ["00ff", ""],
+            ),
         ],
-        Db::MariaDb => vec![
+        Profile::MariaDb => vec![
             case("TINYINT", Int8, ["-128", "127"], ["-128", "127"]),
             case("TINYINT UNSIGNED", UInt8, ["0", "255"], ["0", "255"]),
             case("SMALLINT", Int16, ["-32768", "32767"], ["-32768", "32767"]),
             case("SMALLINT UNSIGNED", UInt16, ["0", "65535"], ["0", "65535"]),
-            case("INT", Int32, ["-2147483648", "2147483647"], ["-2147483648", "2147483647"]),
-            case("INT UNSIGNED", UInt32, ["0", "4294967295"], ["0", "4294967295"]),
-            case("BIGINT", Int64, ["-9223372036854775808", "9223372036854775807"], ["-9223372036854775808", "9223372036854775807"]),
-            case("BIGINT UNSIGNED", UInt64, ["0", "18446744073709551615"], ["0", "18446744073709551615"]),
+            case(
+                "INT",
+                Int32,
+                ["-2147483648", "2147483647"],
+                ["-2147483648", "2147483647"],
+            ),
+            case(
+                "INT UNSIGNED",
+                UInt32,
+                ["0", "4294967295"],
+                ["0", "4294967295"],
+            ),
+            case(
+                "BIGINT",
+                Int64,
+                ["-9223372036854775808", "9223372036854775807"],
+                ["-9223372036854775808", "9223372036854775807"],
+            ),
+            case(
+                "BIGINT UNSIGNED",
+                UInt64,
+                ["0", "18446744073709551615"],
+                ["0", "18446744073709551615"],
+            ),
             case("FLOAT", Float32, ["-1.5", "3.25"], ["-1.5", "3.25"]),
             case("DOUBLE", Float64, ["-1.0e300", "2.5"], ["-1e300", "2.5"]),
-            case("DECIMAL(38,10)", Decimal128(38, 10), ["-9999999999999999999999999999.9999999999", "0.0000000001"], ["-9999999999999999999999999999.9999999999", "0.0000000001"]),
+            case(
+                "DECIMAL(38,10)",
+                Decimal128(38, 10),
+                ["-9999999999999999999999999999.9999999999", "0.0000000001"],
+                ["-9999999999999999999999999999.9999999999", "0.0000000001"],
+            ),
             case("BIT(1)", Boolean, ["1", "0"], ["true", "false"]),
-            case("DATE", Date32, ["'1000-01-01'", "'9999-12-31'"], ["1000-01-01", "9999-12-31"]),
-            case("TIME(3)", Time64(TimeUnit::Microsecond), ["'00:00:00'", "'23:59:59.125'"], ["00:00:00", "23:59:59.125"]),
-            case("DATETIME", Timestamp(TimeUnit::Microsecond, None), ["'1000-01-01 00:00:00'", "'2262-04-11 23:47:16'"], ["1000-01-01T00:00:00", "2262-04-11T23:47:16"]),
-            case("DATETIME(6)", Timestamp(TimeUnit::Microsecond, None), ["'1900-01-01 00:00:00.000001'", "'2024-02-29 12:34:56.789012'"], ["1900-01-01T00:00:00.000001", "2024-02-29T12:34:56.789012"]),
+            case(
+                "DATE",
+                Date32,
+                ["'1000-01-01'", "'9999-12-31'"],
+                ["1000-01-01", "9999-12-31"],
+            ),
+            case(
+                "TIME(3)",
+                Time64(TimeUnit::Microsecond),
+                ["'00:00:00'", "'23:59:59.125'"],
+                ["00:00:00", "23:59:59.125"],
+            ),
+            case(
+                "DATETIME",
+                Timestamp(TimeUnit::Microsecond, None),
+                ["'1000-01-01 00:00:00'", "'2262-04-11 23:47:16'"],
+                ["1000-01-01T00:00:00", "2262-04-11T23:47:16"],
+            ),
+            case(
+                "DATETIME(6)",
+                Timestamp(TimeUnit::Microsecond, None),
+                [
+                    "'1900-01-01 00:00:00.000001'",
+                    "'2024-02-29 12:34:56.789012'",
+                ],
+                ["1900-01-01T00:00:00.000001", "2024-02-29T12:34:56.789012"],
+            ),
             case("CHAR(5)", Utf8, ["'ab'", "'abcde'"], ["ab", "abcde"]),
             case("VARCHAR(20)", Utf8, ["''", "'é中文 ✓'"], ["", "é中文 ✓"]),
-            case("TEXT", Utf8, ["'it''s'", "'line\\nbreak'"], ["it's", "line\nbreak"]),
-            case("LONGTEXT", Utf8, ["repeat('t', 12000)", "''"], ["repeat:t:12000", ""]),
+            case(
+                "TEXT",
+                Utf8,
+                ["'it''s'", "'line\\nbreak'"],
+                ["it's", "line\nbreak"],
+            ),
+            case(
+                "LONGTEXT",
+                Utf8,
+                ["repeat('t', 12000)", "''"],
+                ["repeat:t:12000", ""],
+            ),
             case("VARBINARY(10)", Binary, ["X'00FF'", "X''"], ["00ff", ""]),
             case("BLOB", Binary, ["X'DEADBEEF'", "X'00'"], ["deadbeef", "00"]),
         ],
-        Db::Sqlite => vec![
-            case("INTEGER", Int64, ["-9223372036854775808", "9223372036854775807"], ["-9223372036854775808", "9223372036854775807"]),
+        Profile::Sqlite => vec![
+            case(
+                "INTEGER",
+                Int64,
+                ["-9223372036854775808", "9223372036854775807"],
+                ["-9223372036854775808", "9223372036854775807"],
+            ),
             case("SMALLINT", Int64, ["-32768", "32767"], ["-32768", "32767"]),
             case("REAL", Float64, ["-1.5", "3.25"], ["-1.5", "3.25"]),
             case("DOUBLE", Float64, ["-1.0e300", "2.5"], ["-1e300", "2.5"]),
-            case("DECIMAL(10,2)", Decimal128(10, 2), ["-12345678.90", "1.5"], ["-12345678.90", "1.50"]),
-            case("DATE", Date32, ["'0001-01-01'", "'9999-12-31'"], ["0001-01-01", "9999-12-31"]),
-            case("DATETIME", Timestamp(TimeUnit::Microsecond, None), ["'2024-02-29 12:34:56.789'", "'1970-01-01 00:00:00'"], ["2024-02-29T12:34:56.789", "1970-01-01T00:00:00"]),
+            case(
+                "DECIMAL(10,2)",
+                Decimal128(10, 2),
+                ["-12345678.90", "1.5"],
+                ["-12345678.90", "1.50"],
+            ),
+            case(
+                "DATE",
+                Date32,
+                ["'0001-01-01'", "'9999-12-31'"],
+                ["0001-01-01", "9999-12-31"],
+            ),
+            case(
+                "DATETIME",
+                Timestamp(TimeUnit::Microsecond, None),
+                ["'2024-02-29 12:34:56.789'", "'1970-01-01 00:00:00'"],
+                ["2024-02-29T12:34:56.789", "1970-01-01T00:00:00"],
+            ),
             case("BOOLEAN", Boolean, ["1", "0"], ["true", "false"]),
             case("VARCHAR(20)", Utf8, ["''", "'é中文 ✓'"], ["", "é中文 ✓"]),
             case("VARCHAR(8)", Utf8, ["'abc '", "' x '"], ["abc ", " x "]),
-            case("TEXT", Utf8, ["'it''s'", "'line' || char(10) || 'break'"], ["it's", "line\nbreak"]),
-            case("BLOB", Binary, ["X'00FF'", "X'DEADBEEF'"], ["00ff", "deadbeef"]),
+            case(
+                "TEXT",
+                Utf8,
+                ["'it''s'", "'line' || char(10) || 'break'"],
+                ["it's", "line\nbreak"],
+            ),
+            case(
+                "BLOB",
+                Binary,
+                ["X'00FF'", "X'DEADBEEF'"],
+                ["00ff", "deadbeef"],
+            ),
         ],
     }
 }
 
-#[test_case(Db::Postgres; "postgres")]
-#[test_case(Db::MariaDb; "mariadb")]
-#[test_case(Db::Sqlite; "sqlite")]
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_mapped_type_round_trips(db: Db) {
+async fn every_mapped_type_round_trips(db: Profile) {
     let test_db = db.open();
     let cases = cases(db);
     let name = unique_name("types");
@@ -107,7 +284,10 @@ async fn every_mapped_type_round_trips(db: Db) {
         .enumerate()
         .map(|(i, c)| format!("c{i} {}", c.ddl))
         .collect();
-    let _table = test_db.create_table(&name, &format!("id INTEGER PRIMARY KEY, {}", columns.join(", ")));
+    let _table = test_db.create_table(
+        &name,
+        &format!("id INTEGER PRIMARY KEY, {}", columns.join(", ")),
+    );
     for (row, pick) in [(1, Some(0)), (2, Some(1)), (3, None)] {
         let values: Vec<&str> = cases
             .iter()
@@ -136,12 +316,21 @@ async fn every_mapped_type_round_trips(db: Db) {
     let options = FormatOptions::default().with_null("NULL");
     for (i, case) in cases.iter().enumerate() {
         let column = batch.column(i + 1);
-        assert_eq!(column.data_type(), &case.arrow, "{db:?} {}: Arrow type", case.ddl);
+        assert_eq!(
+            column.data_type(),
+            &case.arrow,
+            "{db:?} {}: Arrow type",
+            case.ddl
+        );
         let formatter = ArrayFormatter::try_new(column.as_ref(), &options).unwrap();
         let shown: Vec<String> = (0..3).map(|r| formatter.value(r).to_string()).collect();
         assert_eq!(
             shown,
-            [expand(case.expected[0]), expand(case.expected[1]), "NULL".to_string()],
+            [
+                expand(case.expected[0]),
+                expand(case.expected[1]),
+                "NULL".to_string()
+            ],
             "{db:?} {}: values",
             case.ddl
         );

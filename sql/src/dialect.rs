@@ -221,7 +221,9 @@ impl Dialect {
             Dialect::PostgreSql | Dialect::Sqlite => format!("CAST({expr} AS TEXT)"),
             Dialect::MySql => format!("CAST({expr} AS CHAR)"),
             Dialect::MsSql => format!("CAST({expr} AS NVARCHAR(MAX))"),
-            Dialect::Firebird | Dialect::Db2 | Dialect::Ansi => format!("CAST({expr} AS VARCHAR(32000))"),
+            Dialect::Firebird | Dialect::Db2 | Dialect::Ansi => {
+                format!("CAST({expr} AS VARCHAR(32000))")
+            }
         }
     }
 
@@ -293,7 +295,10 @@ mod tests {
     fn doubles_closing_quote_characters() {
         assert_eq!(Dialect::MySql.quote_identifier("a`b").unwrap(), "`a``b`");
         assert_eq!(Dialect::MsSql.quote_identifier("a]b[").unwrap(), "[a]]b[]");
-        assert_eq!(Dialect::Sqlite.quote_identifier("a\"b").unwrap(), "\"a\"\"b\"");
+        assert_eq!(
+            Dialect::Sqlite.quote_identifier("a\"b").unwrap(),
+            "\"a\"\"b\""
+        );
     }
 
     #[test]
@@ -305,11 +310,19 @@ mod tests {
     #[test]
     fn postgres_escapes_backslashes_in_e_strings() {
         assert_eq!(
-            Dialect::PostgreSql.string_literal(r"x\' OR 1=1 --").unwrap(),
+            Dialect::PostgreSql
+                .string_literal(r"x\' OR 1=1 --")
+                .unwrap(),
             r"E'x\\'' OR 1=1 --'"
         );
-        assert_eq!(Dialect::PostgreSql.string_literal("it's").unwrap(), "'it''s'");
-        assert_eq!(Dialect::PostgreSql.string_literal("tail\\").unwrap(), r"E'tail\\'");
+        assert_eq!(
+            Dialect::PostgreSql.string_literal("it's").unwrap(),
+            "'it''s'"
+        );
+        assert_eq!(
+            Dialect::PostgreSql.string_literal("tail\\").unwrap(),
+            r"E'tail\\'"
+        );
     }
 
     #[test]
@@ -333,7 +346,10 @@ mod tests {
 
     #[test]
     fn binary_literals() {
-        assert_eq!(Dialect::PostgreSql.binary_literal(&[0, 255]), "decode('00FF', 'hex')");
+        assert_eq!(
+            Dialect::PostgreSql.binary_literal(&[0, 255]),
+            "decode('00FF', 'hex')"
+        );
         assert_eq!(Dialect::MySql.binary_literal(&[0, 255]), "X'00FF'");
         assert_eq!(Dialect::MsSql.binary_literal(&[0, 255]), "0x00FF");
         assert_eq!(Dialect::Db2.binary_literal(&[0, 255]), "BX'00FF'");

@@ -83,12 +83,15 @@ impl Renderer<'_> {
                 if self.dialect.has_boolean_predicates() {
                     Some(column)
                 } else {
-                    Some(format!("({column} = {})", self.dialect.boolean_literal(true)))
+                    Some(format!(
+                        "({column} = {})",
+                        self.dialect.boolean_literal(true)
+                    ))
                 }
             }
-            Expr::Literal(ScalarValue::Boolean(Some(v)), _) => Some(
-                if *v { "(1 = 1)" } else { "(1 = 0)" }.to_string(),
-            ),
+            Expr::Literal(ScalarValue::Boolean(Some(v)), _) => {
+                Some(if *v { "(1 = 1)" } else { "(1 = 0)" }.to_string())
+            }
             _ => None,
         }
     }
@@ -114,7 +117,11 @@ impl Renderer<'_> {
     fn comparison(&self, left: &Expr, op: Operator, right: &Expr) -> Option<String> {
         let ordering = !matches!(op, Operator::Eq | Operator::NotEq);
         self.check_comparable(&[left, right], ordering)?;
-        let collation = if ordering { self.order_collation(&[left, right]) } else { "" };
+        let collation = if ordering {
+            self.order_collation(&[left, right])
+        } else {
+            ""
+        };
         Some(format!(
             "({} {op} {}{collation})",
             self.value(left)?,
@@ -201,9 +208,9 @@ impl Renderer<'_> {
 
 fn string_value(value: &ScalarValue) -> Option<&str> {
     match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s)
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
         _ => None,
     }
 }
@@ -231,7 +238,11 @@ mod tests {
 
     #[test]
     fn comparisons_and_boolean_logic() {
-        let expr = col("id").gt(lit(5_i64)).and(col("name").is_not_null().or(datafusion::logical_expr::not(col("id").eq(lit(1_i64)))));
+        let expr = col("id").gt(lit(5_i64)).and(
+            col("name")
+                .is_not_null()
+                .or(datafusion::logical_expr::not(col("id").eq(lit(1_i64)))),
+        );
         assert_eq!(
             render(Dialect::PostgreSql, &expr).unwrap(),
             r#"(("id" > 5) AND (("name" IS NOT NULL) OR (NOT ("id" = 1))))"#
@@ -241,7 +252,10 @@ mod tests {
     #[test_case(Dialect::PostgreSql, r#"("name" < 'm' COLLATE "C")"#)]
     #[test_case(Dialect::MySql, "(CAST(`name` AS BINARY) < X'6D')")]
     fn string_ordering_is_bytewise(dialect: Dialect, expected: &str) {
-        assert_eq!(render(dialect, &col("name").lt(lit("m"))).unwrap(), expected);
+        assert_eq!(
+            render(dialect, &col("name").lt(lit("m"))).unwrap(),
+            expected
+        );
     }
 
     #[test]
@@ -255,7 +269,10 @@ mod tests {
 
     #[test]
     fn trailing_blank_literals_stay_local() {
-        assert_eq!(render(Dialect::PostgreSql, &col("name").eq(lit("a "))), None);
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("name").eq(lit("a "))),
+            None
+        );
     }
 
     #[test]
@@ -269,38 +286,77 @@ mod tests {
             render(Dialect::Sqlite, &expr).unwrap(),
             r#"("name" = 'x\'' OR 1=1 --')"#
         );
-        assert_eq!(render(Dialect::PostgreSql, &col("name").eq(lit("a\0b"))), None);
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("name").eq(lit("a\0b"))),
+            None
+        );
     }
 
     #[test]
     fn in_list_between_like() {
         let in_list = col("id").in_list(vec![lit(1_i64), lit(2_i64)], true);
-        assert_eq!(render(Dialect::MySql, &in_list).unwrap(), "(`id` NOT IN (1, 2))");
+        assert_eq!(
+            render(Dialect::MySql, &in_list).unwrap(),
+            "(`id` NOT IN (1, 2))"
+        );
         let between = col("name").between(lit("a"), lit("c"));
         assert_eq!(
             render(Dialect::PostgreSql, &between).unwrap(),
             r#"("name" BETWEEN 'a' COLLATE "C" AND 'c' COLLATE "C")"#
         );
         let like = col("name").like(lit("ab%"));
-        assert_eq!(render(Dialect::PostgreSql, &like).unwrap(), r#"("name" LIKE 'ab%')"#);
-        assert_eq!(render(Dialect::Sqlite, &like), None, "SQLite LIKE ignores case");
-        assert_eq!(render(Dialect::PostgreSql, &col("name").ilike(lit("a%"))), None);
-        assert_eq!(render(Dialect::PostgreSql, &col("name").like(lit(r"a\%"))), None);
+        assert_eq!(
+            render(Dialect::PostgreSql, &like).unwrap(),
+            r#"("name" LIKE 'ab%')"#
+        );
+        assert_eq!(
+            render(Dialect::Sqlite, &like),
+            None,
+            "SQLite LIKE ignores case"
+        );
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("name").ilike(lit("a%"))),
+            None
+        );
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("name").like(lit(r"a\%"))),
+            None
+        );
     }
 
     #[test]
     fn boolean_columns_as_predicates() {
-        assert_eq!(render(Dialect::PostgreSql, &col("flag")).unwrap(), r#""flag""#);
-        assert_eq!(render(Dialect::MsSql, &col("flag")).unwrap(), "([flag] = 1)");
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("flag")).unwrap(),
+            r#""flag""#
+        );
+        assert_eq!(
+            render(Dialect::MsSql, &col("flag")).unwrap(),
+            "([flag] = 1)"
+        );
         assert_eq!(render(Dialect::MsSql, &col("id")), None);
     }
 
     #[test]
     fn unsupported_expressions_stay_local() {
-        assert_eq!(render(Dialect::PostgreSql, &(col("id") + lit(1_i64)).gt(lit(2_i64))), None);
-        assert_eq!(render(Dialect::PostgreSql, &col("score").eq(lit(1.5_f32))), None);
-        assert_eq!(render(Dialect::PostgreSql, &col("missing").eq(lit(1_i64))), None);
-        let half = col("id").eq(lit(1_i64)).and((col("id") + lit(1_i64)).eq(lit(2_i64)));
+        assert_eq!(
+            render(
+                Dialect::PostgreSql,
+                &(col("id") + lit(1_i64)).gt(lit(2_i64))
+            ),
+            None
+        );
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("score").eq(lit(1.5_f32))),
+            None
+        );
+        assert_eq!(
+            render(Dialect::PostgreSql, &col("missing").eq(lit(1_i64))),
+            None
+        );
+        let half = col("id")
+            .eq(lit(1_i64))
+            .and((col("id") + lit(1_i64)).eq(lit(2_i64)));
         assert_eq!(render(Dialect::PostgreSql, &half), None, "all or nothing");
     }
 

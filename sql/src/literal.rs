@@ -43,8 +43,12 @@ pub fn render_literal(dialect: Dialect, value: &ScalarValue) -> Option<String> {
         S::Time32Millisecond(Some(ms)) => time_literal(dialect, i64::from(*ms) * 1_000_000),
         S::Time64Microsecond(Some(us)) => time_literal(dialect, us.checked_mul(1_000)?),
         S::Time64Nanosecond(Some(ns)) => time_literal(dialect, *ns),
-        S::TimestampSecond(Some(v), None) => timestamp_literal(dialect, v.checked_mul(1_000_000_000)?),
-        S::TimestampMillisecond(Some(v), None) => timestamp_literal(dialect, v.checked_mul(1_000_000)?),
+        S::TimestampSecond(Some(v), None) => {
+            timestamp_literal(dialect, v.checked_mul(1_000_000_000)?)
+        }
+        S::TimestampMillisecond(Some(v), None) => {
+            timestamp_literal(dialect, v.checked_mul(1_000_000)?)
+        }
         S::TimestampMicrosecond(Some(v), None) => timestamp_literal(dialect, v.checked_mul(1_000)?),
         S::TimestampNanosecond(Some(v), None) => timestamp_literal(dialect, *v),
         _ => None,
@@ -103,8 +107,14 @@ mod tests {
     #[test]
     fn temporal_literals() {
         let date = ScalarValue::Date32(Some(19_723)); // 2024-01-01
-        assert_eq!(render_literal(Dialect::PostgreSql, &date).unwrap(), "DATE '2024-01-01'");
-        assert_eq!(render_literal(Dialect::Sqlite, &date).unwrap(), "'2024-01-01'");
+        assert_eq!(
+            render_literal(Dialect::PostgreSql, &date).unwrap(),
+            "DATE '2024-01-01'"
+        );
+        assert_eq!(
+            render_literal(Dialect::Sqlite, &date).unwrap(),
+            "'2024-01-01'"
+        );
         assert_eq!(
             render_literal(Dialect::MsSql, &date).unwrap(),
             "CAST('2024-01-01' AS DATE)"
@@ -126,13 +136,37 @@ mod tests {
 
     #[test]
     fn numbers_and_booleans() {
-        assert_eq!(render_literal(Dialect::Ansi, &ScalarValue::Int64(Some(i64::MIN))).unwrap(), "-9223372036854775808");
-        assert_eq!(render_literal(Dialect::Ansi, &ScalarValue::UInt64(Some(u64::MAX))).unwrap(), "18446744073709551615");
-        assert_eq!(render_literal(Dialect::Ansi, &ScalarValue::Float64(Some(1.1))).unwrap(), "1.1e0");
-        assert_eq!(render_literal(Dialect::Ansi, &ScalarValue::Float64(Some(f64::NAN))), None);
-        assert_eq!(render_literal(Dialect::Ansi, &ScalarValue::Float32(Some(1.5))), None);
-        assert_eq!(render_literal(Dialect::Sqlite, &ScalarValue::Boolean(Some(true))).unwrap(), "1");
-        assert_eq!(render_literal(Dialect::PostgreSql, &ScalarValue::Boolean(Some(false))).unwrap(), "FALSE");
-        assert_eq!(render_literal(Dialect::PostgreSql, &ScalarValue::Int32(None)).unwrap(), "NULL");
+        assert_eq!(
+            render_literal(Dialect::Ansi, &ScalarValue::Int64(Some(i64::MIN))).unwrap(),
+            "-9223372036854775808"
+        );
+        assert_eq!(
+            render_literal(Dialect::Ansi, &ScalarValue::UInt64(Some(u64::MAX))).unwrap(),
+            "18446744073709551615"
+        );
+        assert_eq!(
+            render_literal(Dialect::Ansi, &ScalarValue::Float64(Some(1.1))).unwrap(),
+            "1.1e0"
+        );
+        assert_eq!(
+            render_literal(Dialect::Ansi, &ScalarValue::Float64(Some(f64::NAN))),
+            None
+        );
+        assert_eq!(
+            render_literal(Dialect::Ansi, &ScalarValue::Float32(Some(1.5))),
+            None
+        );
+        assert_eq!(
+            render_literal(Dialect::Sqlite, &ScalarValue::Boolean(Some(true))).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            render_literal(Dialect::PostgreSql, &ScalarValue::Boolean(Some(false))).unwrap(),
+            "FALSE"
+        );
+        assert_eq!(
+            render_literal(Dialect::PostgreSql, &ScalarValue::Int32(None)).unwrap(),
+            "NULL"
+        );
     }
 }

@@ -51,7 +51,10 @@ pub struct SelectColumn {
 
 impl SelectColumn {
     pub fn plain(name: impl Into<String>) -> Self {
-        Self { name: name.into(), as_text: false }
+        Self {
+            name: name.into(),
+            as_text: false,
+        }
     }
 }
 
@@ -123,10 +126,22 @@ mod tests {
         }
     }
 
-    #[test_case(Dialect::PostgreSql, r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) LIMIT 10"#)]
-    #[test_case(Dialect::MySql, "SELECT `id`, `total` FROM `shop`.`orders` WHERE (x = 1) AND (y = 2) LIMIT 10")]
-    #[test_case(Dialect::MsSql, "SELECT TOP 10 [id], [total] FROM [shop].[orders] WHERE (x = 1) AND (y = 2)")]
-    #[test_case(Dialect::Firebird, r#"SELECT FIRST 10 "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2)"#)]
+    #[test_case(
+        Dialect::PostgreSql,
+        r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) LIMIT 10"#
+    )]
+    #[test_case(
+        Dialect::MySql,
+        "SELECT `id`, `total` FROM `shop`.`orders` WHERE (x = 1) AND (y = 2) LIMIT 10"
+    )]
+    #[test_case(
+        Dialect::MsSql,
+        "SELECT TOP 10 [id], [total] FROM [shop].[orders] WHERE (x = 1) AND (y = 2)"
+    )]
+    #[test_case(
+        Dialect::Firebird,
+        r#"SELECT FIRST 10 "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2)"#
+    )]
     #[test_case(Dialect::Db2, r#"SELECT "id", "total" FROM "shop"."orders" WHERE (x = 1) AND (y = 2) FETCH FIRST 10 ROWS ONLY"#)]
     fn limit_syntax_per_dialect(dialect: Dialect, expected: &str) {
         assert_eq!(select(Some(10)).to_sql(dialect).unwrap(), expected);
@@ -136,12 +151,21 @@ mod tests {
     fn text_columns_are_cast_and_keep_their_names() {
         let scan = RemoteSelect {
             table: RemoteTable::new(Some("public"), "t"),
-            columns: vec![SelectColumn { name: "n".into(), as_text: true }],
+            columns: vec![SelectColumn {
+                name: "n".into(),
+                as_text: true,
+            }],
             filters: vec![],
             limit: None,
         };
-        assert_eq!(scan.to_sql(Dialect::PostgreSql).unwrap(), r#"SELECT CAST("n" AS TEXT) AS "n" FROM "public"."t""#);
-        assert_eq!(scan.to_sql(Dialect::MySql).unwrap(), "SELECT CAST(`n` AS CHAR) AS `n` FROM `public`.`t`");
+        assert_eq!(
+            scan.to_sql(Dialect::PostgreSql).unwrap(),
+            r#"SELECT CAST("n" AS TEXT) AS "n" FROM "public"."t""#
+        );
+        assert_eq!(
+            scan.to_sql(Dialect::MySql).unwrap(),
+            "SELECT CAST(`n` AS CHAR) AS `n` FROM `public`.`t`"
+        );
     }
 
     #[test]
@@ -152,6 +176,9 @@ mod tests {
             filters: vec![],
             limit: None,
         };
-        assert_eq!(scan.to_sql(Dialect::Sqlite).unwrap(), r#"SELECT 1 FROM "t""#);
+        assert_eq!(
+            scan.to_sql(Dialect::Sqlite).unwrap(),
+            r#"SELECT 1 FROM "t""#
+        );
     }
 }

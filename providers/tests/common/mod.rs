@@ -14,70 +14,76 @@ use ibarrow_providers::{Dialect, OdbcExec, OdbcSource, SourceOptions};
 use odbc_api::ConnectionOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
+pub enum Profile {
     Postgres,
     MariaDb,
     Sqlite,
 }
 
-pub const ALL: [Db; 3] = [Db::Postgres, Db::MariaDb, Db::Sqlite];
+pub const ALL: [Profile; 3] = [Profile::Postgres, Profile::MariaDb, Profile::Sqlite];
 
 /// A database to test against; SQLite gets a fresh file per instance.
 pub struct TestDb {
-    pub db: Db,
+    pub db: Profile,
     pub connection_string: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl Db {
+impl Profile {
     pub fn open(self) -> TestDb {
         let (connection_string, dir) = match self {
-            Db::Postgres => (
+            Profile::Postgres => (
                 std::env::var("IBARROW_TEST_POSTGRES").unwrap_or_else(|_| {
                     "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
                 }),
                 None,
             ),
-            Db::MariaDb => (
+            Profile::MariaDb => (
                 std::env::var("IBARROW_TEST_MARIADB").unwrap_or_else(|_| {
                     "Driver={MariaDB Unicode};Server=127.0.0.1;Port=3306;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
                 }),
                 None,
             ),
-            Db::Sqlite => {
+            Profile::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir for the SQLite test database");
                 let path = dir.path().join("test.sqlite");
                 (format!("Driver={{SQLite3}};Database={};", path.display()), Some(dir))
             }
         };
-        TestDb { db: self, connection_string, _dir: dir }
+        TestDb {
+            db: self,
+            connection_string,
+            _dir: dir,
+        }
     }
 
     pub fn dialect(self) -> Dialect {
         match self {
-            Db::Postgres => Dialect::PostgreSql,
-            Db::MariaDb => Dialect::MySql,
-            Db::Sqlite => Dialect::Sqlite,
+            Profile::Postgres => Dialect::PostgreSql,
+            Profile::MariaDb => Dialect::MySql,
+            Profile::Sqlite => Dialect::Sqlite,
         }
     }
 
     /// The schema tests create their tables in, as users name it.
     pub fn schema(self) -> &'static str {
         match self {
-            Db::Postgres => "public",
-            Db::MariaDb => "ibarrow_test",
-            Db::Sqlite => "main",
+            Profile::Postgres => "public",
+            Profile::MariaDb => "ibarrow_test",
+            Profile::Sqlite => "main",
         }
     }
 
     pub fn quote(self, ident: &str) -> String {
-        self.dialect().quote_identifier(ident).expect("test identifiers have no NUL")
+        self.dialect()
+            .quote_identifier(ident)
+            .expect("test identifiers have no NUL")
     }
 
     /// Spelling of common column types in each database's DDL.
     pub fn double(self) -> &'static str {
         match self {
-            Db::Postgres => "DOUBLE PRECISION",
+            Profile::Postgres => "DOUBLE PRECISION",
             _ => "DOUBLE",
         }
     }
@@ -118,8 +124,14 @@ impl TestDb {
     }
     pub fn create_table(&self, name: &str, columns: &str) -> DropGuard<'_> {
         let quoted = self.db.quote(name);
-        self.execute(&[&format!("DROP TABLE IF EXISTS {quoted}"), &format!("CREATE TABLE {quoted} ({columns})")]);
-        DropGuard { db: self, name: quoted }
+        self.execute(&[
+            &format!("DROP TABLE IF EXISTS {quoted}"),
+            &format!("CREATE TABLE {quoted} ({columns})"),
+        ]);
+        DropGuard {
+            db: self,
+            name: quoted,
+        }
     }
 
     pub async fn source(&self) -> Arc<OdbcSource> {
@@ -127,9 +139,13 @@ impl TestDb {
     }
 
     pub async fn source_with(&self, options: SourceOptions) -> Arc<OdbcSource> {
-        OdbcSource::connect(&format!("{:?}", self.db).to_lowercase(), &self.connection_string, options)
-            .await
-            .unwrap_or_else(|e| panic!("connect {:?}: {e}", self.db))
+        OdbcSource::connect(
+            &format!("{:?}", self.db).to_lowercase(),
+            &self.connection_string,
+            options,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect {:?}: {e}", self.db))
     }
 }
 
@@ -165,8 +181,14 @@ pub fn remote_sql(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
 
 /// Runs `sql`, returning its batches and the remote statements it sent.
 pub async fn run(ctx: &SessionContext, sql: &str) -> (Vec<RecordBatch>, Vec<String>) {
-    let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("planning `{sql}`: {e}"));
-    let plan = df.create_physical_plan().await.unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    let df = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("planning `{sql}`: {e}"));
+    let plan = df
+        .create_physical_plan()
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
     let remote = remote_sql(&plan);
     let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
         .await
@@ -175,5 +197,7 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> (Vec<RecordBatch>, Vec<Stri
 }
 
 pub fn table_text(batches: &[RecordBatch]) -> String {
-    pretty_format_batches(batches).expect("format batches").to_string()
+    pretty_format_batches(batches)
+        .expect("format batches")
+        .to_string()
 }
