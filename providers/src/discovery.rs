@@ -79,7 +79,12 @@ fn text(value: &odbc_api::parameter::VarCharArray<128>) -> Option<String> {
     value.as_str().ok().flatten().map(str::to_string)
 }
 
-/// The schemas users can query, system schemas left out.
+/// Whether listings hide this schema (it can still be queried by name).
+pub fn is_system_schema(name: &str) -> bool {
+    SYSTEM_SCHEMAS.iter().any(|s| name.eq_ignore_ascii_case(s))
+}
+
+/// Every schema of the source, system schemas included.
 pub fn list_schemas(
     conn: &Connection<'_>,
     dialect: Dialect,
@@ -103,7 +108,7 @@ pub fn list_schemas(
             }
         }
     }
-    names.retain(|n| !SYSTEM_SCHEMAS.iter().any(|s| n.eq_ignore_ascii_case(s)) && !n.is_empty());
+    names.retain(|n| !n.is_empty());
     names.sort();
     names.dedup();
     Ok(names)

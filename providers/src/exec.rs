@@ -309,19 +309,10 @@ impl RemoteScan {
             return Ok(());
         }
         for (index, column) in batch.columns().iter().enumerate() {
+            // Lengths from the offsets: no pass over the values themselves.
             let longest = match column.data_type() {
-                DataType::Utf8 => column
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::len)
-                    .max(),
-                DataType::Binary => column
-                    .as_binary::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(<[u8]>::len)
-                    .max(),
+                DataType::Utf8 => longest_value(column.as_string::<i32>().offsets()),
+                DataType::Binary => longest_value(column.as_binary::<i32>().offsets()),
                 _ => None,
             };
             let limit = match column.data_type() {
@@ -389,4 +380,8 @@ fn trim_trailing_blanks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         .map(|v| v.map(|s| s.trim_end_matches(' ')))
         .collect();
     Ok(Arc::new(trimmed))
+}
+
+fn longest_value(offsets: &[i32]) -> Option<usize> {
+    offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max()
 }

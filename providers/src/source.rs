@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use ibarrow_sql::Dialect;
-use odbc_api::Connection;
 
 use crate::connection_string::ConnectionString;
 use crate::discovery::{self, NameMatch, TableEntry};
@@ -169,11 +168,14 @@ impl OdbcSource {
     /// Schemas of the source (DESIGN §2), system schemas left out.
     pub async fn schemas(&self) -> Result<Vec<String>, OdbcError> {
         let dialect = self.dialect;
-        self.with_connection(move |conn| {
-            let listed = discovery::list_schemas(conn, dialect);
-            listed.map_err(|err| conn.failure("listing schemas", err))
-        })
-        .await
+        let mut schemas = self
+            .with_connection(move |conn| {
+                let listed = discovery::list_schemas(conn, dialect);
+                listed.map_err(|err| conn.failure("listing schemas", err))
+            })
+            .await?;
+        schemas.retain(|name| !discovery::is_system_schema(name));
+        Ok(schemas)
     }
 
     /// Tables and views of a schema, resolved as [`Self::resolve_schema`] does.
@@ -204,7 +206,7 @@ impl OdbcSource {
         let wanted = schema.to_string();
         let all = self
             .with_connection(move |conn| {
-                let listed = list_all_schemas(conn, dialect);
+                let listed = discovery::list_schemas(conn, dialect);
                 listed.map_err(|err| conn.failure("listing schemas", err))
             })
             .await?;
@@ -294,27 +296,6 @@ impl OdbcSource {
             primary_key,
         )))
     }
-}
-
-/// Every schema, system ones included, for resolving names.
-fn list_all_schemas(
-    conn: &Connection<'_>,
-    dialect: Dialect,
-) -> Result<Vec<String>, odbc_api::Error> {
-    let mut names = discovery::list_schemas(conn, dialect)?;
-    // Listings hide system schemas, but they can be named.
-    for system in [
-        "information_schema",
-        "pg_catalog",
-        "mysql",
-        "performance_schema",
-        "sys",
-    ] {
-        if !names.iter().any(|n| n == system) {
-            names.push(system.to_string());
-        }
-    }
-    Ok(names)
 }
 
 /// Driver keys ibarrow sets. Security settings are forced; performance ones are defaults the

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Profile, run, table_text, unique_name};
+use common::{Profile, collect, run, session_with, table_text, unique_name};
 use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
 use ibarrow_providers::{OdbcError, OdbcSource, SourceOptions};
@@ -188,16 +188,8 @@ async fn plans_and_debug_output_hold_no_password() {
     let source = OdbcSource::connect("pg", &with_password, SourceOptions::default())
         .await
         .unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_table("t", source.table("public", &name).await.unwrap())
-        .unwrap();
-    let explain = ctx
-        .sql("EXPLAIN VERBOSE SELECT * FROM t WHERE id = 1")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let ctx = session_with(&source, "public", &name).await;
+    let explain = collect(&ctx, "EXPLAIN VERBOSE SELECT * FROM t WHERE id = 1").await;
     let shown = format!("{}\n{source:?}", table_text(&explain));
     assert!(shown.contains("OdbcExec"), "{shown}");
     assert!(!shown.contains("very-secret-pw"), "{shown}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Profile, TestDb, run, table_text, unique_name};
+use common::{Profile, TestDb, collect, row_count, run, session_with, table_text, unique_name};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use test_case::test_case;
@@ -107,22 +107,11 @@ async fn pushed_filters_answer_like_datafusion(db: Profile) {
     insert_rows(&test_db, &name);
 
     let source = test_db.source().await;
-    let table = source.table(db.schema(), &name).await.unwrap();
-    let remote = SessionContext::new();
-    remote.register_table("t", table.clone()).unwrap();
+    let remote = session_with(&source, db.schema(), &name).await;
 
     // The reference: the same rows, fetched once without any pushdown, evaluated in memory.
-    let everything = remote
-        .sql("SELECT * FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(
-        everything.iter().map(|b| b.num_rows()).sum::<usize>(),
-        ROWS.len()
-    );
+    let everything = collect(&remote, "SELECT * FROM t").await;
+    assert_eq!(row_count(&everything), ROWS.len());
     let local = SessionContext::new();
     let mem = MemTable::try_new(everything[0].schema(), vec![everything]).unwrap();
     local.register_table("t", Arc::new(mem)).unwrap();
@@ -175,12 +164,10 @@ async fn projection_and_limit_reach_the_database(db: Profile) {
         )]);
     }
     let source = test_db.source().await;
-    let ctx = SessionContext::new();
-    ctx.register_table("t", source.table(db.schema(), &name).await.unwrap())
-        .unwrap();
+    let ctx = session_with(&source, db.schema(), &name).await;
 
     let (batches, statements) = run(&ctx, "SELECT id FROM t LIMIT 3").await;
-    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    assert_eq!(row_count(&batches), 3);
     let qualified = match db {
         Profile::Sqlite => db.quote(&name),
         _ => format!("{}.{}", db.quote(db.schema()), db.quote(&name)),
@@ -195,7 +182,7 @@ async fn projection_and_limit_reach_the_database(db: Profile) {
 
     // A filter that stays local must keep the limit local too.
     let (batches, statements) = run(&ctx, "SELECT id FROM t WHERE id % 2 = 1 LIMIT 3").await;
-    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    assert_eq!(row_count(&batches), 3);
     assert!(!statements[0].contains("LIMIT"), "{}", statements[0]);
 
     // A pushed filter lets the limit go down with it.

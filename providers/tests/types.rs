@@ -2,10 +2,9 @@
 
 mod common;
 
-use common::{Profile, unique_name};
+use common::{Profile, collect, session_with, unique_name};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::SessionContext;
 use test_case::test_case;
 
 /// A column type in one database: its DDL, the Arrow type expected, two values as SQL
@@ -301,16 +300,8 @@ async fn every_mapped_type_round_trips(db: Profile) {
     }
 
     let source = test_db.source().await;
-    let table = source.table(db.schema(), &name).await.expect("table found");
-    let ctx = SessionContext::new();
-    ctx.register_table("t", table).unwrap();
-    let batches = ctx
-        .sql("SELECT * FROM t ORDER BY id")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let ctx = session_with(&source, db.schema(), &name).await;
+    let batches = collect(&ctx, "SELECT * FROM t ORDER BY id").await;
     let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(batch.num_rows(), 3);
     let options = FormatOptions::default().with_null("NULL");

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept};
 use datafusion::prelude::SessionContext;
 use ibarrow_providers::{Dialect, OdbcExec, OdbcSource, SourceOptions};
@@ -160,6 +161,47 @@ impl Drop for DropGuard<'_> {
         let sql = format!("DROP TABLE IF EXISTS {}", self.name);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.execute(&[&sql])));
     }
+}
+
+/// A session in which `schema.table` of `source` is registered as `t`.
+pub async fn session_with(source: &Arc<OdbcSource>, schema: &str, table: &str) -> SessionContext {
+    let provider = source
+        .table(schema, table)
+        .await
+        .unwrap_or_else(|e| panic!("table {schema}.{table}: {e}"));
+    let ctx = SessionContext::new();
+    ctx.register_table("t", provider).expect("register t");
+    ctx
+}
+
+/// The batches of `sql`, or the error of planning or running it.
+pub async fn try_collect(
+    ctx: &SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    ctx.sql(sql).await?.collect().await
+}
+
+/// The batches of `sql`; a failure fails the test, naming the query.
+pub async fn collect(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    try_collect(ctx, sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"))
+}
+
+/// The result of `sql` as a stream, not yet polled.
+pub async fn stream(ctx: &SessionContext, sql: &str) -> SendableRecordBatchStream {
+    let df = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    df.execute_stream()
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"))
+}
+
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
 }
 
 /// The remote statements of a physical plan, in plan order.
