@@ -176,21 +176,49 @@ async fn failed_login_names_the_cause_but_not_the_password() {
     );
 }
 
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plans_and_debug_output_hold_no_password() {
-    let test_db = Profile::Postgres.open();
+async fn plans_errors_and_debug_output_hold_no_password(db: Profile) {
+    const SECRET: &str = "very-secret-pw";
+    let test_db = db.open();
     let name = unique_name("secret");
     let _table = test_db.create_table(&name, "id INTEGER");
-    let with_password = format!(
-        "{}Pwd=very-secret-pw;",
-        test_db.connection_string.replace("Pwd=ibarrow;", "")
-    );
-    let source = OdbcSource::connect("pg", &with_password, SourceOptions::default())
+    let connection_string = match db {
+        // The local PostgreSQL trusts its clients and SQLite has no login: any password works.
+        Profile::Postgres | Profile::Sqlite => format!(
+            "{}Pwd={SECRET};",
+            test_db.connection_string.replace("Pwd=ibarrow;", "")
+        ),
+        Profile::MariaDb => {
+            test_db.execute(&[
+                &format!("CREATE USER IF NOT EXISTS 'ibarrow_secret'@'127.0.0.1' IDENTIFIED BY '{SECRET}'"),
+                "GRANT SELECT ON ibarrow_test.* TO 'ibarrow_secret'@'127.0.0.1'",
+            ]);
+            test_db.connection_string.replace(
+                "Uid=ibarrow;Pwd=ibarrow;",
+                &format!("Uid=ibarrow_secret;Pwd={SECRET};"),
+            )
+        }
+    };
+    assert!(connection_string.contains(SECRET));
+    let source = OdbcSource::connect("src", &connection_string, SourceOptions::default())
         .await
         .unwrap();
-    let ctx = session_with(&source, "public", &name).await;
+    let ctx = session_with(&source, db.schema(), &name).await;
     let explain = collect(&ctx, "EXPLAIN VERBOSE SELECT * FROM t WHERE id = 1").await;
-    let shown = format!("{}\n{source:?}", table_text(&explain));
-    assert!(shown.contains("OdbcExec"), "{shown}");
-    assert!(!shown.contains("very-secret-pw"), "{shown}");
+    // A failing remote statement: the table disappears after planning.
+    let plan = ctx.sql("SELECT * FROM t").await.unwrap();
+    drop(_table);
+    let failure = plan.collect().await.unwrap_err();
+    let shown = format!(
+        "{}\n{source:?}\n{failure}\n{failure:?}",
+        table_text(&explain)
+    );
+    assert!(
+        shown.contains("OdbcExec") && shown.contains("Pwd=***"),
+        "{shown}"
+    );
+    assert!(!shown.contains(SECRET), "{db:?}: {shown}");
 }
