@@ -248,6 +248,65 @@ pub fn postgres_unconstrained_numerics(
     Ok(names)
 }
 
+/// The first row of a query, every column as text (`None` for NULL); `None` without rows.
+pub fn first_row_as_text(
+    conn: &Connection<'_>,
+    sql: &str,
+    params: impl odbc_api::ParameterCollectionRef,
+) -> Result<Option<Vec<Option<String>>>, odbc_api::Error> {
+    use odbc_api::{Cursor, ResultSetMetadata};
+    let Some(mut cursor) = conn.execute(sql, params, None)? else {
+        return Ok(None);
+    };
+    let columns = cursor.num_result_cols()?;
+    let Some(mut row) = cursor.next_row()? else {
+        return Ok(None);
+    };
+    let mut values = Vec::new();
+    let mut buffer = Vec::new();
+    for column in 1..=columns as u16 {
+        let present = row.get_text(column, &mut buffer)?;
+        values.push(present.then(|| String::from_utf8_lossy(&buffer).into_owned()));
+    }
+    Ok(Some(values))
+}
+
+/// The database's own estimate of a table's rows, for planning and for deciding whether a
+/// scan is worth splitting. `None` when the database keeps none (or never analysed the table).
+pub fn row_estimate(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    schema: &str,
+    table: &str,
+) -> Option<u64> {
+    use odbc_api::IntoParameter;
+    let params = (&schema.into_parameter(), &table.into_parameter());
+    let text = match dialect {
+        Dialect::PostgreSql => first_row_as_text(
+            conn,
+            "SELECT c.reltuples FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ? AND c.relname = ?",
+            params,
+        ),
+        Dialect::MySql => first_row_as_text(
+            conn,
+            "SELECT TABLE_ROWS FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            params,
+        ),
+        // SQLite keeps no estimate; counting is cheap there (no network, a B-tree walk).
+        Dialect::Sqlite => {
+            let quoted = dialect.quote_identifier(table).ok()?;
+            first_row_as_text(conn, &format!("SELECT count(*) FROM {quoted}"), ())
+        }
+        _ => return None,
+    };
+    let value: f64 = text.ok()??.into_iter().next()??.trim().parse().ok()?;
+    // PostgreSQL reports -1 for tables never vacuumed or analysed.
+    (value >= 0.0).then_some(value as u64)
+}
+
 /// The outcome of matching a name a user typed against the remote names.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NameMatch<'a> {

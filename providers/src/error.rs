@@ -87,6 +87,16 @@ pub enum OdbcError {
         column: String,
         hint: String,
     },
+    #[error(
+        "source `{source_name}`: `{column}` cannot split `{table}` into ranges: {reason}. Set \
+         `partition_column` to an integer or date column, or remove it"
+    )]
+    InvalidPartitionColumn {
+        source_name: String,
+        table: String,
+        column: String,
+        reason: String,
+    },
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {
         source_name: String,

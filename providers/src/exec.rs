@@ -33,11 +33,11 @@ use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
 use ibarrow_sql::Dialect;
 
-/// A scan of one remote statement, one partition.
+/// A scan of a remote table: one statement per partition.
 #[derive(Debug)]
 pub struct OdbcExec {
     source: Arc<OdbcSource>,
-    sql: String,
+    statements: Vec<String>,
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
@@ -47,28 +47,28 @@ impl OdbcExec {
     /// `schema` is what the plan yields; `fetch` how each of its columns is read.
     pub fn new(
         source: Arc<OdbcSource>,
-        sql: String,
+        statements: Vec<String>,
         schema: SchemaRef,
         fetch: Vec<ColumnFetch>,
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(statements.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
         Self {
             source,
-            sql,
+            statements,
             schema,
             fetch,
             properties,
         }
     }
 
-    /// The statement sent to the database.
-    pub fn sql(&self) -> &str {
-        &self.sql
+    /// The statements sent to the database, one per partition.
+    pub fn statements(&self) -> &[String] {
+        &self.statements
     }
 
     pub fn source(&self) -> &Arc<OdbcSource> {
@@ -79,16 +79,24 @@ impl OdbcExec {
 impl DisplayAs for OdbcExec {
     fn fmt_as(&self, format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         match format {
-            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
-                f,
-                "OdbcExec: source={}, dialect={}, sql={}",
-                self.source.name(),
-                self.source.dialect(),
-                self.sql
-            ),
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "OdbcExec: source={}, dialect={}, partitions={}, sql=",
+                    self.source.name(),
+                    self.source.dialect(),
+                    self.statements.len()
+                )?;
+                if let [single] = self.statements.as_slice() {
+                    write!(f, "{single}")
+                } else {
+                    write!(f, "[{}]", self.statements.join("; "))
+                }
+            }
             DisplayFormatType::TreeRender => {
                 writeln!(f, "source={}", self.source.name())?;
-                write!(f, "sql={}", self.sql)
+                writeln!(f, "partitions={}", self.statements.len())?;
+                write!(f, "sql={}", self.statements.join("; "))
             }
         }
     }
@@ -137,15 +145,16 @@ impl ExecutionPlan for OdbcExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
+        let Some(sql) = self.statements.get(partition) else {
             return Err(DataFusionError::Internal(format!(
-                "OdbcExec has one partition, partition {partition} was requested"
+                "OdbcExec has {} partitions, partition {partition} was requested",
+                self.statements.len()
             )));
-        }
+        };
         let source = Arc::clone(&self.source);
         let scan = RemoteScan {
             dialect: source.dialect(),
-            sql: self.sql.clone(),
+            sql: sql.clone(),
             schema: Arc::clone(&self.schema),
             fetch: self.fetch.clone(),
             options: source.options().scan.clone(),

@@ -8,6 +8,7 @@ use crate::connection_string::ConnectionString;
 use crate::discovery::{self, NameMatch, TableEntry};
 use crate::environment::{describe, odbc_environment};
 use crate::error::OdbcError;
+use crate::partitioning::RangePartitioning;
 use crate::pool::{ConnectionPool, PoolOptions, PooledConnection};
 use crate::table::OdbcTable;
 use crate::type_map::map_column;
@@ -44,6 +45,9 @@ impl Default for ScanOptions {
 pub struct SourceOptions {
     pub pool: PoolOptions,
     pub scan: ScanOptions,
+    /// Range splitting of large tables; `column` is the default for every table (usually
+    /// `None`: the primary key).
+    pub partitioning: RangePartitioning,
 }
 
 /// A connected ODBC database. Cheap to share (`Arc`); every method is safe to call from many
@@ -232,11 +236,21 @@ impl OdbcSource {
         schema: &str,
         table: &str,
     ) -> Result<Arc<OdbcTable>, OdbcError> {
+        self.table_with_partition_column(schema, table, None).await
+    }
+
+    /// [`Self::table`], splitting scans on `partition_column` instead of the primary key.
+    pub async fn table_with_partition_column(
+        self: &Arc<Self>,
+        schema: &str,
+        table: &str,
+        partition_column: Option<&str>,
+    ) -> Result<Arc<OdbcTable>, OdbcError> {
         let schema = self.resolve_schema(schema).await?;
         let dialect = self.dialect;
         let source_name = self.name.clone();
         let wanted = table.to_string();
-        let (table_name, kind, columns, primary_key) = self
+        let (table_name, kind, columns, primary_key, rows) = self
             .with_connection(move |conn| {
                 let entries = discovery::list_tables(conn, dialect, &schema)
                     .map_err(|err| conn.failure("listing tables", err))?;
@@ -283,18 +297,26 @@ impl OdbcSource {
                 // Views and some drivers have no primary keys; that is not an error.
                 let primary_key =
                     discovery::primary_key(conn, dialect, &schema, &entry.name).unwrap_or_default();
+                let rows = discovery::row_estimate(conn, dialect, &schema, &entry.name);
                 let remote = discovery::remote_table(dialect, &schema, &entry.name);
-                Ok((remote, entry.kind, columns, primary_key))
+                Ok((remote, entry.kind, columns, primary_key, rows))
             })
             .await?;
         let mapped = columns.iter().map(|c| map_column(c, dialect)).collect();
-        Ok(Arc::new(OdbcTable::new(
+        let mut partitioning = self.options.partitioning.clone();
+        if let Some(column) = partition_column {
+            partitioning.column = Some(column.to_string());
+        }
+        let table = OdbcTable::new(
             Arc::clone(self),
             table_name,
             kind,
             mapped,
             primary_key,
-        )))
+            rows,
+        )
+        .with_range_partitioning(&partitioning)?;
+        Ok(Arc::new(table))
     }
 }
 

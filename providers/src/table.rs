@@ -6,16 +6,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::{Constraint, Constraints};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Constraint, Constraints, Statistics};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
 
-use crate::discovery::TableKind;
+use tokio::sync::OnceCell;
+
+use crate::discovery::{self, TableKind};
 use crate::error::OdbcError;
 use crate::exec::OdbcExec;
+use crate::partitioning::{PartitionKey, RangePartitioning};
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, MappedColumn};
 
@@ -31,6 +35,10 @@ pub struct OdbcTable {
     fetch: Vec<ColumnFetch>,
     primary_key: Vec<String>,
     constraints: Option<Constraints>,
+    row_estimate: Option<u64>,
+    partition_key: Option<PartitionKey>,
+    /// MIN and MAX of the partition key, read once.
+    key_range: OnceCell<Option<(i64, i64)>>,
 }
 
 impl OdbcTable {
@@ -40,6 +48,7 @@ impl OdbcTable {
         kind: TableKind,
         columns: Vec<MappedColumn>,
         primary_key: Vec<String>,
+        row_estimate: Option<u64>,
     ) -> Self {
         let fetch = columns.iter().map(|c| c.fetch.clone()).collect();
         let schema = Arc::new(Schema::new(
@@ -70,7 +79,75 @@ impl OdbcTable {
             fetch,
             primary_key,
             constraints,
+            row_estimate,
+            partition_key: None,
+            key_range: OnceCell::new(),
         }
+    }
+
+    /// Lets scans split this table into key ranges read in parallel.
+    pub fn with_range_partitioning(mut self, spec: &RangePartitioning) -> Result<Self, OdbcError> {
+        self.partition_key = PartitionKey::choose(
+            spec,
+            &self.schema,
+            &self.primary_key,
+            self.source.name(),
+            &self.table.to_string(),
+        )?;
+        Ok(self)
+    }
+
+    /// The database's row estimate, when it keeps one.
+    pub fn row_estimate(&self) -> Option<u64> {
+        self.row_estimate
+    }
+
+    /// The column scans split on, if any.
+    pub fn partition_column(&self) -> Option<&str> {
+        self.partition_key.as_ref().map(|k| k.column.as_str())
+    }
+
+    /// One range predicate per partition, or `None` for a single scan: no key, a pushed
+    /// limit, a small table, or a key range too narrow to split.
+    async fn partition_predicates(
+        &self,
+        limit: Option<usize>,
+    ) -> Result<Option<Vec<String>>, OdbcError> {
+        let Some(key) = &self.partition_key else {
+            return Ok(None);
+        };
+        if limit.is_some() || self.row_estimate.is_some_and(|rows| rows < key.min_rows) {
+            return Ok(None);
+        }
+        let range = self
+            .key_range
+            .get_or_try_init(|| self.read_key_range(key))
+            .await?;
+        Ok(range.and_then(|(min, max)| key.predicates(self.source.dialect(), min, max)))
+    }
+
+    async fn read_key_range(&self, key: &PartitionKey) -> Result<Option<(i64, i64)>, OdbcError> {
+        let dialect = self.source.dialect();
+        let sql_error = |source| OdbcError::Sql {
+            source_name: self.source.name().to_string(),
+            source,
+        };
+        let column = dialect.quote_identifier(&key.column).map_err(sql_error)?;
+        let table = self.table.render(dialect).map_err(sql_error)?;
+        let sql = format!("SELECT MIN({column}), MAX({column}) FROM {table}");
+        let key = key.clone();
+        self.source
+            .with_connection(move |conn| {
+                let row = discovery::first_row_as_text(conn, &sql, ())
+                    .map_err(|err| conn.failure("reading the partition key range", err))?;
+                let bounds = row.and_then(|values| {
+                    let min = key.parse_bound(values.first()?.as_deref()?)?;
+                    let max = key.parse_bound(values.get(1)?.as_deref()?)?;
+                    Some((min, max))
+                });
+                Ok(bounds)
+            })
+            .await
     }
 
     pub fn source(&self) -> &Arc<OdbcSource> {
@@ -133,6 +210,12 @@ impl TableProvider for OdbcTable {
         self.constraints.as_ref()
     }
 
+    fn statistics(&self) -> Option<Statistics> {
+        let rows = self.row_estimate?;
+        let rows = usize::try_from(rows).ok()?;
+        Some(Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows)))
+    }
+
     fn table_type(&self) -> TableType {
         match self.kind {
             TableKind::Table => TableType::Base,
@@ -162,12 +245,24 @@ impl TableProvider for OdbcTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let select = self.remote_select(projection, filters, limit)?;
-        let sql = select
-            .to_sql(self.source.dialect())
-            .map_err(|source| OdbcError::Sql {
+        let dialect = self.source.dialect();
+        let render = |select: &RemoteSelect| {
+            select.to_sql(dialect).map_err(|source| OdbcError::Sql {
                 source_name: self.source.name().to_string(),
                 source,
-            })?;
+            })
+        };
+        let statements = match self.partition_predicates(select.limit).await? {
+            Some(predicates) => predicates
+                .into_iter()
+                .map(|predicate| {
+                    let mut part = select.clone();
+                    part.filters.push(predicate);
+                    render(&part)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![render(&select)?],
+        };
         let (schema, fetch) = match projection {
             Some(indices) => (
                 Arc::new(
@@ -181,7 +276,7 @@ impl TableProvider for OdbcTable {
         };
         Ok(Arc::new(OdbcExec::new(
             Arc::clone(&self.source),
-            sql,
+            statements,
             schema,
             fetch,
         )))

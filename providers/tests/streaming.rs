@@ -40,6 +40,7 @@ fn one_connection() -> SourceOptions {
             batch_rows: 100,
             ..ScanOptions::default()
         },
+        ..SourceOptions::default()
     }
 }
 

@@ -122,6 +122,16 @@ impl Renderer<'_> {
         } else {
             ""
         };
+        // Standard spellings: DataFusion prints `!=`, which not every database takes.
+        let op = match op {
+            Operator::Eq => "=",
+            Operator::NotEq => "<>",
+            Operator::Lt => "<",
+            Operator::LtEq => "<=",
+            Operator::Gt => ">",
+            Operator::GtEq => ">=",
+            _ => return None,
+        };
         Some(format!(
             "({} {op} {}{collation})",
             self.value(left)?,
@@ -289,6 +299,14 @@ mod tests {
         assert_eq!(
             render(Dialect::PostgreSql, &col("name").eq(lit("a\0b"))),
             None
+        );
+    }
+
+    #[test]
+    fn not_equal_is_spelled_the_standard_way() {
+        assert_eq!(
+            render(Dialect::Db2, &col("id").not_eq(lit(1_i64))).unwrap(),
+            r#"("id" <> 1)"#
         );
     }
 

@@ -13,10 +13,12 @@ mod dialect;
 mod error;
 mod filter;
 mod literal;
+mod partition;
 mod select;
 
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;
 pub use literal::render_literal;
+pub use partition::{integer_split_points, range_predicates};
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
