@@ -1,11 +1,20 @@
 //! ibarrow: federated SQL over ODBC databases, planned by Apache DataFusion.
 //!
-//! The engine (`Engine`, catalogs, configuration) builds on the two crates re-exported here:
-//! [`sql`] renders remote statements per dialect, [`providers`] turns ODBC databases into
-//! DataFusion tables.
+//! [`Engine`] registers each ODBC source as a DataFusion catalog (`<source>.<schema>.<table>`)
+//! from a [`Config`] file or a builder, and answers SQL that joins tables across them. The
+//! crates below it: [`sql`] renders remote statements per dialect, [`providers`] turns ODBC
+//! databases into DataFusion tables.
+
+mod catalog;
+pub mod config;
+mod engine;
+mod error;
 
 pub use datafusion;
 pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
+pub use config::{Config, SourceConfig, TableConfig};
+pub use engine::{Engine, EngineBuilder};
+pub use error::{Error, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceOptions};

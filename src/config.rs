@@ -1,0 +1,279 @@
+//! The configuration file (DESIGN §3): `[engine]` settings and `[sources.<name>]`.
+//!
+//! Unknown keys are errors (a typo must not be ignored silently), and `${NAME}` in a
+//! connection setting is replaced from the environment; a missing variable is an error that
+//! names it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ibarrow_providers::{RangePartitioning, ScanOptions, SourceOptions};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// DataFusion's parallelism; defaults to the number of cores.
+    pub target_partitions: Option<usize>,
+    /// How long table metadata (columns, keys, row estimates) is reused; default 300 s.
+    pub schema_cache_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub connection_string: Option<String>,
+    pub dsn: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Range partitions per large table (1: no splitting).
+    pub partitions: Option<usize>,
+    /// Tables estimated below this many rows are not split (default 100 000).
+    pub min_partition_rows: Option<u64>,
+    pub max_text_size: Option<usize>,
+    pub max_binary_size: Option<usize>,
+    pub pool_size: Option<usize>,
+    pub acquire_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// The integer or date column range scans split on (default: the primary key).
+    pub partition_column: Option<String>,
+}
+
+/// How to reach a source, secrets already expanded.
+#[derive(Clone, PartialEq)]
+pub enum Connect {
+    ConnectionString(String),
+    Dsn {
+        dsn: String,
+        user: Option<String>,
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connect::ConnectionString(text) => {
+                let shown = ibarrow_providers::ConnectionString::parse(text)
+                    .map(|cs| cs.redacted())
+                    .unwrap_or_else(|_| "<unparsable connection string>".into());
+                write!(f, "ConnectionString({shown})")
+            }
+            Connect::Dsn { dsn, user, .. } => write!(f, "Dsn({dsn}, user={user:?}, password=***)"),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|err| Error::Config {
+            location: path.display().to_string(),
+            message: format!("cannot be read: {err}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors (a path, or "text").
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|err| Error::Config {
+            location: origin.to_string(),
+            message: err.to_string().trim().to_string(),
+        })
+    }
+}
+
+impl SourceConfig {
+    /// The connection, with `${NAME}` expanded from the environment.
+    pub fn connect(&self, source: &str) -> Result<Connect> {
+        let location = |key: &str| format!("[sources.{source}] {key}");
+        match (&self.connection_string, &self.dsn) {
+            (Some(text), None) => Ok(Connect::ConnectionString(expand_env(
+                text,
+                &location("connection_string"),
+            )?)),
+            (None, Some(dsn)) => Ok(Connect::Dsn {
+                dsn: expand_env(dsn, &location("dsn"))?,
+                user: self
+                    .user
+                    .as_deref()
+                    .map(|u| expand_env(u, &location("user")))
+                    .transpose()?,
+                password: self
+                    .password
+                    .as_deref()
+                    .map(|p| expand_env(p, &location("password")))
+                    .transpose()?,
+            }),
+            (Some(_), Some(_)) => Err(Error::Config {
+                location: format!("[sources.{source}]"),
+                message: "set either connection_string or dsn, not both".into(),
+            }),
+            (None, None) => Err(Error::Config {
+                location: format!("[sources.{source}]"),
+                message: "needs connection_string (or dsn, user, password)".into(),
+            }),
+        }
+    }
+
+    /// Provider options from these settings, defaults elsewhere.
+    pub fn source_options(&self) -> SourceOptions {
+        let mut options = SourceOptions::default();
+        let pool = &mut options.pool;
+        if let Some(size) = self.pool_size {
+            pool.max_size = size;
+        }
+        if let Some(secs) = self.acquire_timeout_secs {
+            pool.acquire_timeout = Duration::from_secs(secs);
+        }
+        let scan: &mut ScanOptions = &mut options.scan;
+        if let Some(size) = self.max_text_size {
+            scan.max_text_size = size;
+        }
+        if let Some(size) = self.max_binary_size {
+            scan.max_binary_size = size;
+        }
+        let partitioning: &mut RangePartitioning = &mut options.partitioning;
+        if let Some(partitions) = self.partitions {
+            partitioning.partitions = partitions.max(1);
+        }
+        if let Some(rows) = self.min_partition_rows {
+            partitioning.min_rows = rows;
+        }
+        options
+    }
+}
+
+/// Replaces each `${NAME}` with the environment variable NAME.
+pub fn expand_env(text: &str, location: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| Error::Config {
+            location: location.to_string(),
+            message: "`${` without a closing `}`".into(),
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| Error::MissingVariable {
+            name: name.to_string(),
+            location: location.to_string(),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        [engine]
+        target_partitions = 4
+        schema_cache_ttl_secs = 300
+
+        [sources.pg]
+        connection_string = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Pwd=${IBARROW_CONFIG_TEST_PW}"
+        partitions = 4
+        [sources.pg.tables.orders]
+        partition_column = "o_orderkey"
+
+        [sources.lite]
+        connection_string = "Driver={SQLite3};Database=/data/crm.sqlite"
+    "#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let config = Config::parse(EXAMPLE, "text").unwrap();
+        assert_eq!(config.engine.target_partitions, Some(4));
+        assert_eq!(
+            config.sources["pg"].tables["orders"]
+                .partition_column
+                .as_deref(),
+            Some("o_orderkey")
+        );
+        assert_eq!(
+            config.sources["pg"]
+                .source_options()
+                .partitioning
+                .partitions,
+            4
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = Config::parse("[sources.pg]\nconection_string = \"x\"", "f.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("conection_string") && text.contains("f.toml"),
+            "{text}"
+        );
+        let err = Config::parse("[engine]\ntarget_partition = 2", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("target_partition"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_are_expanded_or_named_when_missing() {
+        let config = Config::parse(EXAMPLE, "text").unwrap();
+        // SAFETY: only this test reads or writes this variable.
+        unsafe { std::env::remove_var("IBARROW_CONFIG_TEST_PW") };
+        let err = config.sources["pg"].connect("pg").unwrap_err().to_string();
+        assert!(
+            err.contains("IBARROW_CONFIG_TEST_PW") && err.contains("[sources.pg]"),
+            "{err}"
+        );
+        unsafe { std::env::set_var("IBARROW_CONFIG_TEST_PW", "s3cret") };
+        let connect = config.sources["pg"].connect("pg").unwrap();
+        assert_eq!(
+            connect,
+            Connect::ConnectionString(
+                "Driver={PostgreSQL Unicode};Server=127.0.0.1;Pwd=s3cret".into()
+            )
+        );
+        assert!(!format!("{connect:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_source_needs_exactly_one_way_to_connect() {
+        let none = SourceConfig::default();
+        assert!(
+            none.connect("x")
+                .unwrap_err()
+                .to_string()
+                .contains("needs connection_string")
+        );
+        let both = SourceConfig {
+            connection_string: Some("a".into()),
+            dsn: Some("b".into()),
+            ..SourceConfig::default()
+        };
+        assert!(
+            both.connect("x")
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+    }
+}
