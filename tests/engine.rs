@@ -276,6 +276,27 @@ async fn explain_shows_each_remote_statement_with_filters_and_partitions() {
         "date ranges on the configured column: {plan}"
     );
     assert!(!plan.contains("Pwd=ibarrow"), "{plan}");
+
+    let analyzed = f
+        .engine
+        .sql(&format!(
+            "EXPLAIN ANALYZE SELECT id FROM pg.public.orders_{s} WHERE id <= 100"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let analyzed = text(&analyzed);
+    let scan = analyzed
+        .lines()
+        .find(|l| l.contains("OdbcExec"))
+        .unwrap_or_default();
+    assert!(scan.contains("output_rows=100"), "{analyzed}");
+    assert!(
+        scan.contains("output_bytes=") && scan.contains("remote_time="),
+        "{analyzed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -41,6 +44,7 @@ pub struct OdbcExec {
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl OdbcExec {
@@ -63,6 +67,7 @@ impl OdbcExec {
             schema,
             fetch,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -140,6 +145,10 @@ impl ExecutionPlan for OdbcExec {
         )
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -158,7 +167,10 @@ impl ExecutionPlan for OdbcExec {
             schema: Arc::clone(&self.schema),
             fetch: self.fetch.clone(),
             options: source.options().scan.clone(),
+            remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
         };
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let output_bytes = MetricBuilder::new(&self.metrics).output_bytes(partition);
         // Nothing happens until the stream is first polled: then a pooled connection is
         // awaited and the fetch thread starts.
         let batches = futures::stream::once(async move {
@@ -172,6 +184,11 @@ impl ExecutionPlan for OdbcExec {
             ))
         })
         .try_flatten();
+        // What EXPLAIN ANALYZE reports per remote scan: rows, Arrow bytes, time in the driver.
+        let batches = batches.inspect_ok(move |batch| {
+            output_rows.add(batch.num_rows());
+            output_bytes.add(batch.get_array_memory_size());
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             batches.boxed(),
@@ -183,6 +200,8 @@ type BatchSender = mpsc::Sender<Result<RecordBatch>>;
 
 /// What the fetch thread needs, detached from the plan.
 struct RemoteScan {
+    /// Time spent executing and fetching in the driver (and converting to Arrow).
+    remote_time: Time,
     dialect: Dialect,
     sql: String,
     schema: SchemaRef,
@@ -206,7 +225,10 @@ impl RemoteScan {
     ) -> Result<(), OdbcError> {
         let connection = pool.checkout(permit)?;
         let started = std::time::Instant::now();
-        let cursor = match connection.execute(&self.sql, (), None) {
+        let executing = self.remote_time.timer();
+        let executed = connection.execute(&self.sql, (), None);
+        executing.done();
+        let cursor = match executed {
             Ok(Some(cursor)) => cursor,
             Ok(None) => {
                 return Err(OdbcError::Odbc {
@@ -235,7 +257,12 @@ impl RemoteScan {
                 message: err.to_string(),
             })?;
         let mut rows = 0usize;
-        for batch in reader {
+        let mut reader = reader;
+        loop {
+            let fetching = self.remote_time.timer();
+            let next = reader.next();
+            fetching.done();
+            let Some(batch) = next else { break };
             let batch = batch.map_err(|err| self.read_error(pool, &fetch_schema, err))?;
             self.check_silent_truncation(pool, &batch)?;
             rows += batch.num_rows();
