@@ -13,6 +13,7 @@ use ibarrow_providers::{OdbcSource, SourceOptions};
 use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
+use crate::passthrough::{QueryFunction, SourceMap};
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -26,7 +27,9 @@ pub struct Engine {
 struct Inner {
     ctx: SessionContext,
     cache_ttl: Duration,
-    sources: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
+    catalogs: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
+    /// The same sources by name, shared with the `query()` table function.
+    sources: SourceMap,
 }
 
 impl std::fmt::Debug for Engine {
@@ -93,14 +96,23 @@ impl Engine {
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }
+        let ctx = SessionContext::new_with_config(session);
+        let sources = SourceMap::default();
+        ctx.register_udtf(
+            "query",
+            Arc::new(QueryFunction {
+                sources: Arc::clone(&sources),
+            }),
+        );
         let engine = Self {
             inner: Arc::new(Inner {
-                ctx: SessionContext::new_with_config(session),
+                ctx,
                 cache_ttl: config
                     .engine
                     .schema_cache_ttl_secs
                     .map_or(DEFAULT_CACHE_TTL, Duration::from_secs),
-                sources: RwLock::new(BTreeMap::new()),
+                catalogs: RwLock::new(BTreeMap::new()),
+                sources,
             }),
         };
         let registrations = config
@@ -137,13 +149,20 @@ impl Engine {
                     .await?
             }
         };
-        let catalog =
-            SourceCatalog::new(source, config.tables.clone(), self.inner.cache_ttl).await?;
+        let catalog = SourceCatalog::new(
+            Arc::clone(&source),
+            config.tables.clone(),
+            self.inner.cache_ttl,
+        )
+        .await?;
         self.inner
             .ctx
             .register_catalog(name, Arc::new(CatalogAdapter(Arc::clone(&catalog))));
+        if let Ok(mut catalogs) = self.inner.catalogs.write() {
+            catalogs.insert(name.to_string(), catalog);
+        }
         if let Ok(mut sources) = self.inner.sources.write() {
-            sources.insert(name.to_string(), catalog);
+            sources.insert(name.to_string(), source);
         }
         Ok(())
     }
@@ -165,7 +184,7 @@ impl Engine {
 
     pub fn source_names(&self) -> Vec<String> {
         self.inner
-            .sources
+            .catalogs
             .read()
             .map(|s| s.keys().cloned().collect())
             .unwrap_or_default()
@@ -182,7 +201,7 @@ impl Engine {
     }
 
     fn catalog(&self, name: &str) -> Result<Arc<SourceCatalog>> {
-        let sources = self.inner.sources.read().ok();
+        let sources = self.inner.catalogs.read().ok();
         sources
             .as_ref()
             .and_then(|s| s.get(name).cloned())

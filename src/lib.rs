@@ -9,6 +9,7 @@ mod catalog;
 pub mod config;
 mod engine;
 mod error;
+mod passthrough;
 
 pub use datafusion;
 pub use ibarrow_providers as providers;

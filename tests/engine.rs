@@ -371,3 +371,51 @@ fn the_engine_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<Engine>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_passes_native_sql_through_as_a_table() {
+    let f = federation().await;
+    let s = &f.suffix;
+    // PostgreSQL-only syntax (`::`, generate_series), joined with a MariaDB table.
+    let rows = f
+        .engine
+        .sql(&format!(
+            "SELECT q.n, c.name FROM query('pg', 'SELECT g::int AS n, g % 5 AS m FROM generate_series(1, 4) g') q \
+             JOIN maria.ibarrow_test.customers_{s} c ON c.id = q.n ORDER BY q.n"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let shown = text(&rows);
+    assert!(shown.contains("| 4 | customer 4 |"), "{shown}");
+    // Constant expressions are folded before the call; anything else is refused.
+    let folded = f
+        .engine
+        .sql("SELECT * FROM query('maria', 'SELECT ' || '1 AS one')")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(text(&folded).contains("| 1   |"), "{}", text(&folded));
+    let err = f
+        .engine
+        .sql("SELECT * FROM query('maria', 42)")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("two string"), "{err}");
+    let err = f
+        .engine
+        .sql("SELECT * FROM query('nope', 'SELECT 1')")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no source named `nope`"), "{err}");
+    let err = f
+        .engine
+        .sql("SELECT * FROM query('lite', 'SELEC 1')")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lite"), "{err}");
+}

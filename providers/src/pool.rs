@@ -124,6 +124,24 @@ impl ConnectionPool {
         }
     }
 
+    /// [`Self::acquire`] for callers that cannot await (DataFusion's synchronous hooks).
+    pub fn acquire_blocking(&self) -> Result<PoolPermit, OdbcError> {
+        let started = Instant::now();
+        loop {
+            if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+                return Ok(PoolPermit { _held: permit });
+            }
+            if started.elapsed() >= self.options.acquire_timeout {
+                return Err(OdbcError::PoolTimeout {
+                    source_name: self.source_name.clone(),
+                    max_size: self.options.max_size,
+                    waited: self.options.acquire_timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Redeems a permit for a live connection: a validated idle one, else a new one. Blocking.
     pub fn checkout(self: &Arc<Self>, permit: PoolPermit) -> Result<PooledConnection, OdbcError> {
         while let Some(idle) = self.pop_idle() {

@@ -110,10 +110,16 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
     let unsigned = type_name.contains("unsigned");
     // SQLite stores any integer in 64 bits whatever width the column declares, and its driver
     // reports DECIMAL(p,s) columns as text: map by the declared type instead.
-    if dialect == Dialect::Sqlite
-        && let Some(mapped) = sqlite_declared_type(&type_name)
-    {
-        return mapped;
+    if dialect == Dialect::Sqlite {
+        if let Some(mapped) = sqlite_declared_type(&type_name) {
+            return mapped;
+        }
+        if matches!(
+            column.data_type,
+            t::TINYINT | t::SMALLINT | t::INTEGER | t::BIGINT
+        ) {
+            return DataType::Int64;
+        }
     }
     match column.data_type {
         t::BIT if column.column_size.unwrap_or(1) <= 1 => DataType::Boolean,

@@ -1,0 +1,138 @@
+//! Query passthrough: a native statement of one source, sent as written, as a table.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use odbc_api::ResultSetMetadata;
+use odbc_api::handles::Nullability;
+
+use crate::error::OdbcError;
+use crate::exec::OdbcExec;
+use crate::source::OdbcSource;
+use crate::type_map::{ColumnFetch, ColumnInfo, map_column};
+
+/// The result of a native query. Its columns come from the driver's description of the
+/// prepared statement; projections are applied by wrapping the query, filters stay local.
+#[derive(Debug)]
+pub struct PassthroughTable {
+    source: Arc<OdbcSource>,
+    sql: String,
+    schema: SchemaRef,
+    fetch: Vec<ColumnFetch>,
+}
+
+impl PassthroughTable {
+    /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
+    /// are synchronous); the statement is not executed.
+    pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
+        let dialect = source.dialect();
+        let permit = source.pool().acquire_blocking()?;
+        let connection = source.pool().checkout(permit)?;
+        let mut prepared = connection
+            .prepare(sql)
+            .map_err(|err| connection.failure("preparing the passthrough query", err))?;
+        let mut columns = Vec::new();
+        let count = prepared
+            .num_result_cols()
+            .map_err(|err| connection.failure("describing the passthrough query", err))?;
+        for index in 1..=count.max(0) as u16 {
+            let describe =
+                |prepared: &mut odbc_api::Prepared<_>| -> Result<ColumnInfo, odbc_api::Error> {
+                    let data_type = prepared.col_data_type(index)?;
+                    let unsigned = prepared.column_is_unsigned(index).unwrap_or(false);
+                    Ok(ColumnInfo {
+                        name: prepared.col_name(index)?,
+                        data_type: data_type.data_type().0,
+                        type_name: if unsigned {
+                            "unsigned".into()
+                        } else {
+                            String::new()
+                        },
+                        column_size: data_type.column_size().map(|n| n.get() as i32),
+                        decimal_digits: Some(data_type.decimal_digits()),
+                        nullable: !matches!(prepared.col_nullability(index)?, Nullability::NoNulls),
+                    })
+                };
+            let column = describe(&mut prepared)
+                .map_err(|err| connection.failure("describing the passthrough query", err))?;
+            columns.push(column);
+        }
+        drop(prepared);
+        if columns.is_empty() {
+            return Err(OdbcError::Odbc {
+                source_name: source.name().to_string(),
+                context: "passthrough query".into(),
+                message: "the statement returns no columns; only queries can be passed through"
+                    .into(),
+            });
+        }
+        let mapped: Vec<_> = columns.iter().map(|c| map_column(c, dialect)).collect();
+        let schema = Arc::new(Schema::new(
+            mapped.iter().map(|m| m.field.clone()).collect::<Vec<_>>(),
+        ));
+        let fetch = mapped.into_iter().map(|m| m.fetch).collect();
+        Ok(Self {
+            source,
+            sql: sql.trim().trim_end_matches(';').to_string(),
+            schema,
+            fetch,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for PassthroughTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let dialect = self.source.dialect();
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let indices = projection.unwrap_or(&all);
+        let sql = if indices == &all {
+            self.sql.clone()
+        } else {
+            let columns = indices
+                .iter()
+                .map(|&i| dialect.quote_identifier(self.schema.field(i).name()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| {
+                    DataFusionError::from(OdbcError::Sql {
+                        source_name: self.source.name().to_string(),
+                        source,
+                    })
+                })?;
+            let columns = if columns.is_empty() {
+                "1".to_string()
+            } else {
+                columns.join(", ")
+            };
+            format!("SELECT {columns} FROM ({}) ibarrow_passthrough", self.sql)
+        };
+        let schema = Arc::new(self.schema.project(indices)?);
+        let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
+        Ok(Arc::new(OdbcExec::new(
+            Arc::clone(&self.source),
+            vec![sql],
+            schema,
+            fetch,
+        )))
+    }
+}
