@@ -1,0 +1,136 @@
+//! TPC-H over three databases: lineitem and orders in PostgreSQL; customer, supplier and
+//! nation in MariaDB; part, partsupp and region in SQLite. Prints each query's time (the
+//! queries of tests/slt/tpch.slt) and the rows/s of a full `lineitem` read with 1, 2 and 4
+//! range partitions.
+//!
+//! `cargo bench --bench tpch` (scale factor from IBARROW_BENCH_SF, default 0.1; the data is
+//! generated with the tpchgen crate and loaded once per scale).
+
+use std::path::Path;
+use std::time::Instant;
+
+use futures::StreamExt;
+use ibarrow::{Engine, SourceConfig};
+
+#[path = "../tests/support/tpch.rs"]
+mod tpch;
+
+use tpch::{MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, remote_name};
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn engine(pg: &str, maria: &str, lite: &str, partitions: usize, scale: f64) -> Engine {
+    let pg_config = SourceConfig {
+        connection_string: Some(pg.to_string()),
+        partitions: Some(partitions),
+        min_partition_rows: Some(0),
+        ..SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("pg", pg_config)
+        .source("maria", maria)
+        .source("lite", lite)
+        .build()
+        .await
+        .expect("connect the three databases (run scripts/test-services first)");
+    for (source, schema, tables) in [
+        ("pg", "public", POSTGRES_TABLES),
+        ("maria", "ibarrow_test", MARIADB_TABLES),
+        ("lite", "main", SQLITE_TABLES),
+    ] {
+        for table in tables {
+            let remote = format!("{source}.{schema}.{}", remote_name(table, scale));
+            let provider = engine
+                .session()
+                .table_provider(remote.as_str())
+                .await
+                .unwrap();
+            engine
+                .session()
+                .register_table(table.name, provider)
+                .unwrap();
+        }
+    }
+    engine
+}
+
+#[tokio::main]
+async fn main() {
+    let scale: f64 = std::env::var("IBARROW_BENCH_SF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.1);
+    let pg = std::env::var("IBARROW_TEST_POSTGRES").unwrap_or_else(|_| {
+        "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
+    });
+    let maria = std::env::var("IBARROW_TEST_MARIADB").unwrap_or_else(|_| {
+        "Driver={MariaDB Unicode};Server=127.0.0.1;Port=3306;Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;".into()
+    });
+    let lite = format!(
+        "Driver={{SQLite3}};Database={};",
+        std::env::temp_dir()
+            .join(format!("ibarrow_tpch_sf{scale}.sqlite"))
+            .display()
+    );
+    let started = Instant::now();
+    load(&pg, POSTGRES_TABLES, scale);
+    load(&maria, MARIADB_TABLES, scale);
+    load(&lite, SQLITE_TABLES, scale);
+    println!(
+        "TPC-H SF {scale}: data ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    println!("\nfull lineitem read (all 16 columns) from PostgreSQL");
+    println!(
+        "{:>10} {:>10} {:>10} {:>12}",
+        "partitions", "rows", "seconds", "rows/s"
+    );
+    for partitions in [1, 2, 4] {
+        let engine = engine(&pg, &maria, &lite, partitions, scale).await;
+        let started = Instant::now();
+        let mut stream = engine.stream("SELECT * FROM lineitem").await.unwrap();
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            rows += batch.unwrap().num_rows();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{partitions:>10} {rows:>10} {seconds:>10.2} {:>12.0}",
+            rows as f64 / seconds
+        );
+    }
+
+    println!("\nqueries (2 partitions for PostgreSQL tables)");
+    let engine = engine(&pg, &maria, &lite, 2, scale).await;
+    let slt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/tpch.slt");
+    let text = std::fs::read_to_string(slt).unwrap();
+    let mut total = 0.0;
+    for query in parse_slt(&text) {
+        let started = Instant::now();
+        let batches = engine
+            .sql(&query.sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        total += seconds;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let title = query.sql.lines().next().unwrap_or_default();
+        println!(
+            "tpch.slt:{:<4} {seconds:>7.3} s {rows:>6} rows  {:.60}",
+            query.line, title
+        );
+    }
+    println!(
+        "total {total:.2} s; peak RSS {:.0} MB",
+        peak_rss_mb().unwrap_or(0.0)
+    );
+}
