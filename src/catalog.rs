@@ -57,7 +57,7 @@ impl SourceCatalog {
     pub async fn refresh(&self) -> Result<()> {
         let mut names = BTreeMap::new();
         for schema in self.source.schemas().await? {
-            let tables = self.source.tables(&schema).await?;
+            let tables = self.source.tables_in_listed_schema(schema.clone()).await?;
             names.insert(schema, tables.into_iter().map(|t| t.name).collect());
         }
         if let Ok(mut snapshot) = self.names.write() {

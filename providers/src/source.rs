@@ -185,6 +185,14 @@ impl OdbcSource {
     /// Tables and views of a schema, resolved as [`Self::resolve_schema`] does.
     pub async fn tables(&self, schema: &str) -> Result<Vec<TableEntry>, OdbcError> {
         let schema = self.resolve_schema(schema).await?;
+        self.tables_in_listed_schema(schema).await
+    }
+
+    /// Tables and views of a schema spelled exactly as [`Self::schemas`] lists it.
+    pub async fn tables_in_listed_schema(
+        &self,
+        schema: String,
+    ) -> Result<Vec<TableEntry>, OdbcError> {
         let dialect = self.dialect;
         self.with_connection(move |conn| {
             let listed = discovery::list_tables(conn, dialect, &schema);
