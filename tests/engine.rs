@@ -419,3 +419,30 @@ async fn query_passes_native_sql_through_as_a_table() {
         .unwrap_err();
     assert!(err.to_string().contains("lite"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_queries_run_at_once_on_clones_of_one_engine() {
+    let f = federation().await;
+    let s = f.suffix.clone();
+    let expected = text(
+        &f.local
+            .sql("SELECT count(*) AS n, sum(total) AS t FROM orders WHERE customer_id % 3 = 0")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let engine = f.engine.clone();
+            let sql = format!(
+                "SELECT count(*) AS n, sum(total) AS t FROM pg.public.orders_{s} WHERE customer_id % 3 = 0"
+            );
+            tokio::spawn(async move { text(&engine.sql(&sql).await.unwrap().collect().await.unwrap()) })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), expected);
+    }
+}
