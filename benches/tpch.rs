@@ -15,7 +15,7 @@ use ibarrow::{Engine, SourceConfig};
 #[path = "../tests/support/tpch.rs"]
 mod tpch;
 
-use tpch::{MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, remote_name};
+use tpch::{MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, register_plain_names};
 
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -38,24 +38,7 @@ async fn engine(pg: &str, maria: &str, lite: &str, partitions: usize, scale: f64
         .build()
         .await
         .expect("connect the three databases (run scripts/test-services first)");
-    for (source, schema, tables) in [
-        ("pg", "public", POSTGRES_TABLES),
-        ("maria", "ibarrow_test", MARIADB_TABLES),
-        ("lite", "main", SQLITE_TABLES),
-    ] {
-        for table in tables {
-            let remote = format!("{source}.{schema}.{}", remote_name(table, scale));
-            let provider = engine
-                .session()
-                .table_provider(remote.as_str())
-                .await
-                .unwrap();
-            engine
-                .session()
-                .register_table(table.name, provider)
-                .unwrap();
-        }
-    }
+    register_plain_names(&engine, scale).await;
     engine
 }
 

@@ -16,7 +16,8 @@ use ibarrow::{Engine, SourceConfig};
 mod tpch;
 
 use tpch::{
-    MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, remote_name, result_rows,
+    MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, register_plain_names,
+    result_rows,
 };
 
 const SCALE: f64 = 0.01;
@@ -54,32 +55,16 @@ async fn slt_files_answer_like_local_datafusion() {
         .await
         .unwrap();
     let local = SessionContext::new();
-    for (source, schema, tables) in [
-        ("pg", "public", POSTGRES_TABLES),
-        ("maria", "ibarrow_test", MARIADB_TABLES),
-        ("lite", "main", SQLITE_TABLES),
-    ] {
-        for table in tables {
-            let remote = format!("{source}.{schema}.{}", remote_name(table, SCALE));
-            let provider = engine
-                .session()
-                .table_provider(remote.as_str())
-                .await
-                .unwrap();
-            engine
-                .session()
-                .register_table(table.name, provider)
-                .unwrap();
-            let rows = engine
-                .sql(&format!("SELECT * FROM {remote}"))
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let mem = MemTable::try_new(rows[0].schema(), vec![rows]).unwrap();
-            local.register_table(table.name, Arc::new(mem)).unwrap();
-        }
+    for (name, remote) in register_plain_names(&engine, SCALE).await {
+        let rows = engine
+            .sql(&format!("SELECT * FROM {remote}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mem = MemTable::try_new(rows[0].schema(), vec![rows]).unwrap();
+        local.register_table(name, Arc::new(mem)).unwrap();
     }
 
     let slt_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");

@@ -232,3 +232,32 @@ pub fn result_rows(batches: &[RecordBatch], rowsort: bool) -> Vec<String> {
     }
     rows
 }
+
+/// Registers every TPC-H table under its plain name (`lineitem`) in the engine's session, the
+/// sources being named `pg`, `maria` and `lite`; returns each plain name with its federated path.
+pub async fn register_plain_names(
+    engine: &ibarrow::Engine,
+    scale: f64,
+) -> Vec<(&'static str, String)> {
+    let mut registered = Vec::new();
+    for (source, schema, tables) in [
+        ("pg", "public", POSTGRES_TABLES),
+        ("maria", "ibarrow_test", MARIADB_TABLES),
+        ("lite", "main", SQLITE_TABLES),
+    ] {
+        for table in tables {
+            let remote = format!("{source}.{schema}.{}", remote_name(table, scale));
+            let provider = engine
+                .session()
+                .table_provider(remote.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{remote}: {e}"));
+            engine
+                .session()
+                .register_table(table.name, provider)
+                .unwrap();
+            registered.push((table.name, remote));
+        }
+    }
+    registered
+}
