@@ -46,6 +46,8 @@ pub struct SourceConfig {
     pub max_binary_size: Option<usize>,
     pub pool_size: Option<usize>,
     pub acquire_timeout_secs: Option<u64>,
+    /// Run aggregates over a single table of this source in the database (default true).
+    pub pushdown_aggregates: Option<bool>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }
@@ -156,6 +158,9 @@ impl SourceConfig {
         }
         if let Some(rows) = self.min_partition_rows {
             partitioning.min_rows = rows;
+        }
+        if let Some(pushdown) = self.pushdown_aggregates {
+            options.pushdown_aggregates = pushdown;
         }
         options
     }

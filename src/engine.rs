@@ -14,6 +14,7 @@ use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{QueryFunction, SourceMap};
+use crate::pushdown::AggregatePushdown;
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -97,6 +98,7 @@ impl Engine {
             session = session.with_target_partitions(partitions.max(1));
         }
         let ctx = SessionContext::new_with_config(session);
+        ctx.add_optimizer_rule(Arc::new(AggregatePushdown));
         let sources = SourceMap::default();
         ctx.register_udtf(
             "query",

@@ -10,6 +10,7 @@ pub mod config;
 mod engine;
 mod error;
 mod passthrough;
+mod pushdown;
 
 pub use datafusion;
 pub use ibarrow_providers as providers;

@@ -446,3 +446,96 @@ async fn many_queries_run_at_once_on_clones_of_one_engine() {
         assert_eq!(task.await.unwrap(), expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_source_aggregates_run_remotely_and_answer_like_datafusion() {
+    let f = federation().await;
+    let s = &f.suffix;
+    let cases = [
+        (
+            "SELECT customer_id, count(*) AS n, sum(total) AS t, min(day) AS first, max(total) AS top, count(day) AS d FROM orders GROUP BY customer_id ORDER BY customer_id",
+            format!("FROM \"public\".\"orders_{s}\""),
+            true,
+        ),
+        (
+            "SELECT region_id, count(*) AS n, count(name) AS named, min(id) AS low FROM customers WHERE id > 3 GROUP BY region_id ORDER BY region_id",
+            format!("FROM `ibarrow_test`.`customers_{s}` WHERE (`id` > 3) GROUP BY `region_id`"),
+            true,
+        ),
+        (
+            "SELECT count(*) AS n, max(id) AS top FROM regions",
+            "SELECT COUNT(*) AS \"c0\", MAX(\"id\") AS \"c1\" FROM \"Regions\"".to_string(),
+            true,
+        ),
+        // Strings group through MariaDB's case-insensitive collation: stays local.
+        (
+            "SELECT name, count(*) AS n FROM customers GROUP BY name ORDER BY name",
+            "GROUP BY".to_string(),
+            false,
+        ),
+        // An average is computed differently remotely: stays local.
+        (
+            "SELECT customer_id, avg(total) AS a FROM orders GROUP BY customer_id ORDER BY customer_id",
+            "GROUP BY".to_string(),
+            false,
+        ),
+    ];
+    for (query, remote_fragment, pushed) in cases {
+        f.assert_same(query).await;
+        let federated_sql = query
+            .replace("orders", &format!("pg.public.orders_{s}"))
+            .replace("customers", &format!("maria.ibarrow_test.customers_{s}"))
+            .replace("regions", "lite.main.regions");
+        let plan = f
+            .engine
+            .sql(&format!("EXPLAIN {federated_sql}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let plan = text(&plan);
+        let odbc_line = plan
+            .lines()
+            .filter(|l| l.contains("OdbcExec"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            odbc_line.contains(&remote_fragment),
+            pushed,
+            "{query}\n{plan}"
+        );
+        assert_eq!(!plan.contains("AggregateExec"), pushed, "{query}\n{plan}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_pushdown_can_be_switched_off_per_source() {
+    let f = federation().await;
+    let lite = format!(
+        "Driver={{SQLite3}};Database={};",
+        f._dir.path().join("crm.sqlite").display()
+    );
+    let config = ibarrow::SourceConfig {
+        connection_string: Some(lite),
+        pushdown_aggregates: Some(false),
+        ..ibarrow::SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("lite", config)
+        .build()
+        .await
+        .unwrap();
+    let plan = engine
+        .sql("EXPLAIN SELECT count(*) FROM lite.main.regions")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let plan = text(&plan);
+    assert!(
+        plan.contains("AggregateExec") && !plan.contains("COUNT(*)"),
+        "{plan}"
+    );
+}

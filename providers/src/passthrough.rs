@@ -28,6 +28,21 @@ pub struct PassthroughTable {
 }
 
 impl PassthroughTable {
+    /// A statement whose result columns are already known (named as in `schema`).
+    pub fn with_schema(
+        source: Arc<OdbcSource>,
+        sql: String,
+        schema: SchemaRef,
+        fetch: Vec<ColumnFetch>,
+    ) -> Self {
+        Self {
+            source,
+            sql,
+            schema,
+            fetch,
+        }
+    }
+
     /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
     /// are synchronous); the statement is not executed.
     pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {

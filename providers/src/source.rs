@@ -41,13 +41,26 @@ impl Default for ScanOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceOptions {
     pub pool: PoolOptions,
     pub scan: ScanOptions,
     /// Range splitting of large tables; `column` is the default for every table (usually
     /// `None`: the primary key).
     pub partitioning: RangePartitioning,
+    /// Whether aggregates over a single table of this source may run remotely.
+    pub pushdown_aggregates: bool,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            pool: PoolOptions::default(),
+            scan: ScanOptions::default(),
+            partitioning: RangePartitioning::default(),
+            pushdown_aggregates: true,
+        }
+    }
 }
 
 /// A connected ODBC database. Cheap to share (`Arc`); every method is safe to call from many

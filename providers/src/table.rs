@@ -97,6 +97,11 @@ impl OdbcTable {
         Ok(self)
     }
 
+    /// How a column of this table is read, by name.
+    pub fn column_fetch(&self, name: &str) -> Option<&ColumnFetch> {
+        self.schema.index_of(name).ok().map(|i| &self.fetch[i])
+    }
+
     /// The database's row estimate, when it keeps one.
     pub fn row_estimate(&self) -> Option<u64> {
         self.row_estimate

@@ -9,6 +9,7 @@
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
+mod aggregate;
 mod dialect;
 mod error;
 mod filter;
@@ -16,6 +17,7 @@ mod literal;
 mod partition;
 mod select;
 
+pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;

@@ -1,0 +1,237 @@
+//! Same-source sub-plan pushdown: an aggregate directly over one remote table runs in that
+//! database as one statement, so only the groups travel.
+//!
+//! Only shapes whose remote answer is certain to equal DataFusion's are rewritten:
+//! `COUNT(*)`, `COUNT(col)`, `SUM` of integers and decimals, `MIN`/`MAX` of integers,
+//! decimals and dates, grouped by integer, decimal, date or boolean columns (and by strings
+//! where the database groups them byte-wise: PostgreSQL, SQLite). No DISTINCT, FILTER or
+//! ORDER BY inside aggregates; the scan's filters must all be pushed. Everything else runs in
+//! DataFusion as before. A source turns it off with `pushdown_aggregates = false`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, Result};
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::scalar::ScalarValue;
+use ibarrow_providers::type_map::{ColumnFetch, fetch_type};
+use ibarrow_providers::{OdbcTable, PassthroughTable};
+use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate};
+
+/// A fresh qualifier for the scan that replaces a pushed aggregate: a plan can hold several
+/// (scalar subqueries), and their columns must not be confused.
+fn pushed_scan_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "__ibarrow_pushed_aggregate_{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[derive(Debug, Default)]
+pub struct AggregatePushdown;
+
+impl OptimizerRule for AggregatePushdown {
+    fn name(&self) -> &str {
+        "ibarrow_aggregate_pushdown"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(aggregate) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        match pushed_aggregate(aggregate)? {
+            Some(replacement) => Ok(Transformed::yes(replacement)),
+            None => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+fn is_exact_number(data_type: &DataType) -> bool {
+    data_type.is_integer() || matches!(data_type, DataType::Decimal128(..))
+}
+
+/// The replacement plan, or `None` when the aggregate does not qualify.
+fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::TableScan(scan) = aggregate.input.as_ref() else {
+        return Ok(None);
+    };
+    if scan.fetch.is_some() {
+        return Ok(None);
+    }
+    let Ok(provider) = source_as_provider(&scan.source) else {
+        return Ok(None);
+    };
+    let Some(table) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<OdbcTable>() else {
+        return Ok(None);
+    };
+    let source = table.source();
+    if !source.options().pushdown_aggregates {
+        return Ok(None);
+    }
+    let dialect = source.dialect();
+    let table_schema = datafusion::datasource::TableProvider::schema(table);
+    let column_type = |expr: &Expr| -> Option<(String, DataType)> {
+        let Expr::Column(column) = expr else {
+            return None;
+        };
+        let field = table_schema.field_with_name(&column.name).ok()?;
+        Some((field.name().clone(), field.data_type().clone()))
+    };
+
+    let mut group_by = Vec::new();
+    let mut group_trims = Vec::new();
+    for expr in &aggregate.group_expr {
+        let Some((name, data_type)) = column_type(expr) else {
+            return Ok(None);
+        };
+        // A column read as text (e.g. an unconstrained numeric) groups by value remotely but
+        // by text locally.
+        let Some(column_fetch) = table.column_fetch(&name) else {
+            return Ok(None);
+        };
+        if column_fetch.read_as_text {
+            return Ok(None);
+        }
+        group_trims.push(column_fetch.trim_trailing_blanks);
+        let groups_bytewise = matches!(dialect, Dialect::PostgreSql | Dialect::Sqlite);
+        let groupable = data_type.is_integer()
+            || matches!(data_type, DataType::Date32 | DataType::Boolean)
+            || (matches!(data_type, DataType::Decimal128(..)) && dialect != Dialect::Sqlite)
+            || (is_string(&data_type) && groups_bytewise);
+        if !groupable {
+            return Ok(None);
+        }
+        group_by.push(name);
+    }
+
+    let mut aggregates = Vec::new();
+    for expr in &aggregate.aggr_expr {
+        let expr = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
+            return Ok(None);
+        };
+        if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+            return Ok(None);
+        }
+        let call = match (func.name(), params.args.as_slice()) {
+            ("count", [Expr::Literal(value, _)]) if !value.is_null() && is_count_star(value) => {
+                AggregateCall::CountRows
+            }
+            ("count", [arg]) => match column_type(arg) {
+                Some((name, _)) => AggregateCall::Count(name),
+                None => return Ok(None),
+            },
+            (function @ ("sum" | "min" | "max"), [arg]) => {
+                let Some((name, data_type)) = column_type(arg) else {
+                    return Ok(None);
+                };
+                // SQLite keeps DECIMAL values as floating point.
+                let exact = if dialect == Dialect::Sqlite {
+                    data_type.is_integer()
+                } else {
+                    is_exact_number(&data_type)
+                };
+                match function {
+                    "sum" if exact => AggregateCall::Sum(name),
+                    "min" if exact || data_type == DataType::Date32 => AggregateCall::Min(name),
+                    "max" if exact || data_type == DataType::Date32 => AggregateCall::Max(name),
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        aggregates.push(call);
+    }
+
+    let Ok(select) = table.remote_select(None, &scan.filters, None) else {
+        return Ok(None);
+    };
+    if select.filters.len() != scan.filters.len() {
+        return Ok(None);
+    }
+    let remote = RemoteAggregate {
+        table: table.remote_table().clone(),
+        group_by,
+        aggregates,
+        filters: select.filters,
+    };
+    let Ok(sql) = remote.to_sql(dialect) else {
+        return Ok(None);
+    };
+
+    // The remote result has the aggregate's own types, named c0, c1, …
+    let output = aggregate.schema.as_ref();
+    let fields: Vec<Field> = output
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
+        .collect();
+    let fetch = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| ColumnFetch {
+            fetch_type: fetch_type(f.data_type(), dialect),
+            read_as_text: false,
+            // Group keys come back as the table would return them (CHAR padding included).
+            trim_trailing_blanks: group_trims.get(i).copied().unwrap_or(false),
+        })
+        .collect();
+    let pushed = PassthroughTable::with_schema(
+        Arc::clone(source),
+        sql,
+        Arc::new(Schema::new(fields)),
+        fetch,
+    );
+    let scan_name = pushed_scan_name();
+    let scan = LogicalPlanBuilder::scan(
+        scan_name.as_str(),
+        provider_as_source(Arc::new(pushed)),
+        None,
+    )?
+    .build()?;
+    // Same names and qualifiers as the aggregate's output, so the plan above is unchanged.
+    let exprs = output
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}")))
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(scan),
+    )?)))
+}
+
+fn is_count_star(value: &ScalarValue) -> bool {
+    matches!(
+        value,
+        ScalarValue::Int64(Some(1)) | ScalarValue::Int32(Some(1)) | ScalarValue::UInt8(Some(1))
+    ) || matches!(value, ScalarValue::Utf8(Some(s)) if s == "*")
+}
