@@ -1,7 +1,10 @@
 //! Reads one table through ibarrow and prints rows/s and peak memory, for side-by-side
 //! comparisons with other readers.
 //!
-//! `cargo run --release --example scan_table -- "<connection string>" <schema> <table> [partitions]`
+//! `cargo run --release --example scan_table -- "<connection string>" <schema> <table> [partitions] [out.arrows]`
+//!
+//! With an output path the rows are also written as an Arrow IPC stream, to check memory
+//! while streaming to a file.
 
 use std::time::Instant;
 
@@ -26,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let partitions = rest.first().and_then(|p| p.parse().ok()).unwrap_or(1);
+    let output = rest.get(1);
     let source = SourceConfig {
         connection_string: Some(connection_string.clone()),
         partitions: Some(partitions),
@@ -40,9 +44,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stream = engine
         .stream(&format!("SELECT * FROM src.\"{schema}\".\"{table}\""))
         .await?;
+    let mut writer = match output {
+        Some(path) => Some(datafusion::arrow::ipc::writer::StreamWriter::try_new(
+            std::io::BufWriter::new(std::fs::File::create(path)?),
+            &stream.schema(),
+        )?),
+        None => None,
+    };
     let mut rows = 0usize;
     while let Some(batch) = stream.next().await {
-        rows += batch?.num_rows();
+        let batch = batch?;
+        rows += batch.num_rows();
+        if let Some(writer) = writer.as_mut() {
+            writer.write(&batch)?;
+        }
+    }
+    if let Some(mut writer) = writer {
+        writer.finish()?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
