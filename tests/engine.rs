@@ -24,6 +24,22 @@ fn execute(connection_string: &str, statements: &[String]) {
     }
 }
 
+/// The rows of `sql` run by the engine; a failure fails the test, naming the query.
+async fn collect(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
+    let df = engine
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    df.collect()
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e}"))
+}
+
+/// The rows of `sql` over the in-memory copy.
+async fn collect_local(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
 fn text(batches: &[RecordBatch]) -> String {
     pretty_format_batches(batches).unwrap().to_string()
 }
@@ -129,7 +145,7 @@ async fn federation() -> Federation {
         ),
         ("regions", "SELECT * FROM lite.main.regions".to_string()),
     ] {
-        let rows = engine.sql(&query).await.unwrap().collect().await.unwrap();
+        let rows = collect(&engine, &query).await;
         let mem = MemTable::try_new(rows[0].schema(), vec![rows]).unwrap();
         local.register_table(table, Arc::new(mem)).unwrap();
     }
@@ -157,22 +173,8 @@ impl Federation {
             .replace("orders", &format!("pg.public.orders_{s}"))
             .replace("customers", &format!("maria.ibarrow_test.customers_{s}"))
             .replace("regions", "lite.main.regions");
-        let federated = self
-            .engine
-            .sql(&federated_sql)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let local = self
-            .local
-            .sql(query)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let federated = collect(&self.engine, &federated_sql).await;
+        let local = collect_local(&self.local, query).await;
         let shown = text(&federated);
         assert_eq!(shown, text(&local), "{federated_sql}");
         shown
@@ -207,14 +209,7 @@ async fn cross_database_sql_answers_like_local_sql() {
 async fn catalogs_list_remote_tables_and_resolve_names() {
     let f = federation().await;
     let s = &f.suffix;
-    let tables = f
-        .engine
-        .sql("SELECT table_catalog, table_schema, table_name FROM information_schema.tables WHERE table_catalog IN ('pg', 'maria', 'lite') ORDER BY 1, 2, 3")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let tables = collect(&f.engine, "SELECT table_catalog, table_schema, table_name FROM information_schema.tables WHERE table_catalog IN ('pg', 'maria', 'lite') ORDER BY 1, 2, 3").await;
     let listed = text(&tables);
     assert!(listed.contains(&format!("orders_{s}")), "{listed}");
     assert!(listed.contains(&format!("customers_{s}")), "{listed}");
@@ -225,23 +220,9 @@ async fn catalogs_list_remote_tables_and_resolve_names() {
         "{listed}"
     );
     // Unquoted names are lower-cased by DataFusion and matched ignoring case remotely.
-    let regions = f
-        .engine
-        .sql("SELECT count(*) AS n FROM lite.MAIN.regions")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let regions = collect(&f.engine, "SELECT count(*) AS n FROM lite.MAIN.regions").await;
     assert!(text(&regions).contains("| 4 |"), "{}", text(&regions));
-    let show = f
-        .engine
-        .sql("SHOW TABLES")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let show = collect(&f.engine, "SHOW TABLES").await;
     assert!(text(&show).contains("Regions"));
 }
 
@@ -249,18 +230,15 @@ async fn catalogs_list_remote_tables_and_resolve_names() {
 async fn explain_shows_each_remote_statement_with_filters_and_partitions() {
     let f = federation().await;
     let s = &f.suffix;
-    let plan = f
-        .engine
-        .sql(&format!(
+    let plan = collect(
+        &f.engine,
+        &format!(
             "EXPLAIN SELECT c.name, o.total FROM pg.public.orders_{s} o \
              JOIN maria.ibarrow_test.customers_{s} c ON o.customer_id = c.id \
              WHERE o.total > 50 AND c.region_id = 3"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let plan = text(&plan);
     assert!(
         plan.contains(r#"WHERE ("total" > 50.00)"#) || plan.contains(r#"WHERE ("total" > 50)"#),
@@ -277,16 +255,11 @@ async fn explain_shows_each_remote_statement_with_filters_and_partitions() {
     );
     assert!(!plan.contains("Pwd=ibarrow"), "{plan}");
 
-    let analyzed = f
-        .engine
-        .sql(&format!(
-            "EXPLAIN ANALYZE SELECT id FROM pg.public.orders_{s} WHERE id <= 100"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let analyzed = collect(
+        &f.engine,
+        &format!("EXPLAIN ANALYZE SELECT id FROM pg.public.orders_{s} WHERE id <= 100"),
+    )
+    .await;
     let analyzed = text(&analyzed);
     let scan = analyzed
         .lines()
@@ -310,23 +283,14 @@ async fn new_tables_are_found_and_refresh_relists() {
             format!("INSERT INTO late_{s} VALUES (42)"),
         ],
     );
-    let found = f
-        .engine
-        .sql(&format!("SELECT x FROM pg.public.late_{s}"))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let found = collect(&f.engine, &format!("SELECT x FROM pg.public.late_{s}")).await;
     assert!(text(&found).contains("42"));
     let listed = |engine: Engine| async move {
-        let rows = engine
-            .sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'pg'")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let rows = collect(
+            &engine,
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'pg'",
+        )
+        .await;
         text(&rows)
     };
     assert!(
@@ -391,14 +355,11 @@ async fn query_passes_native_sql_through_as_a_table() {
     let shown = text(&rows);
     assert!(shown.contains("| 4 | customer 4 |"), "{shown}");
     // Constant expressions are folded before the call; anything else is refused.
-    let folded = f
-        .engine
-        .sql("SELECT * FROM query('maria', 'SELECT ' || '1 AS one')")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let folded = collect(
+        &f.engine,
+        "SELECT * FROM query('maria', 'SELECT ' || '1 AS one')",
+    )
+    .await;
     assert!(text(&folded).contains("| 1   |"), "{}", text(&folded));
     let err = f
         .engine
@@ -425,13 +386,11 @@ async fn many_queries_run_at_once_on_clones_of_one_engine() {
     let f = federation().await;
     let s = f.suffix.clone();
     let expected = text(
-        &f.local
-            .sql("SELECT count(*) AS n, sum(total) AS t FROM orders WHERE customer_id % 3 = 0")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap(),
+        &collect_local(
+            &f.local,
+            "SELECT count(*) AS n, sum(total) AS t FROM orders WHERE customer_id % 3 = 0",
+        )
+        .await,
     );
     let tasks: Vec<_> = (0..12)
         .map(|_| {
@@ -439,7 +398,7 @@ async fn many_queries_run_at_once_on_clones_of_one_engine() {
             let sql = format!(
                 "SELECT count(*) AS n, sum(total) AS t FROM pg.public.orders_{s} WHERE customer_id % 3 = 0"
             );
-            tokio::spawn(async move { text(&engine.sql(&sql).await.unwrap().collect().await.unwrap()) })
+            tokio::spawn(async move { text(&collect(&engine, &sql).await) })
         })
         .collect();
     for task in tasks {
@@ -486,14 +445,7 @@ async fn single_source_aggregates_run_remotely_and_answer_like_datafusion() {
             .replace("orders", &format!("pg.public.orders_{s}"))
             .replace("customers", &format!("maria.ibarrow_test.customers_{s}"))
             .replace("regions", "lite.main.regions");
-        let plan = f
-            .engine
-            .sql(&format!("EXPLAIN {federated_sql}"))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let plan = collect(&f.engine, &format!("EXPLAIN {federated_sql}")).await;
         let plan = text(&plan);
         let odbc_line = plan
             .lines()
@@ -526,13 +478,7 @@ async fn aggregate_pushdown_can_be_switched_off_per_source() {
         .build()
         .await
         .unwrap();
-    let plan = engine
-        .sql("EXPLAIN SELECT count(*) FROM lite.main.regions")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let plan = collect(&engine, "EXPLAIN SELECT count(*) FROM lite.main.regions").await;
     let plan = text(&plan);
     assert!(
         plan.contains("AggregateExec") && !plan.contains("COUNT(*)"),
