@@ -6,6 +6,7 @@
 //! databases into DataFusion tables.
 
 mod catalog;
+pub mod demo;
 pub mod config;
 mod engine;
 mod error;

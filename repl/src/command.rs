@@ -1,0 +1,354 @@
+//! psql-style meta-commands: `\sources`, `\dt`, `\d`, `\format`, `\o` and the rest.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::TableReference;
+use ibarrow::OdbcTable;
+
+use crate::exec::{Outcome, Session, error_message};
+use crate::print_format::{Format, Sink};
+use crate::statement::{Item, split_script};
+
+/// Name, arguments and one line of help for each command; `\help` prints this list.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("\\sources", "", "list the sources with their database and pool use"),
+    ("\\dn", "[source]", "list schemas"),
+    ("\\dt", "[pattern]", "list tables; * and ? match, e.g. \\dt shop.*.order*"),
+    ("\\d", "<table>", "describe a table: columns, types, key, row estimate"),
+    ("\\timing", "[on|off]", "show how long each query took"),
+    ("\\format", "<format>", "output format: table, csv, json, ndjson, parquet, arrow"),
+    ("\\explain", "<query>", "show the plan and the SQL sent to each database"),
+    ("\\refresh", "[source]", "list tables again and forget cached metadata"),
+    ("\\connect", "<name> <connstr>", "add an ODBC source"),
+    ("\\i", "<file>", "run the statements in a file"),
+    ("\\o", "[file]", "send results to a file; without one, back to the screen"),
+    ("\\help", "", "this list (also \\?)"),
+    ("\\q", "", "quit (also Ctrl-D)"),
+];
+
+pub fn help_text() -> String {
+    let mut text = String::from("Statements end with `;`. Ctrl-C cancels a running query.\n");
+    for (name, args, help) in COMMANDS {
+        text.push_str(&format!("  {:<28} {help}\n", format!("{name} {args}")));
+    }
+    text
+}
+
+/// Runs one meta-command line (starting with `\`).
+pub fn run(session: &mut Session, line: &str) -> Outcome {
+    let line = line.trim();
+    let (name, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let args = args.trim();
+    match name {
+        "\\q" | "\\quit" => Outcome::Quit,
+        "\\help" | "\\?" | "\\h" => {
+            print!("{}", help_text());
+            Outcome::Done
+        }
+        "\\sources" => sources(session),
+        "\\dn" => schemas(session, args),
+        "\\dt" => tables(session, args),
+        "\\d" if args.is_empty() => tables(session, ""),
+        "\\d" => describe(session, args),
+        "\\timing" => timing(session, args),
+        "\\format" => match args.parse::<Format>() {
+            Ok(format) => {
+                session.format = format;
+                eprintln!("format is {format}");
+                Outcome::Done
+            }
+            Err(message) => Outcome::Failed(message),
+        },
+        "\\explain" if args.is_empty() => Outcome::Failed("usage: \\explain <query>".into()),
+        "\\explain" => session.run_sql(&format!("EXPLAIN {}", args.trim_end_matches(';'))),
+        "\\refresh" => refresh(session, args),
+        "\\connect" => connect(session, args),
+        "\\i" | "\\include" if !args.is_empty() => include(session, Path::new(args)),
+        "\\o" | "\\out" => output(session, args),
+        _ => Outcome::Failed(format!(
+            "unknown command `{name}` (or missing argument)\n{}",
+            help_text()
+        )),
+    }
+}
+
+fn sources(session: &mut Session) -> Outcome {
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for name in session.engine.source_names() {
+        let Ok(source) = session.engine.source(&name) else {
+            continue;
+        };
+        let pool = source.pool();
+        rows.push([
+            name,
+            source.dbms_name().to_string(),
+            pool.connection_string().redacted(),
+            pool.in_use().to_string(),
+            pool.idle_count().to_string(),
+        ]);
+    }
+    let batch = string_batch(
+        &["source", "database", "connection", "in_use", "idle"],
+        rows.iter().map(|r| r.to_vec()).collect(),
+    );
+    session.print_batch(batch)
+}
+
+fn schemas(session: &mut Session, source: &str) -> Outcome {
+    let ctx = session.engine.session();
+    let mut rows = Vec::new();
+    for catalog_name in catalogs(session, source) {
+        if let Some(catalog) = ctx.catalog(&catalog_name) {
+            for schema in catalog.schema_names() {
+                rows.push(vec![catalog_name.clone(), schema]);
+            }
+        }
+    }
+    if rows.is_empty() && !source.is_empty() {
+        return Outcome::Failed(format!(
+            "no source named `{source}`; \\sources lists them"
+        ));
+    }
+    session.print_batch(string_batch(&["source", "schema"], rows))
+}
+
+fn tables(session: &mut Session, pattern: &str) -> Outcome {
+    let ctx = session.engine.session();
+    let mut rows = Vec::new();
+    for catalog_name in catalogs(session, "") {
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            let mut names = schema.table_names();
+            names.sort();
+            for table in names {
+                let full = format!("{catalog_name}.{schema_name}.{table}");
+                let subject = if pattern.contains('.') { &full } else { &table };
+                if pattern.is_empty() || glob_match(pattern, subject) {
+                    rows.push(vec![catalog_name.clone(), schema_name.clone(), table]);
+                }
+            }
+        }
+    }
+    session.print_batch(string_batch(&["source", "schema", "table"], rows))
+}
+
+/// The engine's sources, or just `only` when given.
+fn catalogs(session: &Session, only: &str) -> Vec<String> {
+    session
+        .engine
+        .source_names()
+        .into_iter()
+        .filter(|name| only.is_empty() || name.eq_ignore_ascii_case(only))
+        .collect()
+}
+
+fn describe(session: &mut Session, name: &str) -> Outcome {
+    let reference = TableReference::from(name.trim_end_matches(';'));
+    let ctx = session.engine.session().clone();
+    let provider = match session
+        .runtime
+        .block_on(async { ctx.table_provider(reference).await })
+    {
+        Ok(provider) => provider,
+        Err(err) => return Outcome::Failed(error_message(&err)),
+    };
+    let odbc = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<OdbcTable>();
+    let key: &[String] = odbc.map_or(&[], |t| t.primary_key());
+    let schema = provider.schema();
+    let rows = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            vec![
+                field.name().clone(),
+                field.data_type().to_string(),
+                if field.is_nullable() { "yes" } else { "no" }.to_string(),
+                key.iter()
+                    .position(|k| k == field.name())
+                    .map(|p| format!("primary key ({})", p + 1))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let outcome = session.print_batch(string_batch(&["column", "type", "nullable", "key"], rows));
+    if let Some(table) = odbc {
+        let estimate = table
+            .row_estimate()
+            .map_or_else(|| "unknown".to_string(), |rows| format!("about {rows}"));
+        let split = table
+            .partition_column()
+            .map(|c| format!("; range scans split on `{c}`"))
+            .unwrap_or_default();
+        eprintln!(
+            "remote table {} in source `{}`; rows: {estimate}{split}",
+            table
+                .remote_table()
+                .render(table.source().dialect())
+                .unwrap_or_else(|_| name.to_string()),
+            table.source().name()
+        );
+    }
+    outcome
+}
+
+fn timing(session: &mut Session, args: &str) -> Outcome {
+    session.timing = match args {
+        "" => !session.timing,
+        "on" => true,
+        "off" => false,
+        other => return Outcome::Failed(format!("\\timing takes on or off, not `{other}`")),
+    };
+    eprintln!("timing is {}", if session.timing { "on" } else { "off" });
+    Outcome::Done
+}
+
+fn refresh(session: &mut Session, source: &str) -> Outcome {
+    let names = catalogs(session, source);
+    if names.is_empty() {
+        return Outcome::Failed(format!("no source named `{source}`; \\sources lists them"));
+    }
+    let engine = session.engine.clone();
+    let result = session.runtime.block_on(async {
+        for name in &names {
+            engine.refresh(name).await?;
+        }
+        Ok::<_, ibarrow::Error>(())
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("refreshed {}", names.join(", "));
+            Outcome::Done
+        }
+        Err(err) => Outcome::Failed(err.to_string()),
+    }
+}
+
+fn connect(session: &mut Session, args: &str) -> Outcome {
+    let Some((name, connection_string)) = args.split_once(char::is_whitespace) else {
+        return Outcome::Failed(
+            "usage: \\connect <name> <connection string>, e.g. \\connect lite \
+             Driver={SQLite3};Database=/tmp/x.sqlite;"
+                .into(),
+        );
+    };
+    let engine = session.engine.clone();
+    let (name, connection_string) = (name.to_string(), connection_string.trim().to_string());
+    match session
+        .runtime
+        .block_on(async { engine.register_odbc(&name, &connection_string).await })
+    {
+        Ok(()) => {
+            eprintln!("source `{name}` registered; \\dt {name}.* lists its tables");
+            Outcome::Done
+        }
+        Err(err) => Outcome::Failed(err.to_string()),
+    }
+}
+
+fn include(session: &mut Session, path: &Path) -> Outcome {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => return Outcome::Failed(format!("cannot read {}: {err}", path.display())),
+    };
+    run_items(session, split_script(&text))
+}
+
+/// Runs items in order; stops at `\q` or a cancelled query, and reports the last failure.
+pub fn run_items(session: &mut Session, items: Vec<Item>) -> Outcome {
+    let mut result = Outcome::Done;
+    for item in items {
+        let outcome = match item {
+            Item::Sql(sql) => session.run_sql(&sql),
+            Item::Meta(line) => run(session, &line),
+        };
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Failed(message) => {
+                eprintln!("ERROR: {message}");
+                result = Outcome::Failed("a statement failed".into());
+            }
+            Outcome::Quit | Outcome::Cancelled => return outcome,
+        }
+    }
+    result
+}
+
+fn output(session: &mut Session, path: &str) -> Outcome {
+    let sink = if path.is_empty() {
+        Ok(Sink::stdout())
+    } else {
+        Sink::create(Path::new(path))
+    };
+    match sink {
+        Ok(sink) => {
+            session.sink = sink;
+            eprintln!("results go to {}", session.sink.describe());
+            Outcome::Done
+        }
+        Err(message) => Outcome::Failed(message),
+    }
+}
+
+fn string_batch(names: &[&str], rows: Vec<Vec<String>>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
+/// Shell-style matching, ignoring case: `*` any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
+    let text: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_like_a_shell_ignoring_case() {
+        assert!(glob_match("order*", "order_lines"));
+        assert!(glob_match("shop.*.ORD?RS", "shop.main.orders"));
+        assert!(!glob_match("shop.*.orders", "crm.main.orders"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a", "ab"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Runs statements: plans them on the engine, streams the result into the chosen format,
+//! shows progress on a terminal and lets Ctrl-C cancel the query without ending the session.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::StreamExt;
+use ibarrow::Engine;
+use ibarrow::providers::OdbcExec;
+
+use crate::print_format::{Format, Sink, Summary, writer};
+
+/// What a statement or command ended with.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// Failed; the message is for stderr.
+    Failed(String),
+    Cancelled,
+    Quit,
+}
+
+/// The state of one REPL or batch session.
+pub struct Session {
+    pub engine: Engine,
+    pub runtime: tokio::runtime::Runtime,
+    pub format: Format,
+    pub sink: Sink,
+    pub timing: bool,
+    pub max_rows: Option<usize>,
+    /// Ctrl-C cancels the running query (interactive mode) instead of ending the process.
+    pub cancel_on_interrupt: bool,
+}
+
+impl Session {
+    pub fn run_sql(&mut self, sql: &str) -> Outcome {
+        let started = Instant::now();
+        let engine = self.engine.clone();
+        let cancellable = self.cancel_on_interrupt;
+        let format = self.format;
+        let max_rows = self.max_rows;
+        let timing = self.timing;
+        let sink = &mut self.sink;
+        self.runtime.block_on(async move {
+            let run = run_query(&engine, sql, format, sink, max_rows, timing, started);
+            if !cancellable {
+                return run.await;
+            }
+            tokio::select! {
+                outcome = run => outcome,
+                _ = tokio::signal::ctrl_c() => Outcome::Cancelled,
+            }
+        })
+    }
+
+    /// Runs a statement whose result is built here (meta-commands), in the session's format.
+    pub fn print_batch(&mut self, batch: RecordBatch) -> Outcome {
+        let result = writer(self.format, &mut self.sink, batch.schema(), self.max_rows).and_then(
+            |mut w| {
+                w.write(&batch)?;
+                w.finish(&Summary { elapsed: None })
+            },
+        );
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(message) => Outcome::Failed(message),
+        }
+    }
+}
+
+async fn run_query(
+    engine: &Engine,
+    sql: &str,
+    format: Format,
+    sink: &mut Sink,
+    max_rows: Option<usize>,
+    timing: bool,
+    started: Instant,
+) -> Outcome {
+    let plan = match plan(engine, sql).await {
+        Ok(plan) => plan,
+        Err(err) => return Outcome::Failed(error_message(&err)),
+    };
+    let progress = Progress::start(Arc::clone(&plan), started);
+    let outcome = stream_into(engine, plan, format, sink, max_rows, timing, started).await;
+    drop(progress);
+    outcome
+}
+
+async fn plan(engine: &Engine, sql: &str) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let frame = engine.session().sql(sql).await?;
+    frame.create_physical_plan().await
+}
+
+async fn stream_into(
+    engine: &Engine,
+    plan: Arc<dyn ExecutionPlan>,
+    format: Format,
+    sink: &mut Sink,
+    max_rows: Option<usize>,
+    timing: bool,
+    started: Instant,
+) -> Outcome {
+    let mut stream = match execute_stream(Arc::clone(&plan), engine.session().task_ctx()) {
+        Ok(stream) => stream,
+        Err(err) => return Outcome::Failed(error_message(&err)),
+    };
+    let mut out = match writer(format, sink, plan.schema(), max_rows) {
+        Ok(out) => out,
+        Err(message) => return Outcome::Failed(message),
+    };
+    while let Some(batch) = stream.next().await {
+        let written = match batch {
+            Ok(batch) => out.write(&batch),
+            Err(err) => Err(error_message(&err)),
+        };
+        if let Err(message) = written {
+            return Outcome::Failed(message);
+        }
+    }
+    let elapsed = started.elapsed();
+    let summary = Summary {
+        elapsed: timing.then_some(elapsed),
+    };
+    match out.finish(&summary) {
+        Ok(()) => {
+            if timing && format != Format::Table {
+                eprintln!("Time: {:.3} s", elapsed.as_secs_f64());
+            }
+            Outcome::Done
+        }
+        Err(message) => Outcome::Failed(message),
+    }
+}
+
+/// The message of a failed query: the ibarrow error itself (which names the source and the
+/// remote statement) rather than DataFusion's wrapping of it.
+pub fn error_message(err: &DataFusionError) -> String {
+    match err {
+        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::Shared(inner) => error_message(inner),
+        DataFusionError::Context(context, inner) => {
+            format!("{context}: {}", error_message(inner))
+        }
+        DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+            arrow::error::ArrowError::ExternalError(e) => e.to_string(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// A line on stderr with the rows fetched from the databases so far, for queries running
+/// longer than a second, when stderr is a terminal.
+struct Progress {
+    done: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+
+impl Progress {
+    fn start(plan: Arc<dyn ExecutionPlan>, started: Instant) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return Self { done, task: None };
+        }
+        let flag = Arc::clone(&done);
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(PROGRESS_AFTER.saturating_sub(started.elapsed())).await;
+            while !flag.load(Ordering::Relaxed) {
+                let rows = remote_rows(plan.as_ref());
+                eprint!(
+                    "\r\x1b[K{} rows fetched · {:.1} s",
+                    rows,
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = std::io::stderr().flush();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Self {
+            done,
+            task: Some(task),
+        }
+    }
+}
+
+// Also runs when Ctrl-C drops the query midway.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            task.abort();
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Rows delivered so far by the plan's remote scans.
+fn remote_rows(plan: &dyn ExecutionPlan) -> usize {
+    let own = plan
+        .downcast_ref::<OdbcExec>()
+        .and_then(|exec| exec.metrics())
+        .and_then(|m| m.output_rows())
+        .unwrap_or(0);
+    own + plan
+        .children()
+        .into_iter()
+        .map(|child| remote_rows(child.as_ref()))
+        .sum::<usize>()
+}

@@ -1,0 +1,292 @@
+//! `ibarrow`: the interactive REPL and batch client of the ibarrow engine.
+
+mod command;
+mod exec;
+mod helper;
+mod print_format;
+mod statement;
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use ibarrow::{Config, Engine, SourceConfig};
+use rustyline::error::ReadlineError;
+use rustyline::{
+    Cmd, ConditionalEventHandler, Editor, Event, EventContext, EventHandler, KeyEvent, Movement,
+    RepeatCount,
+};
+
+use crate::exec::{Outcome, Session};
+use crate::helper::SqlHelper;
+use crate::print_format::{Format, Sink};
+use crate::statement::{Item, split, split_script};
+
+const DEFAULT_CONFIG: &str = "ibarrow.toml";
+
+/// Federated SQL over ODBC databases.
+#[derive(Debug, Parser)]
+#[command(name = "ibarrow", version, about, after_help = AFTER_HELP)]
+struct Args {
+    /// Open the embedded demo (two SQLite databases, created on first use)
+    #[arg(long)]
+    demo: bool,
+    /// Sources from this TOML file (default: ./ibarrow.toml when present)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Add a source (repeatable)
+    #[arg(long = "source", value_name = "NAME=CONNSTR")]
+    sources: Vec<String>,
+    /// Run these statements and exit (repeatable)
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    commands: Vec<String>,
+    /// Run the statements in FILE and exit (repeatable)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write results to FILE instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Rows shown by the table format (0: all); default 40 at the prompt, all in batch mode
+    #[arg(long, value_name = "N")]
+    max_rows: Option<usize>,
+    /// Print how long each statement took
+    #[arg(long)]
+    timing: bool,
+}
+
+const AFTER_HELP: &str = "Statements piped on standard input run when it is not a terminal. \
+The exit status is non-zero after any failed statement.";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ibarrow: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
+    let engine = match runtime.block_on(open_engine(&args, !batch)) {
+        Ok(engine) => engine,
+        Err(message) => {
+            eprintln!("ibarrow: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let sink = match &args.output {
+        Some(path) => match Sink::create(path) {
+            Ok(sink) => sink,
+            Err(message) => {
+                eprintln!("ibarrow: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Sink::stdout(),
+    };
+    let mut session = Session {
+        engine,
+        runtime,
+        format: args.format.unwrap_or(Format::Table),
+        sink,
+        timing: args.timing || !batch,
+        max_rows: match args.max_rows {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if batch => None,
+            None => Some(40),
+        },
+        cancel_on_interrupt: !batch,
+    };
+    let outcome = if batch {
+        run_batch(&mut session, &args)
+    } else {
+        run_interactive(&mut session, args.demo || !has_sources(&args))
+    };
+    match outcome {
+        Outcome::Failed(_) => ExitCode::FAILURE,
+        Outcome::Cancelled => ExitCode::from(130),
+        Outcome::Done | Outcome::Quit => ExitCode::SUCCESS,
+    }
+}
+
+fn has_sources(args: &Args) -> bool {
+    args.config.is_some() || !args.sources.is_empty() || Path::new(DEFAULT_CONFIG).exists()
+}
+
+/// The engine for the command line: config file, `--source`s, and the demo when asked for or
+/// when nothing else is configured.
+async fn open_engine(args: &Args, interactive: bool) -> Result<Engine, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            Config::from_file(Path::new(DEFAULT_CONFIG)).map_err(|e| e.to_string())?
+        }
+        None => Config::default(),
+    };
+    if args.demo || !has_sources(args) {
+        let dir = demo_dir();
+        if interactive && !dir.join("shop.sqlite").exists() {
+            eprintln!("creating the demo databases in {} …", dir.display());
+        }
+        let files = ibarrow::demo::prepare(&dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (name, source) in files.config().map_err(|e| e.to_string())?.sources {
+            config.sources.entry(name).or_insert(source);
+        }
+    }
+    for entry in &args.sources {
+        let Some((name, connection_string)) = entry.split_once('=') else {
+            return Err(format!(
+                "--source takes NAME=CONNSTR, e.g. --source lite='Driver={{SQLite3}};Database=x.sqlite;' \
+                 (got `{}`)",
+                entry.chars().take(20).collect::<String>()
+            ));
+        };
+        let source = SourceConfig {
+            connection_string: Some(connection_string.to_string()),
+            ..SourceConfig::default()
+        };
+        if config.sources.insert(name.to_string(), source).is_some() {
+            return Err(format!("source `{name}` is given twice; pick another name"));
+        }
+    }
+    Engine::from_config(config).await.map_err(|e| e.to_string())
+}
+
+/// `IBARROW_DEMO_DIR`, else `ibarrow/demo` in the user's data directory.
+fn demo_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("IBARROW_DEMO_DIR") {
+        return PathBuf::from(dir);
+    }
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("ibarrow")
+        .join("demo")
+}
+
+/// `-c` statements, then `-f` files, else standard input.
+fn run_batch(session: &mut Session, args: &Args) -> Outcome {
+    let mut items = Vec::new();
+    for command in &args.commands {
+        items.extend(split_script(command));
+    }
+    for path in &args.files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => items.extend(split_script(&text)),
+            Err(err) => {
+                eprintln!("ibarrow: cannot read {}: {err}", path.display());
+                return Outcome::Failed(String::new());
+            }
+        }
+    }
+    if args.commands.is_empty() && args.files.is_empty() {
+        let mut text = String::new();
+        if let Err(err) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("ibarrow: cannot read standard input: {err}");
+            return Outcome::Failed(String::new());
+        }
+        items.extend(split_script(&text));
+    }
+    let binary = matches!(session.format, Format::Parquet | Format::Arrow);
+    let queries = items.iter().filter(|i| matches!(i, Item::Sql(_))).count();
+    if binary && queries > 1 {
+        eprintln!(
+            "ibarrow: {} output holds one result; run one statement per output file",
+            session.format
+        );
+        return Outcome::Failed(String::new());
+    }
+    command::run_items(session, items)
+}
+
+/// Ctrl-C clears a line being typed; at an empty prompt it ends the session.
+struct InterruptHandler;
+
+impl ConditionalEventHandler for InterruptHandler {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        if ctx.line().is_empty() {
+            None
+        } else {
+            Some(Cmd::Kill(Movement::WholeBuffer))
+        }
+    }
+}
+
+fn run_interactive(session: &mut Session, demo: bool) -> Outcome {
+    let mut editor: Editor<SqlHelper, rustyline::history::DefaultHistory> = match Editor::new() {
+        Ok(editor) => editor,
+        Err(err) => {
+            eprintln!("ibarrow: cannot start the line editor: {err}");
+            return Outcome::Failed(String::new());
+        }
+    };
+    editor.set_helper(Some(SqlHelper::new(
+        session.engine.clone(),
+        session.runtime.handle().clone(),
+    )));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(InterruptHandler)),
+    );
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    println!(
+        "ibarrow {} — sources: {}. \\help for commands, \\q to quit.",
+        env!("CARGO_PKG_VERSION"),
+        session.engine.source_names().join(", ")
+    );
+    if demo {
+        println!(
+            "This is the demo: a shop and a CRM in two SQLite databases. Try a join across both:\n\n{}\n",
+            ibarrow::demo::FIRST_QUERY
+        );
+    }
+    loop {
+        match editor.readline("ibarrow> ") {
+            Ok(input) => {
+                if input.trim().is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(input.as_str());
+                let (items, _) = split(&input);
+                match command::run_items(session, items) {
+                    Outcome::Quit => break,
+                    Outcome::Cancelled => eprintln!("query cancelled"),
+                    Outcome::Failed(_) | Outcome::Done => {}
+                }
+            }
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
+            Err(err) => {
+                eprintln!("ibarrow: {err}");
+                break;
+            }
+        }
+    }
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
+    Outcome::Done
+}
+
+/// `IBARROW_HISTORY`, else `ibarrow/history` in the user's data directory.
+fn history_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("IBARROW_HISTORY") {
+        return Some(PathBuf::from(path));
+    }
+    dirs::data_dir().map(|d| d.join("ibarrow").join("history"))
+}
