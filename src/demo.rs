@@ -148,7 +148,11 @@ async fn demo_version(path: &Path) -> Result<Option<i64>> {
             // An error (no such table) means: not a finished demo database.
             let row = first_row_as_text(conn, "SELECT max(version) FROM ibarrow_demo", ());
             Ok::<_, OdbcError>(row.ok().flatten().and_then(|values| {
-                values.into_iter().next().flatten().and_then(|v| v.parse().ok())
+                values
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .and_then(|v| v.parse().ok())
             }))
         })
         .await?;
@@ -221,4 +225,3 @@ fn crm_script() -> Vec<String> {
         ),
     ]
 }
-

@@ -6,8 +6,8 @@
 //! databases into DataFusion tables.
 
 mod catalog;
-pub mod demo;
 pub mod config;
+pub mod demo;
 mod engine;
 mod error;
 mod passthrough;

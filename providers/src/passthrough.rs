@@ -49,13 +49,16 @@ impl PassthroughTable {
         let dialect = source.dialect();
         let permit = source.pool().acquire_blocking()?;
         let connection = source.pool().checkout(permit)?;
+        // Errors quote the statement, so a user sees which query the database refused.
+        let preparing = format!("preparing the passthrough query `{sql}`");
+        let describing = format!("describing the passthrough query `{sql}`");
         let mut prepared = connection
             .prepare(sql)
-            .map_err(|err| connection.failure("preparing the passthrough query", err))?;
+            .map_err(|err| connection.failure(&preparing, err))?;
         let mut columns = Vec::new();
         let count = prepared
             .num_result_cols()
-            .map_err(|err| connection.failure("describing the passthrough query", err))?;
+            .map_err(|err| connection.failure(&describing, err))?;
         for index in 1..=count.max(0) as u16 {
             let describe =
                 |prepared: &mut odbc_api::Prepared<_>| -> Result<ColumnInfo, odbc_api::Error> {
@@ -74,8 +77,8 @@ impl PassthroughTable {
                         nullable: !matches!(prepared.col_nullability(index)?, Nullability::NoNulls),
                     })
                 };
-            let column = describe(&mut prepared)
-                .map_err(|err| connection.failure("describing the passthrough query", err))?;
+            let column =
+                describe(&mut prepared).map_err(|err| connection.failure(&describing, err))?;
             columns.push(column);
         }
         drop(prepared);

@@ -14,17 +14,45 @@ use crate::statement::{Item, split_script};
 
 /// Name, arguments and one line of help for each command; `\help` prints this list.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("\\sources", "", "list the sources with their database and pool use"),
+    (
+        "\\sources",
+        "",
+        "list the sources with their database and pool use",
+    ),
     ("\\dn", "[source]", "list schemas"),
-    ("\\dt", "[pattern]", "list tables; * and ? match, e.g. \\dt shop.*.order*"),
-    ("\\d", "<table>", "describe a table: columns, types, key, row estimate"),
+    (
+        "\\dt",
+        "[pattern]",
+        "list tables; * and ? match, e.g. \\dt shop.*.order*",
+    ),
+    (
+        "\\d",
+        "<table>",
+        "describe a table: columns, types, key, row estimate",
+    ),
     ("\\timing", "[on|off]", "show how long each query took"),
-    ("\\format", "<format>", "output format: table, csv, json, ndjson, parquet, arrow"),
-    ("\\explain", "<query>", "show the plan and the SQL sent to each database"),
-    ("\\refresh", "[source]", "list tables again and forget cached metadata"),
+    (
+        "\\format",
+        "<format>",
+        "output format: table, csv, json, ndjson, parquet, arrow",
+    ),
+    (
+        "\\explain",
+        "<query>",
+        "show the plan and the SQL sent to each database",
+    ),
+    (
+        "\\refresh",
+        "[source]",
+        "list tables again and forget cached metadata",
+    ),
     ("\\connect", "<name> <connstr>", "add an ODBC source"),
     ("\\i", "<file>", "run the statements in a file"),
-    ("\\o", "[file]", "send results to a file; without one, back to the screen"),
+    (
+        "\\o",
+        "[file]",
+        "send results to a file; without one, back to the screen",
+    ),
     ("\\help", "", "this list (also \\?)"),
     ("\\q", "", "quit (also Ctrl-D)"),
 ];
@@ -108,9 +136,7 @@ fn schemas(session: &mut Session, source: &str) -> Outcome {
         }
     }
     if rows.is_empty() && !source.is_empty() {
-        return Outcome::Failed(format!(
-            "no source named `{source}`; \\sources lists them"
-        ));
+        return Outcome::Failed(format!("no source named `{source}`; \\sources lists them"));
     }
     session.print_batch(string_batch(&["source", "schema"], rows))
 }
@@ -185,7 +211,7 @@ fn describe(session: &mut Session, name: &str) -> Outcome {
             .map_or_else(|| "unknown".to_string(), |rows| format!("about {rows}"));
         let split = table
             .partition_column()
-            .map(|c| format!("; range scans split on `{c}`"))
+            .map(|c| format!("; range partition column `{c}`"))
             .unwrap_or_default();
         eprintln!(
             "remote table {} in source `{}`; rows: {estimate}{split}",
@@ -311,7 +337,8 @@ fn string_batch(names: &[&str], rows: Vec<Vec<String>>) -> RecordBatch {
             )) as ArrayRef
         })
         .collect();
-    RecordBatch::try_new(schema, columns).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+    RecordBatch::try_new(schema, columns)
+        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
 }
 
 /// Shell-style matching, ignoring case: `*` any run of characters, `?` one character.

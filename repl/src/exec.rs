@@ -60,12 +60,11 @@ impl Session {
 
     /// Runs a statement whose result is built here (meta-commands), in the session's format.
     pub fn print_batch(&mut self, batch: RecordBatch) -> Outcome {
-        let result = writer(self.format, &mut self.sink, batch.schema(), self.max_rows).and_then(
-            |mut w| {
+        let result =
+            writer(self.format, &mut self.sink, batch.schema(), self.max_rows).and_then(|mut w| {
                 w.write(&batch)?;
                 w.finish(&Summary { elapsed: None })
-            },
-        );
+            });
         match result {
             Ok(()) => Outcome::Done,
             Err(message) => Outcome::Failed(message),
@@ -176,7 +175,7 @@ impl Progress {
             while !flag.load(Ordering::Relaxed) {
                 let rows = remote_rows(plan.as_ref());
                 eprint!(
-                    "\r\x1b[K{} rows fetched · {:.1} s",
+                    "\r\x1b[K{} rows fetched, {:.1} s",
                     rows,
                     started.elapsed().as_secs_f64()
                 );

@@ -15,14 +15,69 @@ use crate::command::COMMANDS;
 use crate::statement::is_complete;
 
 const KEYWORDS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "OFFSET", "JOIN",
-    "LEFT JOIN", "RIGHT JOIN", "FULL JOIN", "INNER JOIN", "CROSS JOIN", "ON", "USING", "AS",
-    "AND", "OR", "NOT", "IN", "EXISTS", "BETWEEN", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL",
-    "DISTINCT", "UNION", "UNION ALL", "INTERSECT", "EXCEPT", "WITH", "CASE", "WHEN", "THEN",
-    "ELSE", "END", "CAST", "COUNT", "SUM", "AVG", "MIN", "MAX", "OVER", "PARTITION BY", "ASC",
-    "DESC", "NULLS FIRST", "NULLS LAST", "EXPLAIN", "EXPLAIN ANALYZE", "SHOW TABLES",
-    "DESCRIBE", "CREATE VIEW", "VALUES", "TRUE", "FALSE", "NULL", "DATE", "TIMESTAMP",
-    "INTERVAL", "query",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "JOIN",
+    "LEFT JOIN",
+    "RIGHT JOIN",
+    "FULL JOIN",
+    "INNER JOIN",
+    "CROSS JOIN",
+    "ON",
+    "USING",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "EXISTS",
+    "BETWEEN",
+    "LIKE",
+    "ILIKE",
+    "IS NULL",
+    "IS NOT NULL",
+    "DISTINCT",
+    "UNION",
+    "UNION ALL",
+    "INTERSECT",
+    "EXCEPT",
+    "WITH",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "CAST",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "OVER",
+    "PARTITION BY",
+    "ASC",
+    "DESC",
+    "NULLS FIRST",
+    "NULLS LAST",
+    "EXPLAIN",
+    "EXPLAIN ANALYZE",
+    "SHOW TABLES",
+    "DESCRIBE",
+    "CREATE VIEW",
+    "VALUES",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "DATE",
+    "TIMESTAMP",
+    "INTERVAL",
+    "query",
 ];
 
 /// How long completion may wait for a table's columns (fetched once, then cached).
@@ -139,7 +194,9 @@ impl Completer for SqlHelper {
         let before = &line[..pos];
         let start = before
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '\\'))
-            .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+            .map_or(0, |i| {
+                i + before[i..].chars().next().map_or(1, char::len_utf8)
+            });
         let word = &before[start..];
         let pairs = self
             .candidates(before, word)

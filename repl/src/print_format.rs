@@ -52,7 +52,10 @@ impl fmt::Display for Format {
 /// Where results go: standard output, or a file chosen with `-o` / `\o`.
 pub enum Sink {
     Stdout(io::Stdout),
-    File { path: PathBuf, file: BufWriter<File> },
+    File {
+        path: PathBuf,
+        file: BufWriter<File>,
+    },
 }
 
 impl Sink {
@@ -274,15 +277,17 @@ impl<'a> TableWriter<'a> {
                 let lines: Vec<Vec<&str>> = row.iter().map(|c| c.split('\n').collect()).collect();
                 let height = lines.iter().map(Vec::len).max().unwrap_or(1);
                 for n in 0..height {
-                    let cells: Vec<&str> =
-                        lines.iter().map(|l| l.get(n).copied().unwrap_or("")).collect();
+                    let cells: Vec<&str> = lines
+                        .iter()
+                        .map(|l| l.get(n).copied().unwrap_or(""))
+                        .collect();
                     push_line(&mut out, &cells, &widths, &right_aligned);
                 }
             }
             let hidden = self.total_rows - self.rows.len();
             if hidden > 0 {
                 out.push_str(&format!(
-                    "… {hidden} more row{}\n",
+                    "... {hidden} more row{}\n",
                     if hidden == 1 { "" } else { "s" }
                 ));
             }
@@ -292,7 +297,7 @@ impl<'a> TableWriter<'a> {
                 if self.total_rows == 1 { "" } else { "s" }
             ));
             if let Some(elapsed) = summary.elapsed {
-                out.push_str(&format!(" · {:.3} s", elapsed.as_secs_f64()));
+                out.push_str(&format!(", {:.3} s", elapsed.as_secs_f64()));
             }
             out.push(')');
         }
@@ -412,7 +417,10 @@ mod tests {
     #[test]
     fn table_says_how_many_rows_it_left_out() {
         let text = table(Some(1));
-        assert!(text.contains(" a    |     1\n… 2 more rows\n(3 rows)"), "{text}");
+        assert!(
+            text.contains(" a    |     1\n... 2 more rows\n(3 rows)"),
+            "{text}"
+        );
     }
 
     #[test]

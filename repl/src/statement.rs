@@ -186,9 +186,8 @@ mod tests {
 
     #[test]
     fn splits_on_semicolons_outside_quotes_and_comments() {
-        let (items, rest) = split(
-            "SELECT 'a;b', \"c;d\" FROM t; -- x; y\nSELECT /* ; */ 2;\nSELECT E'it\\'s;' ;",
-        );
+        let (items, rest) =
+            split("SELECT 'a;b', \"c;d\" FROM t; -- x; y\nSELECT /* ; */ 2;\nSELECT E'it\\'s;' ;");
         assert_eq!(
             items,
             vec![
@@ -228,10 +227,19 @@ mod tests {
 
     #[test]
     fn comments_and_blanks_alone_are_no_statement() {
-        assert_eq!(split("  -- only a comment\n ; /* x */ ;"), (vec![], String::new()));
+        assert_eq!(
+            split("  -- only a comment\n ; /* x */ ;"),
+            (vec![], String::new())
+        );
         assert!(!is_complete("-- nothing"));
-        assert_eq!(split_script("SELECT 1; SELECT 2"), vec![sql("SELECT 1"), sql("SELECT 2")]);
-        assert_eq!(split_script("/* unterminated"), vec![sql("/* unterminated")]);
+        assert_eq!(
+            split_script("SELECT 1; SELECT 2"),
+            vec![sql("SELECT 1"), sql("SELECT 2")]
+        );
+        assert_eq!(
+            split_script("/* unterminated"),
+            vec![sql("/* unterminated")]
+        );
         assert_eq!(split_script("SELECT 1; -- the end"), vec![sql("SELECT 1")]);
     }
 }

@@ -1,0 +1,648 @@
+//! The `ibarrow` binary driven as a process: batch mode in every format over PostgreSQL,
+//! MariaDB and SQLite, exit codes and error messages, the demo, and the interactive prompt
+//! under a pseudo-terminal.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use odbc_api::ConnectionOptions;
+
+const PG: &str = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=ibarrow_test;Uid=ibarrow;Pwd=${IBARROW_CLI_TEST_PW};";
+const MARIA: &str = "Driver={MariaDB Unicode};Server=127.0.0.1;Port=3306;Database=ibarrow_test;Uid=ibarrow;Pwd=${IBARROW_CLI_TEST_PW};";
+const PASSWORD: &str = "ibarrow";
+
+const ORDERS: i64 = 200;
+const CUSTOMERS: i64 = 20;
+const REGIONS: [&str; 4] = ["east", "north", "south", "west"];
+
+fn execute(connection_string: &str, statements: &[String]) {
+    let env = odbc_api::environment().expect("ODBC environment");
+    let conn = env
+        .connect_with_connection_string(connection_string, ConnectionOptions::default())
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    for sql in statements {
+        conn.execute(sql, (), None)
+            .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    }
+}
+
+/// Orders in PostgreSQL, customers in MariaDB, regions in SQLite, and a config file naming
+/// all three (the password comes from the environment).
+struct Federation {
+    dir: tempfile::TempDir,
+    suffix: String,
+}
+
+impl Federation {
+    fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let suffix = format!(
+            "{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = &suffix;
+        let orders: Vec<String> = (1..=ORDERS)
+            .map(|i| {
+                format!(
+                    "({i}, {}, {}.{:02})",
+                    1 + i % CUSTOMERS,
+                    i * 5 / 4,
+                    (i * 125) % 100
+                )
+            })
+            .collect();
+        execute(
+            &PG.replace("${IBARROW_CLI_TEST_PW}", PASSWORD),
+            &[
+                format!("DROP TABLE IF EXISTS cli_orders_{s}"),
+                format!(
+                    "CREATE TABLE cli_orders_{s} (order_id INTEGER PRIMARY KEY, customer_id \
+                     INTEGER NOT NULL, amount NUMERIC(10,2) NOT NULL)"
+                ),
+                format!("INSERT INTO cli_orders_{s} VALUES {}", orders.join(", ")),
+            ],
+        );
+        let customers: Vec<String> = (1..=CUSTOMERS)
+            .map(|i| format!("({i}, 'customer {i}', {})", 1 + i % 4))
+            .collect();
+        execute(
+            &MARIA.replace("${IBARROW_CLI_TEST_PW}", PASSWORD),
+            &[
+                format!("DROP TABLE IF EXISTS cli_customers_{s}"),
+                format!(
+                    "CREATE TABLE cli_customers_{s} (customer_id INTEGER PRIMARY KEY, name \
+                     VARCHAR(30) NOT NULL, region_id INTEGER NOT NULL)"
+                ),
+                format!(
+                    "INSERT INTO cli_customers_{s} VALUES {}",
+                    customers.join(", ")
+                ),
+            ],
+        );
+        let regions: Vec<String> = REGIONS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("({}, '{name}')", i + 1))
+            .collect();
+        let lite = dir.path().join("crm.sqlite");
+        execute(
+            &format!("Driver={{SQLite3}};Database={};", lite.display()),
+            &[
+                "CREATE TABLE regions (region_id INTEGER PRIMARY KEY, name VARCHAR(10))".into(),
+                format!("INSERT INTO regions VALUES {}", regions.join(", ")),
+            ],
+        );
+        let config = format!(
+            "[engine]\ntarget_partitions = 2\n\n[sources.pg]\nconnection_string = \"{PG}\"\n\n\
+             [sources.maria]\nconnection_string = \"{MARIA}\"\n\n[sources.lite]\n\
+             connection_string = \"Driver={{SQLite3}};Database={}\"\n",
+            lite.display()
+        );
+        std::fs::write(dir.path().join("ibarrow.toml"), config).expect("write config");
+        Self { dir, suffix }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("ibarrow.toml")
+    }
+
+    /// Orders and their total per region, across the three databases.
+    fn region_query(&self) -> String {
+        let s = &self.suffix;
+        format!(
+            "SELECT r.name AS region, count(*) AS orders, sum(o.amount) AS total \
+             FROM pg.public.cli_orders_{s} o \
+             JOIN maria.ibarrow_test.cli_customers_{s} c ON c.customer_id = o.customer_id \
+             JOIN lite.main.regions r ON r.region_id = c.region_id \
+             GROUP BY r.name ORDER BY r.name"
+        )
+    }
+
+    /// The answer of [`Self::region_query`], computed here from the generated rows.
+    fn expected_regions(&self) -> Vec<(String, i64, String)> {
+        let mut per_region = vec![(0i64, 0i64); REGIONS.len()];
+        for i in 1..=ORDERS {
+            let customer = 1 + i % CUSTOMERS;
+            let region = (customer % 4) as usize; // region_id = 1 + customer % 4
+            per_region[region].0 += 1;
+            per_region[region].1 += i * 125; // amount in cents
+        }
+        REGIONS
+            .iter()
+            .zip(per_region)
+            .map(|(name, (count, cents))| {
+                (
+                    name.to_string(),
+                    count,
+                    format!("{}.{:02}", cents / 100, cents % 100),
+                )
+            })
+            .collect()
+    }
+
+    /// `ibarrow --config <this> <args>`.
+    fn run(&self, args: &[&str]) -> Output {
+        ibarrow(
+            &[
+                &["--config", self.config().to_str().expect("UTF-8 path")],
+                args,
+            ]
+            .concat(),
+        )
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        let s = &self.suffix;
+        execute(
+            &PG.replace("${IBARROW_CLI_TEST_PW}", PASSWORD),
+            &[format!("DROP TABLE IF EXISTS cli_orders_{s}")],
+        );
+        execute(
+            &MARIA.replace("${IBARROW_CLI_TEST_PW}", PASSWORD),
+            &[format!("DROP TABLE IF EXISTS cli_customers_{s}")],
+        );
+    }
+}
+
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ibarrow"));
+    command
+        .env("IBARROW_CLI_TEST_PW", PASSWORD)
+        .env(
+            "IBARROW_HISTORY",
+            std::env::temp_dir().join("ibarrow-test-history"),
+        )
+        .stdin(Stdio::null());
+    command
+}
+
+fn ibarrow(args: &[&str]) -> Output {
+    command().args(args).output().expect("run ibarrow")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "ibarrow failed ({}): {}",
+        output.status,
+        stderr(output)
+    );
+}
+
+#[test]
+fn csv_over_three_databases() {
+    let fed = Federation::new();
+    let output = fed.run(&["-c", &fed.region_query(), "--format", "csv"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("region,orders,total"));
+    let rows: Vec<(String, i64, String)> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 3, "{line}");
+            (
+                fields[0].to_string(),
+                fields[1].parse().expect("count"),
+                fields[2].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, fed.expected_regions());
+}
+
+#[test]
+fn json_and_ndjson_hold_the_same_rows() {
+    let fed = Federation::new();
+    let expected: Vec<serde_json::Value> = fed
+        .expected_regions()
+        .into_iter()
+        .map(|(region, orders, total)| {
+            serde_json::json!({"region": region, "orders": orders, "total": total.parse::<f64>().unwrap()})
+        })
+        .collect();
+    let normalise = |mut v: serde_json::Value| {
+        // Decimals may be written as numbers or as strings; compare their values.
+        if let Some(total) = v.get_mut("total") {
+            let value: f64 = match &*total {
+                serde_json::Value::String(s) => s.parse().expect("a decimal"),
+                other => other.as_f64().expect("a number"),
+            };
+            *total = serde_json::json!(value);
+        }
+        v
+    };
+
+    let output = fed.run(&["-c", &fed.region_query(), "--format", "json"]);
+    assert_success(&output);
+    let array: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout(&output)).expect("a JSON array");
+    assert_eq!(
+        array.into_iter().map(normalise).collect::<Vec<_>>(),
+        expected
+    );
+
+    let output = fed.run(&["-c", &fed.region_query(), "--format", "ndjson"]);
+    assert_success(&output);
+    let rows: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| normalise(serde_json::from_str(line).expect("one JSON object per line")))
+        .collect();
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn parquet_and_arrow_files_read_back() {
+    use arrow::array::{AsArray, RecordBatch};
+    let fed = Federation::new();
+    let read_regions = |batches: Vec<RecordBatch>| -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let expected: Vec<String> = REGIONS.iter().map(|r| r.to_string()).collect();
+
+    let parquet_path = fed.dir.path().join("out.parquet");
+    let output = fed.run(&[
+        "-c",
+        &fed.region_query(),
+        "--format",
+        "parquet",
+        "-o",
+        parquet_path.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        File::open(&parquet_path).unwrap(),
+    )
+    .expect("a Parquet file")
+    .build()
+    .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(batches[0].schema().field(2).name(), "total");
+    assert_eq!(read_regions(batches), expected);
+
+    let arrow_path = fed.dir.path().join("out.arrow");
+    let output = fed.run(&[
+        "-c",
+        &fed.region_query(),
+        "--format",
+        "arrow",
+        "-o",
+        arrow_path.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let reader = arrow::ipc::reader::FileReader::try_new(File::open(&arrow_path).unwrap(), None)
+        .expect("an Arrow IPC file");
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(read_regions(batches), expected);
+
+    // Two results cannot share one Parquet file.
+    let output = fed.run(&[
+        "-c",
+        "SELECT 1; SELECT 2",
+        "--format",
+        "parquet",
+        "-o",
+        parquet_path.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("one statement per output file"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn table_format_shows_types_rows_and_count() {
+    let fed = Federation::new();
+    let output = fed.run(&["-c", &fed.region_query()]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split('|').map(str::trim).collect::<Vec<_>>(),
+        ["region", "orders", "total"]
+    );
+    assert_eq!(
+        lines[1].split('|').map(str::trim).collect::<Vec<_>>()[1],
+        "Int64"
+    );
+    let expected = fed.expected_regions();
+    let first: Vec<&str> = lines[3].split('|').map(str::trim).collect();
+    assert_eq!(
+        first,
+        [
+            expected[0].0.as_str(),
+            &expected[0].1.to_string(),
+            &expected[0].2
+        ]
+    );
+    assert_eq!(lines.last(), Some(&"(4 rows)"));
+
+    let output = fed.run(&["-c", &fed.region_query(), "--max-rows", "1"]);
+    assert!(
+        stdout(&output).contains("... 3 more rows\n(4 rows)"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_failed_statement_sets_the_exit_status_and_the_rest_still_run() {
+    let fed = Federation::new();
+    let output = fed.run(&[
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS a; SELECT * FROM pg.public.no_such_table; SELECT 2 AS b",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "a\n1\nb\n2\n");
+    let errors = stderr(&output);
+    assert!(
+        errors.contains("ERROR:") && errors.contains("no_such_table"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_remote_error_names_the_source_and_the_sql() {
+    let fed = Federation::new();
+    let output = fed.run(&["-c", "SELECT * FROM query('pg', 'SELEC broken')"]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(errors.contains("source `pg`"), "{errors}");
+    assert!(errors.contains("SELEC broken"), "{errors}");
+    assert!(!errors.contains(&format!("Pwd={PASSWORD}")), "{errors}");
+}
+
+#[test]
+fn a_failed_login_keeps_the_password_out_of_the_message() {
+    let secret = "Wr0ng-S3cret-Pw";
+    let output = ibarrow(&[
+        "--source",
+        &format!(
+            "pg=Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=5432;Database=ibarrow_test;\
+             Uid=nobody_{};Pwd={secret};",
+            std::process::id()
+        ),
+        "-c",
+        "SELECT 1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let errors = stderr(&output);
+    assert!(errors.contains("source `pg`"), "{errors}");
+    assert!(!errors.contains(secret), "{errors}");
+    assert!(!stdout(&output).contains(secret));
+}
+
+#[test]
+fn statements_and_meta_commands_piped_on_stdin() {
+    let fed = Federation::new();
+    let mut child = command()
+        .args([
+            "--config",
+            fed.config().to_str().unwrap(),
+            "--format",
+            "csv",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ibarrow");
+    let script = format!(
+        "-- a comment\n\\dt lite.*\nSELECT count(*) AS n\n  FROM pg.public.cli_orders_{};\n\\bogus\n",
+        fed.suffix
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "\\bogus must fail: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        stdout(&output),
+        format!("source,schema,table\nlite,main,regions\nn\n{ORDERS}\n")
+    );
+    assert!(stderr(&output).contains("unknown command `\\bogus`"));
+}
+
+#[test]
+fn unknown_config_keys_and_bad_flags_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[sources.x]\nconection_string = \"Driver={SQLite3};\"\n",
+    )
+    .unwrap();
+    let output = ibarrow(&["--config", config.to_str().unwrap(), "-c", "SELECT 1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("conection_string"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = ibarrow(&["--source", "no-equals-sign", "-c", "SELECT 1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("NAME=CONNSTR"));
+
+    let output = ibarrow(&["--format", "xml", "-c", "SELECT 1"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// The demo's suggested query, answered by ibarrow and by SQLite itself (both databases
+/// attached to one connection).
+#[test]
+fn demo_join_matches_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command()
+        .env("IBARROW_DEMO_DIR", dir.path())
+        .args([
+            "--demo",
+            "--format",
+            "csv",
+            "-c",
+            ibarrow::demo::FIRST_QUERY,
+        ])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let ours: Vec<String> = stdout(&output)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+
+    let shop = dir.path().join("shop.sqlite");
+    let crm = dir.path().join("crm.sqlite");
+    let theirs = sqlite_rows(
+        &shop,
+        &format!("ATTACH DATABASE '{}' AS crm", crm.display()),
+        "SELECT r.name, count(DISTINCT o.order_id), printf('%.2f', sum(l.quantity * l.unit_price)) \
+         FROM order_lines l JOIN orders o ON o.order_id = l.order_id \
+         JOIN crm.customers c ON c.customer_id = o.customer_id \
+         JOIN crm.regions r ON r.region_id = c.region_id \
+         WHERE o.status = 'delivered' GROUP BY r.name \
+         ORDER BY sum(l.quantity * l.unit_price) DESC",
+    );
+    assert_eq!(ours.len(), 12);
+    assert_eq!(ours, theirs);
+    let lines: i64 = sqlite_rows(&shop, "SELECT 1", "SELECT count(*) FROM order_lines")[0]
+        .parse()
+        .unwrap();
+    assert!(lines >= 100_000, "{lines} order lines");
+}
+
+/// Rows of `query` on a SQLite file as comma-joined text, after running `setup`.
+fn sqlite_rows(path: &Path, setup: &str, query: &str) -> Vec<String> {
+    use odbc_api::{Cursor, ResultSetMetadata};
+    let env = odbc_api::environment().unwrap();
+    let conn = env
+        .connect_with_connection_string(
+            &format!("Driver={{SQLite3}};Database={};", path.display()),
+            ConnectionOptions::default(),
+        )
+        .unwrap();
+    conn.execute(setup, (), None).unwrap();
+    let mut cursor = conn.execute(query, (), None).unwrap().unwrap();
+    let columns = cursor.num_result_cols().unwrap() as u16;
+    let mut rows = Vec::new();
+    let mut buffer = Vec::new();
+    while let Some(mut row) = cursor.next_row().unwrap() {
+        let mut fields = Vec::new();
+        for column in 1..=columns {
+            row.get_text(column, &mut buffer).unwrap();
+            fields.push(String::from_utf8_lossy(&buffer).into_owned());
+        }
+        rows.push(fields.join(","));
+    }
+    rows
+}
+
+mod interactive {
+    use super::*;
+    use rexpect::reader::Options;
+    use rexpect::session::{PtySession, spawn_with_options};
+
+    fn spawn_demo(dir: &Path) -> PtySession {
+        // Create the demo first, so the prompt comes quickly.
+        let output = command()
+            .env("IBARROW_DEMO_DIR", dir)
+            .args(["--demo", "-c", "SELECT 1"])
+            .output()
+            .unwrap();
+        assert_success(&output);
+        // Not `command()`: its standard input is no terminal.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ibarrow"));
+        command
+            .env("IBARROW_DEMO_DIR", dir)
+            .env("IBARROW_HISTORY", dir.join("history"))
+            .env("TERM", "xterm")
+            .arg("--demo");
+        let options = Options::default()
+            .timeout_ms(Some(30_000))
+            .strip_ansi_escape_codes(true);
+        let mut session = spawn_with_options(command, options).expect("spawn under a pty");
+        session.exp_string("Try a join across both").unwrap();
+        session.exp_string("ibarrow> ").unwrap();
+        session
+    }
+
+    #[test]
+    fn multi_line_statement_completion_and_meta_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = spawn_demo(dir.path());
+
+        // A statement runs only once its `;` arrives.
+        p.send_line("SELECT 40").unwrap();
+        p.send_line("  + 2 AS answer;").unwrap();
+        p.exp_regex(r"\n\s+42\s*\r?\n").unwrap();
+        p.exp_string("(1 row").unwrap();
+
+        // Tab completes a table name from the catalog, then a meta-command uses it.
+        p.send("\\d shop.main.produ").unwrap();
+        p.send("\t").unwrap();
+        p.send_line("").unwrap();
+        p.exp_string("primary key").unwrap();
+        p.exp_string("unit_price").unwrap();
+        p.exp_string("rows: about 500").unwrap();
+
+        p.send_line("\\sources").unwrap();
+        p.exp_string("crm").unwrap();
+        p.send_line("\\q").unwrap();
+        p.exp_eof().unwrap();
+        let history = std::fs::read_to_string(dir.path().join("history")).unwrap();
+        assert!(history.contains("SELECT 40"), "{history}");
+    }
+
+    #[test]
+    fn ctrl_c_cancels_a_running_query_and_keeps_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = spawn_demo(dir.path());
+        // An endless remote statement: SQLite counts for ever.
+        p.send_line(
+            "SELECT count(*) FROM query('shop', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL \
+             SELECT n + 1 FROM r) SELECT n FROM r');",
+        )
+        .unwrap();
+        p.exp_string("rows fetched").unwrap();
+        p.send_control('c').unwrap();
+        p.exp_string("query cancelled").unwrap();
+        p.exp_string("ibarrow> ").unwrap();
+
+        // The session goes on, and the cancelled scan gave its connection back.
+        let mut released = false;
+        for _ in 0..20 {
+            p.send_line("\\sources").unwrap();
+            let (_, row) = p.exp_regex(r"shop\s+\|[^\n]*\n").unwrap();
+            // source | database | connection | in_use | idle
+            let fields: Vec<&str> = row.split('|').map(str::trim).collect();
+            if fields.len() == 5 && fields[3] == "0" {
+                released = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        assert!(released, "the cancelled scan still holds its connection");
+        p.send_line("SELECT 6 * 7 AS answer;").unwrap();
+        p.exp_regex(r"\n\s+42\s*\r?\n").unwrap();
+
+        // Ctrl-C at an empty prompt ends the session.
+        p.exp_string("ibarrow> ").unwrap();
+        p.send_control('c').unwrap();
+        p.exp_eof().unwrap();
+    }
+}
