@@ -6,15 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
-use ibarrow_providers::discovery::first_row_as_text;
-use ibarrow_providers::{OdbcError, OdbcSource, SourceOptions};
+use ibarrow_providers::{OdbcSource, SourceOptions};
 
 use crate::config::{Config, SourceConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
-/// Bumped when the generated data changes, so older demo files are rebuilt.
-const DEMO_VERSION: i64 = 1;
+/// Part of the file names: bumped when the generated data changes, so older demo files are
+/// not reused.
+const DEMO_VERSION: u32 = 1;
 
 /// Rows of the demo's largest table (`shop.main.order_lines`).
 pub const ORDER_LINES: i64 = 160_000;
@@ -43,8 +43,8 @@ pub struct DemoFiles {
 impl DemoFiles {
     pub fn in_dir(dir: &Path) -> Self {
         Self {
-            shop: dir.join("shop.sqlite"),
-            crm: dir.join("crm.sqlite"),
+            shop: dir.join(format!("shop-v{DEMO_VERSION}.sqlite")),
+            crm: dir.join(format!("crm-v{DEMO_VERSION}.sqlite")),
         }
     }
 
@@ -99,16 +99,15 @@ fn sqlite_connection_string(path: &Path) -> Result<String> {
     Ok(format!("Driver={{SQLite3}};Database={text};"))
 }
 
-async fn build_if_needed(path: &Path, mut script: Vec<String>) -> Result<()> {
-    if path.exists() && demo_version(path).await? == Some(DEMO_VERSION) {
+async fn build_if_needed(path: &Path, script: Vec<String>) -> Result<()> {
+    // A file under the final name is complete: it is built elsewhere and renamed.
+    if path.exists() {
         return Ok(());
     }
     // Built under another name and renamed, so an interrupted build never looks finished.
     let partial = path.with_extension("sqlite.partial");
     let _ = std::fs::remove_file(&partial);
     let source = connect(&partial).await?;
-    script.push("CREATE TABLE ibarrow_demo (version INTEGER NOT NULL)".into());
-    script.push(format!("INSERT INTO ibarrow_demo VALUES ({DEMO_VERSION})"));
     source
         .with_connection(move |conn| {
             for statement in &script {
@@ -138,25 +137,6 @@ async fn connect(path: &Path) -> Result<std::sync::Arc<OdbcSource>, Error> {
         SourceOptions::default(),
     )
     .await?)
-}
-
-/// The version recorded in a demo database, or None when it has none.
-async fn demo_version(path: &Path) -> Result<Option<i64>> {
-    let source = connect(path).await?;
-    let version = source
-        .with_connection(|conn| {
-            // An error (no such table) means: not a finished demo database.
-            let row = first_row_as_text(conn, "SELECT max(version) FROM ibarrow_demo", ());
-            Ok::<_, OdbcError>(row.ok().flatten().and_then(|values| {
-                values
-                    .into_iter()
-                    .next()
-                    .flatten()
-                    .and_then(|v| v.parse().ok())
-            }))
-        })
-        .await?;
-    Ok(version)
 }
 
 /// `WITH RECURSIVE seq(n)` counting 1 … `rows`, for generating rows inside SQLite.

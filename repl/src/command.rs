@@ -287,7 +287,7 @@ fn include(session: &mut Session, path: &Path) -> Outcome {
     run_items(session, split_script(&text))
 }
 
-/// Runs items in order; stops at `\q` or a cancelled query, and reports the last failure.
+/// Runs items in order, printing each failure; stops at `\q` or a cancelled query.
 pub fn run_items(session: &mut Session, items: Vec<Item>) -> Outcome {
     let mut result = Outcome::Done;
     for item in items {
@@ -298,8 +298,11 @@ pub fn run_items(session: &mut Session, items: Vec<Item>) -> Outcome {
         match outcome {
             Outcome::Done => {}
             Outcome::Failed(message) => {
-                eprintln!("ERROR: {message}");
-                result = Outcome::Failed("a statement failed".into());
+                // Empty: reported already (by a nested `\i`).
+                if !message.is_empty() {
+                    eprintln!("ERROR: {message}");
+                }
+                result = Outcome::Failed(String::new());
             }
             Outcome::Quit | Outcome::Cancelled => return outcome,
         }

@@ -134,7 +134,7 @@ async fn open_engine(args: &Args, interactive: bool) -> Result<Engine, String> {
     };
     if args.demo || !has_sources(args) {
         let dir = demo_dir();
-        if interactive && !dir.join("shop.sqlite").exists() {
+        if interactive && !ibarrow::demo::DemoFiles::in_dir(&dir).shop.exists() {
             eprintln!("creating the demo databases in {} …", dir.display());
         }
         let files = ibarrow::demo::prepare(&dir)

@@ -506,8 +506,8 @@ fn demo_join_matches_sqlite() {
         .map(str::to_string)
         .collect();
 
-    let shop = dir.path().join("shop.sqlite");
-    let crm = dir.path().join("crm.sqlite");
+    let files = ibarrow::demo::DemoFiles::in_dir(dir.path());
+    let (shop, crm) = (files.shop, files.crm);
     let theirs = sqlite_rows(
         &shop,
         &format!("ATTACH DATABASE '{}' AS crm", crm.display()),
