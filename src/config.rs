@@ -48,6 +48,8 @@ pub struct SourceConfig {
     pub acquire_timeout_secs: Option<u64>,
     /// Run aggregates over a single table of this source in the database (default true).
     pub pushdown_aggregates: Option<bool>,
+    /// Run joins between tables of this source in the database (default true).
+    pub pushdown_joins: Option<bool>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }
@@ -161,6 +163,9 @@ impl SourceConfig {
         }
         if let Some(pushdown) = self.pushdown_aggregates {
             options.pushdown_aggregates = pushdown;
+        }
+        if let Some(pushdown) = self.pushdown_joins {
+            options.pushdown_joins = pushdown;
         }
         options
     }

@@ -14,7 +14,7 @@ use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{QueryFunction, SourceMap};
-use crate::pushdown::AggregatePushdown;
+use crate::pushdown::{AggregatePushdown, JoinPushdown};
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -98,6 +98,8 @@ impl Engine {
             session = session.with_target_partitions(partitions.max(1));
         }
         let ctx = SessionContext::new_with_config(session);
+        // Joins first, so that an aggregate over a pushed join could follow it remotely.
+        ctx.add_optimizer_rule(Arc::new(JoinPushdown));
         ctx.add_optimizer_rule(Arc::new(AggregatePushdown));
         let sources = SourceMap::default();
         ctx.register_udtf(

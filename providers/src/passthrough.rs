@@ -43,6 +43,20 @@ impl PassthroughTable {
         }
     }
 
+    pub fn source(&self) -> &Arc<OdbcSource> {
+        &self.source
+    }
+
+    /// The statement as sent (without projection).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// How each column is fetched, in schema order.
+    pub fn fetch(&self) -> &[ColumnFetch] {
+        &self.fetch
+    }
+
     /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
     /// are synchronous); the statement is not executed.
     pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {

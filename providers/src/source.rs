@@ -50,6 +50,8 @@ pub struct SourceOptions {
     pub partitioning: RangePartitioning,
     /// Whether aggregates over a single table of this source may run remotely.
     pub pushdown_aggregates: bool,
+    /// Whether joins between tables of this source may run remotely as one statement.
+    pub pushdown_joins: bool,
 }
 
 impl Default for SourceOptions {
@@ -59,6 +61,7 @@ impl Default for SourceOptions {
             scan: ScanOptions::default(),
             partitioning: RangePartitioning::default(),
             pushdown_aggregates: true,
+            pushdown_joins: true,
         }
     }
 }

@@ -12,4 +12,7 @@ pub enum SqlError {
         identifier: String,
         reason: &'static str,
     },
+    /// A plan shape the remote renderer does not take; the caller runs it locally instead.
+    #[error("this part of the plan cannot be sent to the database as one statement: {0}")]
+    NotRemote(String),
 }

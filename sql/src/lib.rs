@@ -5,7 +5,8 @@
 //! - [`render_filter`]: a DataFusion filter expression as SQL for one dialect, or `None` when
 //!   the dialect cannot evaluate it exactly as DataFusion would (the capability gate: such a
 //!   filter stays in DataFusion).
-//! - [`RemoteSelect`]: the statement a scan sends.
+//! - [`RemoteSelect`]: the statement a scan sends; [`RemoteAggregate`] and [`RemoteJoin`]:
+//!   whole sub-plans of one source as one statement.
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
@@ -13,6 +14,7 @@ mod aggregate;
 mod dialect;
 mod error;
 mod filter;
+mod join;
 mod literal;
 mod partition;
 mod select;
@@ -21,6 +23,7 @@ pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;
+pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
 pub use partition::{integer_split_points, range_predicates};
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};

@@ -1,37 +1,24 @@
-//! Same-source sub-plan pushdown: an aggregate directly over one remote table runs in that
-//! database as one statement, so only the groups travel.
+//! Aggregates over one remote table, run in the database so only the groups travel.
 //!
-//! Only shapes whose remote answer is certain to equal DataFusion's are rewritten:
-//! `COUNT(*)`, `COUNT(col)`, `SUM` of integers and decimals, `MIN`/`MAX` of integers,
-//! decimals and dates, grouped by integer, decimal, date or boolean columns (and by strings
-//! where the database groups them byte-wise: PostgreSQL, SQLite). No DISTINCT, FILTER or
-//! ORDER BY inside aggregates; the scan's filters must all be pushed. Everything else runs in
-//! DataFusion as before. A source turns it off with `pushdown_aggregates = false`.
+//! Rewritten: `COUNT(*)`, `COUNT(col)`, `SUM` of integers and decimals, `MIN`/`MAX` of
+//! integers, decimals and dates, grouped by integer, decimal, date or boolean columns (and by
+//! strings where the database groups them byte-wise: PostgreSQL, SQLite). No DISTINCT, FILTER
+//! or ORDER BY inside aggregates; the scan's filters must all be pushed. A source turns it off
+//! with `pushdown_aggregates = false`.
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, Result};
-use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::scalar::ScalarValue;
+use ibarrow_providers::OdbcTable;
 use ibarrow_providers::type_map::{ColumnFetch, fetch_type};
-use ibarrow_providers::{OdbcTable, PassthroughTable};
 use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate};
 
-/// A fresh qualifier for the scan that replaces a pushed aggregate: a plan can hold several
-/// (scalar subqueries), and their columns must not be confused.
-fn pushed_scan_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "__ibarrow_pushed_aggregate_{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use super::remote_scan;
 
 #[derive(Debug, Default)]
 pub struct AggregatePushdown;
@@ -184,14 +171,9 @@ fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     };
 
     // The remote result has the aggregate's own types, named c0, c1, …
-    let output = aggregate.schema.as_ref();
-    let fields: Vec<Field> = output
+    let fetch = aggregate
+        .schema
         .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
-        .collect();
-    let fetch = fields
         .iter()
         .enumerate()
         .map(|(i, f)| ColumnFetch {
@@ -201,32 +183,13 @@ fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
             trim_trailing_blanks: group_trims.get(i).copied().unwrap_or(false),
         })
         .collect();
-    let pushed = PassthroughTable::with_schema(
-        Arc::clone(source),
+    Ok(Some(remote_scan(
+        "aggregate",
+        source,
         sql,
-        Arc::new(Schema::new(fields)),
+        &aggregate.schema,
         fetch,
-    );
-    let scan_name = pushed_scan_name();
-    let scan = LogicalPlanBuilder::scan(
-        scan_name.as_str(),
-        provider_as_source(Arc::new(pushed)),
-        None,
-    )?
-    .build()?;
-    // Same names and qualifiers as the aggregate's output, so the plan above is unchanged.
-    let exprs = output
-        .iter()
-        .enumerate()
-        .map(|(i, (qualifier, field))| {
-            Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}")))
-                .alias_qualified(qualifier.cloned(), field.name())
-        })
-        .collect();
-    Ok(Some(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        Arc::new(scan),
-    )?)))
+    )?))
 }
 
 fn is_count_star(value: &ScalarValue) -> bool {

@@ -1,0 +1,78 @@
+//! Same-source sub-plan pushdown: parts of a plan that read only one source run in that
+//! database as one statement, so only their result travels.
+//!
+//! Only shapes whose remote answer is certain to equal DataFusion's are rewritten (see each
+//! rule); everything else runs in DataFusion as before. Each rewritten part becomes a scan of
+//! one remote statement, under the same column names and qualifiers, so the plan above it is
+//! unchanged.
+
+mod aggregate;
+mod join;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::{Column, DFSchema, Result};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use ibarrow_providers::type_map::ColumnFetch;
+use ibarrow_providers::{OdbcSource, PassthroughTable};
+
+pub use aggregate::AggregatePushdown;
+pub use join::JoinPushdown;
+
+/// Scans that stand for pushed sub-plans are named with this prefix.
+const PUSHED_PREFIX: &str = "__ibarrow_pushed_";
+
+/// A fresh qualifier for the scan that replaces a pushed sub-plan: a plan can hold several
+/// (scalar subqueries), and their columns must not be confused.
+fn pushed_scan_name(kind: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{PUSHED_PREFIX}{kind}_{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The plan that replaces a pushed sub-plan: a scan of `sql` (whose columns are c0, c1, …
+/// in the order of `output`) under the names and qualifiers of `output`.
+fn remote_scan(
+    kind: &str,
+    source: &Arc<OdbcSource>,
+    sql: String,
+    output: &DFSchema,
+    fetch: Vec<ColumnFetch>,
+) -> Result<LogicalPlan> {
+    let fields: Vec<Field> = output
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
+        .collect();
+    let pushed = PassthroughTable::with_schema(
+        Arc::clone(source),
+        sql,
+        Arc::new(Schema::new(fields)),
+        fetch,
+    );
+    let scan_name = pushed_scan_name(kind);
+    let scan = LogicalPlanBuilder::scan(
+        scan_name.as_str(),
+        provider_as_source(Arc::new(pushed)),
+        None,
+    )?
+    .build()?;
+    let exprs = output
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}")))
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(scan),
+    )?))
+}
