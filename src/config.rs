@@ -29,6 +29,9 @@ pub struct EngineConfig {
     pub target_partitions: Option<usize>,
     /// How long table metadata (columns, keys, row estimates) is reused; default 300 s.
     pub schema_cache_ttl_secs: Option<u64>,
+    /// Defaults for every source that sets none itself.
+    pub connect_timeout_secs: Option<u64>,
+    pub query_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -46,6 +49,10 @@ pub struct SourceConfig {
     pub max_binary_size: Option<usize>,
     pub pool_size: Option<usize>,
     pub acquire_timeout_secs: Option<u64>,
+    /// Login timeout for new connections (default 15 s).
+    pub connect_timeout_secs: Option<u64>,
+    /// How long one remote statement may run; enforced by ibarrow (default: no limit).
+    pub query_timeout_secs: Option<u64>,
     /// Run aggregates over a single table of this source in the database (default true).
     pub pushdown_aggregates: Option<bool>,
     /// Run joins between tables of this source in the database (default true).
@@ -137,6 +144,14 @@ impl SourceConfig {
         }
     }
 
+    /// These settings with the engine-wide defaults filled in where this source sets none.
+    pub fn with_defaults(&self, engine: &EngineConfig) -> Self {
+        let mut config = self.clone();
+        config.connect_timeout_secs = config.connect_timeout_secs.or(engine.connect_timeout_secs);
+        config.query_timeout_secs = config.query_timeout_secs.or(engine.query_timeout_secs);
+        config
+    }
+
     /// Provider options from these settings, defaults elsewhere.
     pub fn source_options(&self) -> SourceOptions {
         let mut options = SourceOptions::default();
@@ -147,12 +162,18 @@ impl SourceConfig {
         if let Some(secs) = self.acquire_timeout_secs {
             pool.acquire_timeout = Duration::from_secs(secs);
         }
+        if let Some(secs) = self.connect_timeout_secs {
+            pool.connect_timeout = Some(Duration::from_secs(secs.max(1)));
+        }
         let scan: &mut ScanOptions = &mut options.scan;
         if let Some(size) = self.max_text_size {
             scan.max_text_size = size;
         }
         if let Some(size) = self.max_binary_size {
             scan.max_binary_size = size;
+        }
+        if let Some(secs) = self.query_timeout_secs {
+            scan.query_timeout = Some(Duration::from_secs(secs.max(1)));
         }
         let partitioning: &mut RangePartitioning = &mut options.partitioning;
         if let Some(partitions) = self.partitions {

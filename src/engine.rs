@@ -27,6 +27,8 @@ pub struct Engine {
 
 struct Inner {
     ctx: SessionContext,
+    /// Engine-wide defaults for sources registered later.
+    defaults: crate::config::EngineConfig,
     cache_ttl: Duration,
     catalogs: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
     /// The same sources by name, shared with the `query()` table function.
@@ -111,6 +113,7 @@ impl Engine {
         let engine = Self {
             inner: Arc::new(Inner {
                 ctx,
+                defaults: config.engine.clone(),
                 cache_ttl: config
                     .engine
                     .schema_cache_ttl_secs
@@ -141,6 +144,7 @@ impl Engine {
         if self.catalog(name).is_ok() {
             return Err(Error::DuplicateSource(name.to_string()));
         }
+        let config = &config.with_defaults(&self.inner.defaults);
         let options: SourceOptions = config.source_options();
         let source = match config.connect(name)? {
             Connect::ConnectionString(text) => OdbcSource::connect(name, &text, options).await?,

@@ -97,6 +97,16 @@ pub enum OdbcError {
         column: String,
         reason: String,
     },
+    #[error(
+        "source `{source_name}`: the remote statement did not finish within {after:?} \
+         (query_timeout_secs) and was cancelled; its connection is closed. Narrow the query or \
+         raise query_timeout_secs. Statement: {statement}"
+    )]
+    Timeout {
+        source_name: String,
+        after: Duration,
+        statement: String,
+    },
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {
         source_name: String,

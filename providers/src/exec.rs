@@ -30,6 +30,9 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
+use odbc_api::handles::{AsStatementRef, Statement};
+
+use crate::cancel::StatementSlot;
 use crate::error::OdbcError;
 use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
@@ -168,7 +171,12 @@ impl ExecutionPlan for OdbcExec {
             fetch: self.fetch.clone(),
             options: source.options().scan.clone(),
             remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
+            slot: Arc::new(StatementSlot::default()),
         };
+        let slot = Arc::clone(&scan.slot);
+        let query_timeout = scan.options.query_timeout;
+        let statement = scan.sql.clone();
+        let source_name = self.source.name().to_string();
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let output_bytes = MetricBuilder::new(&self.metrics).output_bytes(partition);
         // Nothing happens until the stream is first polled: then a pooled connection is
@@ -189,6 +197,16 @@ impl ExecutionPlan for OdbcExec {
             output_rows.add(batch.num_rows());
             output_bytes.add(batch.get_array_memory_size());
         });
+        let batches = with_deadline(
+            batches.boxed(),
+            ScanGuard::new(slot),
+            query_timeout,
+            move |after| OdbcError::Timeout {
+                source_name,
+                after,
+                statement,
+            },
+        );
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             batches.boxed(),
@@ -198,8 +216,80 @@ impl ExecutionPlan for OdbcExec {
 
 type BatchSender = mpsc::Sender<Result<RecordBatch>>;
 
+type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+
+/// Ends the scan with a timeout error (its statement cancelled) when `timeout` passes first.
+fn with_deadline(
+    inner: BatchStream,
+    guard: ScanGuard,
+    timeout: Option<std::time::Duration>,
+    timed_out: impl FnOnce(std::time::Duration) -> OdbcError + Send + 'static,
+) -> BatchStream {
+    let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
+    let state = (inner, guard, Some(timed_out));
+    futures::stream::unfold(
+        state,
+        move |(mut inner, mut guard, mut timed_out)| async move {
+            if guard.finished {
+                return None;
+            }
+            let next = match deadline {
+                None => inner.next().await,
+                Some((at, after)) => match tokio::time::timeout_at(at, inner.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        guard.slot.cancel_later(std::time::Duration::ZERO);
+                        guard.finish();
+                        let err = timed_out.take().map(|f| f(after))?;
+                        return Some((Err(err.into()), (inner, guard, timed_out)));
+                    }
+                },
+            };
+            match next {
+                Some(item) => Some((item, (inner, guard, timed_out))),
+                None => {
+                    guard.finish();
+                    None
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// Cancels the remote statement when the scan's reader goes away before the end (a Ctrl-C,
+/// a failed query) and the fetch thread does not stop by itself.
+struct ScanGuard {
+    slot: Arc<StatementSlot>,
+    finished: bool,
+}
+
+impl ScanGuard {
+    fn new(slot: Arc<StatementSlot>) -> Self {
+        Self {
+            slot,
+            finished: false,
+        }
+    }
+
+    /// The scan ended (or failed) on its own terms: nothing to cancel on drop.
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for ScanGuard {
+    fn drop(&mut self) {
+        if !self.finished && self.slot.is_running() {
+            self.slot.cancel_later(crate::cancel::READER_GONE_GRACE);
+        }
+    }
+}
+
 /// What the fetch thread needs, detached from the plan.
 struct RemoteScan {
+    /// The running statement, for cancelling it from outside.
+    slot: Arc<StatementSlot>,
     /// Time spent executing and fetching in the driver (and converting to Arrow).
     remote_time: Time,
     dialect: Dialect,
@@ -224,9 +314,34 @@ impl RemoteScan {
         sender: &BatchSender,
     ) -> Result<(), OdbcError> {
         let connection = pool.checkout(permit)?;
+        let mut statement = connection
+            .preallocate()
+            .map_err(|err| connection.failure("allocating a statement", err))?;
+        if let Some(timeout) = self.options.query_timeout {
+            // Honoured by psqlODBC: a second later than ibarrow's own deadline (which covers the
+            // other drivers and silent servers), so the server still stops if a cancel is lost.
+            let _ = statement.set_query_timeout_sec(timeout.as_secs() as usize + 1);
+        }
+        self.slot.publish(statement.as_stmt_ref().as_sys());
+        let result = self.fetch_on(pool, &connection, &mut statement, sender);
+        self.slot.clear();
+        drop(statement);
+        if self.slot.was_cancelled() {
+            connection.discard();
+        }
+        result
+    }
+
+    fn fetch_on(
+        &self,
+        pool: &Arc<ConnectionPool>,
+        connection: &crate::pool::PooledConnection,
+        statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
+        sender: &BatchSender,
+    ) -> Result<(), OdbcError> {
         let started = std::time::Instant::now();
         let executing = self.remote_time.timer();
-        let executed = connection.execute(&self.sql, (), None);
+        let executed = statement.execute(&self.sql, ());
         executing.done();
         let cursor = match executed {
             Ok(Some(cursor)) => cursor,

@@ -27,6 +27,10 @@ pub struct ScanOptions {
     pub max_bytes_per_batch: usize,
     /// Batches buffered between the fetching thread and the query.
     pub prefetch_batches: usize,
+    /// How long one remote statement may run, first row to last. ibarrow enforces it itself
+    /// (a silent server cannot hold a query) and also hands it to drivers that honour
+    /// `SQL_ATTR_QUERY_TIMEOUT`.
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ScanOptions {
@@ -37,6 +41,7 @@ impl Default for ScanOptions {
             batch_rows: 8192,
             max_bytes_per_batch: 32 * 1024 * 1024,
             prefetch_batches: 2,
+            query_timeout: None,
         }
     }
 }

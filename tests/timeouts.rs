@@ -1,0 +1,191 @@
+//! Query deadlines and cancellation on PostgreSQL, MariaDB and SQLite: a statement that runs
+//! too long ends with a Timeout error naming the source, its remote statement is cancelled
+//! (the connection comes back within seconds, not when the statement would have ended), and a
+//! silent server behind a proxy cannot hold a query past its deadline.
+
+#[path = "../providers/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Profile;
+use futures::StreamExt;
+use ibarrow::{Engine, SourceConfig};
+use test_case::test_case;
+
+/// A statement of each database that takes about 30 s and returns one row.
+fn slow_statement(profile: Profile) -> &'static str {
+    match profile {
+        Profile::Postgres => "SELECT 1 AS n FROM (SELECT pg_sleep(30)) AS s",
+        Profile::MariaDb => "SELECT SLEEP(30) AS n",
+        // Counting to 10^10 in a recursive CTE keeps SQLite busy far longer than 30 s.
+        Profile::Sqlite => {
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10000000000) \
+             SELECT count(*) AS n FROM r"
+        }
+    }
+}
+
+async fn engine(connection_string: &str, query_timeout_secs: Option<u64>) -> Engine {
+    let config = SourceConfig {
+        connection_string: Some(connection_string.to_string()),
+        query_timeout_secs,
+        ..SourceConfig::default()
+    };
+    Engine::builder()
+        .source_config("db", config)
+        .build()
+        .await
+        .expect("engine")
+}
+
+/// Waits until no connection of the source is in use; returns how long that took.
+async fn connections_released(engine: &Engine, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let pool = Arc::clone(engine.source("db").unwrap().pool());
+    while started.elapsed() < within {
+        if pool.in_use() == 0 {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_its_deadline_is_cancelled_with_a_timeout_error(profile: Profile) {
+    let db = profile.open();
+    let engine = engine(&db.connection_string, Some(1)).await;
+    let sql = format!(
+        "SELECT * FROM query('db', '{}')",
+        slow_statement(profile).replace('\'', "''")
+    );
+    let started = Instant::now();
+    let result = engine.sql(&sql).await.unwrap().collect().await;
+    let elapsed = started.elapsed();
+    let err = result.expect_err("the statement must time out").to_string();
+    assert!(
+        err.contains("source `db`") && err.contains("did not finish within 1s"),
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // The statement was cancelled in the database: its connection is released long before
+    // the statement's own 30 s (and closed, not reused).
+    let released = connections_released(&engine, Duration::from_secs(10)).await;
+    assert!(
+        released.is_some(),
+        "the cancelled statement still holds its connection"
+    );
+    // The source keeps answering.
+    let rows = engine
+        .sql("SELECT * FROM query('db', 'SELECT 7 AS n')")
+        .await
+        .unwrap();
+    assert_eq!(rows.collect().await.unwrap()[0].num_rows(), 1);
+}
+
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_dropped_while_the_database_works_is_cancelled(profile: Profile) {
+    let db = profile.open();
+    let engine = engine(&db.connection_string, None).await;
+    let sql = format!(
+        "SELECT * FROM query('db', '{}')",
+        slow_statement(profile).replace('\'', "''")
+    );
+    let mut stream = engine.stream(&sql).await.unwrap();
+    // Let the statement start, then give up on it (what Ctrl-C in the REPL does).
+    let _ = tokio::time::timeout(Duration::from_millis(700), stream.next()).await;
+    drop(stream);
+    let released = connections_released(&engine, Duration::from_secs(10)).await;
+    assert!(
+        released.is_some(),
+        "the abandoned statement was not cancelled"
+    );
+}
+
+/// A TCP proxy to PostgreSQL that can stop forwarding (a network black hole).
+struct Proxy {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+}
+
+async fn proxy_to(target: &'static str) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&frozen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(pump(client_read, server_write, Arc::clone(&flag)));
+            tokio::spawn(pump(server_read, client_write, Arc::clone(&flag)));
+        }
+    });
+    Proxy { port, frozen }
+}
+
+/// Copies bytes until either side closes; while frozen, swallows them and answers nothing.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        if frozen.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_cannot_hold_a_query_past_its_deadline() {
+    let db = Profile::Postgres.open();
+    let table = common::unique_name("silent");
+    let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
+    db.execute(&[&format!("INSERT INTO {table} VALUES (1), (2), (3)")]);
+    let proxy = proxy_to("127.0.0.1:5432").await;
+    let connection_string = format!(
+        "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
+         Uid=ibarrow;Pwd=ibarrow;",
+        proxy.port
+    );
+    let engine = engine(&connection_string, Some(2)).await;
+    // Table metadata is fetched (and cached) while the network still works.
+    let sql = format!("SELECT count(id) AS n FROM db.public.{table} WHERE id > 1");
+    let rows = engine.sql(&sql).await.unwrap().collect().await.unwrap();
+    assert_eq!(rows[0].num_rows(), 1);
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let result = engine.sql(&sql).await.unwrap().collect().await;
+    let elapsed = started.elapsed();
+    let err = result
+        .expect_err("a silent server must time out")
+        .to_string();
+    assert!(
+        err.contains("source `db`") && err.contains("did not finish within 2s"),
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+    proxy.frozen.store(false, Ordering::SeqCst);
+}
