@@ -198,6 +198,17 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Every source's health, checked concurrently: reachable or not, ping latency and pool
+    /// use. A source that does not answer within `timeout` is reported unreachable.
+    pub async fn health(&self, timeout: Duration) -> Vec<ibarrow_providers::SourceHealth> {
+        let sources: Vec<Arc<OdbcSource>> = self
+            .source_names()
+            .iter()
+            .filter_map(|name| self.source(name).ok())
+            .collect();
+        futures::future::join_all(sources.iter().map(|s| s.health(timeout))).await
+    }
+
     /// A registered source, for health checks and tooling.
     pub fn source(&self, name: &str) -> Result<Arc<OdbcSource>> {
         Ok(Arc::clone(self.catalog(name)?.source()))

@@ -20,4 +20,4 @@ pub use ibarrow_sql as sql;
 pub use config::{Config, SourceConfig, TableConfig};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, Result};
-pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceOptions};
+pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};

@@ -71,6 +71,20 @@ impl Default for SourceOptions {
     }
 }
 
+/// What [`OdbcSource::health`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceHealth {
+    pub source: String,
+    pub reachable: bool,
+    /// Round trip of the ping, when it answered.
+    pub latency: Option<std::time::Duration>,
+    /// Why it is not reachable (no secrets).
+    pub error: Option<String>,
+    pub pool_max: usize,
+    pub in_use: usize,
+    pub idle: usize,
+}
+
 /// A connected ODBC database. Cheap to share (`Arc`); every method is safe to call from many
 /// tasks at once.
 #[derive(Debug)]
@@ -156,6 +170,35 @@ impl OdbcSource {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the database answers a trivial statement within `timeout` on a pooled
+    /// connection, how long that took, and the pool's state.
+    pub async fn health(&self, timeout: std::time::Duration) -> SourceHealth {
+        let ping = self.dialect.ping_statement();
+        let started = std::time::Instant::now();
+        let answered = tokio::time::timeout(
+            timeout,
+            self.with_connection(move |conn| {
+                discovery::first_row_as_text(conn, ping, ())
+                    .map_err(|err| conn.failure("answering a ping", err))
+            }),
+        )
+        .await;
+        let (latency, error) = match answered {
+            Ok(Ok(_)) => (Some(started.elapsed()), None),
+            Ok(Err(err)) => (None, Some(err.to_string())),
+            Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+        };
+        SourceHealth {
+            source: self.name.clone(),
+            reachable: error.is_none(),
+            latency,
+            error,
+            pool_max: self.pool.options().max_size,
+            in_use: self.pool.in_use(),
+            idle: self.pool.idle_count(),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -77,6 +77,7 @@ pub fn run(session: &mut Session, line: &str) -> Outcome {
             Outcome::Done
         }
         "\\sources" => sources(session),
+        "\\health" => health(session),
         "\\dn" => schemas(session, args),
         "\\dt" => tables(session, args),
         "\\d" if args.is_empty() => tables(session, ""),
@@ -124,6 +125,34 @@ fn sources(session: &mut Session) -> Outcome {
     );
     session.print_batch(batch)
 }
+
+fn health(session: &mut Session) -> Outcome {
+    let engine = session.engine.clone();
+    let checks = session
+        .runtime
+        .block_on(async move { engine.health(HEALTH_TIMEOUT).await });
+    let rows = checks
+        .into_iter()
+        .map(|h| {
+            vec![
+                h.source,
+                if h.reachable { "yes" } else { "no" }.to_string(),
+                h.latency
+                    .map(|l| format!("{:.1}", l.as_secs_f64() * 1000.0))
+                    .unwrap_or_default(),
+                format!("{}/{} in use, {} idle", h.in_use, h.pool_max, h.idle),
+                h.error.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    session.print_batch(string_batch(
+        &["source", "reachable", "latency_ms", "pool", "error"],
+        rows,
+    ))
+}
+
+/// How long `\health` waits for each source.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn schemas(session: &mut Session, source: &str) -> Outcome {
     let ctx = session.engine.session();

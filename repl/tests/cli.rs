@@ -459,6 +459,23 @@ fn statements_and_meta_commands_piped_on_stdin() {
 }
 
 #[test]
+fn health_pings_every_source() {
+    let fed = Federation::new();
+    let output = fed.run(&["--format", "csv", "-c", "\\health"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("source,reachable,latency_ms,pool,error"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["lite", "maria", "pg"]);
+    for row in &rows {
+        assert_eq!(row[1], "yes", "{text}");
+        assert!(row[2].parse::<f64>().is_ok(), "{text}");
+    }
+}
+
+#[test]
 fn unknown_config_keys_and_bad_flags_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");

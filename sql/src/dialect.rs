@@ -79,6 +79,15 @@ impl Dialect {
         }
     }
 
+    /// The cheapest statement that proves a connection answers.
+    pub fn ping_statement(self) -> &'static str {
+        match self {
+            Dialect::Firebird => "SELECT 1 FROM RDB$DATABASE",
+            Dialect::Db2 => "SELECT 1 FROM SYSIBM.SYSDUMMY1",
+            _ => "SELECT 1",
+        }
+    }
+
     pub fn limit_syntax(self) -> LimitSyntax {
         match self {
             Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite => LimitSyntax::Limit,

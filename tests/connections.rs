@@ -1,7 +1,8 @@
-//! Query deadlines and cancellation on PostgreSQL, MariaDB and SQLite: a statement that runs
-//! too long ends with a Timeout error naming the source, its remote statement is cancelled
-//! (the connection comes back within seconds, not when the statement would have ended), and a
-//! silent server behind a proxy cannot hold a query past its deadline.
+//! Connections that hold up, on PostgreSQL, MariaDB and SQLite: a statement that runs too long
+//! ends with a Timeout error naming the source, its remote statement is cancelled (the
+//! connection comes back within seconds, not when the statement would have ended), a silent
+//! server behind a proxy cannot hold a query past its deadline, and health checks tell a
+//! source that answers from one that does not.
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
@@ -187,5 +188,69 @@ async fn a_silent_server_cannot_hold_a_query_past_its_deadline() {
         "{err}"
     );
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+    proxy.frozen.store(false, Ordering::SeqCst);
+}
+
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_reachable_source_with_its_pool(profile: Profile) {
+    let db = profile.open();
+    let engine = engine(&db.connection_string, None).await;
+    let health = engine.health(Duration::from_secs(5)).await;
+    assert_eq!(health.len(), 1);
+    let h = &health[0];
+    assert!(h.reachable && h.error.is_none(), "{h:?}");
+    assert!(
+        h.latency.is_some_and(|l| l < Duration::from_secs(5)),
+        "{h:?}"
+    );
+    assert_eq!(
+        (h.source.as_str(), h.in_use, h.pool_max),
+        ("db", 0, 8),
+        "{h:?}"
+    );
+    assert!(h.idle >= 1, "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_silent_source_as_unreachable_and_others_as_fine() {
+    let proxy = proxy_to("127.0.0.1:5432").await;
+    let silent = format!(
+        "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
+         Uid=ibarrow;Pwd=ibarrow;",
+        proxy.port
+    );
+    let lite = Profile::Sqlite.open();
+    let engine = Engine::builder()
+        .source("silent", &silent)
+        .source("lite", &lite.connection_string)
+        .build()
+        .await
+        .unwrap();
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let health = engine.health(Duration::from_secs(1)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let by_name = |name: &str| health.iter().find(|h| h.source == name).unwrap();
+    let silent = by_name("silent");
+    assert!(!silent.reachable, "{silent:?}");
+    assert!(
+        silent
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no answer within")),
+        "{silent:?}"
+    );
+    assert!(
+        !silent.error.as_deref().unwrap_or_default().contains("Pwd"),
+        "{silent:?}"
+    );
+    assert!(by_name("lite").reachable, "{health:?}");
     proxy.frozen.store(false, Ordering::SeqCst);
 }
