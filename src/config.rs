@@ -32,6 +32,18 @@ pub struct EngineConfig {
     /// Defaults for every source that sets none itself.
     pub connect_timeout_secs: Option<u64>,
     pub query_timeout_secs: Option<u64>,
+    pub retry: Option<RetryConfig>,
+}
+
+/// `retry = { attempts = 3, initial_backoff_ms = 100, max_backoff_ms = 2000 }`: reads that
+/// lose their connection before any row arrived are tried again on a fresh one.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Tries in all (1: no retry; default 3).
+    pub attempts: Option<u32>,
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -53,6 +65,7 @@ pub struct SourceConfig {
     pub connect_timeout_secs: Option<u64>,
     /// How long one remote statement may run; enforced by ibarrow (default: no limit).
     pub query_timeout_secs: Option<u64>,
+    pub retry: Option<RetryConfig>,
     /// Run aggregates over a single table of this source in the database (default true).
     pub pushdown_aggregates: Option<bool>,
     /// Run joins between tables of this source in the database (default true).
@@ -149,6 +162,7 @@ impl SourceConfig {
         let mut config = self.clone();
         config.connect_timeout_secs = config.connect_timeout_secs.or(engine.connect_timeout_secs);
         config.query_timeout_secs = config.query_timeout_secs.or(engine.query_timeout_secs);
+        config.retry = config.retry.or_else(|| engine.retry.clone());
         config
     }
 
@@ -187,6 +201,18 @@ impl SourceConfig {
         }
         if let Some(pushdown) = self.pushdown_joins {
             options.pushdown_joins = pushdown;
+        }
+        if let Some(retry) = &self.retry {
+            let policy = &mut options.retry;
+            if let Some(attempts) = retry.attempts {
+                policy.attempts = attempts.max(1);
+            }
+            if let Some(ms) = retry.initial_backoff_ms {
+                policy.initial_backoff = Duration::from_millis(ms);
+            }
+            if let Some(ms) = retry.max_backoff_ms {
+                policy.max_backoff = Duration::from_millis(ms);
+            }
         }
         options
     }
@@ -263,6 +289,36 @@ mod tests {
         );
         let err = Config::parse("[engine]\ntarget_partition = 2", "f.toml").unwrap_err();
         assert!(err.to_string().contains("target_partition"), "{err}");
+        let err = Config::parse(
+            "[sources.pg]\nconnection_string = \"x\"\nretry = { attempts = 2, backoff = 1 }",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("backoff"), "{err}");
+    }
+
+    #[test]
+    fn engine_defaults_fill_what_a_source_leaves_open() {
+        let config = Config::parse(
+            "[engine]\nquery_timeout_secs = 60\nconnect_timeout_secs = 5\n\
+             retry = { attempts = 4, initial_backoff_ms = 10 }\n\
+             [sources.a]\nconnection_string = \"x\"\nquery_timeout_secs = 7\n\
+             [sources.b]\nconnection_string = \"y\"\nretry = { attempts = 1 }",
+            "text",
+        )
+        .unwrap();
+        let a = config.sources["a"]
+            .with_defaults(&config.engine)
+            .source_options();
+        assert_eq!(a.scan.query_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(a.pool.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(a.retry.attempts, 4);
+        assert_eq!(a.retry.initial_backoff, Duration::from_millis(10));
+        let b = config.sources["b"]
+            .with_defaults(&config.engine)
+            .source_options();
+        assert_eq!(b.scan.query_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(b.retry.attempts, 1);
     }
 
     #[test]

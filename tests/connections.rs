@@ -254,3 +254,106 @@ async fn health_reports_a_silent_source_as_unreachable_and_others_as_fine() {
     assert!(by_name("lite").reachable, "{health:?}");
     proxy.frozen.store(false, Ordering::SeqCst);
 }
+
+/// The engine's only pooled connection, killed from outside between two queries.
+async fn kill_the_pooled_connection(profile: Profile, db: &common::TestDb, engine: &Engine) {
+    let id_query = match profile {
+        Profile::Postgres => "SELECT * FROM query('db', 'SELECT pg_backend_pid() AS id')",
+        _ => "SELECT * FROM query('db', 'SELECT CONNECTION_ID() AS id')",
+    };
+    let batches = engine.sql(id_query).await.unwrap().collect().await.unwrap();
+    let id =
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    let kill = match profile {
+        Profile::Postgres => format!("SELECT pg_terminate_backend({id})"),
+        _ => format!("KILL {id}"),
+    };
+    db.execute(&[&kill]);
+    // Let the server finish closing it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+async fn single_connection_engine(db: &common::TestDb, attempts: u32) -> Engine {
+    let config = SourceConfig {
+        connection_string: Some(db.connection_string.clone()),
+        pool_size: Some(1),
+        retry: Some(ibarrow::RetryConfig {
+            attempts: Some(attempts),
+            initial_backoff_ms: Some(50),
+            max_backoff_ms: Some(200),
+        }),
+        ..SourceConfig::default()
+    };
+    Engine::builder()
+        .source_config("db", config)
+        .build()
+        .await
+        .expect("engine")
+}
+
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_is_replaced_and_the_read_retried(profile: Profile) {
+    let db = profile.open();
+    let table = common::unique_name("killed");
+    let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
+    db.execute(&[&format!("INSERT INTO {table} VALUES (1), (2), (3)")]);
+    let sql = format!("SELECT id FROM db.{}.{table} ORDER BY id", profile.schema());
+
+    let engine = single_connection_engine(&db, 3).await;
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        3
+    );
+    kill_the_pooled_connection(profile, &db, &engine).await;
+    let started = Instant::now();
+    let rows = engine.sql(&sql).await.unwrap().collect().await;
+    let rows = rows.expect("the read is retried on a fresh connection");
+    assert_eq!(rows[0].num_rows(), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Without retries: MariaDB's driver pings on the pool's checkout check, so the dead
+    // connection is replaced before use; psqlODBC only notices when the read fails, which is
+    // then reported as a lost connection. Either way the next query gets a fresh connection.
+    let engine = single_connection_engine(&db, 1).await;
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        3
+    );
+    kill_the_pooled_connection(profile, &db, &engine).await;
+    let result = engine.sql(&sql).await.unwrap().collect().await;
+    match profile {
+        Profile::Postgres => {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("source `db`") && err.contains("connection broke"),
+                "{err}"
+            );
+        }
+        _ => assert_eq!(result.unwrap()[0].num_rows(), 3),
+    }
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_errors_are_never_retried() {
+    let db = Profile::Postgres.open();
+    let engine = single_connection_engine(&db, 3).await;
+    let started = Instant::now();
+    let err = engine
+        .sql("SELECT * FROM query('db', 'SELECT 1 AS n FROM no_such_table_anywhere')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no_such_table_anywhere"), "{err}");
+    assert!(!err.contains("connection broke"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -107,6 +107,15 @@ pub enum OdbcError {
         after: Duration,
         statement: String,
     },
+    #[error(
+        "source `{source_name}`: the connection broke while {context}: {message}. Check that \
+         the server is up and reachable"
+    )]
+    ConnectionLost {
+        source_name: String,
+        context: String,
+        message: String,
+    },
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {
         source_name: String,
@@ -124,6 +133,13 @@ pub enum OdbcError {
         source_name: String,
         message: String,
     },
+}
+
+impl OdbcError {
+    /// Whether a read that failed this way may succeed on a fresh connection.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OdbcError::ConnectionLost { .. })
+    }
 }
 
 impl From<OdbcError> for datafusion::error::DataFusionError {

@@ -172,6 +172,8 @@ impl ExecutionPlan for OdbcExec {
             options: source.options().scan.clone(),
             remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
             slot: Arc::new(StatementSlot::default()),
+            retry: source.options().retry.clone(),
+            delivered: std::cell::Cell::new(false),
         };
         let slot = Arc::clone(&scan.slot);
         let query_timeout = scan.options.query_timeout;
@@ -290,6 +292,9 @@ impl Drop for ScanGuard {
 struct RemoteScan {
     /// The running statement, for cancelling it from outside.
     slot: Arc<StatementSlot>,
+    retry: crate::source::RetryPolicy,
+    /// Whether a batch went to the query already (then a retry could double rows).
+    delivered: std::cell::Cell<bool>,
     /// Time spent executing and fetching in the driver (and converting to Arrow).
     remote_time: Time,
     dialect: Dialect,
@@ -300,8 +305,39 @@ struct RemoteScan {
 }
 
 impl RemoteScan {
+    /// Fetches, retrying on a fresh connection while the connection was lost before any row
+    /// was delivered (after that a retry could double rows).
     fn run(self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) {
-        if let Err(err) = self.fetch(pool, permit, sender) {
+        let mut permit = Some(permit);
+        let mut attempt = 1;
+        let outcome = loop {
+            let permit = match permit.take() {
+                Some(permit) => permit,
+                None => match pool.acquire_blocking() {
+                    Ok(permit) => permit,
+                    Err(err) => break Err(err),
+                },
+            };
+            let err = match self.fetch(pool, permit, sender) {
+                Ok(()) => break Ok(()),
+                Err(err) => err,
+            };
+            let retry = &self.retry;
+            if !err.is_transient() || self.delivered.get() || attempt >= retry.attempts {
+                break Err(err);
+            }
+            let delay = retry.backoff(attempt);
+            tracing::warn!(
+                source = pool.source_name(),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "retrying a read on a fresh connection"
+            );
+            std::thread::sleep(delay);
+            attempt += 1;
+        };
+        if let Err(err) = outcome {
             // The receiver may be gone already; then nobody needs the error.
             let _ = sender.blocking_send(Err(err.into()));
         }
@@ -386,6 +422,7 @@ impl RemoteScan {
                 context: "converting fetched values".into(),
                 message: err.to_string(),
             })?;
+            self.delivered.set(true);
             if sender.blocking_send(Ok(batch)).is_err() {
                 // The query no longer wants rows: stop fetching; the cursor closes on drop.
                 tracing::debug!(

@@ -26,5 +26,5 @@ pub use ibarrow_sql::Dialect;
 pub use partitioning::RangePartitioning;
 pub use passthrough::PassthroughTable;
 pub use pool::PoolOptions;
-pub use source::{OdbcSource, ScanOptions, SourceHealth, SourceOptions};
+pub use source::{OdbcSource, RetryPolicy, ScanOptions, SourceHealth, SourceOptions};
 pub use table::OdbcTable;

@@ -240,10 +240,18 @@ impl PooledConnection {
     /// Turns a driver error into an [`OdbcError`] (secrets scrubbed) and discards the
     /// connection when the error left it dead.
     pub fn failure(&self, context: &str, err: odbc_api::Error) -> OdbcError {
-        if self.is_dead().unwrap_or(true) {
+        let lost = is_connection_lost(&err);
+        if lost || self.is_dead().unwrap_or(true) {
             self.discard();
         }
         let (state, message) = describe(&err, &self.pool.connection_string);
+        if lost {
+            return OdbcError::ConnectionLost {
+                source_name: self.pool.source_name.clone(),
+                context: context.to_string(),
+                message: format!("[{state}] {message}"),
+            };
+        }
         OdbcError::Odbc {
             source_name: self.pool.source_name.clone(),
             context: context.to_string(),
@@ -275,4 +283,17 @@ impl Drop for PooledConnection {
             self.pool.give_back(connection, self.created);
         }
     }
+}
+
+/// Errors that mean the connection (not the statement) failed: SQLSTATE class 08, PostgreSQL's
+/// 57P01–57P03 (backend terminated, server shutting down or starting), MariaDB's 2006 "server
+/// has gone away" and 2013 "lost connection".
+fn is_connection_lost(err: &odbc_api::Error) -> bool {
+    let odbc_api::Error::Diagnostics { record, .. } = err else {
+        return false;
+    };
+    let state = record.state.as_str();
+    state.starts_with("08")
+        || matches!(state, "57P01" | "57P02" | "57P03")
+        || matches!(record.native_error, 2006 | 2013)
 }
