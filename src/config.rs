@@ -33,6 +33,19 @@ pub struct EngineConfig {
     pub connect_timeout_secs: Option<u64>,
     pub query_timeout_secs: Option<u64>,
     pub retry: Option<RetryConfig>,
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// `breaker = { failure_rate = 0.5, window = 10, open_secs = 30 }`: a source failing that
+/// share of its last `window` calls (connection failures, timeouts) is not called for
+/// `open_secs`; `enabled = false` turns it off.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    pub enabled: Option<bool>,
+    pub failure_rate: Option<f64>,
+    pub window: Option<usize>,
+    pub open_secs: Option<u64>,
 }
 
 /// `retry = { attempts = 3, initial_backoff_ms = 100, max_backoff_ms = 2000 }`: reads that
@@ -66,6 +79,7 @@ pub struct SourceConfig {
     /// How long one remote statement may run; enforced by ibarrow (default: no limit).
     pub query_timeout_secs: Option<u64>,
     pub retry: Option<RetryConfig>,
+    pub breaker: Option<BreakerConfig>,
     /// Run aggregates over a single table of this source in the database (default true).
     pub pushdown_aggregates: Option<bool>,
     /// Run joins between tables of this source in the database (default true).
@@ -163,6 +177,7 @@ impl SourceConfig {
         config.connect_timeout_secs = config.connect_timeout_secs.or(engine.connect_timeout_secs);
         config.query_timeout_secs = config.query_timeout_secs.or(engine.query_timeout_secs);
         config.retry = config.retry.or_else(|| engine.retry.clone());
+        config.breaker = config.breaker.or_else(|| engine.breaker.clone());
         config
     }
 
@@ -201,6 +216,21 @@ impl SourceConfig {
         }
         if let Some(pushdown) = self.pushdown_joins {
             options.pushdown_joins = pushdown;
+        }
+        if let Some(breaker) = &self.breaker {
+            if breaker.enabled == Some(false) {
+                options.breaker = None;
+            } else if let Some(policy) = options.breaker.as_mut() {
+                if let Some(rate) = breaker.failure_rate {
+                    policy.failure_rate = rate.clamp(0.01, 1.0);
+                }
+                if let Some(window) = breaker.window {
+                    policy.window = window.max(1);
+                }
+                if let Some(secs) = breaker.open_secs {
+                    policy.open_for = Duration::from_secs(secs);
+                }
+            }
         }
         if let Some(retry) = &self.retry {
             let policy = &mut options.retry;

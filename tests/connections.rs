@@ -357,3 +357,85 @@ async fn user_errors_are_never_retried() {
     assert!(!err.contains("connection broke"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer() {
+    let db = Profile::Postgres.open();
+    let table = common::unique_name("breaker");
+    let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
+    db.execute(&[&format!("INSERT INTO {table} VALUES (1)")]);
+    let proxy = proxy_to("127.0.0.1:5432").await;
+    let silent = SourceConfig {
+        connection_string: Some(format!(
+            "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
+             Uid=ibarrow;Pwd=ibarrow;",
+            proxy.port
+        )),
+        query_timeout_secs: Some(1),
+        breaker: Some(ibarrow::BreakerConfig {
+            failure_rate: Some(1.0),
+            window: Some(2),
+            open_secs: Some(60),
+            ..Default::default()
+        }),
+        ..SourceConfig::default()
+    };
+    let lite = Profile::Sqlite.open();
+    let engine = Engine::builder()
+        .source_config("pg", silent)
+        .source("lite", &lite.connection_string)
+        .build()
+        .await
+        .unwrap();
+    let sql = format!("SELECT count(id) AS n FROM pg.public.{table}");
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        1
+    );
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let err = engine
+            .sql(&sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not finish within 1s"), "{err}");
+    }
+    // Open: no driver call, an immediate error saying when it retries.
+    let started = Instant::now();
+    let err = engine
+        .sql(&sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("circuit breaker opened") && err.contains("tries it again in"),
+        "{err}"
+    );
+    // Graceful degradation: a query not touching the failing source is unaffected.
+    let other = engine
+        .sql("SELECT * FROM query('lite', 'SELECT 1 AS n')")
+        .await
+        .unwrap();
+    assert_eq!(other.collect().await.unwrap()[0].num_rows(), 1);
+    let health = engine.health(Duration::from_secs(1)).await;
+    let pg = health.iter().find(|h| h.source == "pg").unwrap();
+    assert_eq!(
+        pg.breaker,
+        Some(ibarrow::providers::breaker::BreakerState::Open),
+        "{pg:?}"
+    );
+    proxy.frozen.store(false, Ordering::SeqCst);
+}

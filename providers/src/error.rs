@@ -116,6 +116,15 @@ pub enum OdbcError {
         context: String,
         message: String,
     },
+    #[error(
+        "source `{source_name}` is not being called: its circuit breaker opened after repeated \
+         connection failures or timeouts. ibarrow tries it again in {retry_in:?}; queries that \
+         do not read it are unaffected"
+    )]
+    CircuitOpen {
+        source_name: String,
+        retry_in: Duration,
+    },
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {
         source_name: String,
@@ -139,6 +148,17 @@ impl OdbcError {
     /// Whether a read that failed this way may succeed on a fresh connection.
     pub fn is_transient(&self) -> bool {
         matches!(self, OdbcError::ConnectionLost { .. })
+    }
+
+    /// Whether this says the source is unreachable (what a circuit breaker counts), rather than
+    /// that the database refused a statement.
+    pub fn is_source_failure(&self) -> bool {
+        matches!(
+            self,
+            OdbcError::ConnectionLost { .. }
+                | OdbcError::ConnectFailed { .. }
+                | OdbcError::Timeout { .. }
+        )
     }
 }
 

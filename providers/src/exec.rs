@@ -173,6 +173,7 @@ impl ExecutionPlan for OdbcExec {
             remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
             slot: Arc::new(StatementSlot::default()),
             retry: source.options().retry.clone(),
+            breaker: source.breaker().cloned(),
             delivered: std::cell::Cell::new(false),
         };
         let slot = Arc::clone(&scan.slot);
@@ -183,7 +184,14 @@ impl ExecutionPlan for OdbcExec {
         let output_bytes = MetricBuilder::new(&self.metrics).output_bytes(partition);
         // Nothing happens until the stream is first polled: then a pooled connection is
         // awaited and the fetch thread starts.
+        let breaker = source.breaker().cloned();
         let batches = futures::stream::once(async move {
+            if let Some(breaker) = source.breaker() {
+                breaker.admit().map_err(|retry_in| OdbcError::CircuitOpen {
+                    source_name: source.name().to_string(),
+                    retry_in,
+                })?;
+            }
             let permit = source.pool().acquire().await?;
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let pool = Arc::clone(source.pool());
@@ -201,7 +209,7 @@ impl ExecutionPlan for OdbcExec {
         });
         let batches = with_deadline(
             batches.boxed(),
-            ScanGuard::new(slot),
+            ScanGuard::new(slot, breaker),
             query_timeout,
             move |after| OdbcError::Timeout {
                 source_name,
@@ -241,6 +249,9 @@ fn with_deadline(
                     Ok(next) => next,
                     Err(_) => {
                         guard.slot.cancel_later(std::time::Duration::ZERO);
+                        if let Some(breaker) = &guard.breaker {
+                            breaker.record(false);
+                        }
                         guard.finish();
                         let err = timed_out.take().map(|f| f(after))?;
                         return Some((Err(err.into()), (inner, guard, timed_out)));
@@ -263,13 +274,15 @@ fn with_deadline(
 /// a failed query) and the fetch thread does not stop by itself.
 struct ScanGuard {
     slot: Arc<StatementSlot>,
+    breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
     finished: bool,
 }
 
 impl ScanGuard {
-    fn new(slot: Arc<StatementSlot>) -> Self {
+    fn new(slot: Arc<StatementSlot>, breaker: Option<Arc<crate::breaker::CircuitBreaker>>) -> Self {
         Self {
             slot,
+            breaker,
             finished: false,
         }
     }
@@ -293,6 +306,7 @@ struct RemoteScan {
     /// The running statement, for cancelling it from outside.
     slot: Arc<StatementSlot>,
     retry: crate::source::RetryPolicy,
+    breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
     /// Whether a batch went to the query already (then a retry could double rows).
     delivered: std::cell::Cell<bool>,
     /// Time spent executing and fetching in the driver (and converting to Arrow).
@@ -337,6 +351,12 @@ impl RemoteScan {
             std::thread::sleep(delay);
             attempt += 1;
         };
+        // A cancelled statement was judged by whoever cancelled it.
+        if let Some(breaker) = &self.breaker
+            && !self.slot.was_cancelled()
+        {
+            breaker.record(!matches!(&outcome, Err(err) if err.is_source_failure()));
+        }
         if let Err(err) = outcome {
             // The receiver may be gone already; then nobody needs the error.
             let _ = sender.blocking_send(Err(err.into()));

@@ -5,6 +5,7 @@
 //! - [`OdbcExec`]: the `ExecutionPlan` streaming one remote statement.
 //! - [`type_map`]: ODBC → Arrow types as pure functions.
 
+pub mod breaker;
 mod cancel;
 pub mod connection_string;
 pub mod discovery;

@@ -112,6 +112,8 @@ pub struct SourceOptions {
     /// Whether joins between tables of this source may run remotely as one statement.
     pub pushdown_joins: bool,
     pub retry: RetryPolicy,
+    /// `None`: no circuit breaker.
+    pub breaker: Option<crate::breaker::BreakerPolicy>,
 }
 
 impl Default for SourceOptions {
@@ -123,6 +125,7 @@ impl Default for SourceOptions {
             pushdown_aggregates: true,
             pushdown_joins: true,
             retry: RetryPolicy::default(),
+            breaker: Some(crate::breaker::BreakerPolicy::default()),
         }
     }
 }
@@ -136,6 +139,7 @@ pub struct SourceHealth {
     pub latency: Option<std::time::Duration>,
     /// Why it is not reachable (no secrets).
     pub error: Option<String>,
+    pub breaker: Option<crate::breaker::BreakerState>,
     pub pool_max: usize,
     pub in_use: usize,
     pub idle: usize,
@@ -150,6 +154,7 @@ pub struct OdbcSource {
     dbms_name: String,
     pool: Arc<ConnectionPool>,
     options: SourceOptions,
+    breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
 }
 
 impl OdbcSource {
@@ -215,17 +220,28 @@ impl OdbcSource {
         ));
         pool.adopt(first);
         tracing::debug!(source = name, dbms = %dbms_name, %dialect, "connected ODBC source");
+        let breaker = options.breaker.clone().map(|policy| {
+            Arc::new(crate::breaker::CircuitBreaker::new(
+                policy,
+                Arc::new(crate::breaker::SystemClock),
+            ))
+        });
         Ok(Arc::new(Self {
             name: name.to_string(),
             dialect,
             dbms_name,
             pool,
             options,
+            breaker,
         }))
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn breaker(&self) -> Option<&Arc<crate::breaker::CircuitBreaker>> {
+        self.breaker.as_ref()
     }
 
     /// Whether the database answers a trivial statement within `timeout` on a pooled
@@ -251,6 +267,7 @@ impl OdbcSource {
             reachable: error.is_none(),
             latency,
             error,
+            breaker: self.breaker.as_ref().map(|b| b.state()),
             pool_max: self.pool.options().max_size,
             in_use: self.pool.in_use(),
             idle: self.pool.idle_count(),

@@ -140,13 +140,23 @@ fn health(session: &mut Session) -> Outcome {
                 h.latency
                     .map(|l| format!("{:.1}", l.as_secs_f64() * 1000.0))
                     .unwrap_or_default(),
-                format!("{}/{} in use, {} idle", h.in_use, h.pool_max, h.idle),
+                format!("{}/{} in use; {} idle", h.in_use, h.pool_max, h.idle),
+                h.breaker
+                    .map(|b| format!("{b:?}").to_lowercase())
+                    .unwrap_or_else(|| "off".into()),
                 h.error.unwrap_or_default(),
             ]
         })
         .collect();
     session.print_batch(string_batch(
-        &["source", "reachable", "latency_ms", "pool", "error"],
+        &[
+            "source",
+            "reachable",
+            "latency_ms",
+            "pool",
+            "breaker",
+            "error",
+        ],
         rows,
     ))
 }

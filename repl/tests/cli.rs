@@ -465,13 +465,17 @@ fn health_pings_every_source() {
     assert_success(&output);
     let text = stdout(&output);
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("source,reachable,latency_ms,pool,error"));
+    assert_eq!(
+        lines.next(),
+        Some("source,reachable,latency_ms,pool,breaker,error")
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(names, ["lite", "maria", "pg"]);
     for row in &rows {
         assert_eq!(row[1], "yes", "{text}");
         assert!(row[2].parse::<f64>().is_ok(), "{text}");
+        assert_eq!(row[4], "closed", "{text}");
     }
 }
 
