@@ -439,3 +439,59 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
     );
     proxy.frozen.store(false, Ordering::SeqCst);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_fails_after_the_acquire_timeout_and_recovers() {
+    let db = Profile::Postgres.open();
+    let table = common::unique_name("pool");
+    let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
+    db.execute(&[&format!("INSERT INTO {table} VALUES (1), (2)")]);
+    let config = SourceConfig {
+        connection_string: Some(db.connection_string.clone()),
+        pool_size: Some(1),
+        acquire_timeout_secs: Some(1),
+        ..SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("db", config)
+        .build()
+        .await
+        .unwrap();
+    let sql = format!("SELECT id FROM db.public.{table}");
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        2
+    );
+
+    // A result read only in part holds the only connection.
+    let mut held = engine
+        .stream("SELECT * FROM query('db', 'SELECT g FROM generate_series(1, 5000000) g')")
+        .await
+        .unwrap();
+    assert!(held.next().await.unwrap().is_ok());
+    let started = Instant::now();
+    let err = engine
+        .sql(&sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    let waited = started.elapsed();
+    assert!(err.contains("no connection became free within 1s"), "{err}");
+    assert!(err.contains("Raise the pool size"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+
+    // Once the reader lets go, the connection is free again.
+    drop(held);
+    let released = connections_released(&engine, Duration::from_secs(10)).await;
+    assert!(released.is_some(), "the abandoned scan kept its connection");
+    assert_eq!(
+        engine.sql(&sql).await.unwrap().collect().await.unwrap()[0].num_rows(),
+        2
+    );
+}
