@@ -48,6 +48,16 @@ pub struct BreakerConfig {
     pub open_secs: Option<u64>,
 }
 
+/// `tls = { mode = "disable" | "require" | "verify-ca" | "verify-full", ca, cert, key }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub mode: String,
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
 /// `retry = { attempts = 3, initial_backoff_ms = 100, max_backoff_ms = 2000 }`: reads that
 /// lose their connection before any row arrived are tried again on a fresh one.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -80,6 +90,8 @@ pub struct SourceConfig {
     pub query_timeout_secs: Option<u64>,
     pub retry: Option<RetryConfig>,
     pub breaker: Option<BreakerConfig>,
+    /// `tls = { mode = "verify-full", ca = "/etc/ssl/db-ca.pem" }`, in the driver's own keys.
+    pub tls: Option<TlsConfig>,
     /// Run aggregates over a single table of this source in the database (default true).
     pub pushdown_aggregates: Option<bool>,
     /// Run joins between tables of this source in the database (default true).
@@ -179,6 +191,24 @@ impl SourceConfig {
         config.retry = config.retry.or_else(|| engine.retry.clone());
         config.breaker = config.breaker.or_else(|| engine.breaker.clone());
         config
+    }
+
+    /// Provider options from these settings, defaults elsewhere; an error names a bad value.
+    pub fn checked_source_options(&self, source: &str) -> Result<SourceOptions> {
+        let mut options = self.source_options();
+        if let Some(tls) = &self.tls {
+            let mode = tls.mode.parse().map_err(|message| Error::Config {
+                location: format!("[sources.{source}] tls"),
+                message,
+            })?;
+            options.tls = Some(ibarrow_providers::tls::TlsOptions {
+                mode,
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            });
+        }
+        Ok(options)
     }
 
     /// Provider options from these settings, defaults elsewhere.

@@ -145,7 +145,7 @@ impl Engine {
             return Err(Error::DuplicateSource(name.to_string()));
         }
         let config = &config.with_defaults(&self.inner.defaults);
-        let options: SourceOptions = config.source_options();
+        let options: SourceOptions = config.checked_source_options(name)?;
         let source = match config.connect(name)? {
             Connect::ConnectionString(text) => OdbcSource::connect(name, &text, options).await?,
             Connect::Dsn {

@@ -17,7 +17,7 @@ pub use datafusion;
 pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
-pub use config::{BreakerConfig, Config, RetryConfig, SourceConfig, TableConfig};
+pub use config::{BreakerConfig, Config, RetryConfig, SourceConfig, TableConfig, TlsConfig};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};

@@ -495,3 +495,56 @@ async fn an_exhausted_pool_fails_after_the_acquire_timeout_and_recovers() {
         2
     );
 }
+
+/// Whether this engine's PostgreSQL session is encrypted, as the server sees it.
+async fn session_is_encrypted(engine: &Engine) -> bool {
+    let sql = "SELECT * FROM query('db', 'SELECT ssl::int AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')";
+    let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap() == "1"
+}
+
+async fn tls_engine(mode: &str, ca: Option<&str>) -> ibarrow::Result<Engine> {
+    let db = Profile::Postgres.open();
+    let config = SourceConfig {
+        connection_string: Some(db.connection_string.clone()),
+        tls: Some(ibarrow::TlsConfig {
+            mode: mode.to_string(),
+            ca: ca.map(str::to_string),
+            ..Default::default()
+        }),
+        ..SourceConfig::default()
+    };
+    Engine::builder().source_config("db", config).build().await
+}
+
+/// The local PostgreSQL serves TLS with Debian's self-signed "snakeoil" certificate, issued
+/// to the machine's host name, not to 127.0.0.1.
+const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_reach_postgresql_as_asked() {
+    let plain = tls_engine("disable", None).await.unwrap();
+    assert!(
+        !session_is_encrypted(&plain).await,
+        "disable must stay plain"
+    );
+    let required = tls_engine("require", None).await.unwrap();
+    assert!(
+        session_is_encrypted(&required).await,
+        "require must encrypt"
+    );
+    // The certificate is its own CA: verify-ca passes, verify-full fails on the host name.
+    let verified = tls_engine("verify-ca", Some(SNAKEOIL)).await.unwrap();
+    assert!(session_is_encrypted(&verified).await);
+    let err = tls_engine("verify-full", Some(SNAKEOIL))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("source `db`"), "{err}");
+    assert!(!err.contains("Pwd=ibarrow"), "{err}");
+    let err = tls_engine("verify_full", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tls") && err.contains("verify-full"), "{err}");
+}

@@ -17,6 +17,7 @@ mod passthrough;
 pub mod pool;
 mod source;
 mod table;
+pub mod tls;
 pub mod type_map;
 
 pub use connection_string::ConnectionString;

@@ -114,6 +114,8 @@ pub struct SourceOptions {
     pub retry: RetryPolicy,
     /// `None`: no circuit breaker.
     pub breaker: Option<crate::breaker::BreakerPolicy>,
+    /// `None`: the connection string's own TLS keys (if any) apply.
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 impl Default for SourceOptions {
@@ -126,6 +128,7 @@ impl Default for SourceOptions {
             pushdown_joins: true,
             retry: RetryPolicy::default(),
             breaker: Some(crate::breaker::BreakerPolicy::default()),
+            tls: None,
         }
     }
 }
@@ -191,8 +194,18 @@ impl OdbcSource {
     ) -> Result<Arc<Self>, OdbcError> {
         let source_name = name.to_string();
         let scan = options.scan.clone();
+        let tls = options.tls.clone();
         let (connection_string, first, dbms_name) = run_blocking(name, move || {
             apply_driver_settings(&mut connection_string, &scan);
+            if let Some(tls) = &tls {
+                let driver = driver_name(&connection_string);
+                let settings = crate::tls::tls_settings(&driver, tls).map_err(|message| {
+                    OdbcError::InvalidConnectionString(format!("source `{source_name}`: {message}"))
+                })?;
+                for (key, value) in settings {
+                    connection_string.force(key, &value);
+                }
+            }
             let probe = ConnectionPool::new(
                 &source_name,
                 connection_string.clone(),
