@@ -194,8 +194,8 @@ impl SourceConfig {
     }
 
     /// Provider options from these settings, defaults elsewhere; an error names a bad value.
-    pub fn checked_source_options(&self, source: &str) -> Result<SourceOptions> {
-        let mut options = self.source_options();
+    pub fn source_options(&self, source: &str) -> Result<SourceOptions> {
+        let mut options = SourceOptions::default();
         if let Some(tls) = &self.tls {
             let mode = tls.mode.parse().map_err(|message| Error::Config {
                 location: format!("[sources.{source}] tls"),
@@ -208,12 +208,6 @@ impl SourceConfig {
                 key: tls.key.clone(),
             });
         }
-        Ok(options)
-    }
-
-    /// Provider options from these settings, defaults elsewhere.
-    pub fn source_options(&self) -> SourceOptions {
-        let mut options = SourceOptions::default();
         let pool = &mut options.pool;
         if let Some(size) = self.pool_size {
             pool.max_size = size;
@@ -274,7 +268,7 @@ impl SourceConfig {
                 policy.max_backoff = Duration::from_millis(ms);
             }
         }
-        options
+        Ok(options)
     }
 }
 
@@ -332,7 +326,8 @@ mod tests {
         );
         assert_eq!(
             config.sources["pg"]
-                .source_options()
+                .source_options("x")
+                .unwrap()
                 .partitioning
                 .partitions,
             4
@@ -369,14 +364,16 @@ mod tests {
         .unwrap();
         let a = config.sources["a"]
             .with_defaults(&config.engine)
-            .source_options();
+            .source_options("x")
+            .unwrap();
         assert_eq!(a.scan.query_timeout, Some(Duration::from_secs(7)));
         assert_eq!(a.pool.connect_timeout, Some(Duration::from_secs(5)));
         assert_eq!(a.retry.attempts, 4);
         assert_eq!(a.retry.initial_backoff, Duration::from_millis(10));
         let b = config.sources["b"]
             .with_defaults(&config.engine)
-            .source_options();
+            .source_options("x")
+            .unwrap();
         assert_eq!(b.scan.query_timeout, Some(Duration::from_secs(60)));
         assert_eq!(b.retry.attempts, 1);
     }

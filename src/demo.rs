@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use ibarrow_providers::{OdbcSource, SourceOptions};
 
 use crate::config::{Config, SourceConfig};
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// Part of the file names: bumped when the generated data changes, so older demo files are
@@ -63,13 +62,6 @@ impl DemoFiles {
         }
         Ok(config)
     }
-}
-
-/// Creates the demo databases in `dir` unless current ones are there, and opens an engine on
-/// them.
-pub async fn demo_engine(dir: &Path) -> Result<Engine> {
-    let files = prepare(dir).await?;
-    Engine::from_config(files.config()?).await
 }
 
 /// Creates the demo databases in `dir` when missing or from an older version.

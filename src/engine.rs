@@ -14,7 +14,7 @@ use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{QueryFunction, SourceMap};
-use crate::pushdown::{AggregatePushdown, JoinPushdown};
+use crate::pushdown::SubPlanPushdown;
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -100,9 +100,7 @@ impl Engine {
             session = session.with_target_partitions(partitions.max(1));
         }
         let ctx = SessionContext::new_with_config(session);
-        // Joins first, so that an aggregate over a pushed join could follow it remotely.
-        ctx.add_optimizer_rule(Arc::new(JoinPushdown));
-        ctx.add_optimizer_rule(Arc::new(AggregatePushdown));
+        ctx.add_optimizer_rule(Arc::new(SubPlanPushdown));
         let sources = SourceMap::default();
         ctx.register_udtf(
             "query",
@@ -145,7 +143,7 @@ impl Engine {
             return Err(Error::DuplicateSource(name.to_string()));
         }
         let config = &config.with_defaults(&self.inner.defaults);
-        let options: SourceOptions = config.checked_source_options(name)?;
+        let options: SourceOptions = config.source_options(name)?;
         let source = match config.connect(name)? {
             Connect::ConnectionString(text) => OdbcSource::connect(name, &text, options).await?,
             Connect::Dsn {

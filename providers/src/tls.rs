@@ -45,7 +45,6 @@ pub struct TlsOptions {
 pub fn tls_settings(driver: &str, tls: &TlsOptions) -> Result<Vec<(&'static str, String)>, String> {
     let driver_lower = driver.to_ascii_lowercase();
     let mode = tls.mode;
-    let files = [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)];
     if driver_lower.contains("postgres") || driver_lower.contains("psql") {
         let ssl_mode = match mode {
             TlsMode::Disable => "disable",
@@ -55,21 +54,17 @@ pub fn tls_settings(driver: &str, tls: &TlsOptions) -> Result<Vec<(&'static str,
         };
         let mut settings = vec![("SSLmode", ssl_mode.to_string())];
         // Files go to libpq through psqlODBC's pqopt, quoted as libpq's conninfo wants.
-        let libpq: Vec<String> = files
-            .iter()
-            .filter_map(|(name, path)| path.as_ref().map(|p| (name, p)))
-            .map(|(name, path)| {
-                let key = match *name {
-                    "ca" => "sslrootcert",
-                    "cert" => "sslcert",
-                    _ => "sslkey",
-                };
-                format!(
-                    "{key}='{}'",
-                    path.replace('\\', "\\\\").replace('\'', "\\'")
-                )
-            })
-            .collect();
+        let libpq: Vec<String> = [
+            ("sslrootcert", &tls.ca),
+            ("sslcert", &tls.cert),
+            ("sslkey", &tls.key),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let quoted = path.as_ref()?.replace('\\', "\\\\").replace('\'', "\\'");
+            Some(format!("{key}='{quoted}'"))
+        })
+        .collect();
         if !libpq.is_empty() {
             settings.push(("pqopt", libpq.join(" ")));
         }
@@ -84,9 +79,13 @@ pub fn tls_settings(driver: &str, tls: &TlsOptions) -> Result<Vec<(&'static str,
         if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) {
             settings.push(("SSLVERIFY", "1".to_string()));
         }
-        for (name, key) in [("ca", "SSLCA"), ("cert", "SSLCERT"), ("key", "SSLKEY")] {
-            if let Some((_, Some(path))) = files.iter().find(|(n, _)| *n == name) {
-                settings.push((key, path.to_string()));
+        for (key, path) in [
+            ("SSLCA", &tls.ca),
+            ("SSLCERT", &tls.cert),
+            ("SSLKEY", &tls.key),
+        ] {
+            if let Some(path) = path {
+                settings.push((key, path.clone()));
             }
         }
         return Ok(settings);

@@ -72,6 +72,7 @@ impl Session {
     }
 }
 
+/// Plans and runs `sql`, writing its result to `sink`; a progress line is shown while it runs.
 async fn run_query(
     engine: &Engine,
     sql: &str,
@@ -85,26 +86,8 @@ async fn run_query(
         Ok(plan) => plan,
         Err(err) => return Outcome::Failed(error_message(&err)),
     };
-    let progress = Progress::start(Arc::clone(&plan), started);
-    let outcome = stream_into(engine, plan, format, sink, max_rows, timing, started).await;
-    drop(progress);
-    outcome
-}
-
-async fn plan(engine: &Engine, sql: &str) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-    let frame = engine.session().sql(sql).await?;
-    frame.create_physical_plan().await
-}
-
-async fn stream_into(
-    engine: &Engine,
-    plan: Arc<dyn ExecutionPlan>,
-    format: Format,
-    sink: &mut Sink,
-    max_rows: Option<usize>,
-    timing: bool,
-    started: Instant,
-) -> Outcome {
+    // Stops (and clears its line) when dropped: at the end, or when Ctrl-C drops the query.
+    let _progress = Progress::start(Arc::clone(&plan), started);
     let mut stream = match execute_stream(Arc::clone(&plan), engine.session().task_ctx()) {
         Ok(stream) => stream,
         Err(err) => return Outcome::Failed(error_message(&err)),
@@ -199,6 +182,11 @@ impl Drop for Progress {
             eprint!("\r\x1b[K");
         }
     }
+}
+
+async fn plan(engine: &Engine, sql: &str) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let frame = engine.session().sql(sql).await?;
+    frame.create_physical_plan().await
 }
 
 /// Rows delivered so far by the plan's remote scans.

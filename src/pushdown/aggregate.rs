@@ -8,44 +8,15 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
-use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::scalar::ScalarValue;
 use ibarrow_providers::OdbcTable;
 use ibarrow_providers::type_map::{ColumnFetch, fetch_type};
 use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate};
 
 use super::remote_scan;
-
-#[derive(Debug, Default)]
-pub struct AggregatePushdown;
-
-impl OptimizerRule for AggregatePushdown {
-    fn name(&self) -> &str {
-        "ibarrow_aggregate_pushdown"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::BottomUp)
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Aggregate(aggregate) = &plan else {
-            return Ok(Transformed::no(plan));
-        };
-        match pushed_aggregate(aggregate)? {
-            Some(replacement) => Ok(Transformed::yes(replacement)),
-            None => Ok(Transformed::no(plan)),
-        }
-    }
-}
 
 fn is_string(data_type: &DataType) -> bool {
     matches!(
@@ -59,7 +30,7 @@ fn is_exact_number(data_type: &DataType) -> bool {
 }
 
 /// The replacement plan, or `None` when the aggregate does not qualify.
-fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     let LogicalPlan::TableScan(scan) = aggregate.input.as_ref() else {
         return Ok(None);
     };

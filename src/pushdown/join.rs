@@ -12,43 +12,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
 use datafusion::common::{NullEquality, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection, TableScan};
-use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use ibarrow_providers::type_map::ColumnFetch;
 use ibarrow_providers::{OdbcSource, OdbcTable, PassthroughTable};
 use ibarrow_sql::{Dialect, JoinKind, RemoteJoin, Side};
 
 use super::{PUSHED_PREFIX, remote_scan};
-
-#[derive(Debug, Default)]
-pub struct JoinPushdown;
-
-impl OptimizerRule for JoinPushdown {
-    fn name(&self) -> &str {
-        "ibarrow_join_pushdown"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        Some(ApplyOrder::BottomUp)
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Join(join) = &plan else {
-            return Ok(Transformed::no(plan));
-        };
-        match pushed_join(join)? {
-            Some(replacement) => Ok(Transformed::yes(replacement)),
-            None => Ok(Transformed::no(plan)),
-        }
-    }
-}
 
 /// What one remote statement produces for a sub-plan: the statement, and for each output
 /// column of the sub-plan (in order) its name in the statement and how it is fetched.
@@ -165,7 +136,7 @@ fn comparable_key(dialect: Dialect, data_type: &DataType, fetch: &ColumnFetch) -
         || (matches!(data_type, DataType::Utf8) && dialect == Dialect::PostgreSql)
 }
 
-fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {
+pub(super) fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {
     let kind = match join.join_type {
         JoinType::Inner => JoinKind::Inner,
         JoinType::Left => JoinKind::Left,

@@ -12,14 +12,44 @@ mod join;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use ibarrow_providers::type_map::ColumnFetch;
 use ibarrow_providers::{OdbcSource, PassthroughTable};
 
-pub use aggregate::AggregatePushdown;
-pub use join::JoinPushdown;
+/// The optimizer rule: bottom-up, so that joins of one source fold into one statement before
+/// the node above them is looked at.
+#[derive(Debug, Default)]
+pub struct SubPlanPushdown;
+
+impl OptimizerRule for SubPlanPushdown {
+    fn name(&self) -> &str {
+        "ibarrow_sub_plan_pushdown"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let replacement = match &plan {
+            LogicalPlan::Aggregate(aggregate) => aggregate::pushed_aggregate(aggregate)?,
+            LogicalPlan::Join(join) => join::pushed_join(join)?,
+            _ => None,
+        };
+        Ok(match replacement {
+            Some(replacement) => Transformed::yes(replacement),
+            None => Transformed::no(plan),
+        })
+    }
+}
 
 /// Scans that stand for pushed sub-plans are named with this prefix.
 const PUSHED_PREFIX: &str = "__ibarrow_pushed_";
