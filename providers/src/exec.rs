@@ -427,14 +427,37 @@ impl RemoteScan {
                 context: format!("binding buffers for `{}`", self.sql),
                 message: err.to_string(),
             })?;
-        let mut rows = 0usize;
         let mut reader = reader;
+        let result = self.read_rows(pool, &mut reader, &fetch_schema, sender);
+        // No cancel can start once the slot is clear, so `was_cancelled` is final below.
+        self.slot.clear();
+        close_reader(reader, self.slot.was_cancelled());
+        if let Ok(rows) = result {
+            tracing::debug!(
+                source = pool.source_name(),
+                rows,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "scan finished"
+            );
+        }
+        result.map(|_| ())
+    }
+
+    /// Fetches every batch (or until the consumer goes away) and sends it on; the row count.
+    fn read_rows<C: odbc_api::Cursor>(
+        &self,
+        pool: &Arc<ConnectionPool>,
+        reader: &mut arrow_odbc::OdbcReader<C>,
+        fetch_schema: &SchemaRef,
+        sender: &BatchSender,
+    ) -> Result<usize, OdbcError> {
+        let mut rows = 0usize;
         loop {
             let fetching = self.remote_time.timer();
             let next = reader.next();
             fetching.done();
             let Some(batch) = next else { break };
-            let batch = batch.map_err(|err| self.read_error(pool, &fetch_schema, err))?;
+            let batch = batch.map_err(|err| self.read_error(pool, fetch_schema, err))?;
             self.check_silent_truncation(pool, &batch)?;
             rows += batch.num_rows();
             let batch = self.to_output(batch).map_err(|err| OdbcError::Odbc {
@@ -444,22 +467,16 @@ impl RemoteScan {
             })?;
             self.delivered.set(true);
             if sender.blocking_send(Ok(batch)).is_err() {
-                // The query no longer wants rows: stop fetching; the cursor closes on drop.
+                // The query no longer wants rows: stop fetching; the cursor is closed next.
                 tracing::debug!(
                     source = pool.source_name(),
                     rows,
                     "scan stopped by consumer"
                 );
-                return Ok(());
+                break;
             }
         }
-        tracing::debug!(
-            source = pool.source_name(),
-            rows,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "scan finished"
-        );
-        Ok(())
+        Ok(rows)
     }
 
     /// The schema arrow-odbc binds; a constant column stands in when no column is projected.
@@ -592,4 +609,19 @@ fn trim_trailing_blanks(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
 
 fn longest_value(offsets: &[i32]) -> Option<usize> {
     offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max()
+}
+
+/// Closes a scan's cursor. After `SQLCancel` some drivers (SQLite's) leave the driver manager
+/// believing no cursor is open, and odbc-api panics when closing it fails; the statement is
+/// then released without closing its cursor (freeing the statement and the discarded
+/// connection ends it).
+fn close_reader<S: odbc_api::handles::AsStatementRef + Statement>(
+    reader: arrow_odbc::OdbcReader<odbc_api::CursorImpl<S>>,
+    cancelled: bool,
+) {
+    if !cancelled {
+        drop(reader);
+    } else if let Ok(cursor) = reader.into_cursor() {
+        drop(cursor.into_stmt());
+    }
 }

@@ -56,6 +56,8 @@ pub struct ConnectionPool {
     options: PoolOptions,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<IdleConnection>>,
+    /// Statements run on every new connection (read-only mode, isolation level).
+    session_setup: Vec<String>,
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -90,7 +92,14 @@ impl ConnectionPool {
                 ..options
             },
             idle: Mutex::new(Vec::new()),
+            session_setup: Vec::new(),
         }
+    }
+
+    /// Runs `statements` on every connection this pool opens.
+    pub fn with_session_setup(mut self, statements: Vec<String>) -> Self {
+        self.session_setup = statements;
+        self
     }
 
     pub fn options(&self) -> &PoolOptions {
@@ -176,10 +185,29 @@ impl ConnectionPool {
                 .map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
             packet_size: None,
         };
-        env.connect_with_connection_string(&self.connection_string.expose(), options)
+        let connection = env
+            .connect_with_connection_string(&self.connection_string.expose(), options)
             .map_err(|err| {
                 crate::environment::connect_error(&self.source_name, &self.connection_string, err)
-            })
+            })?;
+        self.set_up_session(&connection)?;
+        Ok(connection)
+    }
+
+    /// Applies the session setup to a connection opened before the pool knew it (the probe
+    /// that detects the dialect) or by [`Self::connect`].
+    pub fn set_up_session(&self, connection: &Connection<'static>) -> Result<(), OdbcError> {
+        for statement in &self.session_setup {
+            connection.execute(statement, (), None).map_err(|err| {
+                let (state, message) = describe(&err, &self.connection_string);
+                OdbcError::Odbc {
+                    source_name: self.source_name.clone(),
+                    context: format!("setting up the session with `{statement}`"),
+                    message: format!("[{state}] {message}"),
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// Adds a connection opened elsewhere (the one that detected the dialect) to the idle list.

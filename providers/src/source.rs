@@ -116,6 +116,8 @@ pub struct SourceOptions {
     pub breaker: Option<crate::breaker::BreakerPolicy>,
     /// `None`: the connection string's own TLS keys (if any) apply.
     pub tls: Option<crate::tls::TlsOptions>,
+    /// Read-only mode and isolation level of every connection.
+    pub session: ibarrow_sql::SessionSettings,
 }
 
 impl Default for SourceOptions {
@@ -129,6 +131,7 @@ impl Default for SourceOptions {
             retry: RetryPolicy::default(),
             breaker: Some(crate::breaker::BreakerPolicy::default()),
             tls: None,
+            session: ibarrow_sql::SessionSettings::default(),
         }
     }
 }
@@ -195,6 +198,7 @@ impl OdbcSource {
         let source_name = name.to_string();
         let scan = options.scan.clone();
         let tls = options.tls.clone();
+        let pool_options = options.pool.clone();
         let (connection_string, first, dbms_name) = run_blocking(name, move || {
             apply_driver_settings(&mut connection_string, &scan);
             if let Some(tls) = &tls {
@@ -206,11 +210,8 @@ impl OdbcSource {
                     connection_string.force(key, &value);
                 }
             }
-            let probe = ConnectionPool::new(
-                &source_name,
-                connection_string.clone(),
-                PoolOptions::default(),
-            );
+            // The probe honours the source's connect timeout like every later connection.
+            let probe = ConnectionPool::new(&source_name, connection_string.clone(), pool_options);
             let connection = probe.connect()?;
             let dbms_name = connection
                 .database_management_system_name()
@@ -226,11 +227,23 @@ impl OdbcSource {
         })
         .await?;
         let dialect = Dialect::from_dbms_name(&dbms_name);
-        let pool = Arc::new(ConnectionPool::new(
-            name,
-            connection_string,
-            options.pool.clone(),
-        ));
+        let session_setup =
+            dialect
+                .session_setup(&options.session)
+                .map_err(|source| OdbcError::Sql {
+                    source_name: name.to_string(),
+                    source,
+                })?;
+        let pool = Arc::new(
+            ConnectionPool::new(name, connection_string, options.pool.clone())
+                .with_session_setup(session_setup),
+        );
+        let setup_pool = Arc::clone(&pool);
+        let first = run_blocking(name, move || {
+            setup_pool.set_up_session(&first)?;
+            Ok(first)
+        })
+        .await?;
         pool.adopt(first);
         tracing::debug!(source = name, dbms = %dbms_name, %dialect, "connected ODBC source");
         let breaker = options.breaker.clone().map(|policy| {

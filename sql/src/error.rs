@@ -15,4 +15,7 @@ pub enum SqlError {
     /// A plan shape the remote renderer does not take; the caller runs it locally instead.
     #[error("this part of the plan cannot be sent to the database as one statement: {0}")]
     NotRemote(String),
+    /// A setting the database cannot honour; the message says what to use instead.
+    #[error("{0}")]
+    Unsupported(String),
 }

@@ -18,6 +18,7 @@ mod join;
 mod literal;
 mod partition;
 mod select;
+mod session;
 
 pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use dialect::{Dialect, LimitSyntax};
@@ -27,3 +28,4 @@ pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
 pub use partition::{integer_split_points, range_predicates};
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
+pub use session::{IsolationLevel, SessionSettings};

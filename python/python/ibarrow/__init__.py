@@ -1,0 +1,50 @@
+"""ibarrow: federated SQL over ODBC databases, with results as Arrow.
+
+>>> import ibarrow
+>>> eng = ibarrow.Engine()
+>>> eng.register_odbc("pg", "Driver={PostgreSQL Unicode};Server=127.0.0.1;Database=shop;Uid=me")
+>>> eng.sql("SELECT count(*) FROM pg.public.orders").to_arrow()
+
+Results are Arrow without copies: ``pa.table(result)``, ``pl.DataFrame(result)``. Waiting
+releases the GIL, and Ctrl-C cancels a running query.
+"""
+
+from __future__ import annotations
+
+from ibarrow import _internal
+from ibarrow._engine import Engine, QueryResult, Table, odbc_table
+from ibarrow._errors import (
+    ArrowError,
+    CircuitOpenError,
+    ConfigError,
+    ConnectionError,
+    Error,
+    PyArrowError,
+    PyConnectionError,
+    PySQLError,
+    SQLError,
+    TimeoutError,
+)
+from ibarrow._legacy import Connection, QueryConfig, connect
+
+__version__: str = _internal.__version__
+
+__all__ = [
+    "Engine",
+    "QueryResult",
+    "Table",
+    "odbc_table",
+    "connect",
+    "Connection",
+    "QueryConfig",
+    "Error",
+    "ConfigError",
+    "ConnectionError",
+    "CircuitOpenError",
+    "TimeoutError",
+    "SQLError",
+    "ArrowError",
+    "PyConnectionError",
+    "PySQLError",
+    "PyArrowError",
+]

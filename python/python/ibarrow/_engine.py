@@ -1,0 +1,190 @@
+"""The federation engine, its lazy results and its tables for datafusion-python."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+from ibarrow import _internal
+from ibarrow._errors import Error
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+    import pyarrow
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as err:  # pragma: no cover - pyarrow is a dependency
+        raise Error("ibarrow needs pyarrow for this: pip install pyarrow") from err
+    return pyarrow
+
+
+class QueryResult:
+    """A planned query. Nothing runs until it is read; every read runs it again.
+
+    Implements the Arrow PyCapsule stream protocol, so ``pa.table(result)``,
+    ``pl.DataFrame(result)`` and ``pa.RecordBatchReader.from_stream(result)`` read it
+    without copies. Iterating yields ``pyarrow.RecordBatch`` objects as they arrive.
+    """
+
+    def __init__(self, inner: _internal.QueryResult) -> None:
+        self._inner = inner
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Run the query and hand its batches over as an Arrow C stream capsule."""
+        return self._inner.__arrow_c_stream__(requested_schema)
+
+    def __arrow_c_schema__(self) -> object:
+        """The result's Arrow schema as a C schema capsule (the query does not run)."""
+        return self._inner.__arrow_c_schema__()
+
+    @property
+    def schema(self) -> pyarrow.Schema:
+        """The result's schema, known from planning."""
+        return _pyarrow().schema(self._inner)
+
+    def to_arrow(self) -> pyarrow.Table:
+        """Run the query and return every row as a ``pyarrow.Table``.
+
+        The GIL is released while the query runs, and Ctrl-C cancels it.
+        """
+        return _pyarrow().table(self._inner.collect())
+
+    def to_polars(self) -> polars.DataFrame:
+        """Run the query and return a ``polars.DataFrame`` (no copy of the Arrow data)."""
+        import polars
+
+        return polars.DataFrame(self._inner.collect())
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """Run the query and return a ``pandas.DataFrame``."""
+        return self.to_arrow().to_pandas()
+
+    def explain(self, verbose: bool = False, analyze: bool = False) -> str:
+        """The query plan with the SQL sent to each database; ``analyze=True`` runs the
+        query and adds rows, bytes and time per remote scan."""
+        return self._inner.explain(verbose, analyze)
+
+    def __iter__(self) -> Iterator[pyarrow.RecordBatch]:
+        pa = _pyarrow()
+        stream = self._inner.execute()
+        try:
+            while (capsules := stream.next_batch()) is not None:
+                yield pa.RecordBatch._import_from_c_capsule(*capsules)
+        finally:
+            stream.close()
+
+    def __repr__(self) -> str:
+        return f"ibarrow.QueryResult(schema={self.schema})"
+
+
+class Table:
+    """A remote table for ``datafusion.SessionContext.register_table``.
+
+    Filters and projections DataFusion pushes into the table run in the database.
+    """
+
+    def __init__(self, inner: _internal.Table) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        """The table's name as given."""
+        return self._inner.name
+
+    def __datafusion_table_provider__(self, session: Any = None) -> object:
+        """The FFI capsule of the table, for the host DataFusion of the same major version."""
+        _check_datafusion_version()
+        return self._inner.__datafusion_table_provider__(session)
+
+    def __repr__(self) -> str:
+        return f"ibarrow.Table({self.name})"
+
+
+def _check_datafusion_version() -> None:
+    """Refuse a host whose FFI layout differs: mixing them would crash, not fail."""
+    wanted = _internal.DATAFUSION_FFI_MAJOR
+    datafusion = sys.modules.get("datafusion")
+    version = getattr(datafusion, "__version__", None)
+    if version is None:
+        try:
+            from importlib.metadata import version as installed_version
+
+            version = installed_version("datafusion")
+        except Exception:
+            version = None
+    if version is None:
+        raise Error(
+            f"cannot tell which datafusion version is installed; ibarrow tables need "
+            f"datafusion {wanted}.x: pip install 'datafusion>={wanted},<{wanted + 1}'"
+        )
+    major = str(version).split(".", 1)[0]
+    if major != str(wanted):
+        raise Error(
+            f"ibarrow tables speak the FFI of DataFusion {wanted}, but datafusion "
+            f"{version} is installed; install a matching one: "
+            f"pip install 'datafusion>={wanted},<{wanted + 1}'"
+        )
+
+
+class Engine:
+    """Several ODBC databases behind one SQL interface.
+
+    Each source is a catalog: its tables are ``<source>.<schema>.<table>`` (SQLite's schema
+    is ``main``, MariaDB's is the database). One statement may join tables of several
+    sources; filters, projections, limits and same-source joins and aggregates run in the
+    databases.
+    """
+
+    def __init__(self, target_partitions: int | None = None) -> None:
+        """An engine without sources; ``target_partitions`` defaults to the cores."""
+        self._inner = _internal.Engine(target_partitions)
+
+    @classmethod
+    def from_config(cls, path: str | PathLike[str]) -> Engine:
+        """An engine with the sources of a TOML configuration file (``${VAR}`` expanded)."""
+        engine = cls.__new__(cls)
+        engine._inner = _internal.Engine.from_config(path)
+        return engine
+
+    def register_odbc(self, name: str, connection_string: str) -> None:
+        """Connect an ODBC database as source ``name``."""
+        self._inner.register_odbc(name, connection_string)
+
+    def sql(self, query: str) -> QueryResult:
+        """Plan ``query`` (DataFusion SQL); read the result to run it."""
+        return QueryResult(self._inner.sql(query))
+
+    def table(self, name: str) -> Table:
+        """One of the engine's tables (``source.schema.table``) for datafusion-python."""
+        return Table(self._inner.table(name))
+
+    def refresh(self, source: str) -> None:
+        """Forget the cached schemas and tables of ``source``."""
+        self._inner.refresh(source)
+
+    @property
+    def sources(self) -> list[str]:
+        """The registered sources' names."""
+        return self._inner.sources()
+
+    def health(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Each source's reachability, ping latency, pool use and breaker state."""
+        return self._inner.health(timeout)
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def odbc_table(connection_string: str, table: str, source_name: str = "odbc") -> Table:
+    """Connect to a database and return ``schema.table`` for a datafusion-python context.
+
+    >>> ctx = datafusion.SessionContext()
+    >>> ctx.register_table("orders", ibarrow.odbc_table(conn_str, "public.orders"))
+    """
+    return Table(_internal.odbc_table(connection_string, table, source_name))

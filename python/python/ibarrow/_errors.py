@@ -1,0 +1,53 @@
+"""Exceptions raised by ibarrow. Every one derives from :class:`Error`.
+
+The 0.1 names ``PyConnectionError``, ``PySQLError`` and ``PyArrowError`` are aliases of
+:class:`ConnectionError`, :class:`SQLError` and :class:`ArrowError`.
+"""
+
+import builtins
+
+
+class Error(Exception):
+    """Base class of every ibarrow error; the message says what to do next."""
+
+
+class ConfigError(Error, ValueError):
+    """A setting, argument or configuration file is invalid or names something unknown."""
+
+
+class ConnectionError(Error, builtins.ConnectionError):
+    """A database could not be reached, refused the login, or dropped the connection."""
+
+
+class CircuitOpenError(ConnectionError):
+    """A source failed repeatedly and is not being called for a while (see the message)."""
+
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """A remote statement ran past its query timeout and was cancelled."""
+
+
+class SQLError(Error):
+    """The query was refused: a syntax error, an unknown table or column, a database error."""
+
+
+class ArrowError(Error):
+    """A value could not be converted to Arrow (unsupported type, value too long)."""
+
+
+PyConnectionError = ConnectionError
+PySQLError = SQLError
+PyArrowError = ArrowError
+
+__all__ = [
+    "Error",
+    "ConfigError",
+    "ConnectionError",
+    "CircuitOpenError",
+    "TimeoutError",
+    "SQLError",
+    "ArrowError",
+    "PyConnectionError",
+    "PySQLError",
+    "PyArrowError",
+]

@@ -1,0 +1,104 @@
+//! `ibarrow.Engine`: the federation engine from Python.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::to_py;
+use crate::result::PyQueryResult;
+use crate::runtime::wait_for_future;
+use crate::table::PyTable;
+
+#[pyclass(name = "Engine", module = "ibarrow._internal", frozen)]
+pub struct PyEngine {
+    engine: ibarrow::Engine,
+}
+
+#[pymethods]
+impl PyEngine {
+    /// An engine without sources; add them with `register_odbc`.
+    #[new]
+    #[pyo3(signature = (target_partitions=None))]
+    fn new(py: Python<'_>, target_partitions: Option<usize>) -> PyResult<Self> {
+        let mut builder = ibarrow::Engine::builder();
+        if let Some(partitions) = target_partitions {
+            builder = builder.target_partitions(partitions);
+        }
+        let engine = wait_for_future(py, builder.build())?.map_err(to_py)?;
+        Ok(Self { engine })
+    }
+
+    /// An engine with the sources of a TOML configuration file.
+    #[staticmethod]
+    fn from_config(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let engine =
+            wait_for_future(py, ibarrow::Engine::from_config_file(path))?.map_err(to_py)?;
+        Ok(Self { engine })
+    }
+
+    /// Connects an ODBC database as source `name` (tables become `name.schema.table`).
+    fn register_odbc(&self, py: Python<'_>, name: &str, connection_string: &str) -> PyResult<()> {
+        wait_for_future(py, self.engine.register_odbc(name, connection_string))?.map_err(to_py)
+    }
+
+    /// Plans `query`; nothing runs until the result is read.
+    fn sql(&self, py: Python<'_>, query: &str) -> PyResult<PyQueryResult> {
+        let frame = wait_for_future(py, self.engine.sql(query))?.map_err(to_py)?;
+        Ok(PyQueryResult::new(frame))
+    }
+
+    /// Forgets the cached schemas and tables of a source.
+    fn refresh(&self, py: Python<'_>, source: &str) -> PyResult<()> {
+        wait_for_future(py, self.engine.refresh(source))?.map_err(to_py)
+    }
+
+    /// The registered sources' names.
+    fn sources(&self) -> Vec<String> {
+        self.engine.source_names()
+    }
+
+    /// A table of the engine (`source.schema.table`) for a datafusion-python context.
+    fn table(&self, py: Python<'_>, name: &str) -> PyResult<PyTable> {
+        let ctx = self.engine.session().clone();
+        let reference = name.to_string();
+        let provider = wait_for_future(
+            py,
+            async move { ctx.table_provider(reference.as_str()).await },
+        )?
+        .map_err(to_py)?;
+        Ok(PyTable::new(provider, name.to_string()))
+    }
+
+    /// Each source's health: a list of dicts with `source`, `reachable`, `latency_ms`,
+    /// `error`, `breaker`, `pool_max`, `in_use`, `idle`.
+    #[pyo3(signature = (timeout=5.0))]
+    fn health<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let timeout = Duration::try_from_secs_f64(timeout).map_err(|err| {
+            crate::errors::error_of_kind("ConfigError", format!("timeout: {err}"))
+        })?;
+        let report = wait_for_future(py, self.engine.health(timeout))?;
+        report
+            .into_iter()
+            .map(|health| {
+                let dict = PyDict::new(py);
+                dict.set_item("source", health.source)?;
+                dict.set_item("reachable", health.reachable)?;
+                dict.set_item(
+                    "latency_ms",
+                    health.latency.map(|l| l.as_secs_f64() * 1000.0),
+                )?;
+                dict.set_item("error", health.error)?;
+                dict.set_item("breaker", health.breaker.map(|b| format!("{b:?}")))?;
+                dict.set_item("pool_max", health.pool_max)?;
+                dict.set_item("in_use", health.in_use)?;
+                dict.set_item("idle", health.idle)?;
+                Ok(dict)
+            })
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ibarrow.Engine(sources={:?})", self.engine.source_names())
+    }
+}

@@ -1,0 +1,209 @@
+"""The Engine API on PostgreSQL, MariaDB and SQLite, compared with the databases' answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import ibarrow
+from conftest import MARIADB_CONN, PG_CONN, ROWS, Database, people_expected
+
+
+def engine_with(db: Database, name: str = "src") -> ibarrow.Engine:
+    engine = ibarrow.Engine()
+    engine.register_odbc(name, db.connection_string)
+    return engine
+
+
+def test_result_reads_every_row_as_the_database_has_it(db: Database, people: str) -> None:
+    engine = engine_with(db)
+    result = engine.sql(f"SELECT id, name, amount FROM src.{db.qualified(people)} ORDER BY id")
+    table = result.to_arrow()
+    assert table.num_rows == ROWS
+    got = list(zip(*(table.column(c).to_pylist() for c in ("id", "name", "amount"))))
+    assert got == people_expected()
+    native = db.native(f"SELECT count(*), sum(id), count(amount) FROM {people}")
+    ids = table.column("id").to_pylist()
+    assert native[0] == [str(len(ids)), str(sum(ids)), str(ROWS - table.column("amount").null_count)]
+
+
+def test_arrow_stream_protocol_feeds_pyarrow_polars_and_pandas(db: Database, people: str) -> None:
+    engine = engine_with(db)
+    query = f"SELECT id, born FROM src.{db.qualified(people)} WHERE id <= 300 ORDER BY id"
+    result = engine.sql(query)
+    by_pa = pa.table(result)
+    by_reader = pa.RecordBatchReader.from_stream(result).read_all()
+    by_polars = pl.DataFrame(result)
+    by_pandas = result.to_pandas()
+    by_to_polars = result.to_polars()
+    assert by_pa.num_rows == by_reader.num_rows == by_polars.height == len(by_pandas) == 300
+    assert by_pa.equals(by_reader)
+    assert by_polars.equals(by_to_polars)
+    assert by_polars["id"].to_list() == list(range(1, 301))
+    assert isinstance(by_pandas, pd.DataFrame)
+    assert str(by_pa.column("born")[0]) == native_first_born(db, people)
+    assert pa.types.is_date32(result.schema.field("born").type)
+
+
+def native_first_born(db: Database, people: str) -> str:
+    return db.native(f"SELECT born FROM {people} WHERE id = 1")[0][0]
+
+
+def test_iteration_yields_record_batches_of_all_rows(db: Database, people: str) -> None:
+    engine = engine_with(db)
+    batches = list(engine.sql(f"SELECT id FROM src.{db.qualified(people)}"))
+    assert all(isinstance(b, pa.RecordBatch) for b in batches)
+    ids = sorted(i for b in batches for i in b.column(0).to_pylist())
+    assert ids == list(range(1, ROWS + 1))
+
+
+def test_cross_database_join_gives_the_right_frame(pg: Database, lite: Database) -> None:
+    orders = pg.create_people()
+    regions = f"regions_{orders[-6:]}"
+    lite.native(
+        f"CREATE TABLE {regions} (id INTEGER PRIMARY KEY, region TEXT); "
+        f"INSERT INTO {regions} VALUES (1, 'north'), (2, 'south'), (3, 'east')"
+    )
+    try:
+        engine = ibarrow.Engine()
+        engine.register_odbc("pg", pg.connection_string)
+        engine.register_odbc("lite", lite.connection_string)
+        frame = pl.DataFrame(engine.sql(
+            f"SELECT r.region, count(*) AS people, sum(p.amount) AS total "
+            f"FROM pg.public.{orders} p JOIN lite.main.{regions} r ON p.id % 3 + 1 = r.id "
+            f"GROUP BY r.region ORDER BY r.region"
+        ))
+        expected: dict[str, tuple[int, Decimal]] = {}
+        for n, _, amount in people_expected():
+            region = {1: "north", 2: "south", 3: "east"}[n % 3 + 1]
+            count, total = expected.get(region, (0, Decimal(0)))
+            expected[region] = (count + 1, total + (amount or 0))
+        assert frame["region"].to_list() == sorted(expected)
+        assert frame["people"].to_list() == [expected[r][0] for r in sorted(expected)]
+        assert [Decimal(str(t)) for t in frame["total"].to_list()] == [
+            expected[r][1] for r in sorted(expected)
+        ]
+    finally:
+        pg.drop(orders)
+
+
+def test_explain_shows_the_remote_statement_without_secrets(pg: Database) -> None:
+    table = pg.create_people()
+    try:
+        engine = engine_with(pg, "pg")
+        plan = engine.sql(f"SELECT name FROM pg.public.{table} WHERE id = 7").explain()
+        assert "WHERE" in plan and "7" in plan, plan
+        assert "pwd" not in plan.lower()
+        analyzed = engine.sql(f"SELECT name FROM pg.public.{table} WHERE id = 7").explain(analyze=True)
+        assert "output_rows=1" in analyzed or "rows=1" in analyzed, analyzed
+    finally:
+        pg.drop(table)
+
+
+def test_from_config_reads_sources_and_their_settings(tmp_path, lite: Database) -> None:
+    lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+    config = tmp_path / "ibarrow.toml"
+    os.environ["IBARROW_PY_TEST_DB"] = str(lite.sqlite_path)
+    config.write_text(
+        '[sources.lite]\nconnection_string = "Driver={SQLite3};Database=${IBARROW_PY_TEST_DB};"\n'
+    )
+    engine = ibarrow.Engine.from_config(config)
+    assert engine.sources == ["lite"]
+    assert engine.sql("SELECT sum(x) AS s FROM lite.main.t").to_arrow().column("s").to_pylist() == [6]
+    config.write_text('[sources.lite]\nconection_string = "x"\n')
+    with pytest.raises(ibarrow.ConfigError, match="conection_string"):
+        ibarrow.Engine.from_config(config)
+
+
+def test_health_reports_each_source(lite: Database, pg: Database) -> None:
+    engine = ibarrow.Engine()
+    engine.register_odbc("pg", pg.connection_string)
+    engine.register_odbc("lite", lite.connection_string)
+    report = {h["source"]: h for h in engine.health(timeout=5)}
+    assert set(report) == {"pg", "lite"}
+    assert all(h["reachable"] and h["latency_ms"] is not None for h in report.values())
+    assert report["pg"]["in_use"] == 0 and report["pg"]["pool_max"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("SELECT * FROM src.{schema}.no_such_table", ibarrow.SQLError),
+        ("SELEC 1", ibarrow.SQLError),
+        ("SELECT * FROM nosource.public.t", ibarrow.SQLError),
+    ],
+)
+def test_user_errors_raise_sql_errors(db: Database, query: str, error: type) -> None:
+    engine = engine_with(db)
+    with pytest.raises(error) as raised:
+        engine.sql(query.format(schema=db.schema)).to_arrow()
+    assert isinstance(raised.value, ibarrow.Error)
+    assert isinstance(raised.value, ibarrow.PySQLError)
+
+
+def test_connection_errors_name_the_source_and_hide_the_password() -> None:
+    engine = ibarrow.Engine()
+    # MariaDB checks passwords (the local PostgreSQL trusts 127.0.0.1).
+    wrong = MARIADB_CONN.replace("Pwd=ibarrow", "Pwd=wrong-s3cret")
+    with pytest.raises(ibarrow.ConnectionError) as raised:
+        engine.register_odbc("maria", wrong)
+    message = str(raised.value)
+    assert "source `maria`" in message and "wrong-s3cret" not in message
+    assert isinstance(raised.value, ibarrow.PyConnectionError)
+    with pytest.raises(ibarrow.ConnectionError, match="not installed"):
+        engine.register_odbc("x", "Driver={No Such Driver};Pwd=hunter2;")
+    with pytest.raises(ibarrow.ConfigError, match="already registered"):
+        engine.register_odbc("dup", "Driver={SQLite3};Database=:memory:;")
+        engine.register_odbc("dup", "Driver={SQLite3};Database=:memory:;")
+
+
+def test_query_timeout_raises_timeout_error(tmp_path) -> None:
+    config = tmp_path / "ibarrow.toml"
+    config.write_text(f'[sources.pg]\nconnection_string = "{PG_CONN}"\nquery_timeout_secs = 1\n')
+    engine = ibarrow.Engine.from_config(config)
+    started = time.monotonic()
+    with pytest.raises(ibarrow.TimeoutError) as raised:
+        engine.sql("SELECT * FROM query('pg', 'SELECT pg_sleep(30) AS slept')").to_arrow()
+    assert time.monotonic() - started < 10
+    assert isinstance(raised.value, TimeoutError)
+    assert "query_timeout_secs" in str(raised.value)
+
+
+def interrupt_after(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("read", ["to_arrow", "iterate"])
+def test_ctrl_c_cancels_a_running_query_and_frees_its_connection(pg: Database, read: str) -> None:
+    engine = engine_with(pg, "pg")
+    result = engine.sql("SELECT * FROM query('pg', 'SELECT pg_sleep(30) AS slept')")
+    started = time.monotonic()
+    timer = interrupt_after(1.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if read == "to_arrow":
+                result.to_arrow()
+            else:
+                list(result)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 10
+    while engine.health()[0]["in_use"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert engine.health()[0]["in_use"] == 0
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' " \
+        "AND state = 'active' AND pid <> pg_backend_pid()"
+    while pg.native(sleeping) != [["0"]] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pg.native(sleeping) == [["0"]], "the remote statement is still running"

@@ -1,0 +1,187 @@
+//! Session settings applied to every new connection of a source: read-only mode and the
+//! transaction isolation level, spelled in each database's own statements (ODBC's
+//! `SQL_ATTR_ACCESS_MODE` is a hint most drivers ignore, so it is not relied on).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::dialect::Dialect;
+use crate::error::SqlError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationLevel {
+    ReadUncommitted,
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+    /// SQL Server's row-versioning level.
+    Snapshot,
+}
+
+impl IsolationLevel {
+    fn sql(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "READ UNCOMMITTED",
+            IsolationLevel::ReadCommitted => "READ COMMITTED",
+            IsolationLevel::RepeatableRead => "REPEATABLE READ",
+            IsolationLevel::Serializable => "SERIALIZABLE",
+            IsolationLevel::Snapshot => "SNAPSHOT",
+        }
+    }
+}
+
+impl fmt::Display for IsolationLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql())
+    }
+}
+
+impl FromStr for IsolationLevel {
+    type Err = SqlError;
+
+    /// Accepts `read_committed`, `READ COMMITTED`, `read-committed`, any case.
+    fn from_str(text: &str) -> Result<Self, SqlError> {
+        let words: Vec<String> = text
+            .split(|c: char| c == '_' || c == '-' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        match words.join(" ").as_str() {
+            "read uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read committed" => Ok(IsolationLevel::ReadCommitted),
+            "repeatable read" => Ok(IsolationLevel::RepeatableRead),
+            "serializable" => Ok(IsolationLevel::Serializable),
+            "snapshot" => Ok(IsolationLevel::Snapshot),
+            _ => Err(SqlError::Unsupported(format!(
+                "unknown isolation level `{text}`; use read_uncommitted, read_committed, \
+                 repeatable_read, serializable or snapshot"
+            ))),
+        }
+    }
+}
+
+/// What every connection of a source is set to when it opens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub read_only: bool,
+    pub isolation: Option<IsolationLevel>,
+}
+
+impl Dialect {
+    /// The statements that put a new connection into `settings`, or an error naming the
+    /// setting this database cannot honour.
+    pub fn session_setup(self, settings: &SessionSettings) -> Result<Vec<String>, SqlError> {
+        let mut statements = Vec::new();
+        let refuse = |what: String| Err(SqlError::Unsupported(what));
+        if settings.read_only {
+            match self {
+                Dialect::PostgreSql => statements
+                    .push("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY".to_string()),
+                Dialect::MySql => statements.push("SET SESSION TRANSACTION READ ONLY".to_string()),
+                Dialect::Sqlite => statements.push("PRAGMA query_only = ON".to_string()),
+                other => {
+                    return refuse(format!(
+                        "read-only sessions are not supported for {other}; connect with a \
+                         database user that may only read instead"
+                    ));
+                }
+            }
+        }
+        if let Some(level) = settings.isolation {
+            match (self, level) {
+                (Dialect::PostgreSql, IsolationLevel::Snapshot)
+                | (Dialect::MySql, IsolationLevel::Snapshot) => {
+                    return refuse(format!(
+                        "{self} has no SNAPSHOT isolation level (its REPEATABLE READ reads \
+                         from a snapshot); use repeatable_read"
+                    ));
+                }
+                (Dialect::PostgreSql, level) => statements.push(format!(
+                    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}"
+                )),
+                (Dialect::MySql, level) => {
+                    statements.push(format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}"))
+                }
+                (Dialect::MsSql, level) => {
+                    statements.push(format!("SET TRANSACTION ISOLATION LEVEL {level}"))
+                }
+                // SQLite transactions are always serializable; read_uncommitted only applies
+                // to shared-cache connections, which ibarrow does not open.
+                (Dialect::Sqlite, IsolationLevel::Serializable) => {}
+                (Dialect::Sqlite, level) => {
+                    return refuse(format!(
+                        "SQLite runs every transaction SERIALIZABLE and cannot use {level}; \
+                         leave isolation_level unset or use serializable"
+                    ));
+                }
+                (other, level) => {
+                    return refuse(format!(
+                        "setting the isolation level ({level}) is not supported for {other}; \
+                         leave isolation_level unset"
+                    ));
+                }
+            }
+        }
+        Ok(statements)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_levels_parse_in_any_spelling() {
+        for text in [
+            "read_committed",
+            "READ COMMITTED",
+            "Read-Committed",
+            " read  committed ",
+        ] {
+            assert_eq!(text.parse(), Ok(IsolationLevel::ReadCommitted), "{text}");
+        }
+        let err = "chaos".parse::<IsolationLevel>().unwrap_err().to_string();
+        assert!(err.contains("unknown isolation level `chaos`"), "{err}");
+    }
+
+    #[test]
+    fn each_database_gets_its_own_statements() {
+        let both = SessionSettings {
+            read_only: true,
+            isolation: Some(IsolationLevel::RepeatableRead),
+        };
+        assert_eq!(
+            Dialect::PostgreSql.session_setup(&both).unwrap(),
+            [
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+            ]
+        );
+        assert_eq!(
+            Dialect::MySql.session_setup(&both).unwrap(),
+            [
+                "SET SESSION TRANSACTION READ ONLY",
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+            ]
+        );
+        let err = Dialect::Sqlite
+            .session_setup(&both)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SERIALIZABLE"), "{err}");
+        let read_only = SessionSettings {
+            read_only: true,
+            isolation: Some(IsolationLevel::Serializable),
+        };
+        assert_eq!(
+            Dialect::Sqlite.session_setup(&read_only).unwrap(),
+            ["PRAGMA query_only = ON"]
+        );
+        assert!(
+            Dialect::PostgreSql
+                .session_setup(&SessionSettings::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
