@@ -117,12 +117,8 @@ impl SourceCatalog {
             Ok(table) => Ok(Some(table)),
             Err(err) => match err.as_ref() {
                 OdbcError::TableNotFound { .. } => Ok(None),
-                // The cache shares one error among waiters; rebuild a typed copy for the caller.
-                _ => Err(OdbcError::Odbc {
-                    source_name: self.source.name().to_string(),
-                    context: "reading table metadata".into(),
-                    message: err.to_string(),
-                }),
+                // The cache shares one error among waiters; each gets it with its kind intact.
+                _ => Err(OdbcError::Shared(err)),
             },
         }
     }

@@ -142,17 +142,26 @@ pub enum OdbcError {
         source_name: String,
         message: String,
     },
+    /// One error handed to several waiters (a metadata fetch shared through a cache).
+    #[error(transparent)]
+    Shared(std::sync::Arc<OdbcError>),
 }
 
 impl OdbcError {
     /// Whether a read that failed this way may succeed on a fresh connection.
     pub fn is_transient(&self) -> bool {
-        matches!(self, OdbcError::ConnectionLost { .. })
+        match self {
+            OdbcError::Shared(inner) => inner.is_transient(),
+            other => matches!(other, OdbcError::ConnectionLost { .. }),
+        }
     }
 
     /// Whether this says the source is unreachable (what a circuit breaker counts), rather than
     /// that the database refused a statement.
     pub fn is_source_failure(&self) -> bool {
+        if let OdbcError::Shared(inner) = self {
+            return inner.is_source_failure();
+        }
         matches!(
             self,
             OdbcError::ConnectionLost { .. }

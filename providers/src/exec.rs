@@ -195,7 +195,20 @@ impl ExecutionPlan for OdbcExec {
             let permit = source.pool().acquire().await?;
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let pool = Arc::clone(source.pool());
-            tokio::task::spawn_blocking(move || scan.run(&pool, permit, &sender));
+            let source_name = source.name().to_string();
+            tokio::task::spawn_blocking(move || {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    scan.run(&pool, permit, &sender)
+                }));
+                // A panic must end the query with an error, not look like the end of the rows.
+                if ran.is_err() {
+                    let failed = OdbcError::Task {
+                        source_name,
+                        message: "the fetch thread panicked; the result is incomplete".into(),
+                    };
+                    let _ = sender.blocking_send(Err(failed.into()));
+                }
+            });
             Ok::<_, DataFusionError>(futures::stream::unfold(
                 receiver,
                 |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
@@ -431,7 +444,7 @@ impl RemoteScan {
         let result = self.read_rows(pool, &mut reader, &fetch_schema, sender);
         // No cancel can start once the slot is clear, so `was_cancelled` is final below.
         self.slot.clear();
-        close_reader(reader, self.slot.was_cancelled());
+        close_reader(reader, self.slot.was_cancelled() || result.is_err());
         if let Ok(rows) = result {
             tracing::debug!(
                 source = pool.source_name(),
@@ -611,15 +624,14 @@ fn longest_value(offsets: &[i32]) -> Option<usize> {
     offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max()
 }
 
-/// Closes a scan's cursor. After `SQLCancel` some drivers (SQLite's) leave the driver manager
-/// believing no cursor is open, and odbc-api panics when closing it fails; the statement is
-/// then released without closing its cursor (freeing the statement and the discarded
-/// connection ends it).
+/// Closes a scan's cursor. After `SQLCancel` or a failed fetch some drivers (SQLite's) leave
+/// the driver manager believing no cursor is open, and odbc-api panics when closing it fails;
+/// such a statement is released without closing its cursor (freeing the statement ends it).
 fn close_reader<S: odbc_api::handles::AsStatementRef + Statement>(
     reader: arrow_odbc::OdbcReader<odbc_api::CursorImpl<S>>,
-    cancelled: bool,
+    troubled: bool,
 ) {
-    if !cancelled {
+    if !troubled {
         drop(reader);
     } else if let Ok(cursor) = reader.into_cursor() {
         drop(cursor.into_stmt());

@@ -40,6 +40,7 @@ pub fn odbc_kind(err: &OdbcError) -> &'static str {
             _ => "SQLError",
         },
         OdbcError::Task { .. } => "Error",
+        OdbcError::Shared(inner) => odbc_kind(inner),
     }
 }
 
@@ -75,8 +76,8 @@ pub fn kind_of(err: &ibarrow::Error) -> &'static str {
     match err {
         ibarrow::Error::Config { .. }
         | ibarrow::Error::MissingVariable { .. }
-        | ibarrow::Error::DuplicateSource(_) => "ConfigError",
-        ibarrow::Error::UnknownSource(..) => "SQLError",
+        | ibarrow::Error::DuplicateSource(_)
+        | ibarrow::Error::UnknownSource(..) => "ConfigError",
         ibarrow::Error::Odbc(odbc) => odbc_kind(odbc),
         ibarrow::Error::DataFusion(df) => datafusion_kind(df),
     }

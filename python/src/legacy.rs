@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
 use ibarrow::providers::PassthroughTable;
 use ibarrow::sql::{IsolationLevel, SessionSettings};
@@ -153,13 +154,16 @@ fn target(
         }
     };
     let mut parsed = ibarrow::providers::ConnectionString::parse(text).map_err(to_py)?;
+    let has_any = |parsed: &ibarrow::providers::ConnectionString, keys: &[&str]| {
+        keys.iter().any(|key| parsed.get(key).is_some())
+    };
     if let Some(user) = user
-        && parsed.get("UID").is_none()
+        && !has_any(&parsed, &["UID", "User", "Username", "User ID"])
     {
         parsed.set_default("UID", user);
     }
     if let Some(password) = password
-        && parsed.get("PWD").is_none()
+        && !has_any(&parsed, &["PWD", "Password"])
     {
         parsed.set_default("PWD", password);
     }
@@ -199,9 +203,12 @@ impl PyConnection {
                         source_name: name,
                         message: err.to_string(),
                     })??;
-            let schema = datafusion::datasource::TableProvider::schema(&table);
-            let frame = SessionContext::new().read_table(Arc::new(table))?;
-            let batches = frame.collect().await?;
+            // Straight to the physical scan: a native result may repeat a column name
+            // (`SELECT a.id, b.id ...`), which a logical plan refuses.
+            let schema = TableProvider::schema(&table);
+            let ctx = SessionContext::new();
+            let plan = table.scan(&ctx.state(), None, &[], None).await?;
+            let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
             Ok::<_, ibarrow::Error>((schema, batches))
         })?
         .map_err(to_py)

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchReader, StructArray};
 use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use datafusion::dataframe::DataFrame;
@@ -15,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
 
 use crate::errors::{error_of_kind, to_py};
-use crate::runtime::{runtime, wait_for_future};
+use crate::runtime::wait_for_future;
 
 const STREAM_CAPSULE: &std::ffi::CStr = c"arrow_array_stream";
 const SCHEMA_CAPSULE: &std::ffi::CStr = c"arrow_schema";
@@ -92,30 +91,6 @@ impl PyArrowBatches {
     }
 }
 
-/// A query's stream read by a consumer that pulls batches itself (pyarrow, polars): each pull
-/// waits on the runtime. Used where the consumer, not ibarrow, drives the reading.
-struct BlockingReader {
-    schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-}
-
-impl Iterator for BlockingReader {
-    type Item = Result<RecordBatch, ArrowError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let runtime = runtime().ok()?;
-        runtime
-            .block_on(self.stream.next())
-            .map(|batch| batch.map_err(|err| ArrowError::ExternalError(Box::new(err))))
-    }
-}
-
-impl RecordBatchReader for BlockingReader {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-}
-
 /// A planned query that has not run yet. Each way of reading it runs it (again).
 #[pyclass(name = "QueryResult", module = "ibarrow._internal", frozen)]
 pub struct PyQueryResult {
@@ -130,22 +105,16 @@ impl PyQueryResult {
 
 #[pymethods]
 impl PyQueryResult {
-    /// Streams the result batch by batch to the consumer (`pa.RecordBatchReader.from_stream`,
-    /// `pa.table`, `pl.DataFrame`).
+    /// Runs the query to the end (GIL released, Ctrl-C cancels, errors raised as ibarrow's
+    /// exceptions) and hands the batches to the consumer (`pa.table`, `pl.DataFrame`)
+    /// without copying them. Iterate the result to stream it batch by batch instead.
     #[pyo3(signature = (requested_schema=None))]
     fn __arrow_c_stream__<'py>(
         &self,
         py: Python<'py>,
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        let _ = requested_schema;
-        let frame = self.frame.clone();
-        let stream = wait_for_future(py, frame.execute_stream())?.map_err(to_py)?;
-        let reader = BlockingReader {
-            schema: stream.schema(),
-            stream,
-        };
-        stream_capsule(py, Box::new(reader))
+        self.collect(py)?.__arrow_c_stream__(py, requested_schema)
     }
 
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
@@ -156,8 +125,11 @@ impl PyQueryResult {
     /// Runs the query to the end with the GIL released (Ctrl-C cancels it).
     fn collect(&self, py: Python<'_>) -> PyResult<PyArrowBatches> {
         let frame = self.frame.clone();
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = wait_for_future(py, frame.collect())?.map_err(to_py)?;
+        // The batches' own schema is what the consumer must see (the planned one can differ
+        // in nullability or metadata).
+        let schema = batches.first().map_or(planned, RecordBatch::schema);
         Ok(PyArrowBatches { schema, batches })
     }
 
@@ -167,6 +139,7 @@ impl PyQueryResult {
         let stream = wait_for_future(py, frame.execute_stream())?.map_err(to_py)?;
         Ok(PyBatchStream {
             stream: std::sync::Mutex::new(Some(stream)),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -189,41 +162,38 @@ impl PyQueryResult {
 #[pyclass(name = "BatchStream", module = "ibarrow._internal", frozen)]
 pub struct PyBatchStream {
     stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[pymethods]
 impl PyBatchStream {
     /// `(schema capsule, array capsule)` of the next batch, or `None` at the end.
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let mut guard = self
-            .stream
-            .lock()
-            .map_err(|_| error_of_kind("Error", "the result stream was poisoned".into()))?;
-        let Some(stream) = guard.as_mut() else {
+        // The stream leaves the mutex while it is awaited (the GIL is released then), so
+        // another thread calling `close` never waits on a lock held across the query.
+        let taken = self.stream.lock().ok().and_then(|mut slot| slot.take());
+        let Some(mut stream) = taken else {
             return Ok(None);
         };
         let next = wait_for_future(py, stream.next());
         let batch = match next {
             Ok(Some(Ok(batch))) => batch,
-            Ok(Some(Err(err))) => {
-                *guard = None;
-                return Err(to_py(err));
-            }
-            Ok(None) => {
-                *guard = None;
-                return Ok(None);
-            }
-            Err(interrupted) => {
-                // Dropping the stream cancels the remote statements.
-                *guard = None;
-                return Err(interrupted);
-            }
+            Ok(Some(Err(err))) => return Err(to_py(err)),
+            Ok(None) => return Ok(None),
+            // Dropping the stream cancels the remote statements.
+            Err(interrupted) => return Err(interrupted),
         };
+        if !self.closed.load(std::sync::atomic::Ordering::SeqCst)
+            && let Ok(mut slot) = self.stream.lock()
+        {
+            *slot = Some(stream);
+        }
         batch_capsules(py, batch).map(Some)
     }
 
     /// Stops the query and frees its connections.
     fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut guard) = self.stream.lock() {
             *guard = None;
         }

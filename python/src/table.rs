@@ -123,10 +123,36 @@ fn host_codec(session: &Bound<'_, PyAny>) -> PyResult<FFI_LogicalExtensionCodec>
     Ok(codec.clone())
 }
 
+/// Refuses a host DataFusion whose FFI layout differs from this build's: mixing them is
+/// undefined behaviour (a crash at best), so nothing crosses before this check.
+fn check_host_datafusion(py: Python<'_>) -> PyResult<()> {
+    let wanted = datafusion_ffi::version();
+    let installed: Option<String> = py
+        .import("datafusion")
+        .and_then(|module| module.getattr("__version__"))
+        .and_then(|version| version.extract())
+        .ok();
+    let install = format!("pip install 'datafusion>={wanted},<{}'", wanted + 1);
+    match installed {
+        Some(version) if version.split('.').next() == Some(wanted.to_string().as_str()) => Ok(()),
+        Some(version) => Err(error_of_kind(
+            "Error",
+            format!(
+                "ibarrow tables speak the FFI of DataFusion {wanted}, but datafusion {version} \
+                 is installed; install a matching one: {install}"
+            ),
+        )),
+        None => Err(error_of_kind(
+            "Error",
+            format!("cannot tell which datafusion version is installed; {install}"),
+        )),
+    }
+}
+
 #[pymethods]
 impl PyTable {
-    /// The FFI capsule DataFusion's `register_table` asks for. The Python wrapper checks the
-    /// host's DataFusion version first.
+    /// The FFI capsule DataFusion's `register_table` asks for, after checking that the host's
+    /// DataFusion has this build's FFI layout.
     #[pyo3(signature = (session=None))]
     fn __datafusion_table_provider__<'py>(
         &self,
@@ -141,6 +167,7 @@ impl PyTable {
                     .into(),
             ));
         };
+        check_host_datafusion(py)?;
         let codec = host_codec(&session)?;
         let handle = runtime()?.handle().clone();
         let provider = Arc::new(RuntimeBoundTable {

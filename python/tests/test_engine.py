@@ -108,10 +108,12 @@ def test_explain_shows_the_remote_statement_without_secrets(pg: Database) -> Non
         pg.drop(table)
 
 
-def test_from_config_reads_sources_and_their_settings(tmp_path, lite: Database) -> None:
+def test_from_config_reads_sources_and_their_settings(
+    tmp_path, lite: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
     config = tmp_path / "ibarrow.toml"
-    os.environ["IBARROW_PY_TEST_DB"] = str(lite.sqlite_path)
+    monkeypatch.setenv("IBARROW_PY_TEST_DB", str(lite.sqlite_path))
     config.write_text(
         '[sources.lite]\nconnection_string = "Driver={SQLite3};Database=${IBARROW_PY_TEST_DB};"\n'
     )
@@ -158,20 +160,30 @@ def test_connection_errors_name_the_source_and_hide_the_password() -> None:
     message = str(raised.value)
     assert "source `maria`" in message and "wrong-s3cret" not in message
     assert isinstance(raised.value, ibarrow.PyConnectionError)
-    with pytest.raises(ibarrow.ConnectionError, match="not installed"):
+    with pytest.raises(ibarrow.ConnectionError, match="not installed") as raised:
         engine.register_odbc("x", "Driver={No Such Driver};Pwd=hunter2;")
+    assert "hunter2" not in str(raised.value)
     with pytest.raises(ibarrow.ConfigError, match="already registered"):
         engine.register_odbc("dup", "Driver={SQLite3};Database=:memory:;")
         engine.register_odbc("dup", "Driver={SQLite3};Database=:memory:;")
 
 
-def test_query_timeout_raises_timeout_error(tmp_path) -> None:
+READERS = {
+    "to_arrow": lambda result: result.to_arrow(),
+    "pa.table": pa.table,
+    "pl.DataFrame": pl.DataFrame,
+    "iterate": list,
+}
+
+
+@pytest.mark.parametrize("read", ["to_arrow", "pa.table", "iterate"])
+def test_query_timeout_raises_timeout_error(tmp_path, read: str) -> None:
     config = tmp_path / "ibarrow.toml"
     config.write_text(f'[sources.pg]\nconnection_string = "{PG_CONN}"\nquery_timeout_secs = 1\n')
     engine = ibarrow.Engine.from_config(config)
     started = time.monotonic()
     with pytest.raises(ibarrow.TimeoutError) as raised:
-        engine.sql("SELECT * FROM query('pg', 'SELECT pg_sleep(30) AS slept')").to_arrow()
+        READERS[read](engine.sql("SELECT * FROM query('pg', 'SELECT pg_sleep(30) AS slept')"))
     assert time.monotonic() - started < 10
     assert isinstance(raised.value, TimeoutError)
     assert "query_timeout_secs" in str(raised.value)
@@ -183,7 +195,7 @@ def interrupt_after(seconds: float) -> threading.Timer:
     return timer
 
 
-@pytest.mark.parametrize("read", ["to_arrow", "iterate"])
+@pytest.mark.parametrize("read", ["to_arrow", "pl.DataFrame", "iterate"])
 def test_ctrl_c_cancels_a_running_query_and_frees_its_connection(pg: Database, read: str) -> None:
     engine = engine_with(pg, "pg")
     result = engine.sql("SELECT * FROM query('pg', 'SELECT pg_sleep(30) AS slept')")
@@ -191,10 +203,7 @@ def test_ctrl_c_cancels_a_running_query_and_frees_its_connection(pg: Database, r
     timer = interrupt_after(1.0)
     try:
         with pytest.raises(KeyboardInterrupt):
-            if read == "to_arrow":
-                result.to_arrow()
-            else:
-                list(result)
+            READERS[read](result)
     finally:
         timer.cancel()
     assert time.monotonic() - started < 10

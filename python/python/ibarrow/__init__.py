@@ -29,6 +29,8 @@ from ibarrow._legacy import Connection, QueryConfig, connect
 
 __version__: str = _internal.__version__
 
+# ConnectionError and TimeoutError stay out of `import *`: they would shadow the builtins
+# (they derive from them; use ibarrow.ConnectionError and ibarrow.TimeoutError).
 __all__ = [
     "Engine",
     "QueryResult",
@@ -39,9 +41,7 @@ __all__ = [
     "QueryConfig",
     "Error",
     "ConfigError",
-    "ConnectionError",
     "CircuitOpenError",
-    "TimeoutError",
     "SQLError",
     "ArrowError",
     "PyConnectionError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from os import PathLike
 from typing import TYPE_CHECKING, Any
@@ -29,14 +28,19 @@ class QueryResult:
 
     Implements the Arrow PyCapsule stream protocol, so ``pa.table(result)``,
     ``pl.DataFrame(result)`` and ``pa.RecordBatchReader.from_stream(result)`` read it
-    without copies. Iterating yields ``pyarrow.RecordBatch`` objects as they arrive.
+    without copies (the query runs to the end first). Iterating yields
+    ``pyarrow.RecordBatch`` objects as they arrive.
     """
 
     def __init__(self, inner: _internal.QueryResult) -> None:
         self._inner = inner
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        """Run the query and hand its batches over as an Arrow C stream capsule."""
+        """Run the query to the end and hand its batches over as an Arrow C stream capsule.
+
+        Running first keeps Ctrl-C and ibarrow's exceptions working for ``pa.table(result)``
+        and ``pl.DataFrame(result)``; iterate the result to stream it batch by batch.
+        """
         return self._inner.__arrow_c_stream__(requested_schema)
 
     def __arrow_c_schema__(self) -> object:
@@ -98,38 +102,12 @@ class Table:
         return self._inner.name
 
     def __datafusion_table_provider__(self, session: Any = None) -> object:
-        """The FFI capsule of the table, for the host DataFusion of the same major version."""
-        _check_datafusion_version()
+        """The FFI capsule of the table. Refused (``ibarrow.Error``) unless the installed
+        ``datafusion`` has the major version this build speaks (``DATAFUSION_FFI_MAJOR``)."""
         return self._inner.__datafusion_table_provider__(session)
 
     def __repr__(self) -> str:
         return f"ibarrow.Table({self.name})"
-
-
-def _check_datafusion_version() -> None:
-    """Refuse a host whose FFI layout differs: mixing them would crash, not fail."""
-    wanted = _internal.DATAFUSION_FFI_MAJOR
-    datafusion = sys.modules.get("datafusion")
-    version = getattr(datafusion, "__version__", None)
-    if version is None:
-        try:
-            from importlib.metadata import version as installed_version
-
-            version = installed_version("datafusion")
-        except Exception:
-            version = None
-    if version is None:
-        raise Error(
-            f"cannot tell which datafusion version is installed; ibarrow tables need "
-            f"datafusion {wanted}.x: pip install 'datafusion>={wanted},<{wanted + 1}'"
-        )
-    major = str(version).split(".", 1)[0]
-    if major != str(wanted):
-        raise Error(
-            f"ibarrow tables speak the FFI of DataFusion {wanted}, but datafusion "
-            f"{version} is installed; install a matching one: "
-            f"pip install 'datafusion>={wanted},<{wanted + 1}'"
-        )
 
 
 class Engine:
