@@ -34,6 +34,11 @@ pub struct EngineConfig {
     pub query_timeout_secs: Option<u64>,
     pub retry: Option<RetryConfig>,
     pub breaker: Option<BreakerConfig>,
+    pub pool_size: Option<usize>,
+    pub acquire_timeout_secs: Option<u64>,
+    pub max_lifetime_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub leak_warning_secs: Option<u64>,
 }
 
 /// `breaker = { failure_rate = 0.5, window = 10, open_secs = 30 }`: a source failing that
@@ -82,8 +87,20 @@ pub struct SourceConfig {
     pub min_partition_rows: Option<u64>,
     pub max_text_size: Option<usize>,
     pub max_binary_size: Option<usize>,
+    /// Connections open at once (default 8).
     pub pool_size: Option<usize>,
+    /// How long a query waits for a free connection (default 30 s).
     pub acquire_timeout_secs: Option<u64>,
+    /// Connections older than this are closed instead of reused (default 1800 s; 0: never).
+    pub max_lifetime_secs: Option<u64>,
+    /// Idle connections unused this long are closed (default 600 s; 0: never).
+    pub idle_timeout_secs: Option<u64>,
+    /// Warn about a connection checked out longer than this (default 600 s; 0: never).
+    pub leak_warning_secs: Option<u64>,
+    /// Every session of this source starts read-only (default false).
+    pub read_only: Option<bool>,
+    /// `read_committed`, `repeatable_read`, `serializable`, ... (default: the database's).
+    pub isolation_level: Option<String>,
     /// Login timeout for new connections (default 15 s).
     pub connect_timeout_secs: Option<u64>,
     /// How long one remote statement may run; enforced by ibarrow (default: no limit).
@@ -190,6 +207,11 @@ impl SourceConfig {
         config.query_timeout_secs = config.query_timeout_secs.or(engine.query_timeout_secs);
         config.retry = config.retry.or_else(|| engine.retry.clone());
         config.breaker = config.breaker.or_else(|| engine.breaker.clone());
+        config.pool_size = config.pool_size.or(engine.pool_size);
+        config.acquire_timeout_secs = config.acquire_timeout_secs.or(engine.acquire_timeout_secs);
+        config.max_lifetime_secs = config.max_lifetime_secs.or(engine.max_lifetime_secs);
+        config.idle_timeout_secs = config.idle_timeout_secs.or(engine.idle_timeout_secs);
+        config.leak_warning_secs = config.leak_warning_secs.or(engine.leak_warning_secs);
         config
     }
 
@@ -217,6 +239,26 @@ impl SourceConfig {
         }
         if let Some(secs) = self.connect_timeout_secs {
             pool.connect_timeout = Some(Duration::from_secs(secs.max(1)));
+        }
+        // 0 switches a limit off.
+        let limit = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        if let Some(secs) = self.max_lifetime_secs {
+            pool.max_lifetime = limit(secs);
+        }
+        if let Some(secs) = self.idle_timeout_secs {
+            pool.idle_timeout = limit(secs);
+        }
+        if let Some(secs) = self.leak_warning_secs {
+            pool.leak_warning = limit(secs);
+        }
+        if let Some(read_only) = self.read_only {
+            options.session.read_only = read_only;
+        }
+        if let Some(level) = &self.isolation_level {
+            options.session.isolation = Some(level.parse().map_err(|err| Error::Config {
+                location: format!("[sources.{source}] isolation_level"),
+                message: format!("{err}"),
+            })?);
         }
         let scan: &mut ScanOptions = &mut options.scan;
         if let Some(size) = self.max_text_size {

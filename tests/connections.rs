@@ -534,3 +534,222 @@ async fn tls_modes_reach_postgresql_as_asked() {
         .to_string();
     assert!(err.contains("tls") && err.contains("verify-full"), "{err}");
 }
+
+/// The CA that issued MariaDB's certificate (for 127.0.0.1); `scripts/test-services` makes it.
+const MARIADB_CA: &str = "/etc/mysql/ibarrow-tls/ca.pem";
+
+async fn tls_engine_on(
+    connection_string: &str,
+    mode: &str,
+    ca: Option<&str>,
+) -> ibarrow::Result<Engine> {
+    let config = SourceConfig {
+        connection_string: Some(connection_string.to_string()),
+        tls: Some(ibarrow::TlsConfig {
+            mode: mode.to_string(),
+            ca: ca.map(str::to_string),
+            ..Default::default()
+        }),
+        ..SourceConfig::default()
+    };
+    Engine::builder().source_config("db", config).build().await
+}
+
+/// MariaDB's cipher for this engine's session; empty when the session is plain.
+async fn mariadb_cipher(engine: &Engine) -> String {
+    let sql = "SELECT * FROM query('db', 'SELECT VARIABLE_VALUE AS cipher FROM \
+               information_schema.SESSION_STATUS WHERE VARIABLE_NAME = ''SSL_CIPHER''')";
+    let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_reach_mariadb_as_asked() {
+    let conn = Profile::MariaDb.open().connection_string;
+    let plain = tls_engine_on(&conn, "disable", None).await.unwrap();
+    assert_eq!(mariadb_cipher(&plain).await, "", "disable must stay plain");
+    let required = tls_engine_on(&conn, "require", None).await.unwrap();
+    assert_ne!(mariadb_cipher(&required).await, "", "require must encrypt");
+    // The server's certificate names 127.0.0.1 and chains to the test CA.
+    let verified = tls_engine_on(&conn, "verify-full", Some(MARIADB_CA))
+        .await
+        .unwrap();
+    assert_ne!(mariadb_cipher(&verified).await, "");
+    // Verified against a CA that did not issue it (PostgreSQL's snakeoil), it is refused.
+    let err = tls_engine_on(&conn, "verify-full", Some(SNAKEOIL))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("source `db`"), "{err}");
+    assert!(!err.contains("Pwd=ibarrow"), "{err}");
+}
+
+/// `ibarrow_tls` may only connect over TLS (pg_hba `hostnossl ... reject` on PostgreSQL,
+/// `REQUIRE SSL` on MariaDB): a plain connection is refused, an encrypted one gets in.
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_user_is_refused_plain_connections(profile: Profile) {
+    let conn = Profile::open(profile)
+        .connection_string
+        .replace("Uid=ibarrow;", "Uid=ibarrow_tls;");
+    let err = tls_engine_on(&conn, "disable", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("source `db`"), "{err}");
+    assert!(!err.contains("Pwd=ibarrow"), "{err}");
+    let encrypted = tls_engine_on(&conn, "require", None).await.unwrap();
+    let encrypted = match profile {
+        Profile::Postgres => session_is_encrypted(&encrypted).await,
+        _ => !mariadb_cipher(&encrypted).await.is_empty(),
+    };
+    assert!(encrypted);
+}
+
+/// Log output captured while a test runs.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|log| String::from_utf8_lossy(&log).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_held_too_long_is_warned_about_once() {
+    let log = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let db = Profile::Postgres.open();
+    let config = SourceConfig {
+        connection_string: Some(db.connection_string.clone()),
+        leak_warning_secs: Some(1),
+        ..SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("db", config)
+        .build()
+        .await
+        .unwrap();
+    let sql = "SELECT * FROM query('db', 'SELECT g FROM generate_series(1, 1000000) g')";
+    let mut stream = engine.stream(sql).await.unwrap();
+    // One batch read, the rest left waiting: the scan keeps its connection.
+    stream.next().await.unwrap().unwrap();
+    let held = |engine: &Engine| {
+        let engine = engine.clone();
+        async move { engine.health(Duration::from_secs(5)).await[0].held_too_long }
+    };
+    assert_eq!(held(&engine).await, 0, "not yet past leak_warning_secs");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(held(&engine).await, 1);
+    assert_eq!(held(&engine).await, 1);
+    let text = log.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("longer than leak_warning_secs"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "warned once per checkout: {text}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("source=db"),
+        "{text}"
+    );
+    assert!(!text.contains("Pwd=ibarrow"), "{text}");
+    drop(stream);
+    assert!(
+        connections_released(&engine, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    assert_eq!(held(&engine).await, 0);
+}
+
+/// The pooled connection's backend is killed while its statement runs: the read had
+/// delivered no row, so it is tried again on a fresh connection (or, if that fails too,
+/// reported as a lost connection); the next query answers and nothing stays checked out.
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_mid_query_is_survived(profile: Profile) {
+    let db = profile.open();
+    let engine = single_connection_engine(&db, 3).await;
+    let id_query = match profile {
+        Profile::Postgres => "SELECT * FROM query('db', 'SELECT pg_backend_pid() AS id')",
+        _ => "SELECT * FROM query('db', 'SELECT CONNECTION_ID() AS id')",
+    };
+    let batches = engine.sql(id_query).await.unwrap().collect().await.unwrap();
+    let id =
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    let slow = match profile {
+        Profile::Postgres => "SELECT * FROM query('db', 'SELECT 1 AS n FROM pg_sleep(2)')",
+        _ => "SELECT * FROM query('db', 'SELECT SLEEP(2) AS n')",
+    };
+    let running = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = match engine.sql(slow).await {
+                Ok(frame) => frame.collect().await.map_err(ibarrow::Error::from),
+                Err(err) => Err(err),
+            };
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let kill = match profile {
+        Profile::Postgres => format!("SELECT pg_terminate_backend({id})"),
+        _ => format!("KILL {id}"),
+    };
+    db.execute(&[&kill]);
+    let (outcome, took) = running.await.unwrap();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    match outcome {
+        Ok(batches) => assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1),
+        Err(err) => {
+            let text = err.to_string();
+            assert!(text.contains("connection broke"), "{text}");
+        }
+    }
+    let started = Instant::now();
+    let batches = engine.sql(id_query).await.unwrap().collect().await.unwrap();
+    let new_id =
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    assert_ne!(new_id, id, "the killed connection was handed out again");
+    eprintln!(
+        "{profile:?}: killed mid-query, the query ended after {took:?}; next query in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        connections_released(&engine, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+}

@@ -59,7 +59,31 @@ impl PassthroughTable {
 
     /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
     /// are synchronous); the statement is not executed.
+    /// A connection lost before the statement was described (a restarted server behind an
+    /// idle pooled connection) is retried on a fresh one, as scans are.
     pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
+        let retry = source.options().retry.clone();
+        let mut attempt = 1;
+        loop {
+            match Self::describe_once(Arc::clone(&source), sql) {
+                Err(err) if err.is_transient() && attempt < retry.attempts => {
+                    let pause = retry.backoff(attempt);
+                    tracing::warn!(
+                        source = source.name(),
+                        attempt,
+                        pause_ms = pause.as_millis() as u64,
+                        error = %err,
+                        "retrying the description of a passthrough query on a fresh connection"
+                    );
+                    std::thread::sleep(pause);
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn describe_once(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
         let dialect = source.dialect();
         let permit = source.pool().acquire_blocking()?;
         let connection = source.pool().checkout(permit)?;

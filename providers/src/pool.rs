@@ -30,6 +30,9 @@ pub struct PoolOptions {
     pub idle_timeout: Option<Duration>,
     /// `SQL_ATTR_LOGIN_TIMEOUT` for new connections.
     pub connect_timeout: Option<Duration>,
+    /// A connection checked out for longer than this is reported (a warning in the log, once
+    /// per checkout, and in health checks): a leak, or a query far slower than expected.
+    pub leak_warning: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -40,6 +43,7 @@ impl Default for PoolOptions {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             connect_timeout: Some(Duration::from_secs(15)),
+            leak_warning: Some(Duration::from_secs(10 * 60)),
         }
     }
 }
@@ -58,6 +62,14 @@ pub struct ConnectionPool {
     idle: Mutex<Vec<IdleConnection>>,
     /// Statements run on every new connection (read-only mode, isolation level).
     session_setup: Vec<String>,
+    /// Checked-out connections by checkout number, for the leak warning.
+    checked_out: Mutex<std::collections::BTreeMap<u64, Checkout>>,
+    next_checkout: std::sync::atomic::AtomicU64,
+}
+
+struct Checkout {
+    since: Instant,
+    warned: bool,
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -93,6 +105,8 @@ impl ConnectionPool {
             },
             idle: Mutex::new(Vec::new()),
             session_setup: Vec::new(),
+            checked_out: Mutex::new(std::collections::BTreeMap::new()),
+            next_checkout: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -121,6 +135,7 @@ impl ConnectionPool {
 
     /// Waits for a free slot, at most `acquire_timeout`.
     pub async fn acquire(&self) -> Result<PoolPermit, OdbcError> {
+        self.held_too_long();
         let waited = self.options.acquire_timeout;
         match tokio::time::timeout(waited, Arc::clone(&self.permits).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(PoolPermit { _held: permit }),
@@ -158,6 +173,7 @@ impl ConnectionPool {
                 return Ok(PooledConnection {
                     connection: Some(idle.connection),
                     created: idle.created,
+                    checkout: self.register_checkout(),
                     pool: Arc::clone(self),
                     broken: std::cell::Cell::new(false),
                     _permit: permit,
@@ -169,6 +185,7 @@ impl ConnectionPool {
         Ok(PooledConnection {
             connection: Some(connection),
             created: Instant::now(),
+            checkout: self.register_checkout(),
             pool: Arc::clone(self),
             broken: std::cell::Cell::new(false),
             _permit: permit,
@@ -219,6 +236,52 @@ impl ConnectionPool {
         &self.source_name
     }
 
+    fn register_checkout(&self) -> u64 {
+        let number = self
+            .next_checkout
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut held) = self.checked_out.lock() {
+            held.insert(
+                number,
+                Checkout {
+                    since: Instant::now(),
+                    warned: false,
+                },
+            );
+        }
+        number
+    }
+
+    /// Connections checked out for longer than `leak_warning`; each is logged as a warning
+    /// the first time it is seen. Runs on every acquire and health check.
+    pub fn held_too_long(&self) -> usize {
+        let Some(limit) = self.options.leak_warning else {
+            return 0;
+        };
+        let Ok(mut held) = self.checked_out.lock() else {
+            return 0;
+        };
+        let mut count = 0;
+        for checkout in held.values_mut() {
+            let held_for = checkout.since.elapsed();
+            if held_for <= limit {
+                continue;
+            }
+            count += 1;
+            if !checkout.warned {
+                checkout.warned = true;
+                tracing::warn!(
+                    source = %self.source_name,
+                    held_secs = held_for.as_secs(),
+                    limit_secs = limit.as_secs(),
+                    "a connection has been checked out for longer than leak_warning_secs: a \
+                     result nobody reads to the end, or a query far slower than expected"
+                );
+            }
+        }
+        count
+    }
+
     fn pop_idle(&self) -> Option<IdleConnection> {
         self.idle.lock().ok()?.pop()
     }
@@ -253,6 +316,7 @@ impl ConnectionPool {
 pub struct PooledConnection {
     connection: Option<Connection<'static>>,
     created: Instant,
+    checkout: u64,
     pool: Arc<ConnectionPool>,
     broken: std::cell::Cell<bool>,
     // Released after the connection is back in the idle list (fields drop in order).
@@ -268,8 +332,11 @@ impl PooledConnection {
     /// Turns a driver error into an [`OdbcError`] (secrets scrubbed) and discards the
     /// connection when the error left it dead.
     pub fn failure(&self, context: &str, err: odbc_api::Error) -> OdbcError {
-        let lost = is_connection_lost(&err);
-        if lost || self.is_dead().unwrap_or(true) {
+        // psqlODBC reports a backend terminated by a server shutdown as HY000; the driver's
+        // own verdict that the connection is dead settles it.
+        let dead = self.is_dead();
+        let lost = is_connection_lost(&err) || matches!(dead, Ok(true));
+        if lost || dead.unwrap_or(true) {
             self.discard();
         }
         let (state, message) = describe(&err, &self.pool.connection_string);
@@ -304,6 +371,9 @@ impl Deref for PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
+        if let Ok(mut held) = self.pool.checked_out.lock() {
+            held.remove(&self.checkout);
+        }
         if let Some(connection) = self.connection.take()
             && !self.broken.get()
             && !connection.is_dead().unwrap_or(true)

@@ -149,6 +149,8 @@ pub struct SourceHealth {
     pub pool_max: usize,
     pub in_use: usize,
     pub idle: usize,
+    /// Connections checked out for longer than the pool's `leak_warning`.
+    pub held_too_long: usize,
 }
 
 /// A connected ODBC database. Cheap to share (`Arc`); every method is safe to call from many
@@ -297,6 +299,7 @@ impl OdbcSource {
             pool_max: self.pool.options().max_size,
             in_use: self.pool.in_use(),
             idle: self.pool.idle_count(),
+            held_too_long: self.pool.held_too_long(),
         }
     }
 

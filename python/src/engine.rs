@@ -71,7 +71,7 @@ impl PyEngine {
     }
 
     /// Each source's health: a list of dicts with `source`, `reachable`, `latency_ms`,
-    /// `error`, `breaker`, `pool_max`, `in_use`, `idle`.
+    /// `error`, `breaker`, `pool_max`, `in_use`, `idle`, `held_too_long`.
     #[pyo3(signature = (timeout=5.0))]
     fn health<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let timeout = Duration::try_from_secs_f64(timeout).map_err(|err| {
@@ -93,6 +93,7 @@ impl PyEngine {
                 dict.set_item("pool_max", health.pool_max)?;
                 dict.set_item("in_use", health.in_use)?;
                 dict.set_item("idle", health.idle)?;
+                dict.set_item("held_too_long", health.held_too_long)?;
                 Ok(dict)
             })
             .collect()

@@ -140,7 +140,14 @@ fn health(session: &mut Session) -> Outcome {
                 h.latency
                     .map(|l| format!("{:.1}", l.as_secs_f64() * 1000.0))
                     .unwrap_or_default(),
-                format!("{}/{} in use; {} idle", h.in_use, h.pool_max, h.idle),
+                if h.held_too_long > 0 {
+                    format!(
+                        "{}/{} in use ({} held too long); {} idle",
+                        h.in_use, h.pool_max, h.held_too_long, h.idle
+                    )
+                } else {
+                    format!("{}/{} in use; {} idle", h.in_use, h.pool_max, h.idle)
+                },
                 h.breaker
                     .map(|b| format!("{b:?}").to_lowercase())
                     .unwrap_or_else(|| "off".into()),
