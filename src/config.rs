@@ -29,6 +29,14 @@ pub struct EngineConfig {
     pub target_partitions: Option<usize>,
     /// How long table metadata (columns, keys, row estimates) is reused; default 300 s.
     pub schema_cache_ttl_secs: Option<u64>,
+    /// Longest SQL text accepted, in bytes; default 1 MiB.
+    pub max_sql_bytes: Option<usize>,
+    /// Query quotas per user and client; none by default.
+    pub rate_limits: Option<RateLimitConfig>,
+    /// Queries slower than this are logged as warnings ("slow query").
+    pub slow_query_ms: Option<u64>,
+    /// Replace string literals by `?` in the query log (default false).
+    pub log_mask_literals: Option<bool>,
     /// Defaults for every source that sets none itself.
     pub connect_timeout_secs: Option<u64>,
     pub query_timeout_secs: Option<u64>,
@@ -39,6 +47,17 @@ pub struct EngineConfig {
     pub max_lifetime_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub leak_warning_secs: Option<u64>,
+}
+
+/// `rate_limits = { per_user_per_minute = 60, per_client_per_hour = 10000, ... }`: queries
+/// a session may start; a quota left out is no limit.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_user_per_minute: Option<u32>,
+    pub per_user_per_hour: Option<u32>,
+    pub per_client_per_minute: Option<u32>,
+    pub per_client_per_hour: Option<u32>,
 }
 
 /// `breaker = { failure_rate = 0.5, window = 10, open_secs = 30 }`: a source failing that

@@ -33,6 +33,9 @@ struct Inner {
     catalogs: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
     /// The same sources by name, shared with the `query()` table function.
     sources: SourceMap,
+    limits: crate::governance::InputLimits,
+    rate_limits: crate::rate_limit::RateLimits,
+    monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -102,6 +105,9 @@ impl Engine {
         let ctx = SessionContext::new_with_config(session);
         ctx.add_optimizer_rule(Arc::new(SubPlanPushdown));
         let sources = SourceMap::default();
+        let rate_limits = crate::rate_limit::RateLimits::new(
+            &config.engine.rate_limits.clone().unwrap_or_default(),
+        )?;
         ctx.register_udtf(
             "query",
             Arc::new(QueryFunction {
@@ -118,6 +124,17 @@ impl Engine {
                     .map_or(DEFAULT_CACHE_TTL, Duration::from_secs),
                 catalogs: RwLock::new(BTreeMap::new()),
                 sources,
+                limits: crate::governance::InputLimits {
+                    max_sql_bytes: config
+                        .engine
+                        .max_sql_bytes
+                        .unwrap_or(crate::governance::InputLimits::default().max_sql_bytes),
+                },
+                rate_limits,
+                monitor: Arc::new(crate::monitor::Monitor::new(
+                    config.engine.slow_query_ms.map(Duration::from_millis),
+                    config.engine.log_mask_literals.unwrap_or(false),
+                )),
             }),
         };
         let registrations = config
@@ -173,9 +190,76 @@ impl Engine {
         Ok(())
     }
 
-    /// Plans `sql`; the returned DataFrame runs when collected or streamed.
+    /// Plans `sql`, one statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); the
+    /// returned DataFrame runs when collected or streamed. The text is checked first
+    /// ([`crate::governance`]): size, control characters, statement kind.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        Ok(self.inner.ctx.sql(sql).await?)
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::InputRejected(format!(
+                "one statement per call, and this text holds {}; run them one at a time or \
+                 as a script (Engine::script)",
+                statements.len()
+            )));
+        }
+        match statements.pop() {
+            Some(statement) => self.plan(statement).await,
+            None => Err(Error::InputRejected(
+                "the SQL text holds no statement".into(),
+            )),
+        }
+    }
+
+    /// [`Self::sql`] for text that arrives as bytes; invalid UTF-8 is refused.
+    pub async fn sql_bytes(&self, sql: &[u8]) -> Result<DataFrame> {
+        self.sql(crate::governance::decode(sql)?).await
+    }
+
+    /// Plans every statement of a script, in order, each checked as [`Self::sql`] checks one.
+    pub async fn script(&self, sql: &str) -> Result<Vec<DataFrame>> {
+        let mut frames = Vec::new();
+        for statement in self.parse(sql)? {
+            frames.push(self.plan(statement).await?);
+        }
+        Ok(frames)
+    }
+
+    /// A session that runs queries on behalf of `user` from `client` (the REPL passes the
+    /// OS user, Python its caller's): rate limits, the query log and metrics count them.
+    pub fn session(&self, user: &str, client: &str) -> Session {
+        Session {
+            engine: self.clone(),
+            user: user.to_string(),
+            client: client.to_string(),
+        }
+    }
+
+    /// Counters and the duration histogram of the queries run through sessions.
+    pub fn metrics(&self) -> crate::monitor::MetricsSnapshot {
+        self.inner.monitor.snapshot()
+    }
+
+    fn parse(&self, sql: &str) -> Result<Vec<datafusion::sql::parser::Statement>> {
+        crate::governance::check_text(sql, &self.inner.limits)?;
+        let state = self.inner.ctx.state();
+        let dialect_name = state.config().options().sql_parser.dialect;
+        let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect_name)
+            .ok_or_else(|| Error::Config {
+                location: "[engine]".into(),
+                message: format!("unknown SQL dialect {dialect_name}"),
+            })?;
+        let statements =
+            datafusion::sql::parser::DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?;
+        for statement in &statements {
+            crate::governance::check_read_only(statement)?;
+        }
+        Ok(statements.into_iter().collect())
+    }
+
+    async fn plan(&self, statement: datafusion::sql::parser::Statement) -> Result<DataFrame> {
+        let state = self.inner.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        Ok(self.inner.ctx.execute_logical_plan(plan).await?)
     }
 
     /// Runs `sql` and streams its result.
@@ -212,8 +296,9 @@ impl Engine {
         Ok(Arc::clone(self.catalog(name)?.source()))
     }
 
-    /// The DataFusion session, for registering other tables or functions.
-    pub fn session(&self) -> &SessionContext {
+    /// The DataFusion context, for registering other tables or functions. SQL run on it
+    /// directly bypasses the checks of [`Self::sql`].
+    pub fn context(&self) -> &SessionContext {
         &self.inner.ctx
     }
 
@@ -230,5 +315,86 @@ impl Engine {
                         .unwrap_or_default(),
                 )
             })
+    }
+}
+
+/// Queries on behalf of a user and a client ([`Engine::session`]).
+#[derive(Debug, Clone)]
+pub struct Session {
+    engine: Engine,
+    user: String,
+    client: String,
+}
+
+impl Session {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// [`Engine::sql`] on behalf of this session's user, within the engine's rate limits. A
+    /// refusal is counted and logged; run the plan with [`Self::execute`] (or use
+    /// [`Self::stream`]) so that its run is monitored too.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let planned = match self
+            .engine
+            .inner
+            .rate_limits
+            .check(&self.user, &self.client)
+        {
+            Ok(()) => self.engine.sql(sql).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = &planned {
+            let monitor = &self.engine.inner.monitor;
+            monitor.refused(monitor.begin(&self.user, &self.client, sql), err.kind());
+        }
+        planned
+    }
+
+    /// [`Self::sql`] for text that arrives as bytes; invalid UTF-8 is refused.
+    pub async fn sql_bytes(&self, sql: &[u8]) -> Result<DataFrame> {
+        self.sql(crate::governance::decode(sql)?).await
+    }
+
+    /// Plans and runs `sql`; the stream reports the query to the monitor when it ends.
+    pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let frame = self.sql(sql).await?;
+        self.execute(frame, sql).await
+    }
+
+    /// Runs a frame planned by [`Self::sql`], monitored.
+    pub async fn execute(&self, frame: DataFrame, sql: &str) -> Result<SendableRecordBatchStream> {
+        let plan = frame.create_physical_plan().await?;
+        self.execute_plan(plan, sql)
+    }
+
+    /// Runs a physical plan of one of this session's queries, monitored.
+    pub fn execute_plan(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        sql: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        let monitor = Arc::clone(&self.engine.inner.monitor);
+        let record = monitor.begin(&self.user, &self.client, sql);
+        let task = self.engine.inner.ctx.task_ctx();
+        let stream = match datafusion::physical_plan::execute_stream(Arc::clone(&plan), task) {
+            Ok(stream) => stream,
+            Err(err) => {
+                let kind = crate::error::ErrorKind::of_datafusion(&err);
+                monitor.finish(record, plan.as_ref(), crate::monitor::Outcome::Failed(kind));
+                return Err(err.into());
+            }
+        };
+        Ok(Box::pin(crate::monitor::MonitoredStream::new(
+            stream, plan, monitor, record,
+        )))
     }
 }

@@ -15,6 +15,15 @@ pub enum Error {
     UnknownSource(String, String),
     #[error("a source named `{0}` is already registered; pick another name")]
     DuplicateSource(String),
+    /// The query text was refused before planning (size, characters, statement kind).
+    #[error("{0}")]
+    InputRejected(String),
+    /// A quota of `[engine] rate_limits` is used up.
+    #[error("rate limit: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Odbc(#[from] ibarrow_providers::OdbcError),
     #[error(transparent)]
@@ -22,3 +31,101 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an error is, for callers that branch on it (Python's exception
+/// classes, the query log's error kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A setting, argument or configuration names something invalid or unknown.
+    Config,
+    /// The query text was refused before planning.
+    Input,
+    RateLimit,
+    /// The database could not be reached, refused the login or dropped the connection.
+    Connection,
+    CircuitOpen,
+    Timeout,
+    /// The query was refused by the planner or the database.
+    Sql,
+    /// A value could not be converted (unsupported type, value too long).
+    Arrow,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Input => "input",
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Connection => "connection",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Sql => "sql",
+            ErrorKind::Arrow => "arrow",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    pub fn of_odbc(err: &ibarrow_providers::OdbcError) -> Self {
+        use ibarrow_providers::OdbcError as E;
+        match err {
+            E::DriverNotInstalled { .. }
+            | E::LoginFailed { .. }
+            | E::ConnectFailed { .. }
+            | E::ConnectionLost { .. }
+            | E::PoolTimeout { .. } => ErrorKind::Connection,
+            E::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            E::Timeout { .. } => ErrorKind::Timeout,
+            E::InvalidConnectionString(_) | E::InvalidPartitionColumn { .. } => ErrorKind::Config,
+            E::UnsupportedType { .. } | E::Truncated { .. } => ErrorKind::Arrow,
+            E::TableNotFound { .. }
+            | E::SchemaNotFound { .. }
+            | E::AmbiguousName { .. }
+            | E::Odbc { .. } => ErrorKind::Sql,
+            E::Sql { source, .. } => match source {
+                ibarrow_sql::SqlError::Unsupported(_) => ErrorKind::Config,
+                _ => ErrorKind::Sql,
+            },
+            E::Task { .. } => ErrorKind::Internal,
+            E::Shared(inner) => Self::of_odbc(inner),
+        }
+    }
+
+    /// DataFusion wraps a scan's error in `External`, `Context`, `Shared` or an Arrow
+    /// `ExternalError` on its way up: the ODBC error anywhere in the chain decides.
+    pub fn of_datafusion(err: &datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(err) = current {
+            if let Some(odbc) = err.downcast_ref::<ibarrow_providers::OdbcError>() {
+                return Self::of_odbc(odbc);
+            }
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return ours.kind();
+            }
+            current = err.source();
+        }
+        match err.find_root() {
+            D::ArrowError(..) => ErrorKind::Arrow,
+            D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => ErrorKind::Sql,
+            D::Configuration(_) => ErrorKind::Config,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config { .. }
+            | Error::MissingVariable { .. }
+            | Error::DuplicateSource(_)
+            | Error::UnknownSource(..) => ErrorKind::Config,
+            Error::InputRejected(_) => ErrorKind::Input,
+            Error::RateLimited { .. } => ErrorKind::RateLimit,
+            Error::Odbc(odbc) => ErrorKind::of_odbc(odbc),
+            Error::DataFusion(df) => ErrorKind::of_datafusion(df),
+        }
+    }
+}

@@ -10,14 +10,20 @@ pub mod config;
 pub mod demo;
 mod engine;
 mod error;
+pub mod governance;
+pub mod logging;
+pub mod monitor;
 mod passthrough;
 mod pushdown;
+pub mod rate_limit;
 
 pub use datafusion;
 pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
-pub use config::{BreakerConfig, Config, RetryConfig, SourceConfig, TableConfig, TlsConfig};
-pub use engine::{Engine, EngineBuilder};
-pub use error::{Error, Result};
+pub use config::{
+    BreakerConfig, Config, RateLimitConfig, RetryConfig, SourceConfig, TableConfig, TlsConfig,
+};
+pub use engine::{Engine, EngineBuilder, Session};
+pub use error::{Error, ErrorKind, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};

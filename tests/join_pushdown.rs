@@ -107,8 +107,8 @@ impl Shop<'_> {
             .replace("customers", &format!("db.{schema}.{}", self.names[0]))
             .replace("orders", &format!("db.{schema}.{}", self.names[1]))
             .replace("lines", &format!("db.{schema}.{}", self.names[2]));
-        let (pushed, statements) = run(self.pushed.session(), &sql).await;
-        let (local, local_statements) = run(self.local.session(), &sql).await;
+        let (pushed, statements) = run(self.pushed.context(), &sql).await;
+        let (local, local_statements) = run(self.local.context(), &sql).await;
         assert!(
             local_statements.iter().all(|s| !s.contains(" JOIN ")),
             "{local_statements:?}"
@@ -250,6 +250,6 @@ async fn tables_of_different_sources_are_never_joined_remotely() {
         "SELECT count(*) FROM a.public.{} o JOIN b.public.{} c ON o.customer_id = c.id",
         shop.names[1], shop.names[0]
     );
-    let (_, statements) = run(other.session(), &sql).await;
+    let (_, statements) = run(other.context(), &sql).await;
     assert_eq!(statements.len(), 2, "{statements:?}");
 }

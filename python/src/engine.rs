@@ -13,28 +13,49 @@ use crate::table::PyTable;
 #[pyclass(name = "Engine", module = "ibarrow._internal", frozen)]
 pub struct PyEngine {
     engine: ibarrow::Engine,
+    /// Every query runs in this session: its user and client meet the engine's rate limits
+    /// and appear in its logs.
+    session: ibarrow::Session,
+}
+
+fn session_of(engine: &ibarrow::Engine, user: Option<&str>, client: &str) -> ibarrow::Session {
+    let user = user.map_or_else(ibarrow::governance::os_user, str::to_string);
+    engine.session(&user, client)
 }
 
 #[pymethods]
 impl PyEngine {
     /// An engine without sources; add them with `register_odbc`.
     #[new]
-    #[pyo3(signature = (target_partitions=None))]
-    fn new(py: Python<'_>, target_partitions: Option<usize>) -> PyResult<Self> {
+    #[pyo3(signature = (target_partitions=None, user=None, client="python"))]
+    fn new(
+        py: Python<'_>,
+        target_partitions: Option<usize>,
+        user: Option<&str>,
+        client: &str,
+    ) -> PyResult<Self> {
         let mut builder = ibarrow::Engine::builder();
         if let Some(partitions) = target_partitions {
             builder = builder.target_partitions(partitions);
         }
         let engine = wait_for_future(py, builder.build())?.map_err(to_py)?;
-        Ok(Self { engine })
+        let session = session_of(&engine, user, client);
+        Ok(Self { engine, session })
     }
 
     /// An engine with the sources of a TOML configuration file.
     #[staticmethod]
-    fn from_config(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, user=None, client="python"))]
+    fn from_config(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        user: Option<&str>,
+        client: &str,
+    ) -> PyResult<Self> {
         let engine =
             wait_for_future(py, ibarrow::Engine::from_config_file(path))?.map_err(to_py)?;
-        Ok(Self { engine })
+        let session = session_of(&engine, user, client);
+        Ok(Self { engine, session })
     }
 
     /// Connects an ODBC database as source `name` (tables become `name.schema.table`).
@@ -42,10 +63,22 @@ impl PyEngine {
         wait_for_future(py, self.engine.register_odbc(name, connection_string))?.map_err(to_py)
     }
 
-    /// Plans `query`; nothing runs until the result is read.
-    fn sql(&self, py: Python<'_>, query: &str) -> PyResult<PyQueryResult> {
-        let frame = wait_for_future(py, self.engine.sql(query))?.map_err(to_py)?;
-        Ok(PyQueryResult::new(frame))
+    /// Plans `query` (str, or UTF-8 bytes); nothing runs until the result is read.
+    fn sql(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyQueryResult> {
+        let text = if let Ok(bytes) = query.cast::<pyo3::types::PyBytes>() {
+            ibarrow::governance::decode(bytes.as_bytes())
+                .map_err(to_py)?
+                .to_string()
+        } else {
+            query.extract::<String>()?
+        };
+        let frame = wait_for_future(py, self.session.sql(&text))?.map_err(to_py)?;
+        Ok(PyQueryResult::new(frame, self.session.clone(), text))
+    }
+
+    /// Counters of the queries run so far, as Prometheus text.
+    fn metrics_prometheus(&self) -> String {
+        self.engine.metrics().to_prometheus()
     }
 
     /// Forgets the cached schemas and tables of a source.
@@ -60,7 +93,7 @@ impl PyEngine {
 
     /// A table of the engine (`source.schema.table`) for a datafusion-python context.
     fn table(&self, py: Python<'_>, name: &str) -> PyResult<PyTable> {
-        let ctx = self.engine.session().clone();
+        let ctx = self.engine.context().clone();
         let reference = name.to_string();
         let provider = wait_for_future(
             py,

@@ -9,7 +9,7 @@ use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
 
@@ -95,11 +95,18 @@ impl PyArrowBatches {
 #[pyclass(name = "QueryResult", module = "ibarrow._internal", frozen)]
 pub struct PyQueryResult {
     frame: DataFrame,
+    /// Runs go through the session, so the engine's monitor sees them.
+    session: ibarrow::Session,
+    sql: String,
 }
 
 impl PyQueryResult {
-    pub fn new(frame: DataFrame) -> Self {
-        Self { frame }
+    pub fn new(frame: DataFrame, session: ibarrow::Session, sql: String) -> Self {
+        Self {
+            frame,
+            session,
+            sql,
+        }
     }
 }
 
@@ -126,7 +133,13 @@ impl PyQueryResult {
     fn collect(&self, py: Python<'_>) -> PyResult<PyArrowBatches> {
         let frame = self.frame.clone();
         let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = wait_for_future(py, frame.collect())?.map_err(to_py)?;
+        let (session, sql) = (&self.session, self.sql.as_str());
+        let batches = wait_for_future(py, async move {
+            let stream = session.execute(frame, sql).await?;
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
+            Ok::<_, ibarrow::Error>(batches)
+        })?
+        .map_err(to_py)?;
         // The batches' own schema is what the consumer must see (the planned one can differ
         // in nullability or metadata).
         let schema = batches.first().map_or(planned, RecordBatch::schema);
@@ -136,7 +149,7 @@ impl PyQueryResult {
     /// Starts the query for iteration batch by batch.
     fn execute(&self, py: Python<'_>) -> PyResult<PyBatchStream> {
         let frame = self.frame.clone();
-        let stream = wait_for_future(py, frame.execute_stream())?.map_err(to_py)?;
+        let stream = wait_for_future(py, self.session.execute(frame, &self.sql))?.map_err(to_py)?;
         Ok(PyBatchStream {
             stream: std::sync::Mutex::new(Some(stream)),
             closed: std::sync::atomic::AtomicBool::new(false),

@@ -216,3 +216,24 @@ def test_ctrl_c_cancels_a_running_query_and_frees_its_connection(pg: Database, r
     while pg.native(sleeping) != [["0"]] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pg.native(sleeping) == [["0"]], "the remote statement is still running"
+
+
+def test_input_is_checked_before_planning(lite: Database) -> None:
+    engine = engine_with(lite)
+    for bad in ["DROP TABLE src.main.t", "SELECT 1; SELECT 2", "SELECT 1\x00", b"SELECT '\xff'"]:
+        with pytest.raises(ibarrow.InputError) as raised:
+            engine.sql(bad)
+        assert isinstance(raised.value, ValueError)
+    assert engine.sql(b"SELECT 1 AS one").to_arrow().column("one").to_pylist() == [1]
+
+
+def test_rate_limits_refuse_with_a_retry_time(tmp_path) -> None:
+    config = tmp_path / "ibarrow.toml"
+    config.write_text("[engine]\nrate_limits = { per_user_per_minute = 3 }\n")
+    alice = ibarrow.Engine.from_config(config, user="alice")
+    for _ in range(3):
+        alice.sql("SELECT 1")
+    with pytest.raises(ibarrow.RateLimitError, match=r"user `alice`.*retry in"):
+        alice.sql("SELECT 1")
+    bob = ibarrow.Engine.from_config(config, user="bob")
+    assert bob.sql("SELECT 1 AS one").to_arrow().num_rows == 1

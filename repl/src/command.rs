@@ -19,6 +19,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "list the sources with their database and pool use",
     ),
+    (
+        "\\metrics",
+        "",
+        "query counters and durations (Prometheus text)",
+    ),
     ("\\dn", "[source]", "list schemas"),
     (
         "\\dt",
@@ -78,6 +83,10 @@ pub fn run(session: &mut Session, line: &str) -> Outcome {
         }
         "\\sources" => sources(session),
         "\\health" => health(session),
+        "\\metrics" => {
+            print!("{}", session.engine.metrics().to_prometheus());
+            Outcome::Done
+        }
         "\\dn" => schemas(session, args),
         "\\dt" => tables(session, args),
         "\\d" if args.is_empty() => tables(session, ""),
@@ -172,7 +181,7 @@ fn health(session: &mut Session) -> Outcome {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn schemas(session: &mut Session, source: &str) -> Outcome {
-    let ctx = session.engine.session();
+    let ctx = session.engine.context();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, source) {
         if let Some(catalog) = ctx.catalog(&catalog_name) {
@@ -188,7 +197,7 @@ fn schemas(session: &mut Session, source: &str) -> Outcome {
 }
 
 fn tables(session: &mut Session, pattern: &str) -> Outcome {
-    let ctx = session.engine.session();
+    let ctx = session.engine.context();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, "") {
         let Some(catalog) = ctx.catalog(&catalog_name) else {
@@ -224,7 +233,7 @@ fn catalogs(session: &Session, only: &str) -> Vec<String> {
 
 fn describe(session: &mut Session, name: &str) -> Outcome {
     let reference = TableReference::from(name.trim_end_matches(';'));
-    let ctx = session.engine.session().clone();
+    let ctx = session.engine.context().clone();
     let provider = match session
         .runtime
         .block_on(async { ctx.table_provider(reference).await })

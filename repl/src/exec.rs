@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use ibarrow::Engine;
 use ibarrow::providers::OdbcExec;
@@ -82,15 +82,18 @@ async fn run_query(
     timing: bool,
     started: Instant,
 ) -> Outcome {
-    let plan = match plan(engine, sql).await {
+    // A session of the engine, so the REPL gets the same input checks, rate limits and
+    // query monitoring as every other caller.
+    let session = engine.session(&ibarrow::governance::os_user(), "ibarrow-repl");
+    let plan = match plan(&session, sql).await {
         Ok(plan) => plan,
         Err(err) => return Outcome::Failed(error_message(&err)),
     };
     // Stops (and clears its line) when dropped: at the end, or when Ctrl-C drops the query.
     let _progress = Progress::start(Arc::clone(&plan), started);
-    let mut stream = match execute_stream(Arc::clone(&plan), engine.session().task_ctx()) {
+    let mut stream = match session.execute_plan(Arc::clone(&plan), sql) {
         Ok(stream) => stream,
-        Err(err) => return Outcome::Failed(error_message(&err)),
+        Err(err) => return Outcome::Failed(error_message(&as_datafusion(err))),
     };
     let mut out = match writer(format, sink, plan.schema(), max_rows) {
         Ok(out) => out,
@@ -184,9 +187,19 @@ impl Drop for Progress {
     }
 }
 
-async fn plan(engine: &Engine, sql: &str) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-    let frame = engine.session().sql(sql).await?;
+async fn plan(
+    session: &ibarrow::Session,
+    sql: &str,
+) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let frame = session.sql(sql).await.map_err(as_datafusion)?;
     frame.create_physical_plan().await
+}
+
+fn as_datafusion(err: ibarrow::Error) -> DataFusionError {
+    match err {
+        ibarrow::Error::DataFusion(err) => err,
+        other => DataFusionError::External(Box::new(other)),
+    }
 }
 
 /// Rows delivered so far by the plan's remote scans.

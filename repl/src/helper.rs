@@ -134,7 +134,7 @@ impl SqlHelper {
     /// Names that may follow `qualifier.`: schemas of a source, tables of `source.schema`,
     /// or else the columns of the tables the statement names (`alias.` is not resolved).
     fn qualified(&self, buffer: &str, qualifier: &str) -> Vec<String> {
-        let ctx = self.engine.session();
+        let ctx = self.engine.context();
         let parts: Vec<&str> = qualifier.split('.').collect();
         match parts.as_slice() {
             [source] if ctx.catalog(source).is_some() => ctx
@@ -152,7 +152,7 @@ impl SqlHelper {
 
     /// Columns of the `source.schema.table` names written in the statement.
     fn referenced_columns(&self, buffer: &str) -> Vec<String> {
-        let ctx = self.engine.session().clone();
+        let ctx = self.engine.context().clone();
         let tables: Vec<String> = buffer
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .filter(|token| token.matches('.').count() == 2 && !token.ends_with('.'))

@@ -56,6 +56,9 @@ struct Args {
     /// Print how long each statement took
     #[arg(long)]
     timing: bool,
+    /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG, default warn)
+    #[arg(long, value_name = "FORMAT", default_value = "human")]
+    log_format: String,
 }
 
 const AFTER_HELP: &str = "Statements piped on standard input run when it is not a terminal. \
@@ -63,6 +66,14 @@ The exit status is non-zero after any failed statement.";
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let logging = args
+        .log_format
+        .parse::<ibarrow::logging::LogFormat>()
+        .and_then(|format| ibarrow::logging::init(format).map_err(|err| err.to_string()));
+    if let Err(message) = logging {
+        eprintln!("ibarrow: {message}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -248,12 +248,12 @@ pub async fn register_plain_names(
         for table in tables {
             let remote = format!("{source}.{schema}.{}", remote_name(table, scale));
             let provider = engine
-                .session()
+                .context()
                 .table_provider(remote.as_str())
                 .await
                 .unwrap_or_else(|e| panic!("{remote}: {e}"));
             engine
-                .session()
+                .context()
                 .register_table(table.name, provider)
                 .unwrap();
             registered.push((table.name, remote));

@@ -119,23 +119,35 @@ class Engine:
     databases.
     """
 
-    def __init__(self, target_partitions: int | None = None) -> None:
-        """An engine without sources; ``target_partitions`` defaults to the cores."""
-        self._inner = _internal.Engine(target_partitions)
+    def __init__(
+        self, target_partitions: int | None = None, user: str | None = None, client: str = "python"
+    ) -> None:
+        """An engine without sources; ``target_partitions`` defaults to the cores.
+
+        Queries run on behalf of ``user`` (default: the OS user) from ``client``: the
+        engine's rate limits and logs count them under these names.
+        """
+        self._inner = _internal.Engine(target_partitions, user, client)
 
     @classmethod
-    def from_config(cls, path: str | PathLike[str]) -> Engine:
+    def from_config(
+        cls, path: str | PathLike[str], user: str | None = None, client: str = "python"
+    ) -> Engine:
         """An engine with the sources of a TOML configuration file (``${VAR}`` expanded)."""
         engine = cls.__new__(cls)
-        engine._inner = _internal.Engine.from_config(path)
+        engine._inner = _internal.Engine.from_config(path, user, client)
         return engine
 
     def register_odbc(self, name: str, connection_string: str) -> None:
         """Connect an ODBC database as source ``name``."""
         self._inner.register_odbc(name, connection_string)
 
-    def sql(self, query: str) -> QueryResult:
-        """Plan ``query`` (DataFusion SQL); read the result to run it."""
+    def sql(self, query: str | bytes) -> QueryResult:
+        """Plan ``query`` (DataFusion SQL; bytes must be UTF-8); read the result to run it.
+
+        One statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); anything else, text
+        over the size limit or with control characters raises :class:`ibarrow.InputError`.
+        """
         return QueryResult(self._inner.sql(query))
 
     def table(self, name: str) -> Table:

@@ -15,6 +15,16 @@ class ConfigError(Error, ValueError):
     """A setting, argument or configuration file is invalid or names something unknown."""
 
 
+class InputError(Error, ValueError):
+    """The query text was refused before planning: too long, a control character, invalid
+    UTF-8, several statements, or a statement that is not a query."""
+
+
+class RateLimitError(Error):
+    """A query quota of the engine (``[engine] rate_limits``) is used up; the message says
+    when to retry."""
+
+
 class ConnectionError(Error, builtins.ConnectionError):
     """A database could not be reached, refused the login, or dropped the connection."""
 
@@ -42,6 +52,8 @@ PyArrowError = ArrowError
 __all__ = [
     "Error",
     "ConfigError",
+    "InputError",
+    "RateLimitError",
     "ConnectionError",
     "CircuitOpenError",
     "TimeoutError",

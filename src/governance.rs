@@ -1,0 +1,178 @@
+//! What the engine accepts before planning: SQL text within a size limit, without control
+//! characters, valid UTF-8, one statement per call (unless the caller asks for a script), and
+//! only statements that read (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE).
+
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::error::{Error, Result};
+
+/// The operating-system user running this process (`USER`, else `LOGNAME`), the identity the
+/// REPL and Python sessions carry when their caller names none.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Limits on the query text; `[engine] max_sql_bytes` sets the size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputLimits {
+    pub max_sql_bytes: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Refuses text over the size limit or with control characters other than tab, line feed
+/// and carriage return; the error names the limit or the character's position.
+pub fn check_text(sql: &str, limits: &InputLimits) -> Result<()> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(Error::InputRejected(format!(
+            "the SQL text is {} bytes, over the limit of {} bytes (max_sql_bytes); send a \
+             shorter statement or raise [engine] max_sql_bytes",
+            sql.len(),
+            limits.max_sql_bytes
+        )));
+    }
+    if let Some((offset, c)) = sql
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(Error::InputRejected(format!(
+            "the SQL text contains the control character U+{:04X} at byte {offset}; only \
+             tab, line feed and carriage return are allowed",
+            c as u32
+        )));
+    }
+    Ok(())
+}
+
+/// Text from bytes (Python callers may pass bytes); invalid UTF-8 is refused with its position.
+pub fn decode(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes).map_err(|err| {
+        Error::InputRejected(format!(
+            "the SQL text is not valid UTF-8 (at byte {}); send it UTF-8 encoded",
+            err.valid_up_to()
+        ))
+    })
+}
+
+/// Refuses every statement that is not a query: ibarrow reads its sources and does not
+/// change them or the engine's settings.
+pub fn check_read_only(statement: &DfStatement) -> Result<()> {
+    let refused = |what: &str| {
+        Err(Error::InputRejected(format!(
+            "{what} is refused: ibarrow runs queries only (SELECT, WITH, EXPLAIN, SHOW, \
+             DESCRIBE); change a database with its own tools"
+        )))
+    };
+    match statement {
+        DfStatement::Statement(inner) => match inner.as_ref() {
+            Statement::Query(_)
+            | Statement::ExplainTable { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowDatabases { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowViews { .. }
+            | Statement::ShowFunctions { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowCreate { .. }
+            | Statement::ShowObjects(_) => Ok(()),
+            Statement::Explain { statement, .. } => {
+                check_read_only(&DfStatement::Statement(statement.clone()))
+            }
+            other => refused(&format!("`{}`", first_words(&other.to_string()))),
+        },
+        DfStatement::Explain(explain) => check_read_only(&explain.statement),
+        DfStatement::CreateExternalTable(_) => refused("CREATE EXTERNAL TABLE"),
+        DfStatement::CopyTo(_) => refused("COPY"),
+        DfStatement::Reset(_) => refused("RESET"),
+    }
+}
+
+/// The statement's leading keywords, for naming it in an error without echoing its data.
+fn first_words(statement: &str) -> String {
+    statement
+        .split_whitespace()
+        .take_while(|word| word.chars().all(|c| c.is_ascii_alphabetic()))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_limit_holds_at_its_boundary() {
+        let limits = InputLimits { max_sql_bytes: 20 };
+        assert!(check_text(&"x".repeat(20), &limits).is_ok());
+        let err = check_text(&"x".repeat(21), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("21 bytes") && err.contains("max_sql_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn control_characters_other_than_whitespace_are_refused() {
+        let limits = InputLimits::default();
+        assert!(check_text("SELECT 1\n\tFROM t\r\n", &limits).is_ok());
+        for bad in [
+            "SELECT 1\0",
+            "SELECT '\u{1b}[2J'",
+            "SELECT\u{7f}1",
+            "SELECT \u{85}",
+        ] {
+            let err = check_text(bad, &limits).unwrap_err().to_string();
+            assert!(err.contains("control character U+"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_with_its_position() {
+        assert_eq!(decode(b"SELECT 1").unwrap(), "SELECT 1");
+        let err = decode(b"SELECT '\xff'").unwrap_err().to_string();
+        assert!(err.contains("not valid UTF-8 (at byte 8)"), "{err}");
+    }
+
+    /// A property of the sanitizer over many generated texts: it never panics, and it accepts
+    /// exactly the texts within the limit that hold no forbidden control character.
+    #[test]
+    fn the_sanitizer_accepts_exactly_the_allowed_texts() {
+        let limits = InputLimits { max_sql_bytes: 64 };
+        let alphabet: Vec<char> = "SELECT 'x';\t\n\r\0\u{1}\u{7f}\u{85}\u{a0}é漢😀\"-/*"
+            .chars()
+            .collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..100_000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let allowed = text.len() <= limits.max_sql_bytes
+                && text
+                    .chars()
+                    .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
+            assert_eq!(check_text(&text, &limits).is_ok(), allowed, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Query monitoring: for every query run through a [`crate::Session`] a record — id, user,
+//! client, sources touched, duration, rows and bytes per source, outcome and error kind —
+//! logged when it ends (a warning above `[engine] slow_query_ms`), plus counters and a
+//! duration histogram, read as [`MetricsSnapshot`] or as Prometheus text.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricValue;
+use futures::Stream;
+use ibarrow_providers::OdbcExec;
+
+use crate::error::ErrorKind;
+
+/// Upper bounds (seconds) of the duration histogram's buckets.
+const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+
+/// How a query ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed(ErrorKind),
+    /// The caller stopped reading before the end (Ctrl-C, a dropped result).
+    Cancelled,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed(_) => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Queries by outcome (`ok`, `error`, `cancelled`, `refused`).
+    pub queries: BTreeMap<&'static str, u64>,
+    /// Failed or refused queries by error kind.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Rows and Arrow bytes read from each source.
+    pub rows_by_source: BTreeMap<String, u64>,
+    pub bytes_by_source: BTreeMap<String, u64>,
+    /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then the total.
+    pub duration_buckets: Vec<(f64, u64)>,
+    pub duration_count: u64,
+    pub duration_sum_secs: f64,
+}
+
+impl MetricsSnapshot {
+    /// The Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ibarrow_queries_total Queries by outcome.\n");
+        out.push_str("# TYPE ibarrow_queries_total counter\n");
+        for (outcome, n) in &self.queries {
+            out.push_str(&format!(
+                "ibarrow_queries_total{{outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# HELP ibarrow_query_errors_total Failed or refused queries by kind.\n");
+        out.push_str("# TYPE ibarrow_query_errors_total counter\n");
+        for (kind, n) in &self.errors {
+            out.push_str(&format!(
+                "ibarrow_query_errors_total{{kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+        for (name, help, values) in [
+            (
+                "ibarrow_source_rows_total",
+                "Rows read from each source.",
+                &self.rows_by_source,
+            ),
+            (
+                "ibarrow_source_bytes_total",
+                "Arrow bytes read from each source.",
+                &self.bytes_by_source,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (source, n) in values {
+                let source = source.replace('\\', "\\\\").replace('"', "\\\"");
+                out.push_str(&format!("{name}{{source=\"{source}\"}} {n}\n"));
+            }
+        }
+        out.push_str("# HELP ibarrow_query_duration_seconds Time from start to last row.\n");
+        out.push_str("# TYPE ibarrow_query_duration_seconds histogram\n");
+        for (bound, n) in &self.duration_buckets {
+            out.push_str(&format!(
+                "ibarrow_query_duration_seconds_bucket{{le=\"{bound}\"}} {n}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "ibarrow_query_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+            self.duration_count
+        ));
+        out.push_str(&format!(
+            "ibarrow_query_duration_seconds_sum {}\nibarrow_query_duration_seconds_count {}\n",
+            self.duration_sum_secs, self.duration_count
+        ));
+        out
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    queries: BTreeMap<&'static str, u64>,
+    errors: BTreeMap<&'static str, u64>,
+    rows_by_source: BTreeMap<String, u64>,
+    bytes_by_source: BTreeMap<String, u64>,
+    buckets: [u64; DURATION_BUCKETS.len()],
+    duration_count: u64,
+    duration_sum_secs: f64,
+}
+
+/// The engine's monitor: shared by its sessions.
+pub struct Monitor {
+    next_id: AtomicU64,
+    totals: Mutex<Totals>,
+    slow_query: Option<Duration>,
+    mask_literals: bool,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("slow_query", &self.slow_query)
+            .field("mask_literals", &self.mask_literals)
+            .finish()
+    }
+}
+
+/// One query in flight.
+#[derive(Debug)]
+pub struct QueryRecord {
+    pub id: u64,
+    pub user: String,
+    pub client: String,
+    /// The SQL as logged (string literals masked when configured).
+    pub sql: String,
+    started: Instant,
+}
+
+impl Monitor {
+    pub fn new(slow_query: Option<Duration>, mask_literals: bool) -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            totals: Mutex::new(Totals::default()),
+            slow_query,
+            mask_literals,
+        }
+    }
+
+    pub fn begin(&self, user: &str, client: &str, sql: &str) -> QueryRecord {
+        let sql = if self.mask_literals {
+            mask_string_literals(sql)
+        } else {
+            sql.to_string()
+        };
+        QueryRecord {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            user: user.to_string(),
+            client: client.to_string(),
+            sql,
+            started: Instant::now(),
+        }
+    }
+
+    /// A query refused before it ran (input checks, rate limits, planning errors).
+    pub fn refused(&self, record: QueryRecord, kind: ErrorKind) {
+        if let Ok(mut totals) = self.totals.lock() {
+            *totals.queries.entry("refused").or_default() += 1;
+            *totals.errors.entry(kind.as_str()).or_default() += 1;
+        }
+        tracing::info!(
+            query_id = record.id,
+            user = %record.user,
+            client = %record.client,
+            sql = %record.sql,
+            outcome = "refused",
+            error_kind = kind.as_str(),
+            "query refused"
+        );
+    }
+
+    /// Records the end of a query whose plan is `plan`.
+    pub fn finish(&self, record: QueryRecord, plan: &dyn ExecutionPlan, outcome: Outcome) {
+        let elapsed = record.started.elapsed();
+        let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        collect_scans(plan, &mut per_source);
+        if let Ok(mut totals) = self.totals.lock() {
+            *totals.queries.entry(outcome.label()).or_default() += 1;
+            if let Outcome::Failed(kind) = outcome {
+                *totals.errors.entry(kind.as_str()).or_default() += 1;
+            }
+            for (source, (rows, bytes)) in &per_source {
+                *totals.rows_by_source.entry(source.clone()).or_default() += rows;
+                *totals.bytes_by_source.entry(source.clone()).or_default() += bytes;
+            }
+            let secs = elapsed.as_secs_f64();
+            for (bucket, bound) in totals.buckets.iter_mut().zip(DURATION_BUCKETS) {
+                if secs <= bound {
+                    *bucket += 1;
+                }
+            }
+            totals.duration_count += 1;
+            totals.duration_sum_secs += secs;
+        }
+        let sources: Vec<String> = per_source
+            .iter()
+            .map(|(source, (rows, bytes))| format!("{source}:{rows} rows/{bytes} bytes"))
+            .collect();
+        let error_kind = match outcome {
+            Outcome::Failed(kind) => kind.as_str(),
+            _ => "",
+        };
+        let slow = self.slow_query.is_some_and(|limit| elapsed > limit);
+        macro_rules! log_query {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    query_id = record.id,
+                    user = %record.user,
+                    client = %record.client,
+                    sql = %record.sql,
+                    sources = %sources.join(", "),
+                    duration_ms = elapsed.as_millis() as u64,
+                    outcome = outcome.label(),
+                    error_kind,
+                    $message
+                )
+            };
+        }
+        if slow {
+            log_query!(warn, "slow query");
+        } else {
+            log_query!(info, "query finished");
+        }
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let Ok(totals) = self.totals.lock() else {
+            return MetricsSnapshot::default();
+        };
+        MetricsSnapshot {
+            queries: totals.queries.clone(),
+            errors: totals.errors.clone(),
+            rows_by_source: totals.rows_by_source.clone(),
+            bytes_by_source: totals.bytes_by_source.clone(),
+            duration_buckets: DURATION_BUCKETS
+                .iter()
+                .copied()
+                .zip(totals.buckets.iter().copied())
+                .collect(),
+            duration_count: totals.duration_count,
+            duration_sum_secs: totals.duration_sum_secs,
+        }
+    }
+}
+
+/// Rows and bytes each source's scans delivered, from the plan's `OdbcExec` metrics.
+fn collect_scans(plan: &dyn ExecutionPlan, per_source: &mut BTreeMap<String, (u64, u64)>) {
+    if let Some(scan) = plan.downcast_ref::<OdbcExec>() {
+        let metrics = scan.metrics();
+        let rows = metrics.as_ref().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+        let bytes = metrics
+            .as_ref()
+            .and_then(|m| m.sum(|metric| matches!(metric.value(), MetricValue::OutputBytes(_))))
+            .map_or(0, |v| v.as_usize()) as u64;
+        let entry = per_source
+            .entry(scan.source().name().to_string())
+            .or_default();
+        entry.0 += rows;
+        entry.1 += bytes;
+    }
+    for child in plan.children() {
+        collect_scans(child.as_ref(), per_source);
+    }
+}
+
+/// `sql` with the contents of every single-quoted string literal replaced by `?`, so the
+/// query log carries the statement's shape, not its data.
+pub fn mask_string_literals(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_literal = false;
+    while let Some(c) = chars.next() {
+        if !in_literal {
+            out.push(c);
+            if c == '\'' {
+                in_literal = true;
+                out.push('?');
+            }
+        } else if c == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next(); // an escaped quote inside the literal
+            } else {
+                in_literal = false;
+                out.push('\'');
+            }
+        }
+    }
+    out
+}
+
+/// A query's result stream that reports the query's end to the monitor: at the last batch,
+/// at the first error, or when dropped early.
+pub struct MonitoredStream {
+    inner: SendableRecordBatchStream,
+    plan: Arc<dyn ExecutionPlan>,
+    monitor: Arc<Monitor>,
+    record: Option<QueryRecord>,
+}
+
+impl MonitoredStream {
+    pub fn new(
+        inner: SendableRecordBatchStream,
+        plan: Arc<dyn ExecutionPlan>,
+        monitor: Arc<Monitor>,
+        record: QueryRecord,
+    ) -> Self {
+        Self {
+            inner,
+            plan,
+            monitor,
+            record: Some(record),
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        if let Some(record) = self.record.take() {
+            self.monitor.finish(record, self.plan.as_ref(), outcome);
+        }
+    }
+}
+
+impl Stream for MonitoredStream {
+    type Item = DfResult<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(None) => self.end(Outcome::Ok),
+            Poll::Ready(Some(Err(err))) => {
+                let kind = ErrorKind::of_datafusion(err);
+                self.end(Outcome::Failed(kind));
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl RecordBatchStream for MonitoredStream {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Drop for MonitoredStream {
+    fn drop(&mut self) {
+        self.end(Outcome::Cancelled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_string_literals("SELECT * FROM t WHERE name = 'O''Brien' AND x = 1"),
+            "SELECT * FROM t WHERE name = '?' AND x = 1"
+        );
+        assert_eq!(mask_string_literals("SELECT 'a', 'b'"), "SELECT '?', '?'");
+        assert_eq!(mask_string_literals("SELECT 'unterminated"), "SELECT '?");
+        assert_eq!(mask_string_literals("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn prometheus_text_lists_every_counter() {
+        let mut snapshot = MetricsSnapshot::default();
+        snapshot.queries.insert("ok", 3);
+        snapshot.errors.insert("sql", 1);
+        snapshot.rows_by_source.insert("pg".into(), 42);
+        snapshot.duration_buckets = vec![(0.1, 2), (1.0, 3)];
+        snapshot.duration_count = 3;
+        snapshot.duration_sum_secs = 0.5;
+        let text = snapshot.to_prometheus();
+        for line in [
+            "ibarrow_queries_total{outcome=\"ok\"} 3",
+            "ibarrow_query_errors_total{kind=\"sql\"} 1",
+            "ibarrow_source_rows_total{source=\"pg\"} 42",
+            "ibarrow_query_duration_seconds_bucket{le=\"0.1\"} 2",
+            "ibarrow_query_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "ibarrow_query_duration_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+}
