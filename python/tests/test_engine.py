@@ -237,3 +237,16 @@ def test_rate_limits_refuse_with_a_retry_time(tmp_path) -> None:
         alice.sql("SELECT 1")
     bob = ibarrow.Engine.from_config(config, user="bob")
     assert bob.sql("SELECT 1 AS one").to_arrow().num_rows == 1
+
+
+def test_metrics_count_the_queries_run(lite: Database) -> None:
+    lite.native("CREATE TABLE m (x INTEGER); INSERT INTO m VALUES (1), (2)")
+    engine = engine_with(lite)
+    for _ in range(2):
+        engine.sql("SELECT x FROM src.main.m").to_arrow()
+    with pytest.raises(ibarrow.InputError):
+        engine.sql("DROP TABLE src.main.m")
+    text = engine.metrics_prometheus()
+    assert 'ibarrow_queries_total{outcome="ok"} 2' in text.splitlines(), text
+    assert 'ibarrow_queries_total{outcome="refused"} 1' in text.splitlines(), text
+    assert 'ibarrow_source_rows_total{source="src"} 4' in text.splitlines(), text

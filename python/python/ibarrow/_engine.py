@@ -163,6 +163,11 @@ class Engine:
         """The registered sources' names."""
         return self._inner.sources()
 
+    def metrics_prometheus(self) -> str:
+        """Counters of the queries run so far (by outcome, errors by kind, rows and bytes per
+        source, a duration histogram) in the Prometheus text format."""
+        return self._inner.metrics_prometheus()
+
     def health(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Each source's reachability, ping latency, pool use and breaker state."""
         return self._inner.health(timeout)
