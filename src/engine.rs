@@ -194,7 +194,8 @@ impl Engine {
     /// returned DataFrame runs when collected or streamed. The text is checked first
     /// ([`crate::governance`]): size, control characters, statement kind.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let mut statements = self.parse(sql)?;
+        let state = self.inner.ctx.state();
+        let mut statements = self.parse(&state, sql)?;
         if statements.len() != 1 {
             return Err(Error::InputRejected(format!(
                 "one statement per call, and this text holds {}; run them one at a time or \
@@ -203,7 +204,7 @@ impl Engine {
             )));
         }
         match statements.pop() {
-            Some(statement) => self.plan(statement).await,
+            Some(statement) => self.plan(&state, statement).await,
             None => Err(Error::InputRejected(
                 "the SQL text holds no statement".into(),
             )),
@@ -217,9 +218,10 @@ impl Engine {
 
     /// Plans every statement of a script, in order, each checked as [`Self::sql`] checks one.
     pub async fn script(&self, sql: &str) -> Result<Vec<DataFrame>> {
+        let state = self.inner.ctx.state();
         let mut frames = Vec::new();
-        for statement in self.parse(sql)? {
-            frames.push(self.plan(statement).await?);
+        for statement in self.parse(&state, sql)? {
+            frames.push(self.plan(&state, statement).await?);
         }
         Ok(frames)
     }
@@ -239,9 +241,12 @@ impl Engine {
         self.inner.monitor.snapshot()
     }
 
-    fn parse(&self, sql: &str) -> Result<Vec<datafusion::sql::parser::Statement>> {
+    fn parse(
+        &self,
+        state: &datafusion::execution::SessionState,
+        sql: &str,
+    ) -> Result<Vec<datafusion::sql::parser::Statement>> {
         crate::governance::check_text(sql, &self.inner.limits)?;
-        let state = self.inner.ctx.state();
         let dialect_name = state.config().options().sql_parser.dialect;
         let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect_name)
             .ok_or_else(|| Error::Config {
@@ -256,8 +261,11 @@ impl Engine {
         Ok(statements.into_iter().collect())
     }
 
-    async fn plan(&self, statement: datafusion::sql::parser::Statement) -> Result<DataFrame> {
-        let state = self.inner.ctx.state();
+    async fn plan(
+        &self,
+        state: &datafusion::execution::SessionState,
+        statement: datafusion::sql::parser::Statement,
+    ) -> Result<DataFrame> {
         let plan = state.statement_to_plan(statement).await?;
         Ok(self.inner.ctx.execute_logical_plan(plan).await?)
     }

@@ -78,10 +78,6 @@ impl RateLimits {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.limits.is_empty()
-    }
-
     /// Takes one query from every quota of `user` and `client`, or says when to retry.
     pub fn check(&self, user: &str, client: &str) -> Result<()> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {

@@ -6,6 +6,8 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/background.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -607,43 +609,9 @@ async fn a_tls_only_user_is_refused_plain_connections(profile: Profile) {
     assert!(encrypted);
 }
 
-/// Log output captured while a test runs.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut log) = self.0.lock() {
-            log.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
-    type Writer = CapturedLog;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl CapturedLog {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|log| String::from_utf8_lossy(&log).into_owned())
-            .unwrap_or_default()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_connection_held_too_long_is_warned_about_once() {
-    let log = CapturedLog::default();
+    let log = support::CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(log.clone())
         .with_ansi(false)
@@ -712,17 +680,7 @@ async fn a_backend_killed_mid_query_is_survived(profile: Profile) {
         Profile::Postgres => "SELECT * FROM query('db', 'SELECT 1 AS n FROM pg_sleep(2)')",
         _ => "SELECT * FROM query('db', 'SELECT SLEEP(2) AS n')",
     };
-    let running = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = match engine.sql(slow).await {
-                Ok(frame) => frame.collect().await.map_err(ibarrow::Error::from),
-                Err(err) => Err(err),
-            };
-            (outcome, started.elapsed())
-        })
-    };
+    let running = support::run_in_background(&engine, slow);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let kill = match profile {
         Profile::Postgres => format!("SELECT pg_terminate_backend({id})"),

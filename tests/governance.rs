@@ -4,6 +4,8 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/background.rs"]
+mod support;
 
 use common::Profile;
 use ibarrow::{Config, Engine, SourceConfig};
@@ -186,31 +188,6 @@ async fn rate_limits_hold_within_a_few_percent_over_a_bounded_run() {
     assert!(engine.session("bob", "tests").sql("SELECT 1").await.is_ok());
 }
 
-/// Log output captured while the tests of this file run.
-#[derive(Clone, Default)]
-struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut log) = self.0.lock() {
-            log.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
-    type Writer = CapturedLog;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 const PASSWORD: &str = "Sekr1t-Pa55";
 const LITERAL: &str = "lit3ral-s3cret";
 
@@ -221,7 +198,7 @@ const LITERAL: &str = "lit3ral-s3cret";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exact_and_logs_errors_and_plans_keep_secrets() {
     use futures::TryStreamExt;
-    let log = CapturedLog::default();
+    let log = support::CapturedLog::default();
     let subscriber =
         ibarrow::logging::subscriber(ibarrow::logging::LogFormat::Json, "info", log.clone())
             .unwrap();
@@ -311,7 +288,7 @@ async fn metrics_are_exact_and_logs_errors_and_plans_keep_secrets() {
         "{prometheus}"
     );
 
-    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let logged = log.text();
     let mut finished = 0;
     for line in logged.lines() {
         let event: serde_json::Value =

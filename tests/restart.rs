@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use ibarrow::{Engine, SourceConfig};
 
+#[path = "support/background.rs"]
+mod support;
+
 /// A PostgreSQL cluster of this test alone; stopped when dropped.
 struct PrivateCluster {
     bin: PathBuf,
@@ -210,18 +213,10 @@ async fn a_restart_between_queries_is_survived() {
 async fn a_restart_during_a_query_ends_it_and_the_next_one_answers() {
     let cluster = PrivateCluster::start();
     let engine = engine_on(&cluster).await;
-    let running = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let sql = "SELECT * FROM query('db', 'SELECT 1 AS n FROM pg_sleep(3)')";
-            let started = Instant::now();
-            let outcome = match engine.sql(sql).await {
-                Ok(frame) => frame.collect().await.map_err(ibarrow::Error::from),
-                Err(err) => Err(err),
-            };
-            (outcome, started.elapsed())
-        })
-    };
+    let running = support::run_in_background(
+        &engine,
+        "SELECT * FROM query('db', 'SELECT 1 AS n FROM pg_sleep(3)')",
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.pg_ctl("restart");
     let (outcome, took) = running.await.unwrap();

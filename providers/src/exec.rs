@@ -349,19 +349,14 @@ impl RemoteScan {
                 Ok(()) => break Ok(()),
                 Err(err) => err,
             };
-            let retry = &self.retry;
-            if !err.is_transient() || self.delivered.get() || attempt >= retry.attempts {
+            // A read that delivered rows is never retried: that could double them.
+            if self.delivered.get()
+                || !self
+                    .retry
+                    .retry_after(attempt, pool.source_name(), "a read", &err)
+            {
                 break Err(err);
             }
-            let delay = retry.backoff(attempt);
-            tracing::warn!(
-                source = pool.source_name(),
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                error = %err,
-                "retrying a read on a fresh connection"
-            );
-            std::thread::sleep(delay);
             attempt += 1;
         };
         // A cancelled statement was judged by whoever cancelled it.

@@ -66,16 +66,7 @@ impl PassthroughTable {
         let mut attempt = 1;
         loop {
             match Self::describe_once(Arc::clone(&source), sql) {
-                Err(err) if err.is_transient() && attempt < retry.attempts => {
-                    let pause = retry.backoff(attempt);
-                    tracing::warn!(
-                        source = source.name(),
-                        attempt,
-                        pause_ms = pause.as_millis() as u64,
-                        error = %err,
-                        "retrying the description of a passthrough query on a fresh connection"
-                    );
-                    std::thread::sleep(pause);
+                Err(err) if retry.retry_after(attempt, source.name(), "a description", &err) => {
                     attempt += 1;
                 }
                 outcome => return outcome,

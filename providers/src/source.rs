@@ -81,6 +81,26 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Whether `err` after try `attempt` earns another try; if so, logs it and sleeps the
+    /// backoff first (blocking: called on the ODBC thread).
+    pub fn retry_after(&self, attempt: u32, source: &str, what: &str, err: &OdbcError) -> bool {
+        if !err.is_transient() || attempt >= self.attempts {
+            return false;
+        }
+        let delay = self.backoff(attempt);
+        tracing::warn!(
+            source,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %err,
+            "retrying {what} on a fresh connection"
+        );
+        std::thread::sleep(delay);
+        true
+    }
+}
+
 #[cfg(test)]
 mod retry_tests {
     use super::RetryPolicy;

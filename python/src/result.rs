@@ -55,14 +55,6 @@ impl PyArrowBatches {
     pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
         Self { schema, batches }
     }
-
-    pub fn batches(&self) -> &[RecordBatch] {
-        &self.batches
-    }
-
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
 }
 
 #[pymethods]
