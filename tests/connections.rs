@@ -609,15 +609,18 @@ async fn a_tls_only_user_is_refused_plain_connections(profile: Profile) {
     assert!(encrypted);
 }
 
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
 #[tokio::test(flavor = "current_thread")]
-async fn a_connection_held_too_long_is_warned_about_once() {
+async fn a_connection_held_too_long_is_warned_about_once(profile: Profile) {
     let log = support::CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
-    let db = Profile::Postgres.open();
+    let db = profile.open();
     let config = SourceConfig {
         connection_string: Some(db.connection_string.clone()),
         leak_warning_secs: Some(1),
@@ -628,7 +631,17 @@ async fn a_connection_held_too_long_is_warned_about_once() {
         .build()
         .await
         .unwrap();
-    let sql = "SELECT * FROM query('db', 'SELECT g FROM generate_series(1, 1000000) g')";
+    // A million rows, far more than the scan buffers ahead of its reader.
+    let sql = match profile {
+        Profile::Postgres => {
+            "SELECT * FROM query('db', 'SELECT g FROM generate_series(1, 1000000) g')"
+        }
+        Profile::MariaDb => "SELECT * FROM query('db', 'SELECT seq AS g FROM seq_1_to_1000000')",
+        Profile::Sqlite => {
+            "SELECT * FROM query('db', 'WITH RECURSIVE r(g) AS (SELECT 1 UNION ALL \
+             SELECT g + 1 FROM r WHERE g < 1000000) SELECT g FROM r')"
+        }
+    };
     let mut stream = engine.stream(sql).await.unwrap();
     // One batch read, the rest left waiting: the scan keeps its connection.
     stream.next().await.unwrap().unwrap();
