@@ -116,8 +116,9 @@ pub struct SourceConfig {
     pub idle_timeout_secs: Option<u64>,
     /// Warn about a connection checked out longer than this (default 600 s; 0: never).
     pub leak_warning_secs: Option<u64>,
-    /// Every session of this source starts read-only (default false).
-    pub read_only: Option<bool>,
+    /// Let writes reach this source: `INSERT INTO` its tables and native statements other
+    /// than queries (default false: only queries, and sessions opened read-only).
+    pub writable: Option<bool>,
     /// `read_committed`, `repeatable_read`, `serializable`, ... (default: the database's).
     pub isolation_level: Option<String>,
     /// Login timeout for new connections (default 15 s).
@@ -270,8 +271,8 @@ impl SourceConfig {
         if let Some(secs) = self.leak_warning_secs {
             pool.leak_warning = limit(secs);
         }
-        if let Some(read_only) = self.read_only {
-            options.session.read_only = read_only;
+        if let Some(writable) = self.writable {
+            options.writable = writable;
         }
         if let Some(level) = &self.isolation_level {
             options.session.isolation = Some(level.parse().map_err(|err| Error::Config {

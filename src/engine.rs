@@ -190,8 +190,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Plans `sql`, one statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); the
-    /// returned DataFrame runs when collected or streamed. The text is checked first
+    /// Plans `sql`, one statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) or an
+    /// `INSERT INTO` a table of a writable source; the returned DataFrame runs when collected
+    /// or streamed. The text is checked first
     /// ([`crate::governance`]): size, control characters, statement kind.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let state = self.inner.ctx.state();
@@ -256,7 +257,7 @@ impl Engine {
         let statements =
             datafusion::sql::parser::DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?;
         for statement in &statements {
-            crate::governance::check_read_only(statement)?;
+            crate::governance::check_statement_kind(statement)?;
         }
         Ok(statements.into_iter().collect())
     }
@@ -308,6 +309,30 @@ impl Engine {
     /// directly bypasses the checks of [`Self::sql`].
     pub fn context(&self) -> &SessionContext {
         &self.inner.ctx
+    }
+
+    /// A task context whose memory pool counts what one query holds (its peak goes to the
+    /// query log), over the engine's own pool.
+    fn task_with_own_memory(
+        &self,
+    ) -> Result<(
+        Arc<datafusion::execution::TaskContext>,
+        Arc<crate::monitor::QueryMemory>,
+    )> {
+        let task = self.inner.ctx.task_ctx();
+        let base = task.runtime_env();
+        let memory = Arc::new(crate::monitor::QueryMemory::new(Arc::clone(
+            &base.memory_pool,
+        )));
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(&base)
+            .with_memory_pool(Arc::clone(&memory) as _)
+            .build_arc()?;
+        // `task_ctx` hands out a fresh context, so it is not shared yet.
+        let task = match Arc::try_unwrap(task) {
+            Ok(task) => Arc::new(task.with_runtime(runtime)),
+            Err(shared) => shared,
+        };
+        Ok((task, memory))
     }
 
     fn catalog(&self, name: &str) -> Result<Arc<SourceCatalog>> {
@@ -392,17 +417,18 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let monitor = Arc::clone(&self.engine.inner.monitor);
         let record = monitor.begin(&self.user, &self.client, sql);
-        let task = self.engine.inner.ctx.task_ctx();
+        let (task, memory) = self.engine.task_with_own_memory()?;
         let stream = match datafusion::physical_plan::execute_stream(Arc::clone(&plan), task) {
             Ok(stream) => stream,
             Err(err) => {
                 let kind = crate::error::ErrorKind::of_datafusion(&err);
-                monitor.finish(record, plan.as_ref(), crate::monitor::Outcome::Failed(kind));
+                let outcome = crate::monitor::Outcome::Failed(kind);
+                monitor.finish(record, plan.as_ref(), outcome, memory.peak());
                 return Err(err.into());
             }
         };
         Ok(Box::pin(crate::monitor::MonitoredStream::new(
-            stream, plan, monitor, record,
+            stream, plan, monitor, memory, record,
         )))
     }
 }

@@ -87,6 +87,7 @@ impl ErrorKind {
                 ibarrow_sql::SqlError::Unsupported(_) => ErrorKind::Config,
                 _ => ErrorKind::Sql,
             },
+            E::ReadOnly { .. } => ErrorKind::Input,
             E::Task { .. } => ErrorKind::Internal,
             E::Shared(inner) => Self::of_odbc(inner),
         }

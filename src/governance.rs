@@ -63,13 +63,15 @@ pub fn decode(bytes: &[u8]) -> Result<&str> {
     })
 }
 
-/// Refuses every statement that is not a query: ibarrow reads its sources and does not
-/// change them or the engine's settings.
-pub fn check_read_only(statement: &DfStatement) -> Result<()> {
+/// Refuses every statement other than queries and `INSERT INTO`: ibarrow does not change the
+/// engine's settings or a database's schema, and an INSERT reaches only a source configured
+/// `writable` (the tables of other sources refuse it when it is planned).
+pub fn check_statement_kind(statement: &DfStatement) -> Result<()> {
     let refused = |what: &str| {
         Err(Error::InputRejected(format!(
-            "{what} is refused: ibarrow runs queries only (SELECT, WITH, EXPLAIN, SHOW, \
-             DESCRIBE); change a database with its own tools"
+            "{what} is refused: ibarrow runs queries (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) \
+             and INSERT INTO tables of writable sources; change a database otherwise with its \
+             own tools"
         )))
     };
     match statement {
@@ -86,13 +88,14 @@ pub fn check_read_only(statement: &DfStatement) -> Result<()> {
             | Statement::ShowVariable { .. }
             | Statement::ShowVariables { .. }
             | Statement::ShowCreate { .. }
-            | Statement::ShowObjects(_) => Ok(()),
+            | Statement::ShowObjects(_)
+            | Statement::Insert(_) => Ok(()),
             Statement::Explain { statement, .. } => {
-                check_read_only(&DfStatement::Statement(statement.clone()))
+                check_statement_kind(&DfStatement::Statement(statement.clone()))
             }
             other => refused(&format!("`{}`", first_words(&other.to_string()))),
         },
-        DfStatement::Explain(explain) => check_read_only(&explain.statement),
+        DfStatement::Explain(explain) => check_statement_kind(&explain.statement),
         DfStatement::CreateExternalTable(_) => refused("CREATE EXTERNAL TABLE"),
         DfStatement::CopyTo(_) => refused("COPY"),
         DfStatement::Reset(_) => refused("RESET"),

@@ -1,11 +1,11 @@
 //! Query monitoring: for every query run through a [`crate::Session`] a record — id, user,
-//! client, sources touched, duration, rows and bytes per source, outcome and error kind —
-//! logged when it ends (a warning above `[engine] slow_query_ms`), plus counters and a
+//! client, sources touched, duration, peak memory, rows and bytes per source, outcome and
+//! error kind — logged when it ends (a warning above `[engine] slow_query_ms`), plus counters and a
 //! duration histogram, read as [`MetricsSnapshot`] or as Prometheus text.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
+use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
@@ -195,8 +196,15 @@ impl Monitor {
         );
     }
 
-    /// Records the end of a query whose plan is `plan`.
-    pub fn finish(&self, record: QueryRecord, plan: &dyn ExecutionPlan, outcome: Outcome) {
+    /// Records the end of a query whose plan is `plan` and whose memory peaked at
+    /// `peak_memory_bytes`.
+    pub fn finish(
+        &self,
+        record: QueryRecord,
+        plan: &dyn ExecutionPlan,
+        outcome: Outcome,
+        peak_memory_bytes: usize,
+    ) {
         let elapsed = record.started.elapsed();
         let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         collect_scans(plan, &mut per_source);
@@ -236,6 +244,7 @@ impl Monitor {
                     sql = %record.sql,
                     sources = %sources.join(", "),
                     duration_ms = elapsed.as_millis() as u64,
+                    peak_memory_bytes,
                     outcome = outcome.label(),
                     error_kind,
                     $message
@@ -314,12 +323,88 @@ pub fn mask_string_literals(sql: &str) -> String {
     out
 }
 
+/// The memory pool one query runs with: the engine's pool, with what this query holds
+/// counted on the way through. DataFusion's operators reserve their hash tables, sort buffers
+/// and spills there, and ibarrow's scans their fetched batches, so the peak is the query's
+/// high-water mark of tracked memory (batches already handed to the caller are not counted).
+#[derive(Debug)]
+pub struct QueryMemory {
+    inner: Arc<dyn MemoryPool>,
+    current: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl QueryMemory {
+    pub fn new(inner: Arc<dyn MemoryPool>) -> Self {
+        Self {
+            inner,
+            current: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// The most this query held at once, in bytes.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn added(&self, bytes: usize) {
+        let now = self.current.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for QueryMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query memory over {}", self.inner)
+    }
+}
+
+impl MemoryPool for QueryMemory {
+    fn name(&self) -> &str {
+        "ibarrow query"
+    }
+
+    fn register(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        self.inner.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        self.inner.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.inner.grow(reservation, additional);
+        self.added(additional);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.inner.shrink(reservation, shrink);
+        self.current.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
+        self.inner.try_grow(reservation, additional)?;
+        self.added(additional);
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.inner.memory_limit()
+    }
+}
+
 /// A query's result stream that reports the query's end to the monitor: at the last batch,
 /// at the first error, or when dropped early.
 pub struct MonitoredStream {
     inner: SendableRecordBatchStream,
     plan: Arc<dyn ExecutionPlan>,
     monitor: Arc<Monitor>,
+    memory: Arc<QueryMemory>,
     record: Option<QueryRecord>,
 }
 
@@ -328,19 +413,22 @@ impl MonitoredStream {
         inner: SendableRecordBatchStream,
         plan: Arc<dyn ExecutionPlan>,
         monitor: Arc<Monitor>,
+        memory: Arc<QueryMemory>,
         record: QueryRecord,
     ) -> Self {
         Self {
             inner,
             plan,
             monitor,
+            memory,
             record: Some(record),
         }
     }
 
     fn end(&mut self, outcome: Outcome) {
         if let Some(record) = self.record.take() {
-            self.monitor.finish(record, self.plan.as_ref(), outcome);
+            self.monitor
+                .finish(record, self.plan.as_ref(), outcome, self.memory.peak());
         }
     }
 }

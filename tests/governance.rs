@@ -1,6 +1,6 @@
 //! What the engine refuses before planning, end to end on a SQLite source through its ODBC
 //! driver: text over the size limit, control characters, invalid UTF-8, several statements
-//! in one call, and statements that are not queries.
+//! in one call, and statements that are neither queries nor INSERTs.
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
@@ -114,7 +114,6 @@ async fn only_queries_run() {
             .unwrap_or_else(|err| panic!("{sql}: {err}"));
     }
     for sql in [
-        "INSERT INTO lite.main.t VALUES (4)",
         "DELETE FROM lite.main.t",
         "UPDATE lite.main.t SET x = 0",
         "DROP TABLE lite.main.t",
@@ -123,11 +122,31 @@ async fn only_queries_run() {
         "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/passwd'",
         "COPY (SELECT 1) TO '/tmp/ibarrow-copy.csv'",
         "SET datafusion.execution.batch_size = 1",
-        "EXPLAIN INSERT INTO lite.main.t VALUES (4)",
+        "EXPLAIN DELETE FROM lite.main.t",
     ] {
         let err = refusal(&engine, sql).await;
-        assert!(err.contains("runs queries only"), "{sql}: {err}");
+        assert!(err.contains("is refused: ibarrow runs queries"), "{sql}: {err}");
     }
+    // INSERT is planned, and refused by the table: the source is not writable.
+    let insert = "INSERT INTO lite.main.t VALUES (4)";
+    let err = match engine.sql(insert).await {
+        Ok(frame) => ibarrow::Error::from(frame.collect().await.expect_err(insert)),
+        Err(err) => err,
+    };
+    assert_eq!(err.kind(), ibarrow::ErrorKind::Input, "{err}");
+    assert!(err.to_string().contains("is read-only"), "{err}");
+    // EXPLAIN shows the refusal as its physical plan.
+    let explained = engine
+        .sql(&format!("EXPLAIN {insert}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let explained = datafusion::arrow::util::pretty::pretty_format_batches(&explained)
+        .unwrap()
+        .to_string();
+    assert!(explained.contains("is read-only"), "{explained}");
     // Nothing reached the database: still its three rows.
     let rows = engine
         .sql("SELECT x FROM lite.main.t")
@@ -301,6 +320,18 @@ async fn metrics_are_exact_and_logs_errors_and_plans_keep_secrets() {
                 event["query_id"].is_u64() && event["duration_ms"].is_u64(),
                 "{line}"
             );
+            // The scan reserves the batches it holds in the query's memory pool: at least the
+            // bytes it read (each of these results is one batch).
+            let peak = event["peak_memory_bytes"].as_u64().unwrap_or(0);
+            if event["outcome"] == "ok" {
+                let read: u64 = event["sources"]
+                    .as_str()
+                    .and_then(|s| s.strip_suffix(" bytes"))
+                    .and_then(|s| s.rsplit('/').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                assert!(read > 0 && peak >= read, "{line}");
+            }
         }
     }
     assert_eq!(finished, 4, "{logged}");

@@ -142,6 +142,15 @@ pub enum OdbcError {
         source_name: String,
         message: String,
     },
+    #[error(
+        "source `{source_name}` is read-only, so {what} is refused: {reason}. Set `writable = \
+         true` for the source to let writes through (its sessions then open read-write)"
+    )]
+    ReadOnly {
+        source_name: String,
+        what: String,
+        reason: String,
+    },
     /// One error handed to several waiters (a metadata fetch shared through a cache).
     #[error(transparent)]
     Shared(std::sync::Arc<OdbcError>),

@@ -16,6 +16,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -155,7 +156,7 @@ impl ExecutionPlan for OdbcExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let Some(sql) = self.statements.get(partition) else {
             return Err(DataFusionError::Internal(format!(
@@ -177,6 +178,9 @@ impl ExecutionPlan for OdbcExec {
             delivered: std::cell::Cell::new(false),
         };
         let slot = Arc::clone(&scan.slot);
+        // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
+        // the channel: reserved in the query's memory pool, sized by the batches seen.
+        let held_batches = scan.options.prefetch_batches.max(1) + 1;
         let query_timeout = scan.options.query_timeout;
         let statement = scan.sql.clone();
         let source_name = self.source.name().to_string();
@@ -215,10 +219,19 @@ impl ExecutionPlan for OdbcExec {
             ))
         })
         .try_flatten();
+        let reservation = MemoryConsumer::new(format!(
+            "OdbcExec[{}] partition {partition}",
+            self.source.name()
+        ))
+        .register(context.memory_pool());
         // What EXPLAIN ANALYZE reports per remote scan: rows, Arrow bytes, time in the driver.
         let batches = batches.inspect_ok(move |batch| {
             output_rows.add(batch.num_rows());
-            output_bytes.add(batch.get_array_memory_size());
+            let bytes = batch.get_array_memory_size();
+            output_bytes.add(bytes);
+            if bytes * held_batches > reservation.size() {
+                reservation.resize(bytes * held_batches);
+            }
         });
         let batches = with_deadline(
             batches.boxed(),

@@ -61,7 +61,18 @@ impl PassthroughTable {
     /// are synchronous); the statement is not executed.
     /// A connection lost before the statement was described (a restarted server behind an
     /// idle pooled connection) is retried on a fresh one, as scans are.
+    /// A source that is not writable takes only statements that read
+    /// ([`ibarrow_sql::check_reads_only`]).
     pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
+        if !source.options().writable {
+            ibarrow_sql::check_reads_only(source.dialect(), sql).map_err(|err| {
+                OdbcError::ReadOnly {
+                    source_name: source.name().to_string(),
+                    what: "this passthrough statement".into(),
+                    reason: err.to_string(),
+                }
+            })?;
+        }
         let retry = source.options().retry.clone();
         let mut attempt = 1;
         loop {

@@ -324,6 +324,10 @@ pub struct PooledConnection {
 }
 
 impl PooledConnection {
+    pub fn source_name(&self) -> &str {
+        &self.pool.source_name
+    }
+
     /// Closes the connection instead of reusing it (its state is unknown after an error).
     pub fn discard(&self) {
         self.broken.set(true);

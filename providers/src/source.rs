@@ -136,7 +136,11 @@ pub struct SourceOptions {
     pub breaker: Option<crate::breaker::BreakerPolicy>,
     /// `None`: the connection string's own TLS keys (if any) apply.
     pub tls: Option<crate::tls::TlsOptions>,
-    /// Read-only mode and isolation level of every connection.
+    /// Whether writes may reach the database: `INSERT INTO` its tables and native statements
+    /// other than queries. Off by default; a source that is not writable also opens its
+    /// sessions read-only where the database can (PostgreSQL, MariaDB/MySQL, SQLite).
+    pub writable: bool,
+    /// Isolation level of every connection, and read-only mode even when writable.
     pub session: ibarrow_sql::SessionSettings,
 }
 
@@ -151,6 +155,7 @@ impl Default for SourceOptions {
             retry: RetryPolicy::default(),
             breaker: Some(crate::breaker::BreakerPolicy::default()),
             tls: None,
+            writable: false,
             session: ibarrow_sql::SessionSettings::default(),
         }
     }
@@ -249,9 +254,13 @@ impl OdbcSource {
         })
         .await?;
         let dialect = Dialect::from_dbms_name(&dbms_name);
+        let mut session = options.session;
+        if !options.writable && dialect.has_read_only_sessions() {
+            session.read_only = true;
+        }
         let session_setup =
             dialect
-                .session_setup(&options.session)
+                .session_setup(&session)
                 .map_err(|source| OdbcError::Sql {
                     source_name: name.to_string(),
                     source,

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
-use datafusion::common::{Constraint, Constraints, Statistics};
+use datafusion::common::{Constraint, Constraints, SchemaExt, Statistics};
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
@@ -19,6 +21,7 @@ use tokio::sync::OnceCell;
 use crate::discovery::{self, TableKind};
 use crate::error::OdbcError;
 use crate::exec::OdbcExec;
+use crate::insert::OdbcSink;
 use crate::partitioning::{PartitionKey, RangePartitioning};
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, MappedColumn};
@@ -285,5 +288,49 @@ impl TableProvider for OdbcTable {
             schema,
             fetch,
         )))
+    }
+
+    /// `INSERT INTO` this table: refused unless the source is writable; rows are appended in
+    /// one transaction ([`OdbcSink`]). Every column is sent, so a column the statement leaves
+    /// out gets NULL rather than its database default.
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let source_name = self.source.name().to_string();
+        if !self.source.options().writable {
+            return Err(OdbcError::ReadOnly {
+                source_name,
+                what: format!("INSERT INTO {}", self.table),
+                reason: "only queries reach a source that is not writable".into(),
+            }
+            .into());
+        }
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op} into {} of source `{source_name}`: ibarrow only appends rows \
+                 (INSERT INTO)",
+                self.table
+            )));
+        }
+        self.schema
+            .logically_equivalent_names_and_types(&input.schema())?;
+        let columns: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let statement = self
+            .table
+            .insert_statement(self.source.dialect(), &columns)
+            .map_err(|source| OdbcError::Sql {
+                source_name,
+                source,
+            })?;
+        let sink = OdbcSink::new(Arc::clone(&self.source), statement, Arc::clone(&self.schema));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }

@@ -115,6 +115,9 @@ impl PyQueryConfig {
             })?),
             None => None,
         };
+        // As in 0.1, SQL goes to the database as written; `read_only` is the database's own
+        // read-only session, not ibarrow's statement check.
+        options.writable = true;
         options.session = SessionSettings {
             read_only: self.read_only,
             isolation,

@@ -18,4 +18,7 @@ pub enum SqlError {
     /// A setting the database cannot honour; the message says what to use instead.
     #[error("{0}")]
     Unsupported(String),
+    /// A native statement that may write, sent to a source that is not writable.
+    #[error("{0}")]
+    NotReadOnly(String),
 }

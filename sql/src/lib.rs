@@ -17,6 +17,7 @@ mod filter;
 mod join;
 mod literal;
 mod partition;
+mod read_only;
 mod select;
 mod session;
 
@@ -27,5 +28,6 @@ pub use filter::render_filter;
 pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
 pub use partition::{integer_split_points, range_predicates};
+pub use read_only::check_reads_only;
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
 pub use session::{IsolationLevel, SessionSettings};

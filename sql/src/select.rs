@@ -29,6 +29,21 @@ impl RemoteTable {
             None => name,
         })
     }
+
+    /// `INSERT INTO <table> (<columns>) VALUES (?, …)`: one parameter per column, in order.
+    pub fn insert_statement(&self, dialect: Dialect, columns: &[&str]) -> Result<String, SqlError> {
+        let names = columns
+            .iter()
+            .map(|c| dialect.quote_identifier(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let parameters = vec!["?"; columns.len()];
+        Ok(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.render(dialect)?,
+            names.join(", "),
+            parameters.join(", ")
+        ))
+    }
 }
 
 impl fmt::Display for RemoteTable {
@@ -116,6 +131,21 @@ impl RemoteSelect {
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    #[test]
+    fn insert_statements_quote_every_name() {
+        let table = RemoteTable::new(Some("shop"), "order lines");
+        assert_eq!(
+            table
+                .insert_statement(Dialect::MySql, &["id", "we`ird"])
+                .unwrap(),
+            "INSERT INTO `shop`.`order lines` (`id`, `we``ird`) VALUES (?, ?)"
+        );
+        assert_eq!(
+            table.insert_statement(Dialect::PostgreSql, &["id"]).unwrap(),
+            r#"INSERT INTO "shop"."order lines" ("id") VALUES (?)"#
+        );
+    }
 
     fn select(limit: Option<usize>) -> RemoteSelect {
         RemoteSelect {

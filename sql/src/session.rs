@@ -68,6 +68,11 @@ pub struct SessionSettings {
 }
 
 impl Dialect {
+    /// Whether [`Self::session_setup`] can open this database's sessions read-only.
+    pub fn has_read_only_sessions(self) -> bool {
+        matches!(self, Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite)
+    }
+
     /// The statements that put a new connection into `settings`, or an error naming the
     /// setting this database cannot honour.
     pub fn session_setup(self, settings: &SessionSettings) -> Result<Vec<String>, SqlError> {

@@ -1,0 +1,207 @@
+//! `INSERT INTO` a table of a writable source: the rows DataFusion computes are sent as array
+//! parameters of one prepared `INSERT`, all in one transaction — committed when the last row
+//! is in, rolled back on any error or when the query is dropped, so a failed insert leaves
+//! nothing behind.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_odbc::OdbcWriter;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::sink::DataSink;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::error::OdbcError;
+use crate::pool::PooledConnection;
+use crate::source::OdbcSource;
+
+/// Rows per round trip of the array-bound `INSERT`.
+const ROWS_PER_ROUND_TRIP: usize = 1000;
+
+enum Message {
+    Rows(RecordBatch),
+    /// Every row was sent: commit.
+    End,
+}
+
+/// Writes into one remote table (see the module docs).
+#[derive(Debug)]
+pub struct OdbcSink {
+    source: Arc<OdbcSource>,
+    /// The prepared statement, `INSERT INTO t (…) VALUES (?, …)`.
+    statement: String,
+    schema: SchemaRef,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl OdbcSink {
+    pub(crate) fn new(source: Arc<OdbcSource>, statement: String, schema: SchemaRef) -> Self {
+        Self {
+            source,
+            statement,
+            schema,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    pub fn source(&self) -> &Arc<OdbcSource> {
+        &self.source
+    }
+
+    /// The statement the rows are bound to.
+    pub fn statement(&self) -> &str {
+        &self.statement
+    }
+}
+
+impl DisplayAs for OdbcSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "OdbcInsert: source={} sql={}",
+            self.source.name(),
+            self.statement
+        )
+    }
+}
+
+#[async_trait]
+impl DataSink for OdbcSink {
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        let permit = self.source.pool().acquire().await?;
+        let pool = Arc::clone(self.source.pool());
+        let statement = self.statement.clone();
+        let schema = Arc::clone(&self.schema);
+        let source_name = self.source.name().to_string();
+        let (sender, receiver) = mpsc::channel(2);
+        let writer = tokio::task::spawn_blocking(move || {
+            let connection = pool.checkout(permit)?;
+            write_in_transaction(&connection, &statement, &schema, receiver)
+        });
+        let written_rows = MetricBuilder::new(&self.metrics).output_rows(0);
+        let mut input_error = None;
+        while let Some(batch) = data.next().await {
+            match batch {
+                Ok(batch) => {
+                    written_rows.add(batch.num_rows());
+                    // A closed channel means the writer failed: its error is reported below.
+                    if sender.send(Message::Rows(batch)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    input_error = Some(err);
+                    break;
+                }
+            }
+        }
+        // Without `End` the writer rolls back.
+        if input_error.is_none() {
+            let _ = sender.send(Message::End).await;
+        }
+        drop(sender);
+        let written = writer.await.map_err(|err| OdbcError::Task {
+            source_name,
+            message: err.to_string(),
+        })?;
+        match input_error {
+            Some(err) => Err(err),
+            None => Ok(written?),
+        }
+    }
+}
+
+/// Runs on a blocking thread: binds, sends and commits, or rolls back.
+fn write_in_transaction(
+    connection: &PooledConnection,
+    statement: &str,
+    schema: &SchemaRef,
+    mut receiver: mpsc::Receiver<Message>,
+) -> Result<u64, OdbcError> {
+    connection
+        .set_autocommit(false)
+        .map_err(|err| connection.failure("starting the insert's transaction", err))?;
+    let outcome = send_rows(connection, statement, schema, &mut receiver);
+    let ended = match &outcome {
+        Ok(_) => connection
+            .commit()
+            .map_err(|err| connection.failure("committing the insert", err)),
+        Err(_) => connection
+            .rollback()
+            .map_err(|err| connection.failure("rolling the insert back", err)),
+    };
+    // A connection whose autocommit cannot be restored must not serve the next query.
+    if connection.set_autocommit(true).is_err() {
+        connection.discard();
+    }
+    let rows = outcome?;
+    ended?;
+    Ok(rows)
+}
+
+fn send_rows(
+    connection: &PooledConnection,
+    statement: &str,
+    schema: &SchemaRef,
+    receiver: &mut mpsc::Receiver<Message>,
+) -> Result<u64, OdbcError> {
+    let context = format!("inserting with `{statement}`");
+    let prepared = connection
+        .prepare(statement)
+        .map_err(|err| connection.failure(&context, err))?;
+    let writer_error = |err: arrow_odbc::WriterError| {
+        // The driver's own error (constraint violation, lost connection) decides the kind.
+        match err {
+            arrow_odbc::WriterError::ExecuteStatment(odbc)
+            | arrow_odbc::WriterError::BindParameterBuffers(odbc)
+            | arrow_odbc::WriterError::RebindBuffer(odbc) => connection.failure(&context, odbc),
+            other => OdbcError::Odbc {
+                source_name: connection.source_name().to_string(),
+                context: context.clone(),
+                message: other.to_string(),
+            },
+        }
+    };
+    let mut writer =
+        OdbcWriter::new(ROWS_PER_ROUND_TRIP, schema, prepared).map_err(writer_error)?;
+    let mut rows = 0u64;
+    loop {
+        match receiver.blocking_recv() {
+            Some(Message::Rows(batch)) => {
+                writer.write_batch(&batch).map_err(writer_error)?;
+                rows += batch.num_rows() as u64;
+            }
+            Some(Message::End) => {
+                writer.flush().map_err(writer_error)?;
+                return Ok(rows);
+            }
+            None => {
+                return Err(OdbcError::Odbc {
+                    source_name: connection.source_name().to_string(),
+                    context,
+                    message: "the query ended before every row was sent; nothing was inserted"
+                        .into(),
+                });
+            }
+        }
+    }
+}
