@@ -324,9 +324,10 @@ impl Engine {
         let memory = Arc::new(crate::monitor::QueryMemory::new(Arc::clone(
             &base.memory_pool,
         )));
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(&base)
-            .with_memory_pool(Arc::clone(&memory) as _)
-            .build_arc()?;
+        let runtime =
+            datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(&base)
+                .with_memory_pool(Arc::clone(&memory) as _)
+                .build_arc()?;
         // `task_ctx` hands out a fresh context, so it is not shared yet.
         let task = match Arc::try_unwrap(task) {
             Ok(task) => Arc::new(task.with_runtime(runtime)),

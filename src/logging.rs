@@ -34,8 +34,17 @@ impl FromStr for LogFormat {
 /// Installs the process-wide log subscriber, writing to stderr. An invalid `IBARROW_LOG` is
 /// an error that quotes it; calling this twice is an error too (the first subscriber stays).
 pub fn init(format: LogFormat) -> Result<()> {
-    let filter = std::env::var(LOG_ENV).unwrap_or_else(|_| "warn".to_string());
-    let subscriber = subscriber(format, &filter, std::io::stderr)?;
+    init_with_filter(format, &filter_from_env())
+}
+
+/// The filter in `IBARROW_LOG`, else `warn`.
+pub fn filter_from_env() -> String {
+    std::env::var(LOG_ENV).unwrap_or_else(|_| "warn".to_string())
+}
+
+/// [`init`] with a filter given by the caller (Python's `init_logging(level)`).
+pub fn init_with_filter(format: LogFormat, filter: &str) -> Result<()> {
+    let subscriber = subscriber(format, filter, std::io::stderr)?;
     tracing::subscriber::set_global_default(subscriber).map_err(|err| Error::Config {
         location: "logging".into(),
         message: format!("a log subscriber is already installed: {err}"),

@@ -125,7 +125,10 @@ async fn only_queries_run() {
         "EXPLAIN DELETE FROM lite.main.t",
     ] {
         let err = refusal(&engine, sql).await;
-        assert!(err.contains("is refused: ibarrow runs queries"), "{sql}: {err}");
+        assert!(
+            err.contains("is refused: ibarrow runs queries"),
+            "{sql}: {err}"
+        );
     }
     // INSERT is planned, and refused by the table: the source is not writable.
     let insert = "INSERT INTO lite.main.t VALUES (4)";

@@ -102,7 +102,10 @@ async fn a_source_is_read_only_unless_writable(profile: Profile) {
         format!("SELECT 1 AS one; DELETE FROM {quoted}"),
         format!("WITH d AS (DELETE FROM {quoted} RETURNING id) SELECT id FROM d"),
     ] {
-        let sql = format!("SELECT * FROM query('target', '{}')", native.replace('\'', "''"));
+        let sql = format!(
+            "SELECT * FROM query('target', '{}')",
+            native.replace('\'', "''")
+        );
         let message = error(&engine, &sql).await.to_string();
         assert!(message.contains("is read-only"), "{native}: {message}");
     }
@@ -120,7 +123,10 @@ async fn a_source_is_read_only_unless_writable(profile: Profile) {
 
     let writable = self::engine(&target, true, &origin).await;
     let shown = lines(&writable, &flag).await.join("\n").to_lowercase();
-    assert!(shown.contains("| off ") || shown.contains("| 0 "), "{shown}");
+    assert!(
+        shown.contains("| off ") || shown.contains("| 0 "),
+        "{shown}"
+    );
 }
 
 #[test_case(Profile::Postgres ; "postgres")]

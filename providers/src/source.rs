@@ -258,13 +258,12 @@ impl OdbcSource {
         if !options.writable && dialect.has_read_only_sessions() {
             session.read_only = true;
         }
-        let session_setup =
-            dialect
-                .session_setup(&session)
-                .map_err(|source| OdbcError::Sql {
-                    source_name: name.to_string(),
-                    source,
-                })?;
+        let session_setup = dialect
+            .session_setup(&session)
+            .map_err(|source| OdbcError::Sql {
+                source_name: name.to_string(),
+                source,
+            })?;
         let pool = Arc::new(
             ConnectionPool::new(name, connection_string, options.pool.clone())
                 .with_session_setup(session_setup),

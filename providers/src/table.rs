@@ -330,7 +330,11 @@ impl TableProvider for OdbcTable {
                 source_name,
                 source,
             })?;
-        let sink = OdbcSink::new(Arc::clone(&self.source), statement, Arc::clone(&self.schema));
+        let sink = OdbcSink::new(
+            Arc::clone(&self.source),
+            statement,
+            Arc::clone(&self.schema),
+        );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }

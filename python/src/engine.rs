@@ -63,17 +63,18 @@ impl PyEngine {
         wait_for_future(py, self.engine.register_odbc(name, connection_string))?.map_err(to_py)
     }
 
-    /// Plans `query` (str, or UTF-8 bytes); nothing runs until the result is read.
+    /// Plans `query` (str, or UTF-8 bytes) in the engine's own session; nothing runs until
+    /// the result is read.
     fn sql(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyQueryResult> {
-        let text = if let Ok(bytes) = query.cast::<pyo3::types::PyBytes>() {
-            ibarrow::governance::decode(bytes.as_bytes())
-                .map_err(to_py)?
-                .to_string()
-        } else {
-            query.extract::<String>()?
-        };
-        let frame = wait_for_future(py, self.session.sql(&text))?.map_err(to_py)?;
-        Ok(PyQueryResult::new(frame, self.session.clone(), text))
+        plan_in(py, &self.session, query)
+    }
+
+    /// A session of this engine for another user or client (a web app's end user, say).
+    #[pyo3(signature = (user, client="python"))]
+    fn session(&self, user: &str, client: &str) -> PySession {
+        PySession {
+            session: self.engine.session(user, client),
+        }
     }
 
     /// Counters of the queries run so far, as Prometheus text.
@@ -135,4 +136,64 @@ impl PyEngine {
     fn __repr__(&self) -> String {
         format!("ibarrow.Engine(sources={:?})", self.engine.source_names())
     }
+}
+
+/// Queries of one user and client on an engine: rate limits and the query log count them.
+#[pyclass(name = "Session", module = "ibarrow._internal", frozen)]
+pub struct PySession {
+    session: ibarrow::Session,
+}
+
+#[pymethods]
+impl PySession {
+    fn sql(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyQueryResult> {
+        plan_in(py, &self.session, query)
+    }
+
+    #[getter]
+    fn user(&self) -> &str {
+        self.session.user()
+    }
+
+    #[getter]
+    fn client(&self) -> &str {
+        self.session.client()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ibarrow.Session(user={:?}, client={:?})",
+            self.session.user(),
+            self.session.client()
+        )
+    }
+}
+
+/// Plans `query` (str, or bytes that must be UTF-8) in `session`.
+fn plan_in(
+    py: Python<'_>,
+    session: &ibarrow::Session,
+    query: &Bound<'_, PyAny>,
+) -> PyResult<PyQueryResult> {
+    let text = if let Ok(bytes) = query.cast::<pyo3::types::PyBytes>() {
+        ibarrow::governance::decode(bytes.as_bytes())
+            .map_err(to_py)?
+            .to_string()
+    } else {
+        query.extract::<String>()?
+    };
+    let frame = wait_for_future(py, session.sql(&text))?.map_err(to_py)?;
+    Ok(PyQueryResult::new(frame, session.clone(), text))
+}
+
+/// Sends ibarrow's logs to stderr: `level` is a tracing filter (`info`, `ibarrow=debug`;
+/// default `IBARROW_LOG`, else `warn`), `format` is `human` or `json`. Once per process.
+#[pyfunction]
+#[pyo3(signature = (level=None, format="human"))]
+pub fn init_logging(level: Option<&str>, format: &str) -> PyResult<()> {
+    let format = format
+        .parse::<ibarrow::logging::LogFormat>()
+        .map_err(|message| crate::errors::error_of_kind("ConfigError", message))?;
+    let filter = level.map_or_else(ibarrow::logging::filter_from_env, str::to_string);
+    ibarrow::logging::init_with_filter(format, &filter).map_err(to_py)
 }

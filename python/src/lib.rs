@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _internal(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
+    module.add_class::<engine::PySession>()?;
     module.add_class::<result::PyQueryResult>()?;
     module.add_class::<result::PyArrowBatches>()?;
     module.add_class::<result::PyBatchStream>()?;
@@ -20,6 +21,7 @@ fn _internal(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<legacy::PyQueryConfig>()?;
     module.add_class::<legacy::PyConnection>()?;
     module.add_function(wrap_pyfunction!(table::odbc_table, module)?)?;
+    module.add_function(wrap_pyfunction!(engine::init_logging, module)?)?;
     module.add_function(wrap_pyfunction!(legacy::connect, module)?)?;
     // The DataFusion major version whose FFI layout this build speaks.
     module.add("DATAFUSION_FFI_MAJOR", datafusion_ffi::version())?;

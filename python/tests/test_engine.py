@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -237,6 +240,66 @@ def test_rate_limits_refuse_with_a_retry_time(tmp_path) -> None:
         alice.sql("SELECT 1")
     bob = ibarrow.Engine.from_config(config, user="bob")
     assert bob.sql("SELECT 1 AS one").to_arrow().num_rows == 1
+
+
+def test_insert_reaches_only_a_writable_source(db: Database, people: str, tmp_path) -> None:
+    target = f"src.{db.qualified(people)}"
+    copy = f"INSERT INTO {target} SELECT id + 5000, name, amount, born FROM {target} WHERE id <= 3"
+    with pytest.raises(ibarrow.InputError, match="is read-only"):
+        engine_with(db).sql(copy).to_arrow()
+    assert db.native(f"SELECT count(*) FROM {people}") == [[str(ROWS)]]
+    config = tmp_path / "writable.toml"
+    config.write_text(f"[sources.src]\nconnection_string = '{db.connection_string}'\nwritable = true\n")
+    writable = ibarrow.Engine.from_config(config)
+    assert writable.sql(copy).to_arrow().column("count").to_pylist() == [3]
+    assert db.native(f"SELECT count(*) FROM {people} WHERE id > 5000") == [["3"]]
+    copied = writable.sql(
+        f"SELECT id - 5000 AS id, name, amount, born FROM {target} WHERE id > 5000 ORDER BY id"
+    ).to_arrow()
+    original = writable.sql(f"SELECT id, name, amount, born FROM {target} WHERE id <= 3 ORDER BY id")
+    assert copied.to_pylist() == original.to_arrow().to_pylist()
+    assert copied.column("amount").to_pylist()[1] == Decimal("2.50")
+
+
+def test_sessions_carry_their_own_user_for_rate_limits(tmp_path) -> None:
+    config = tmp_path / "ibarrow.toml"
+    config.write_text("[engine]\nrate_limits = { per_user_per_minute = 2 }\n")
+    engine = ibarrow.Engine.from_config(config, user="service")
+    alice = engine.session("alice", client="web")
+    assert (alice.user, alice.client) == ("alice", "web")
+    for _ in range(2):
+        alice.sql("SELECT 1")
+    with pytest.raises(ibarrow.RateLimitError, match=r"user `alice`"):
+        alice.sql("SELECT 1")
+    # Other users of the same engine keep their own quota.
+    assert engine.session("bob").sql("SELECT 1 AS one").to_arrow().num_rows == 1
+    assert engine.sql("SELECT 1 AS one").to_arrow().num_rows == 1
+
+
+def test_init_logging_writes_one_json_line_per_query() -> None:
+    # A process of its own: the log subscriber is installed once per process.
+    script = (
+        "import ibarrow\n"
+        "ibarrow.init_logging('info', 'json')\n"
+        "engine = ibarrow.Engine()\n"
+        "engine.session('dave', 'cli').sql(\"SELECT 'k3pt-out' AS s\").to_arrow()\n"
+        "try:\n"
+        "    ibarrow.init_logging('info', 'json')\n"
+        "except ibarrow.ConfigError as err:\n"
+        "    print('second call refused:', err)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "second call refused" in ran.stdout, ran.stdout
+    events = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]
+    finished = [e for e in events if e.get("message") == "query finished"]
+    assert len(finished) == 1, ran.stderr
+    event = finished[0]
+    assert (event["user"], event["client"], event["outcome"]) == ("dave", "cli", "ok")
+    assert isinstance(event["duration_ms"], int) and isinstance(event["peak_memory_bytes"], int)
+    with pytest.raises(ibarrow.ConfigError, match="human or json"):
+        ibarrow.init_logging("info", "xml")
 
 
 def test_metrics_count_the_queries_run(lite: Database) -> None:

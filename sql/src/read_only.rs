@@ -6,8 +6,7 @@
 //! boundary. Functions with side effects (`pg_terminate_backend`, …) are not recognised here.
 
 use datafusion::sql::sqlparser::dialect::{
-    Dialect as Lexer, GenericDialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect,
-    SQLiteDialect,
+    Dialect as Lexer, GenericDialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -152,7 +151,10 @@ mod tests {
                 "CALL proc()",
             ] {
                 assert!(
-                    matches!(check_reads_only(dialect, sql), Err(SqlError::NotReadOnly(_))),
+                    matches!(
+                        check_reads_only(dialect, sql),
+                        Err(SqlError::NotReadOnly(_))
+                    ),
                     "{dialect:?} let through: {sql}"
                 );
             }

@@ -142,7 +142,9 @@ mod tests {
             "INSERT INTO `shop`.`order lines` (`id`, `we``ird`) VALUES (?, ?)"
         );
         assert_eq!(
-            table.insert_statement(Dialect::PostgreSql, &["id"]).unwrap(),
+            table
+                .insert_statement(Dialect::PostgreSql, &["id"])
+                .unwrap(),
             r#"INSERT INTO "shop"."order lines" ("id") VALUES (?)"#
         );
     }

@@ -12,7 +12,7 @@ releases the GIL, and Ctrl-C cancels a running query.
 from __future__ import annotations
 
 from ibarrow import _internal
-from ibarrow._engine import Engine, QueryResult, Table, odbc_table
+from ibarrow._engine import Engine, QueryResult, Session, Table, odbc_table
 from ibarrow._errors import (
     ArrowError,
     CircuitOpenError,
@@ -31,12 +31,26 @@ from ibarrow._legacy import Connection, QueryConfig, connect
 
 __version__: str = _internal.__version__
 
+
+def init_logging(level: str | None = None, format: str = "human") -> None:
+    """Send ibarrow's logs to stderr, once per process.
+
+    ``level`` is a filter such as ``"info"`` or ``"ibarrow=debug"`` (default: the
+    ``IBARROW_LOG`` environment variable, else ``"warn"``); at ``info`` every query is logged
+    when it ends, with its user, client, sources, duration and peak memory. ``format`` is
+    ``"human"`` or ``"json"`` (one JSON object per line).
+    """
+    _internal.init_logging(level, format)
+
+
 # ConnectionError and TimeoutError stay out of `import *`: they would shadow the builtins
 # (they derive from them; use ibarrow.ConnectionError and ibarrow.TimeoutError).
 __all__ = [
     "Engine",
     "QueryResult",
+    "Session",
     "Table",
+    "init_logging",
     "odbc_table",
     "connect",
     "Connection",

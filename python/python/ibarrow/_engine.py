@@ -110,6 +110,28 @@ class Table:
         return f"ibarrow.Table({self.name})"
 
 
+class Session:
+    """Queries of one user and client on an :class:`Engine` (see :meth:`Engine.session`)."""
+
+    def __init__(self, inner: _internal.Session) -> None:
+        self._inner = inner
+
+    @property
+    def user(self) -> str:
+        return self._inner.user
+
+    @property
+    def client(self) -> str:
+        return self._inner.client
+
+    def sql(self, query: str | bytes) -> QueryResult:
+        """:meth:`Engine.sql` on behalf of this session's user and client."""
+        return QueryResult(self._inner.sql(query))
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
 class Engine:
     """Several ODBC databases behind one SQL interface.
 
@@ -145,10 +167,17 @@ class Engine:
     def sql(self, query: str | bytes) -> QueryResult:
         """Plan ``query`` (DataFusion SQL; bytes must be UTF-8); read the result to run it.
 
-        One statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); anything else, text
-        over the size limit or with control characters raises :class:`ibarrow.InputError`.
+        One statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE), or an INSERT INTO a
+        table of a source configured ``writable``; anything else, text over the size limit or
+        with control characters raises :class:`ibarrow.InputError`. Runs on behalf of the
+        engine's ``user`` and ``client``; :meth:`session` gives other identities.
         """
         return QueryResult(self._inner.sql(query))
+
+    def session(self, user: str, client: str = "python") -> Session:
+        """Queries on behalf of ``user`` from ``client`` (a web application's end user,
+        say): rate limits and the query log count them under these names."""
+        return Session(self._inner.session(user, client))
 
     def table(self, name: str) -> Table:
         """One of the engine's tables (``source.schema.table``) for datafusion-python."""
