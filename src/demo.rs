@@ -123,10 +123,15 @@ async fn connect(path: &Path) -> Result<std::sync::Arc<OdbcSource>, Error> {
         .and_then(|s| s.to_str())
         .unwrap_or("demo")
         .to_string();
+    // Only the builder writes; the engine's demo sources stay read-only.
+    let options = SourceOptions {
+        writable: true,
+        ..SourceOptions::default()
+    };
     Ok(OdbcSource::connect(
         &format!("demo {name}"),
         &sqlite_connection_string(path)?,
-        SourceOptions::default(),
+        options,
     )
     .await?)
 }

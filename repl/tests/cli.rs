@@ -391,11 +391,15 @@ fn a_failed_statement_sets_the_exit_status_and_the_rest_still_run() {
 #[test]
 fn a_remote_error_names_the_source_and_the_sql() {
     let fed = Federation::new();
-    let output = fed.run(&["-c", "SELECT * FROM query('pg', 'SELEC broken')"]);
+    let output = fed.run(&[
+        "-c",
+        "SELECT * FROM query('pg', 'SELECT broken FROM nowhere')",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let errors = stderr(&output);
     assert!(errors.contains("source `pg`"), "{errors}");
-    assert!(errors.contains("SELEC broken"), "{errors}");
+    assert!(errors.contains("SELECT broken FROM nowhere"), "{errors}");
+    assert!(errors.contains("nowhere"), "{errors}");
     assert!(!errors.contains(&format!("Pwd={PASSWORD}")), "{errors}");
 }
 
