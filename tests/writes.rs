@@ -13,6 +13,9 @@ use test_case::test_case;
 const COLUMNS: &str = "id INTEGER PRIMARY KEY, name VARCHAR(40), amount DECIMAL(12,2), \
                        day DATE, score {double}";
 
+/// Rows of the larger origin table, ids 1001 … 1000 + MANY.
+const MANY: i64 = 2500;
+
 /// Rows of the SQLite table the inserts copy from (NULLs included).
 const SOURCE_ROWS: &str = "(1, 'alpha', 10.50, '2024-01-31', 0.25), \
                            (2, NULL, -3.75, '1999-12-31', NULL), \
@@ -26,6 +29,8 @@ async fn engine(target: &TestDb, writable: bool, origin: &TestDb) -> Engine {
             SourceConfig {
                 connection_string: Some(target.connection_string.clone()),
                 writable: Some(writable),
+                // One connection: every statement of a test meets the state the last one left.
+                pool_size: Some(1),
                 ..SourceConfig::default()
             },
         )
@@ -55,12 +60,17 @@ async fn error(engine: &Engine, sql: &str) -> ibarrow::Error {
 
 fn origin_with_rows() -> TestDb {
     let origin = Profile::Sqlite.open();
+    let columns = COLUMNS.replace("{double}", "DOUBLE");
     origin.execute(&[
-        &format!(
-            "CREATE TABLE people ({})",
-            COLUMNS.replace("{double}", "DOUBLE")
-        ),
+        &format!("CREATE TABLE people ({columns})"),
         &format!("INSERT INTO people VALUES {SOURCE_ROWS}"),
+        // Enough rows for several round trips of the INSERT (1000 rows each).
+        &format!("CREATE TABLE many ({columns})"),
+        &format!(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < \
+             {MANY}) INSERT INTO many SELECT n + 1000, 'row ' || n, n * 0.5, '2020-01-01', n \
+             FROM seq"
+        ),
     ]);
     origin
 }
@@ -82,6 +92,10 @@ async fn a_source_is_read_only_unless_writable(profile: Profile) {
     let target = profile.open();
     let table = common::unique_name("guarded");
     let _guard = target.create_table(&table, &COLUMNS.replace("{double}", profile.double()));
+    let quoted = profile.quote(&table);
+    target.execute(&[&format!(
+        "INSERT INTO {quoted} (id, name) VALUES (1, 'kept'), (2, 'kept too')"
+    )]);
     let origin = origin_with_rows();
     let schema = profile.schema();
     let qualified = format!("target.{schema}.{table}");
@@ -96,7 +110,6 @@ async fn a_source_is_read_only_unless_writable(profile: Profile) {
         "{message}"
     );
     // Native statements that write are refused before they reach the database.
-    let quoted = profile.quote(&table);
     for native in [
         format!("DELETE FROM {quoted}"),
         format!("SELECT 1 AS one; DELETE FROM {quoted}"),
@@ -118,7 +131,7 @@ async fn a_source_is_read_only_unless_writable(profile: Profile) {
     assert!(shown.contains("| on ") || shown.contains("| 1 "), "{shown}");
     assert_eq!(
         lines(&engine, &format!("SELECT count(*) AS n FROM {qualified}")).await[3],
-        "| 0 |"
+        "| 2 |"
     );
 
     let writable = self::engine(&target, true, &origin).await;
@@ -154,24 +167,63 @@ async fn insert_into_a_writable_source_copies_every_row(profile: Profile) {
     assert_eq!(copied, original);
     assert!(original.iter().any(|l| l.contains("γάμμα 'quoted'")));
 
-    // A row that breaks a constraint rolls the whole statement back: nothing of it stays.
-    let before = lines(&engine, &format!("SELECT count(*) AS n FROM {qualified}")).await;
-    let clash = format!(
-        "INSERT INTO {qualified} SELECT id + 10, name, amount, day, score FROM origin.main.people \
-         UNION ALL SELECT 1, 'duplicate key', NULL, NULL, NULL"
-    );
+    // The last of 2500 rows breaks the primary key, after two round trips went through:
+    // the whole statement is rolled back, nothing of it stays.
+    target.execute(&[&format!(
+        "INSERT INTO {} (id, name) VALUES ({}, 'taken')",
+        profile.quote(&table),
+        1000 + MANY
+    )]);
+    let clash = format!("INSERT INTO {qualified} SELECT * FROM origin.main.many");
     let err = error(&engine, &clash).await;
     assert_eq!(err.kind(), ibarrow::ErrorKind::Sql, "{err}");
-    let after = lines(&engine, &format!("SELECT count(*) AS n FROM {qualified}")).await;
-    assert_eq!(before, after, "{err}");
-    // The connection is usable afterwards, back in autocommit.
+    assert_eq!(target_count(&target, &table), 5, "{err}");
+    assert_autocommit(profile, &engine, &target, &table).await;
     let single = format!("INSERT INTO {qualified} VALUES (100, 'one more', 1.5, NULL, NULL)");
     assert_eq!(lines(&engine, &single).await[3], "| 1     |");
     assert_eq!(
         target_count(&target, &table),
-        5,
+        6,
         "the insert is committed and visible to other connections"
     );
+}
+
+/// The source's one pooled connection is back in autocommit after a failed insert: no
+/// transaction stays open behind the next statements.
+async fn assert_autocommit(profile: Profile, engine: &Engine, target: &TestDb, table: &str) {
+    match profile {
+        Profile::MariaDb => {
+            let shown = lines(
+                engine,
+                "SELECT CAST(a AS VARCHAR) AS a FROM query('target', 'SELECT @@autocommit AS a')",
+            )
+            .await;
+            assert_eq!(shown[3], "| 1 |", "{shown:?}");
+        }
+        // Outside a transaction every statement starts one of its own: now() (its start) is
+        // the statement's own time, also for the second of two statements.
+        Profile::Postgres => {
+            let fresh = "SELECT CAST(fresh AS VARCHAR) AS fresh FROM query('target', \
+                         'SELECT now() = statement_timestamp() AS fresh')";
+            for _ in 0..2 {
+                let shown = lines(engine, fresh).await;
+                assert_eq!(shown[3], "| true  |", "{shown:?}");
+            }
+        }
+        // An open SQLite transaction that read would still let others write, one that wrote
+        // would not: another connection writes and reads the table.
+        Profile::Sqlite => {
+            lines(
+                engine,
+                &format!("SELECT count(*) AS n FROM target.main.{table}"),
+            )
+            .await;
+            target.execute(&[&format!(
+                "DELETE FROM {} WHERE id = 0",
+                profile.quote(table)
+            )]);
+        }
+    }
 }
 
 /// Rows of `table` counted over a connection of its own, outside ibarrow.

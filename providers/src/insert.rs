@@ -1,7 +1,8 @@
 //! `INSERT INTO` a table of a writable source: the rows DataFusion computes are sent as array
 //! parameters of one prepared `INSERT`, all in one transaction — committed when the last row
-//! is in, rolled back on any error or when the query is dropped, so a failed insert leaves
-//! nothing behind.
+//! is in, rolled back on any error or when the query is dropped before its last row was
+//! sent, so a failed insert leaves nothing behind. A connection whose transaction could not
+//! be ended cleanly is closed, never pooled (closing it rolls back).
 
 use std::fmt;
 use std::sync::Arc;
@@ -93,9 +94,22 @@ impl DataSink for OdbcSink {
         let schema = Arc::clone(&self.schema);
         let source_name = self.source.name().to_string();
         let (sender, receiver) = mpsc::channel(2);
+        let panic_source = source_name.clone();
         let writer = tokio::task::spawn_blocking(move || {
             let connection = pool.checkout(permit)?;
-            write_in_transaction(&connection, &statement, &schema, receiver)
+            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_in_transaction(&connection, &statement, &schema, receiver)
+            }));
+            written.unwrap_or_else(|_| {
+                // Its transaction is open: closing the connection rolls it back.
+                connection.discard();
+                Err(OdbcError::Task {
+                    source_name: panic_source,
+                    message: "the insert's writer panicked (a value out of the database's \
+                              range?); nothing was committed"
+                        .into(),
+                })
+            })
         });
         let written_rows = MetricBuilder::new(&self.metrics).output_rows(0);
         let mut input_error = None;
@@ -149,8 +163,9 @@ fn write_in_transaction(
             .rollback()
             .map_err(|err| connection.failure("rolling the insert back", err)),
     };
-    // A connection whose autocommit cannot be restored must not serve the next query.
-    if connection.set_autocommit(true).is_err() {
+    // Turning autocommit back on commits an open transaction: only after a clean end. A
+    // connection left otherwise must not serve the next query.
+    if ended.is_err() || connection.set_autocommit(true).is_err() {
         connection.discard();
     }
     let rows = outcome?;

@@ -183,6 +183,25 @@ fn plan_in(
         query.extract::<String>()?
     };
     let frame = wait_for_future(py, session.sql(&text))?.map_err(to_py)?;
+    // A result is read again on every read: an INSERT runs once, here, and its result holds
+    // the row count.
+    if matches!(
+        frame.logical_plan(),
+        datafusion::logical_expr::LogicalPlan::Dml(_)
+    ) {
+        let run = async {
+            use futures::TryStreamExt;
+            let batches: Vec<_> = session
+                .execute(frame, &text)
+                .await?
+                .try_collect()
+                .await
+                .map_err(ibarrow::Error::from)?;
+            Ok::<_, ibarrow::Error>(session.engine().context().read_batches(batches)?)
+        };
+        let done = wait_for_future(py, run)?.map_err(to_py)?;
+        return Ok(PyQueryResult::new(done, session.clone(), text));
+    }
     Ok(PyQueryResult::new(frame, session.clone(), text))
 }
 

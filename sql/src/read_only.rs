@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::dialect::{
     Dialect as Lexer, GenericDialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 use crate::dialect::Dialect;
 use crate::error::SqlError;
@@ -24,14 +24,35 @@ const READING_STARTS: [Keyword; 5] = [
 ];
 
 /// Words that write wherever they appear: data-modifying CTEs (`WITH d AS (DELETE …)`),
-/// `SELECT … INTO` a table or a file, `SELECT … FOR UPDATE` locks.
-const WRITING_WORDS: [Keyword; 5] = [
+/// `SELECT … INTO` a table or a file, `SELECT … FOR UPDATE` locks, and the statements T-SQL
+/// runs after a query without a semicolon (`SELECT 1 DROP TABLE t`).
+const WRITING_WORDS: [Keyword; 21] = [
     Keyword::INSERT,
     Keyword::UPDATE,
     Keyword::DELETE,
     Keyword::MERGE,
     Keyword::INTO,
+    Keyword::DROP,
+    Keyword::CREATE,
+    Keyword::ALTER,
+    Keyword::TRUNCATE,
+    Keyword::EXEC,
+    Keyword::EXECUTE,
+    Keyword::GRANT,
+    Keyword::REVOKE,
+    Keyword::CALL,
+    Keyword::SET,
+    Keyword::DECLARE,
+    Keyword::COMMIT,
+    Keyword::ROLLBACK,
+    Keyword::PRAGMA,
+    Keyword::ATTACH,
+    Keyword::DETACH,
 ];
+
+/// Functions that change the session or reach another server: `set_config` turns
+/// PostgreSQL's read-only session back to read-write for the connection's whole life.
+const WRITING_FUNCTIONS: [&str; 4] = ["set_config", "dblink", "dblink_exec", "lo_import"];
 
 impl Dialect {
     fn lexer(self) -> Box<dyn Lexer> {
@@ -48,6 +69,15 @@ impl Dialect {
 /// `Ok` when `sql` is one statement that starts like a query and names no writing keyword
 /// outside quotes and comments; otherwise an error that says what was found.
 pub fn check_reads_only(dialect: Dialect, sql: &str) -> Result<(), SqlError> {
+    // Whether a backslash escapes depends on the server's NO_BACKSLASH_ESCAPES: a literal
+    // could end elsewhere than the tokenizer thinks.
+    if dialect == Dialect::MySql && sql.contains('\\') {
+        return Err(SqlError::NotReadOnly(
+            "the statement contains a backslash, whose meaning in MariaDB/MySQL strings \
+             depends on the server's sql_mode"
+                .into(),
+        ));
+    }
     let lexer = dialect.lexer();
     let tokens = Tokenizer::new(lexer.as_ref(), sql)
         .tokenize()
@@ -58,6 +88,16 @@ pub fn check_reads_only(dialect: Dialect, sql: &str) -> Result<(), SqlError> {
                 dialect.name()
             ))
         })?;
+    // MariaDB runs the contents of `/*M! … */` comments.
+    let executable_comment = tokens.iter().any(|t| {
+        matches!(t, Token::Whitespace(Whitespace::MultiLineComment(text))
+            if dialect == Dialect::MySql && (text.starts_with("M!") || text.starts_with('!')))
+    });
+    if executable_comment {
+        return Err(SqlError::NotReadOnly(
+            "the statement contains an executable comment (/*! … */ or /*M! … */)".into(),
+        ));
+    }
     let mut significant = tokens
         .iter()
         .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF));
@@ -86,7 +126,19 @@ pub fn check_reads_only(dialect: Dialect, sql: &str) -> Result<(), SqlError> {
                 if word.quote_style.is_none() && WRITING_WORDS.contains(&word.keyword) =>
             {
                 return Err(SqlError::NotReadOnly(format!(
-                    "the query contains `{}`, which writes or locks",
+                    "the query contains `{}`, which writes, locks or changes settings (quote it \
+                     if it is a name)",
+                    word.value
+                )));
+            }
+            Token::Word(word)
+                if word.quote_style.is_none()
+                    && WRITING_FUNCTIONS
+                        .iter()
+                        .any(|f| word.value.eq_ignore_ascii_case(f)) =>
+            {
+                return Err(SqlError::NotReadOnly(format!(
+                    "the query calls `{}`, which changes the session or reaches another server",
                     word.value
                 )));
             }
@@ -100,7 +152,14 @@ pub fn check_reads_only(dialect: Dialect, sql: &str) -> Result<(), SqlError> {
 mod tests {
     use super::*;
 
-    const ALL: [Dialect; 3] = [Dialect::PostgreSql, Dialect::MySql, Dialect::Sqlite];
+    const ALL: [Dialect; 6] = [
+        Dialect::PostgreSql,
+        Dialect::MySql,
+        Dialect::Sqlite,
+        Dialect::MsSql,
+        Dialect::Db2,
+        Dialect::Firebird,
+    ];
 
     #[test]
     fn queries_pass() {
@@ -132,6 +191,28 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_executable_comments_and_backslashes_are_refused() {
+        for sql in [
+            "SELECT * FROM t /*M! INTO OUTFILE '/tmp/x' */",
+            "SELECT * FROM t /*! FOR UPDATE */",
+            r"SELECT 'a\' INTO OUTFILE '/tmp/x' -- '",
+            r"SELECT 'a\b' AS s",
+        ] {
+            assert!(
+                matches!(
+                    check_reads_only(Dialect::MySql, sql),
+                    Err(SqlError::NotReadOnly(_))
+                ),
+                "let through: {sql}"
+            );
+        }
+        assert_eq!(
+            check_reads_only(Dialect::MySql, "SELECT 1 /* a plain comment */"),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn writes_and_second_statements_are_refused() {
         for dialect in ALL {
             for sql in [
@@ -149,6 +230,11 @@ mod tests {
                 "",
                 "   -- only a comment",
                 "CALL proc()",
+                "SELECT 1 DROP TABLE t",
+                "SELECT 1 EXEC('DELETE FROM t')",
+                "SELECT 1 TRUNCATE TABLE t",
+                "SELECT set_config('default_transaction_read_only', 'off', false)",
+                "SELECT * FROM dblink('other', 'DELETE FROM t') AS x(n int)",
             ] {
                 assert!(
                     matches!(
