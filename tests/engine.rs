@@ -432,9 +432,21 @@ async fn single_source_aggregates_run_remotely_and_answer_like_datafusion() {
             "GROUP BY".to_string(),
             false,
         ),
-        // An average is computed differently remotely: stays local.
+        // Decimal averages: the database sums and counts, DataFusion divides.
         (
             "SELECT customer_id, avg(total) AS a FROM orders GROUP BY customer_id ORDER BY customer_id",
+            r#"SUM("total") AS "c1", COUNT("total") AS "c2""#.to_string(),
+            true,
+        ),
+        // Exact decimal arithmetic inside SUM and AVG, also under a common subexpression.
+        (
+            "SELECT day, sum(total * 2 - total) AS s, avg(total * total) AS sq, sum(total * (1 - total)) AS c, sum(total * (1 - total) * 3) AS c3 FROM orders WHERE total > 10 GROUP BY day ORDER BY day",
+            r#"COUNT(("total" * "total"))"#.to_string(),
+            true,
+        ),
+        // Averages of integers are floating point in DataFusion: stay local.
+        (
+            "SELECT day, avg(customer_id) AS a FROM orders GROUP BY day ORDER BY day",
             "GROUP BY".to_string(),
             false,
         ),

@@ -13,6 +13,10 @@ pub enum AggregateCall {
     Sum(String),
     Min(String),
     Max(String),
+    /// `SUM` of an expression already rendered ([`crate::render_exact_decimal`]).
+    SumOf(String),
+    /// `COUNT` of an expression already rendered.
+    CountOf(String),
 }
 
 /// `SELECT <group columns>, <aggregates> (named c0, c1, …) FROM <table> [WHERE …] [GROUP BY <group columns>]`.
@@ -41,6 +45,8 @@ impl RemoteAggregate {
                 AggregateCall::Sum(c) => format!("SUM({})", quote(c)?),
                 AggregateCall::Min(c) => format!("MIN({})", quote(c)?),
                 AggregateCall::Max(c) => format!("MAX({})", quote(c)?),
+                AggregateCall::SumOf(sql) => format!("SUM({sql})"),
+                AggregateCall::CountOf(sql) => format!("COUNT({sql})"),
             });
         }
         // Output columns are named c0, c1, … so that the statement can be wrapped and projected.

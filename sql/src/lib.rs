@@ -11,6 +11,7 @@
 //! Literals and identifiers are escaped here and nowhere else.
 
 mod aggregate;
+mod arithmetic;
 mod dialect;
 mod error;
 mod filter;
@@ -22,6 +23,7 @@ mod select;
 mod session;
 
 pub use aggregate::{AggregateCall, RemoteAggregate};
+pub use arithmetic::render_exact_decimal;
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;

@@ -2,21 +2,27 @@
 //!
 //! Rewritten: `COUNT(*)`, `COUNT(col)`, `SUM` of integers and decimals, `MIN`/`MAX` of
 //! integers, decimals and dates, grouped by integer, decimal, date or boolean columns (and by
-//! strings where the database groups them byte-wise: PostgreSQL, SQLite). No DISTINCT, FILTER
-//! or ORDER BY inside aggregates; the scan's filters must all be pushed. A source turns it off
-//! with `pushdown_aggregates = false`.
+//! strings where the database groups them byte-wise: PostgreSQL, SQLite). On PostgreSQL and
+//! MariaDB also `SUM` of exact decimal arithmetic (`SUM(price * (1 - discount))`, also
+//! through the projection common subexpression elimination puts under the aggregate) and
+//! `AVG` of decimals: the database sums and counts, DataFusion's own rule divides. No
+//! DISTINCT, FILTER or ORDER BY inside aggregates; the scan's filters must all be pushed. A
+//! source turns it off with `pushdown_aggregates = false`.
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::scalar::ScalarValue;
 use ibarrow_providers::OdbcTable;
 use ibarrow_providers::type_map::{ColumnFetch, fetch_type};
-use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate};
+use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate, render_exact_decimal};
 
-use super::remote_scan;
+use super::average::DecimalAverage;
 
 fn is_string(data_type: &DataType) -> bool {
     matches!(
@@ -29,10 +35,25 @@ fn is_exact_number(data_type: &DataType) -> bool {
     data_type.is_integer() || matches!(data_type, DataType::Decimal128(..))
 }
 
+/// How one output column of the aggregate comes back.
+enum Output {
+    /// One remote column, as is.
+    Column(DataType),
+    /// `AVG` of a decimal: a remote SUM and COUNT, finished by [`DecimalAverage`].
+    Average { sum_scale: i8, result: DataType },
+}
+
 /// The replacement plan, or `None` when the aggregate does not qualify.
 pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
-    let LogicalPlan::TableScan(scan) = aggregate.input.as_ref() else {
-        return Ok(None);
+    // The scan, under the projection that common subexpression elimination may have put
+    // between it and the aggregate (`price * (1 - discount) AS __common_expr_1`).
+    let (scan, projection) = match aggregate.input.as_ref() {
+        LogicalPlan::TableScan(scan) => (scan, None),
+        LogicalPlan::Projection(projection) => match projection.input.as_ref() {
+            LogicalPlan::TableScan(scan) => (scan, Some(projection)),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
     };
     if scan.fetch.is_some() {
         return Ok(None);
@@ -49,12 +70,37 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
     }
     let dialect = source.dialect();
     let table_schema = datafusion::datasource::TableProvider::schema(table);
+    // An expression of the aggregate in terms of the table's own columns.
+    let resolve = |expr: &Expr| -> Option<Expr> {
+        let Some(projection) = projection else {
+            return Some(expr.clone());
+        };
+        expr.clone()
+            .transform(|e| match &e {
+                Expr::Column(column) => {
+                    let index = projection.schema.index_of_column(column)?;
+                    let inner = match &projection.expr[index] {
+                        Expr::Alias(alias) => alias.expr.as_ref().clone(),
+                        other => other.clone(),
+                    };
+                    Ok(Transformed::yes(inner))
+                }
+                _ => Ok(Transformed::no(e)),
+            })
+            .ok()
+            .map(|t| t.data)
+    };
     let column_type = |expr: &Expr| -> Option<(String, DataType)> {
-        let Expr::Column(column) = expr else {
+        let Expr::Column(column) = resolve(expr)? else {
             return None;
         };
         let field = table_schema.field_with_name(&column.name).ok()?;
         Some((field.name().clone(), field.data_type().clone()))
+    };
+    // Exact decimal arithmetic (or a decimal column) the database evaluates as DataFusion
+    // does, with its type.
+    let exact_sql = |expr: &Expr| -> Option<(String, DataType)> {
+        render_exact_decimal(dialect, &table_schema, &resolve(expr)?)
     };
 
     let mut group_by = Vec::new();
@@ -84,7 +130,15 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
     }
 
     let mut aggregates = Vec::new();
-    for expr in &aggregate.aggr_expr {
+    let mut outputs: Vec<Output> = aggregate.schema.fields()[..group_by.len()]
+        .iter()
+        .map(|f| Output::Column(f.data_type().clone()))
+        .collect();
+    for (expr, field) in aggregate
+        .aggr_expr
+        .iter()
+        .zip(&aggregate.schema.fields()[group_by.len()..])
+    {
         let expr = match expr {
             Expr::Alias(alias) => alias.expr.as_ref(),
             other => other,
@@ -95,12 +149,34 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
         if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
             return Ok(None);
         }
+        let output = field.data_type().clone();
         let call = match (func.name(), params.args.as_slice()) {
             ("count", [Expr::Literal(value, _)]) if !value.is_null() && is_count_star(value) => {
                 AggregateCall::CountRows
             }
             ("count", [arg]) => match column_type(arg) {
                 Some((name, _)) => AggregateCall::Count(name),
+                None => return Ok(None),
+            },
+            ("avg", [arg]) => {
+                // Decimal averages only: the sum and count are exact, the division local.
+                let Some((sql, DataType::Decimal128(_, sum_scale))) = exact_sql(arg) else {
+                    return Ok(None);
+                };
+                let (sum, count) = (
+                    AggregateCall::SumOf(sql.clone()),
+                    AggregateCall::CountOf(sql),
+                );
+                outputs.push(Output::Average {
+                    sum_scale,
+                    result: output,
+                });
+                aggregates.push(sum);
+                aggregates.push(count);
+                continue;
+            }
+            ("sum", [arg]) if column_type(arg).is_none() => match exact_sql(arg) {
+                Some((sql, _)) => AggregateCall::SumOf(sql),
                 None => return Ok(None),
             },
             (function @ ("sum" | "min" | "max"), [arg]) => {
@@ -122,6 +198,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
             }
             _ => return Ok(None),
         };
+        outputs.push(Output::Column(output));
         aggregates.push(call);
     }
 
@@ -141,26 +218,52 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
         return Ok(None);
     };
 
-    // The remote result has the aggregate's own types, named c0, c1, …
-    let fetch = aggregate
-        .schema
-        .fields()
+    // The remote columns, c0, c1, …: an average takes two (its sum and count).
+    let mut remote_types = Vec::new();
+    for output in &outputs {
+        match output {
+            Output::Column(data_type) => remote_types.push(data_type.clone()),
+            Output::Average { sum_scale, .. } => {
+                remote_types.push(DataType::Decimal128(38, *sum_scale));
+                remote_types.push(DataType::Int64);
+            }
+        }
+    }
+    let fetch = remote_types
         .iter()
         .enumerate()
-        .map(|(i, f)| ColumnFetch {
-            fetch_type: fetch_type(f.data_type(), dialect),
+        .map(|(i, data_type)| ColumnFetch {
+            fetch_type: fetch_type(data_type, dialect),
             read_as_text: false,
             // Group keys come back as the table would return them (CHAR padding included).
             trim_trailing_blanks: group_trims.get(i).copied().unwrap_or(false),
         })
         .collect();
-    Ok(Some(remote_scan(
-        "aggregate",
-        source,
-        sql,
-        &aggregate.schema,
-        fetch,
-    )?))
+    let (scan, columns) = super::pushed_scan("aggregate", source, sql, &remote_types, fetch)?;
+    let mut columns = columns.into_iter();
+    let mut exprs = Vec::new();
+    for (output, (qualifier, field)) in outputs.iter().zip(aggregate.schema.iter()) {
+        let value = match output {
+            Output::Column(_) => columns.next(),
+            Output::Average { sum_scale, result } => {
+                let (Some(sum), Some(count)) = (columns.next(), columns.next()) else {
+                    return Ok(None);
+                };
+                let Some(udf) = DecimalAverage::udf(*sum_scale, result) else {
+                    return Ok(None);
+                };
+                Some(udf.call(vec![sum, count]))
+            }
+        };
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        exprs.push(value.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(scan),
+    )?)))
 }
 
 fn is_count_star(value: &ScalarValue) -> bool {

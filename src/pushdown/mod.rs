@@ -7,11 +7,12 @@
 //! unchanged.
 
 mod aggregate;
+mod average;
 mod join;
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::provider_as_source;
@@ -74,11 +75,37 @@ fn remote_scan(
     output: &DFSchema,
     fetch: Vec<ColumnFetch>,
 ) -> Result<LogicalPlan> {
-    let fields: Vec<Field> = output
+    let types: Vec<_> = output
         .fields()
         .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    let (scan, columns) = pushed_scan(kind, source, sql, &types, fetch)?;
+    let exprs = output
+        .iter()
+        .zip(columns)
+        .map(|((qualifier, field), column)| {
+            column.alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(scan),
+    )?))
+}
+
+/// A scan of `sql`, whose columns c0, c1, … have `types`, and those columns as expressions.
+fn pushed_scan(
+    kind: &str,
+    source: &Arc<OdbcSource>,
+    sql: String,
+    types: &[DataType],
+    fetch: Vec<ColumnFetch>,
+) -> Result<(LogicalPlan, Vec<Expr>)> {
+    let fields: Vec<Field> = types
+        .iter()
         .enumerate()
-        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
+        .map(|(i, data_type)| Field::new(format!("c{i}"), data_type.clone(), true))
         .collect();
     let pushed = PassthroughTable::with_schema(
         Arc::clone(source),
@@ -93,16 +120,8 @@ fn remote_scan(
         None,
     )?
     .build()?;
-    let exprs = output
-        .iter()
-        .enumerate()
-        .map(|(i, (qualifier, field))| {
-            Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}")))
-                .alias_qualified(qualifier.cloned(), field.name())
-        })
+    let columns = (0..types.len())
+        .map(|i| Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}"))))
         .collect();
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        Arc::new(scan),
-    )?))
+    Ok((scan, columns))
 }
