@@ -7,6 +7,11 @@ use crate::error::SqlError;
 pub enum JoinKind {
     Inner,
     Left,
+    /// The left rows with at least one match (`EXISTS`, `IN`), each once.
+    Semi,
+    /// The left rows without a match (`NOT EXISTS`); a NULL key matches nothing, so its row
+    /// is kept — `NOT IN`'s different NULL rule is not this kind.
+    Anti,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +20,9 @@ pub enum Side {
     Right,
 }
 
-/// `SELECT <outputs AS c0, c1, …> FROM (<left>) AS t0 <kind> JOIN (<right>) AS t1 ON t0.a = t1.b AND …`.
+/// `SELECT <outputs AS c0, c1, …> FROM (<left>) AS t0 <kind> JOIN (<right>) AS t1 ON t0.a = t1.b AND …`,
+/// or for semi and anti joins `… FROM (<left>) AS t0 WHERE [NOT] EXISTS (SELECT 1 FROM
+/// (<right>) AS t1 WHERE t0.a = t1.b AND …)`.
 ///
 /// Each side is a statement already proven alone (a scan's SELECT, or an earlier pushed
 /// join); wrapping them as derived tables keeps their own filters and column names intact.
@@ -64,6 +71,25 @@ impl RemoteJoin {
         let kind = match self.kind {
             JoinKind::Inner => "INNER JOIN",
             JoinKind::Left => "LEFT JOIN",
+            JoinKind::Semi | JoinKind::Anti => {
+                if self.output.iter().any(|(side, _)| *side == Side::Right) {
+                    return Err(SqlError::NotRemote(
+                        "a semi or anti join outputs only columns of its left side".into(),
+                    ));
+                }
+                let not = if self.kind == JoinKind::Anti {
+                    "NOT "
+                } else {
+                    ""
+                };
+                return Ok(format!(
+                    "SELECT {} FROM ({}) AS {left} WHERE {not}EXISTS (SELECT 1 FROM ({}) AS {right} WHERE {})",
+                    items.join(", "),
+                    self.left,
+                    self.right,
+                    conditions.join(" AND ")
+                ));
+            }
         };
         Ok(format!(
             "SELECT {} FROM ({}) AS {left} {kind} ({}) AS {right} ON {}",
@@ -101,7 +127,40 @@ mod tests {
                 .unwrap()
                 .contains(") AS `t0` LEFT JOIN (")
         );
-        let no_keys = RemoteJoin { on: vec![], ..join };
+        let no_keys = RemoteJoin {
+            on: vec![],
+            ..join.clone()
+        };
         assert!(no_keys.to_sql(Dialect::Sqlite).is_err());
+    }
+
+    #[test]
+    fn renders_semi_and_anti_joins_as_exists() {
+        let semi = RemoteJoin {
+            left: r#"SELECT "id" FROM "customers""#.into(),
+            right: r#"SELECT "customer_id" FROM "orders""#.into(),
+            kind: JoinKind::Semi,
+            on: vec![("id".into(), "customer_id".into())],
+            output: vec![(Side::Left, "id".into())],
+        };
+        assert_eq!(
+            semi.to_sql(Dialect::Sqlite).unwrap(),
+            r#"SELECT "t0"."id" AS "c0" FROM (SELECT "id" FROM "customers") AS "t0" WHERE EXISTS (SELECT 1 FROM (SELECT "customer_id" FROM "orders") AS "t1" WHERE "t0"."id" = "t1"."customer_id")"#
+        );
+        let anti = RemoteJoin {
+            kind: JoinKind::Anti,
+            ..semi.clone()
+        };
+        assert!(
+            anti.to_sql(Dialect::MySql)
+                .unwrap()
+                .contains(" AS `t0` WHERE NOT EXISTS (SELECT 1 FROM (")
+        );
+        // The right side's columns do not exist outside the EXISTS.
+        let right_output = RemoteJoin {
+            output: vec![(Side::Right, "customer_id".into())],
+            ..semi
+        };
+        assert!(right_output.to_sql(Dialect::PostgreSql).is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! Joins between tables of one source, run in the database as one statement.
 //!
-//! Rewritten: INNER and LEFT equi-joins (no extra join filter, `NULL` never equal to `NULL`)
-//! whose inputs are each a scan of the same source with all its filters pushed, or an
-//! earlier pushed join — so multi-way joins of one source push as a whole, bottom-up. Key
+//! Rewritten: equi-joins (no extra join filter, `NULL` never equal to `NULL`) that are INNER,
+//! LEFT, or the semi and anti joins DataFusion makes of `EXISTS`, `IN (subquery)` and `NOT
+//! EXISTS` (not of `NOT IN`, whose NULL rule differs), whose inputs are each a scan of the
+//! same source with all its filters pushed, or an earlier pushed join — so multi-way joins of one source push as a whole, bottom-up. Key
 //! columns must have the same type on both sides and one the database compares exactly as
 //! DataFusion does: integers everywhere; dates and decimals on PostgreSQL and MariaDB (SQLite
 //! keeps them as text and floating point); strings on PostgreSQL only (MariaDB compares them
@@ -140,6 +141,8 @@ pub(super) fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {
     let kind = match join.join_type {
         JoinType::Inner => JoinKind::Inner,
         JoinType::Left => JoinKind::Left,
+        JoinType::LeftSemi => JoinKind::Semi,
+        JoinType::LeftAnti => JoinKind::Anti,
         _ => return Ok(None),
     };
     if join.filter.is_some()
@@ -176,12 +179,17 @@ pub(super) fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {
         }
         on.push((l.name.clone(), r.name.clone()));
     }
-    // INNER and LEFT joins output the left columns, then the right ones.
+    // INNER and LEFT joins output the left columns, then the right ones; semi and anti joins
+    // the left ones only.
+    let right_output = match kind {
+        JoinKind::Inner | JoinKind::Left => right.columns.as_slice(),
+        JoinKind::Semi | JoinKind::Anti => &[],
+    };
     let output: Vec<(Side, &RelationColumn)> = left
         .columns
         .iter()
         .map(|c| (Side::Left, c))
-        .chain(right.columns.iter().map(|c| (Side::Right, c)))
+        .chain(right_output.iter().map(|c| (Side::Right, c)))
         .collect();
     if output.len() != join.schema.fields().len() {
         return Ok(None);
