@@ -68,9 +68,14 @@ impl RemoteJoin {
                 "a pushed join needs output columns and at least one equality".into(),
             ));
         }
-        let kind = match self.kind {
-            JoinKind::Inner => "INNER JOIN",
-            JoinKind::Left => "LEFT JOIN",
+        let (left_sql, right_sql, on) = (&self.left, &self.right, conditions.join(" AND "));
+        let from = match self.kind {
+            JoinKind::Inner => {
+                format!("({left_sql}) AS {left} INNER JOIN ({right_sql}) AS {right} ON {on}")
+            }
+            JoinKind::Left => {
+                format!("({left_sql}) AS {left} LEFT JOIN ({right_sql}) AS {right} ON {on}")
+            }
             JoinKind::Semi | JoinKind::Anti => {
                 if self.output.iter().any(|(side, _)| *side == Side::Right) {
                     return Err(SqlError::NotRemote(
@@ -82,22 +87,12 @@ impl RemoteJoin {
                 } else {
                     ""
                 };
-                return Ok(format!(
-                    "SELECT {} FROM ({}) AS {left} WHERE {not}EXISTS (SELECT 1 FROM ({}) AS {right} WHERE {})",
-                    items.join(", "),
-                    self.left,
-                    self.right,
-                    conditions.join(" AND ")
-                ));
+                format!(
+                    "({left_sql}) AS {left} WHERE {not}EXISTS (SELECT 1 FROM ({right_sql}) AS {right} WHERE {on})"
+                )
             }
         };
-        Ok(format!(
-            "SELECT {} FROM ({}) AS {left} {kind} ({}) AS {right} ON {}",
-            items.join(", "),
-            self.left,
-            self.right,
-            conditions.join(" AND ")
-        ))
+        Ok(format!("SELECT {} FROM {from}", items.join(", ")))
     }
 }
 

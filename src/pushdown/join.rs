@@ -3,11 +3,12 @@
 //! Rewritten: equi-joins (no extra join filter, `NULL` never equal to `NULL`) that are INNER,
 //! LEFT, or the semi and anti joins DataFusion makes of `EXISTS`, `IN (subquery)` and `NOT
 //! EXISTS` (not of `NOT IN`, whose NULL rule differs), whose inputs are each a scan of the
-//! same source with all its filters pushed, or an earlier pushed join — so multi-way joins of one source push as a whole, bottom-up. Key
-//! columns must have the same type on both sides and one the database compares exactly as
-//! DataFusion does: integers everywhere; dates and decimals on PostgreSQL and MariaDB (SQLite
-//! keeps them as text and floating point); strings on PostgreSQL only (MariaDB compares them
-//! case-insensitively and ignoring trailing blanks). A source turns it off with
+//! same source with all its filters pushed, or an earlier pushed join — so multi-way joins
+//! of one source push as a whole, bottom-up. Key columns must have the same type on both
+//! sides and one the database compares exactly as DataFusion does: integers everywhere; dates
+//! and decimals on PostgreSQL and MariaDB (SQLite keeps them as text and floating point);
+//! strings on PostgreSQL only (MariaDB compares them case-insensitively and ignoring trailing
+//! blanks). A source turns it off with
 //! `pushdown_joins = false`.
 
 use std::sync::Arc;
