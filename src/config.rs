@@ -133,6 +133,9 @@ pub struct SourceConfig {
     pub pushdown_aggregates: Option<bool>,
     /// Run joins between tables of this source in the database (default true).
     pub pushdown_joins: Option<bool>,
+    /// Narrow this source's scans with the keys a join has read from its other side
+    /// (default true).
+    pub runtime_filters: Option<bool>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }
@@ -302,6 +305,9 @@ impl SourceConfig {
         }
         if let Some(pushdown) = self.pushdown_joins {
             options.pushdown_joins = pushdown;
+        }
+        if let Some(runtime_filters) = self.runtime_filters {
+            options.runtime_filters = runtime_filters;
         }
         if let Some(breaker) = &self.breaker {
             if breaker.enabled == Some(false) {

@@ -99,6 +99,14 @@ impl Engine {
 
     pub async fn from_config(config: Config) -> Result<Self> {
         let mut session = SessionConfig::new().with_information_schema(true);
+        // A join whose build side has up to this many keys hands the key list (not only the
+        // key range) to the scans of its other side, which send it to their database: remote
+        // scans gain far more from it than file scans, for which DataFusion's default is set.
+        session
+            .options_mut()
+            .optimizer
+            .hash_join_inlist_pushdown_max_distinct_values =
+            ibarrow_sql::MAX_RUNTIME_FILTER_VALUES / 2;
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }

@@ -4,6 +4,10 @@
 //! through a bounded channel, so memory stays at a few batches whatever the result size. When
 //! the consumer drops the stream, the next send fails, the loop ends, the cursor closes and
 //! the connection goes back to the pool.
+//!
+//! A scan on the probe side of a hash join takes the join's run-time filter (the build side's
+//! key range and, for few keys, the key list) and sends it with its statement when it starts,
+//! which is after the build side is complete: rows that cannot match stay in the database.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,12 +18,18 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::DynamicFilterTracking;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
 use datafusion::physical_plan::metrics::{
     ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
@@ -38,7 +48,7 @@ use crate::error::OdbcError;
 use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
-use ibarrow_sql::Dialect;
+use ibarrow_sql::{Dialect, FilterColumn, render_runtime_filter, with_runtime_filter};
 
 /// A scan of a remote table: one statement per partition.
 #[derive(Debug)]
@@ -49,6 +59,10 @@ pub struct OdbcExec {
     fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Whether the statements are SELECTs ibarrow built, which may be wrapped with a filter.
+    accepts_runtime_filters: bool,
+    /// Dynamic filters from joins above (see the module notes), over this scan's columns.
+    runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
 }
 
 impl OdbcExec {
@@ -72,7 +86,51 @@ impl OdbcExec {
             fetch,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            accepts_runtime_filters: false,
+            runtime_filters: Vec::new(),
         }
+    }
+
+    /// Lets joins above narrow the statements with their run-time filters: only for SELECTs
+    /// ibarrow built (a user's native statement may not be a SELECT one can wrap).
+    pub fn with_runtime_filters_allowed(mut self) -> Self {
+        self.accepts_runtime_filters = true;
+        self
+    }
+
+    /// The columns a run-time filter may name, by position; `None` when the statement's result
+    /// cannot be wrapped as a derived table (repeated column names).
+    fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
+        if !self.accepts_runtime_filters || !self.source.options().runtime_filters {
+            return None;
+        }
+        let fields = self.schema.fields();
+        let mut names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != fields.len() {
+            return None;
+        }
+        Some(
+            fields
+                .iter()
+                .zip(&self.fetch)
+                .map(|(field, fetch)| FilterColumn {
+                    name: field.name().clone(),
+                    data_type: field.data_type().clone(),
+                    stored_as_read: !fetch.read_as_text && !fetch.trim_trailing_blanks,
+                })
+                .collect(),
+        )
+    }
+
+    /// The condition the run-time filters add now, if any part of them can be sent.
+    pub fn runtime_condition(&self) -> Option<String> {
+        runtime_condition(
+            self.source.dialect(),
+            &self.filter_columns()?,
+            &self.runtime_filters,
+        )
     }
 
     /// The statements sent to the database, one per partition.
@@ -83,6 +141,20 @@ impl OdbcExec {
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
     }
+}
+
+/// The run-time filters as they stand, as one SQL condition.
+fn runtime_condition(
+    dialect: Dialect,
+    columns: &[FilterColumn],
+    filters: &[Arc<dyn PhysicalExpr>],
+) -> Option<String> {
+    let conditions: Vec<String> = filters
+        .iter()
+        .filter_map(|filter| snapshot_physical_expr(Arc::clone(filter)).ok())
+        .filter_map(|filter| render_runtime_filter(dialect, columns, &filter))
+        .collect();
+    (!conditions.is_empty()).then(|| conditions.join(" AND "))
 }
 
 impl DisplayAs for OdbcExec {
@@ -97,16 +169,58 @@ impl DisplayAs for OdbcExec {
                     self.statements.len()
                 )?;
                 if let [single] = self.statements.as_slice() {
-                    write!(f, "{single}")
+                    write!(f, "{single}")?;
                 } else {
-                    write!(f, "[{}]", self.statements.join("; "))
+                    write!(f, "[{}]", self.statements.join("; "))?;
                 }
+                self.fmt_runtime_filter(f, ", ")
             }
             DisplayFormatType::TreeRender => {
                 writeln!(f, "source={}", self.source.name())?;
                 writeln!(f, "partitions={}", self.statements.len())?;
-                write!(f, "sql={}", self.statements.join("; "))
+                write!(f, "sql={}", self.statements.join("; "))?;
+                self.fmt_runtime_filter(f, "\n")
             }
+        }
+    }
+}
+
+impl OdbcExec {
+    /// What the join's filter adds to the statements: known once the build side is read (so
+    /// EXPLAIN ANALYZE shows it, plain EXPLAIN says it is pending).
+    fn fmt_runtime_filter(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
+        if self.runtime_filters.is_empty() {
+            return Ok(());
+        }
+        // Key lists run to thousands of values: the plan shows their start.
+        const SHOWN: usize = 600;
+        match self.runtime_condition() {
+            Some(condition) if condition.len() > SHOWN => {
+                let mut end = SHOWN;
+                while !condition.is_char_boundary(end) {
+                    end -= 1;
+                }
+                write!(
+                    f,
+                    "{separator}runtime_filter={}… ({} characters)",
+                    &condition[..end],
+                    condition.len()
+                )
+            }
+            Some(condition) => write!(f, "{separator}runtime_filter={condition}"),
+            None if self.runtime_filters.iter().any(|filter| {
+                matches!(
+                    DynamicFilterTracking::classify(filter),
+                    DynamicFilterTracking::Watching(_)
+                )
+            }) =>
+            {
+                write!(f, "{separator}runtime_filter=pending")
+            }
+            None => write!(
+                f,
+                "{separator}runtime_filter=none (nothing the database can check)"
+            ),
         }
     }
 }
@@ -126,9 +240,56 @@ impl ExecutionPlan for OdbcExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
+        // A join computes its dynamic filter only when it finds a consumer here.
+        for filter in &self.runtime_filters {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let filters: Vec<Arc<dyn PhysicalExpr>> = child_pushdown_result
+            .parent_filters
+            .into_iter()
+            .map(|result| result.filter)
+            .collect();
+        // The scan narrows its rows but does not promise to apply a filter exactly: whatever
+        // needs the filter keeps evaluating it.
+        let mut propagation = FilterPushdownPropagation::with_parent_pushdown_result(vec![
+                PushedDown::No;
+                filters.len()
+            ]);
+        let dynamic: Vec<_> = filters
+            .into_iter()
+            .filter(|filter| DynamicFilterTracking::classify(filter).contains_dynamic_filter())
+            .collect();
+        if phase == FilterPushdownPhase::Post
+            && !dynamic.is_empty()
+            && self.filter_columns().is_some()
+        {
+            let mut runtime_filters = self.runtime_filters.clone();
+            runtime_filters.extend(dynamic);
+            propagation = propagation.with_updated_node(Arc::new(OdbcExec {
+                source: Arc::clone(&self.source),
+                statements: self.statements.clone(),
+                schema: Arc::clone(&self.schema),
+                fetch: self.fetch.clone(),
+                properties: Arc::clone(&self.properties),
+                metrics: ExecutionPlanMetricsSet::new(),
+                accepts_runtime_filters: true,
+                runtime_filters,
+            }) as Arc<dyn ExecutionPlan>);
+        }
+        Ok(propagation)
     }
 
     fn replace_children(
@@ -165,7 +326,9 @@ impl ExecutionPlan for OdbcExec {
             )));
         };
         let source = Arc::clone(&self.source);
-        let scan = RemoteScan {
+        let filter_columns = self.filter_columns().unwrap_or_default();
+        let runtime_filters = self.runtime_filters.clone();
+        let mut scan = RemoteScan {
             dialect: source.dialect(),
             sql: sql.clone(),
             schema: Arc::clone(&self.schema),
@@ -195,6 +358,17 @@ impl ExecutionPlan for OdbcExec {
                     source_name: source.name().to_string(),
                     retry_in,
                 })?;
+            }
+            // The join above has read its build side by now: its filter is final.
+            if let Some(condition) =
+                runtime_condition(source.dialect(), &filter_columns, &runtime_filters)
+            {
+                scan.sql = with_runtime_filter(source.dialect(), &scan.sql, &condition).map_err(
+                    |source_error| OdbcError::Sql {
+                        source_name: source.name().to_string(),
+                        source: source_error,
+                    },
+                )?;
             }
             let permit = source.pool().acquire().await?;
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));

@@ -25,10 +25,13 @@ pub struct PassthroughTable {
     sql: String,
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
+    /// Built by ibarrow (a pushed sub-plan), so known to be a SELECT that can be wrapped with
+    /// a join's run-time filter; a user's native statement is sent exactly as written.
+    built_by_ibarrow: bool,
 }
 
 impl PassthroughTable {
-    /// A statement whose result columns are already known (named as in `schema`).
+    /// A SELECT ibarrow built, whose result columns are already known (named as in `schema`).
     pub fn with_schema(
         source: Arc<OdbcSource>,
         sql: String,
@@ -40,6 +43,7 @@ impl PassthroughTable {
             sql,
             schema,
             fetch,
+            built_by_ibarrow: true,
         }
     }
 
@@ -140,6 +144,7 @@ impl PassthroughTable {
             sql: sql.trim().trim_end_matches(';').to_string(),
             schema,
             fetch,
+            built_by_ibarrow: false,
         })
     }
 }
@@ -186,11 +191,11 @@ impl TableProvider for PassthroughTable {
         };
         let schema = Arc::new(self.schema.project(indices)?);
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
-        Ok(Arc::new(OdbcExec::new(
-            Arc::clone(&self.source),
-            vec![sql],
-            schema,
-            fetch,
-        )))
+        let exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch);
+        Ok(Arc::new(if self.built_by_ibarrow {
+            exec.with_runtime_filters_allowed()
+        } else {
+            exec
+        }))
     }
 }

@@ -131,6 +131,9 @@ pub struct SourceOptions {
     pub pushdown_aggregates: bool,
     /// Whether joins between tables of this source may run remotely as one statement.
     pub pushdown_joins: bool,
+    /// Whether scans of this source take the key ranges and key lists joins learn at run
+    /// time into their statements ([`crate::OdbcExec`]).
+    pub runtime_filters: bool,
     pub retry: RetryPolicy,
     /// `None`: no circuit breaker.
     pub breaker: Option<crate::breaker::BreakerPolicy>,
@@ -152,6 +155,7 @@ impl Default for SourceOptions {
             partitioning: RangePartitioning::default(),
             pushdown_aggregates: true,
             pushdown_joins: true,
+            runtime_filters: true,
             retry: RetryPolicy::default(),
             breaker: Some(crate::breaker::BreakerPolicy::default()),
             tls: None,

@@ -282,12 +282,10 @@ impl TableProvider for OdbcTable {
             ),
             None => (Arc::clone(&self.schema), self.fetch.clone()),
         };
-        Ok(Arc::new(OdbcExec::new(
-            Arc::clone(&self.source),
-            statements,
-            schema,
-            fetch,
-        )))
+        Ok(Arc::new(
+            OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
+                .with_runtime_filters_allowed(),
+        ))
     }
 
     /// `INSERT INTO` this table: refused unless the source is writable; rows are appended in

@@ -7,6 +7,8 @@
 //!   filter stays in DataFusion).
 //! - [`RemoteSelect`]: the statement a scan sends; [`RemoteAggregate`] and [`RemoteJoin`]:
 //!   whole sub-plans of one source as one statement.
+//! - [`render_runtime_filter`]: the key ranges and lists a hash join learns at run time, as a
+//!   condition the probe side's statement can carry.
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
@@ -19,6 +21,7 @@ mod join;
 mod literal;
 mod partition;
 mod read_only;
+mod runtime_filter;
 mod select;
 mod session;
 
@@ -31,5 +34,8 @@ pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
+pub use runtime_filter::{
+    FilterColumn, MAX_RUNTIME_FILTER_VALUES, render_runtime_filter, with_runtime_filter,
+};
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
 pub use session::{IsolationLevel, SessionSettings};
