@@ -45,15 +45,29 @@ fn date(db: &TestDb, day: usize) -> String {
 
 async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
     let (facts, dims) = (unique_name("rf_facts"), unique_name("rf_dims"));
+    // MariaDB's text column in latin1: keys arrive as UTF-8 and must still match.
+    let code_type = match probe.db {
+        Profile::MariaDb => "VARCHAR(10) CHARACTER SET latin1",
+        _ => "VARCHAR(10)",
+    };
+    // PostgreSQL's UUID arrives as text, but refuses text that is no UUID.
+    let tag_type = match probe.db {
+        Profile::Postgres => "UUID",
+        _ => "VARCHAR(36)",
+    };
     let facts_table = probe.create_table(
         &facts,
-        "id INTEGER PRIMARY KEY, k INTEGER, code VARCHAR(10), day DATE, amount DECIMAL(10,2)",
+        &format!(
+            "id INTEGER PRIMARY KEY, k INTEGER, code {code_type}, day DATE, amount DECIMAL(10,2), \
+             tag {tag_type}"
+        ),
     );
     let dims_table = build.create_table(
         &dims,
         "k INTEGER, code VARCHAR(10), day DATE, label VARCHAR(10)",
     );
-    // Keys 0..399 five times each, every 50th NULL; codes that differ only in case.
+    // Keys 0..399 five times each, every 50th NULL; codes that differ only in case, and one
+    // that is not ASCII.
     let fact_rows: Vec<String> = (1..=FACT_ROWS)
         .map(|i| {
             let k = if i % 50 == 0 {
@@ -61,8 +75,13 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
             } else {
                 (i % 400).to_string()
             };
-            let code = ["ab", "AB", "cd", "xy"][i % 4];
-            format!("({i}, {k}, '{code}', {}, {}.25)", date(probe, i), i % 97)
+            let code = ["ab", "AB", "cd", "é"][i % 4];
+            format!(
+                "({i}, {k}, '{code}', {}, {}.25, '{:08x}-0000-4000-8000-000000000000')",
+                date(probe, i),
+                i % 97,
+                i % 100
+            )
         })
         .collect();
     let mut statements: Vec<String> = fact_rows
@@ -83,7 +102,7 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
     }
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     probe.execute(&statements);
-    // Keys 7, 14, …, 280, and one key no fact has.
+    // Keys 7, 14, …, 280; one key no fact has, a repeated key and a NULL key.
     let mut dim_rows: Vec<String> = (1..=40)
         .map(|i| {
             let code = ["zz", "ab", "cd"][i % 3];
@@ -91,6 +110,8 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
         })
         .collect();
     dim_rows.push(format!("(1000, 'ab', {}, 'none')", date(build, 0)));
+    dim_rows.push(format!("(7, 'zz', {}, 'dup')", date(build, 0)));
+    dim_rows.push(format!("(NULL, 'é', {}, 'accent')", date(build, 0)));
     build.execute(&[&format!(
         "INSERT INTO {} VALUES {}",
         build.db.quote(&dims),
@@ -126,7 +147,8 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
     }
 }
 
-/// The scan of `facts` in an executed plan: rows it sent, the condition it added.
+/// The scan of `facts` in an executed plan: rows it sent, the conditions its partitions
+/// added.
 fn fact_scan(plan: &Arc<dyn ExecutionPlan>) -> (usize, Option<String>) {
     struct Find(Option<(usize, Option<String>)>);
     impl ExecutionPlanVisitor for Find {
@@ -139,7 +161,8 @@ fn fact_scan(plan: &Arc<dyn ExecutionPlan>) -> (usize, Option<String>) {
                     .metrics()
                     .and_then(|m| m.output_rows())
                     .unwrap_or_default();
-                self.0 = Some((rows, exec.runtime_condition()));
+                let sent = exec.runtime_conditions_sent();
+                self.0 = Some((rows, (!sent.is_empty()).then(|| sent.join(" | "))));
             }
             Ok(true)
         }
@@ -195,12 +218,16 @@ impl Setup<'_> {
     }
 }
 
-/// A text literal as the dialect writes it (MariaDB: hexadecimal, so no escape rules apply).
+/// A text literal as a run-time filter writes it (MariaDB: hexadecimal, marked UTF-8).
 fn render_text(profile: Profile, text: &str) -> String {
-    profile
+    let literal = profile
         .dialect()
         .string_literal(text)
-        .expect("a literal without NUL")
+        .expect("a literal without NUL");
+    match profile {
+        Profile::MariaDb => format!("_utf8mb4 {literal}"),
+        _ => literal,
+    }
 }
 
 fn build_side_of(probe: Profile) -> Profile {
@@ -218,21 +245,30 @@ async fn joins_send_the_keys_of_their_small_side_to_the_large_one(profile: Profi
     let (probe, build) = (profile.open(), build_side_of(profile).open());
     let setup = setup(&probe, &build).await;
 
-    // Three keys (7, 14, 21), five facts each: only those travel.
-    let outcome = setup
-        .check(
-            "SELECT count(*) AS n, sum(f.id) AS ids, sum(f.amount) AS amount \
-             FROM dims d JOIN facts f ON f.k = d.k WHERE d.label IN ('d1', 'd2', 'd3')",
-        )
-        .await;
-    assert!(outcome.rows.contains("| 15 |"), "{}", outcome.rows);
+    // Three keys (7, 14, 21; 7 twice, and a NULL key), five facts each: only those travel.
+    let three_keys = "SELECT count(*) AS n, sum(f.id) AS ids, sum(f.amount) AS amount \
+         FROM dims d JOIN facts f ON f.k = d.k \
+         WHERE d.label IN ('d1', 'd2', 'd3', 'dup', 'accent')";
+    let outcome = setup.check(three_keys).await;
+    assert!(outcome.rows.contains("| 20 |"), "{}", outcome.rows);
     assert_eq!(outcome.fact_rows, 15);
     let condition = outcome.condition.expect("a key list was sent");
     let k = profile.quote("k");
     assert!(
-        condition.contains(&format!("{k} IN (")) && condition.contains(&format!("{k} >= 7")),
+        condition.contains(&format!("{k} IN (")) && !condition.contains("NULL"),
         "{condition}"
     );
+
+    // The large side as a join pushed into its database (one statement, wrapped the same way).
+    let outcome = setup
+        .check(
+            "SELECT count(*) AS n FROM dims d \
+             JOIN (SELECT f.k, g.amount FROM facts f JOIN facts g ON f.id = g.id) x ON x.k = d.k \
+             WHERE d.label IN ('d1', 'd2', 'd3')",
+        )
+        .await;
+    assert!(outcome.rows.contains("| 15 |"), "{}", outcome.rows);
+    assert_eq!(outcome.fact_rows, 15);
 
     // The build side's key that no fact has, and facts with NULL keys, change nothing; a LEFT
     // join keeps the unmatched dimension.
@@ -275,19 +311,18 @@ async fn joins_send_the_keys_of_their_small_side_to_the_large_one(profile: Profi
         .sql("SET datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values = 0")
         .await
         .expect("set the list size");
-    let outcome = setup
-        .check(
-            "SELECT count(*) AS n FROM dims d JOIN facts f ON f.k = d.k \
-             WHERE d.label IN ('d1', 'd2', 'd3')",
-        )
-        .await;
+    let outcome = setup.check(three_keys).await;
     let condition = outcome.condition.expect("a key range was sent");
     assert!(
-        !condition.contains(" IN (") && condition.contains(&format!("{k} <= 21")),
+        !condition.contains(" IN (") && condition.contains(&format!("{k} >= 7")),
         "{condition}"
     );
-    // Keys 7..=21, five facts each.
-    assert_eq!(outcome.fact_rows, 75);
+    // At most keys 7..=21, five facts each (each partition of the join sends its own range).
+    assert!(
+        (16..=75).contains(&outcome.fact_rows),
+        "{} rows",
+        outcome.fact_rows
+    );
 }
 
 #[test_case(Profile::Postgres ; "postgres")]
@@ -299,27 +334,67 @@ async fn text_and_date_keys_are_narrowed_only_where_no_match_is_lost(profile: Pr
     let setup = setup(&probe, &build).await;
 
     // 'ab' matches a quarter of the facts exactly. MariaDB's collation also sends the 'AB'
-    // rows (it only ever matches more); the join drops them.
+    // rows (it only ever matches more); the join drops them. SQLite gets no text keys.
     let outcome = setup
         .check(
             "SELECT count(*) AS n FROM dims d JOIN facts f ON f.code = d.code WHERE d.label = 'd1'",
         )
         .await;
     assert!(outcome.rows.contains("| 500 |"), "{}", outcome.rows);
-    let expected_rows = if profile == Profile::MariaDb {
-        1000
+    let expected_rows = match profile {
+        Profile::Postgres => 500,
+        Profile::MariaDb => 1000,
+        Profile::Sqlite => FACT_ROWS,
+    };
+    assert_eq!(outcome.fact_rows, expected_rows);
+    if profile == Profile::Sqlite {
+        assert_eq!(outcome.condition, None);
+    } else {
+        assert!(
+            outcome
+                .condition
+                .as_ref()
+                .is_some_and(|c| c.contains(&format!("IN ({}", render_text(profile, "ab")))),
+            "the code list is sent: {:?}",
+            outcome.condition
+        );
+    }
+
+    // A plain filter on it (pushed down as written) finds it too.
+    let sql = setup.sql("SELECT id FROM facts WHERE code = 'é'");
+    let outcome = Setup::run(&setup.filtered, &sql).await;
+    assert_eq!(outcome.fact_rows, 500, "the filter runs in the database");
+
+    // Text keys against PostgreSQL's UUID column: the database refuses `tag IN ('ab')`, so the
+    // scan reads unnarrowed (and says so) rather than failing the query.
+    let outcome = setup
+        .check(
+            "SELECT count(*) AS n FROM dims d JOIN facts f ON f.tag = d.code \
+             WHERE d.label = 'd1'",
+        )
+        .await;
+    assert!(outcome.rows.contains("| 0 |"), "{}", outcome.rows);
+    let (expected_rows, sent) = match profile {
+        Profile::MariaDb => (0, true),
+        _ => (FACT_ROWS, false),
+    };
+    assert_eq!(outcome.fact_rows, expected_rows);
+    assert_eq!(outcome.condition.is_some(), sent, "{:?}", outcome.condition);
+
+    // A key that is not ASCII, against MariaDB's latin1 column too.
+    let outcome = setup
+        .check(
+            "SELECT count(*) AS n FROM dims d JOIN facts f ON f.code = d.code \
+             WHERE d.label = 'accent'",
+        )
+        .await;
+    assert!(outcome.rows.contains("| 500 |"), "{}", outcome.rows);
+    let expected_rows = if profile == Profile::Sqlite {
+        FACT_ROWS
     } else {
         500
     };
     assert_eq!(outcome.fact_rows, expected_rows);
-    assert!(
-        outcome
-            .condition
-            .as_ref()
-            .is_some_and(|c| c.contains(&format!("IN ({})", render_text(profile, "ab")))),
-        "the code list is sent: {:?}",
-        outcome.condition
-    );
 
     // Dates: compared remotely on PostgreSQL and MariaDB; SQLite keeps them as text, so its
     // scan reads everything.

@@ -6,11 +6,14 @@
 //! the connection goes back to the pool.
 //!
 //! A scan on the probe side of a hash join takes the join's run-time filter (the build side's
-//! key range and, for few keys, the key list) and sends it with its statement when it starts,
-//! which is after the build side is complete: rows that cannot match stay in the database.
+//! key range and, for few keys, the key list) and sends it with its statement when it starts:
+//! rows that cannot match stay in the database. A join reads its build side before it polls
+//! this side, so the filter is usually final by then; a scan started earlier by an operator in
+//! between sends what the filter says at that moment (at first, nothing).
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_odbc::OdbcReaderBuilder;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatchOptions, StringArray};
@@ -48,7 +51,9 @@ use crate::error::OdbcError;
 use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
-use ibarrow_sql::{Dialect, FilterColumn, render_runtime_filter, with_runtime_filter};
+use ibarrow_sql::{
+    Dialect, FilterColumn, render_runtime_filter, runtime_filters_proven, with_runtime_filter,
+};
 
 /// A scan of a remote table: one statement per partition.
 #[derive(Debug)]
@@ -63,6 +68,17 @@ pub struct OdbcExec {
     accepts_runtime_filters: bool,
     /// Dynamic filters from joins above (see the module notes), over this scan's columns.
     runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// What each started partition sent of them (`None`: nothing), for EXPLAIN ANALYZE.
+    sent: SentConditions,
+}
+
+/// Per partition, the run-time condition its statement carried.
+type SentConditions = Arc<Mutex<BTreeMap<usize, Option<String>>>>;
+
+fn record_sent(sent: &SentConditions, partition: usize, condition: Option<String>) {
+    if let Ok(mut sent) = sent.lock() {
+        sent.insert(partition, condition);
+    }
 }
 
 impl OdbcExec {
@@ -88,6 +104,7 @@ impl OdbcExec {
             metrics: ExecutionPlanMetricsSet::new(),
             accepts_runtime_filters: false,
             runtime_filters: Vec::new(),
+            sent: SentConditions::default(),
         }
     }
 
@@ -101,7 +118,10 @@ impl OdbcExec {
     /// The columns a run-time filter may name, by position; `None` when the statement's result
     /// cannot be wrapped as a derived table (repeated column names).
     fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
-        if !self.accepts_runtime_filters || !self.source.options().runtime_filters {
+        if !self.accepts_runtime_filters
+            || !self.source.options().runtime_filters
+            || !runtime_filters_proven(self.source.dialect())
+        {
             return None;
         }
         let fields = self.schema.fields();
@@ -124,13 +144,24 @@ impl OdbcExec {
         )
     }
 
-    /// The condition the run-time filters add now, if any part of them can be sent.
-    pub fn runtime_condition(&self) -> Option<String> {
-        runtime_condition(
-            self.source.dialect(),
-            &self.filter_columns()?,
-            &self.runtime_filters,
-        )
+    /// The run-time conditions the partitions that ran have sent, each once, in partition
+    /// order.
+    pub fn runtime_conditions_sent(&self) -> Vec<String> {
+        let Ok(sent) = self.sent.lock() else {
+            return Vec::new();
+        };
+        let mut conditions: Vec<String> = Vec::new();
+        for condition in sent.values().flatten() {
+            if !conditions.contains(condition) {
+                conditions.push(condition.clone());
+            }
+        }
+        conditions
+    }
+
+    /// Whether any partition has started.
+    fn has_run(&self) -> bool {
+        self.sent.lock().is_ok_and(|sent| !sent.is_empty())
     }
 
     /// The statements sent to the database, one per partition.
@@ -186,15 +217,19 @@ impl DisplayAs for OdbcExec {
 }
 
 impl OdbcExec {
-    /// What the join's filter adds to the statements: known once the build side is read (so
+    /// What the join's filter added to the statements: known once the scan has started (so
     /// EXPLAIN ANALYZE shows it, plain EXPLAIN says it is pending).
     fn fmt_runtime_filter(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
         if self.runtime_filters.is_empty() {
             return Ok(());
         }
+        if !self.has_run() {
+            return write!(f, "{separator}runtime_filter=pending");
+        }
         // Key lists run to thousands of values: the plan shows their start.
         const SHOWN: usize = 600;
-        match self.runtime_condition() {
+        let sent = self.runtime_conditions_sent();
+        match (!sent.is_empty()).then(|| sent.join(" | ")) {
             Some(condition) if condition.len() > SHOWN => {
                 let mut end = SHOWN;
                 while !condition.is_char_boundary(end) {
@@ -208,19 +243,7 @@ impl OdbcExec {
                 )
             }
             Some(condition) => write!(f, "{separator}runtime_filter={condition}"),
-            None if self.runtime_filters.iter().any(|filter| {
-                matches!(
-                    DynamicFilterTracking::classify(filter),
-                    DynamicFilterTracking::Watching(_)
-                )
-            }) =>
-            {
-                write!(f, "{separator}runtime_filter=pending")
-            }
-            None => write!(
-                f,
-                "{separator}runtime_filter=none (nothing the database can check)"
-            ),
+            None => write!(f, "{separator}runtime_filter=none"),
         }
     }
 }
@@ -287,6 +310,7 @@ impl ExecutionPlan for OdbcExec {
                 metrics: ExecutionPlanMetricsSet::new(),
                 accepts_runtime_filters: true,
                 runtime_filters,
+                sent: SentConditions::default(),
             }) as Arc<dyn ExecutionPlan>);
         }
         Ok(propagation)
@@ -328,6 +352,7 @@ impl ExecutionPlan for OdbcExec {
         let source = Arc::clone(&self.source);
         let filter_columns = self.filter_columns().unwrap_or_default();
         let runtime_filters = self.runtime_filters.clone();
+        let sent = Arc::clone(&self.sent);
         let mut scan = RemoteScan {
             dialect: source.dialect(),
             sql: sql.clone(),
@@ -339,6 +364,7 @@ impl ExecutionPlan for OdbcExec {
             retry: source.options().retry.clone(),
             breaker: source.breaker().cloned(),
             delivered: std::cell::Cell::new(false),
+            unfiltered: None,
         };
         let slot = Arc::clone(&scan.slot);
         // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
@@ -359,16 +385,19 @@ impl ExecutionPlan for OdbcExec {
                     retry_in,
                 })?;
             }
-            // The join above has read its build side by now: its filter is final.
-            if let Some(condition) =
-                runtime_condition(source.dialect(), &filter_columns, &runtime_filters)
-            {
-                scan.sql = with_runtime_filter(source.dialect(), &scan.sql, &condition).map_err(
-                    |source_error| OdbcError::Sql {
+            // The filters as they stand now (see the module notes).
+            let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
+            if let Some(condition) = &condition {
+                let filtered = with_runtime_filter(source.dialect(), &scan.sql, condition)
+                    .map_err(|source_error| OdbcError::Sql {
                         source_name: source.name().to_string(),
                         source: source_error,
-                    },
-                )?;
+                    })?;
+                let plain = std::mem::replace(&mut scan.sql, filtered);
+                scan.unfiltered = Some((plain, Arc::clone(&sent), partition));
+            }
+            if !runtime_filters.is_empty() {
+                record_sent(&sent, partition, condition);
             }
             let permit = source.pool().acquire().await?;
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
@@ -509,6 +538,11 @@ struct RemoteScan {
     breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
     /// Whether a batch went to the query already (then a retry could double rows).
     delivered: std::cell::Cell<bool>,
+    /// With a run-time filter: the statement without it, and where to record that it was
+    /// dropped. A key the column's type cannot hold (text that is no valid UUID or enum
+    /// label) makes the database refuse the statement, though such a key matches nothing.
+    unfiltered: Option<(String, SentConditions, usize)>,
+
     /// Time spent executing and fetching in the driver (and converting to Arrow).
     remote_time: Time,
     dialect: Dialect,
@@ -521,7 +555,7 @@ struct RemoteScan {
 impl RemoteScan {
     /// Fetches, retrying on a fresh connection while the connection was lost before any row
     /// was delivered (after that a retry could double rows).
-    fn run(self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) {
+    fn run(mut self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) {
         let mut permit = Some(permit);
         let mut attempt = 1;
         let outcome = loop {
@@ -536,6 +570,20 @@ impl RemoteScan {
                 Ok(()) => break Ok(()),
                 Err(err) => err,
             };
+            // A refused run-time filter: the statement as planned, once.
+            if !self.delivered.get()
+                && !self.slot.was_cancelled()
+                && let Some((plain, sent, partition)) = self.unfiltered.take()
+            {
+                tracing::warn!(
+                    source = pool.source_name(),
+                    error = %err,
+                    "the database refused a join's run-time filter; reading without it"
+                );
+                self.sql = plain;
+                record_sent(&sent, partition, None);
+                continue;
+            }
             // A read that delivered rows is never retried: that could double them.
             if self.delivered.get()
                 || !self

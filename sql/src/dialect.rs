@@ -238,10 +238,12 @@ impl Dialect {
 
     /// A string column as an operand of a comparison. MariaDB/MySQL compare through the
     /// column's collation, which is usually case-insensitive and ignores trailing blanks;
-    /// as a binary string the column compares byte-wise, as DataFusion does.
+    /// as a binary string the column compares byte-wise, as DataFusion does. It is converted
+    /// to UTF-8 first, so that its bytes are those of the (UTF-8) literal whatever the
+    /// column's character set (latin1, ucs2 …).
     pub fn bytewise_string_column(self, quoted_column: String) -> String {
         match self {
-            Dialect::MySql => format!("CAST({quoted_column} AS BINARY)"),
+            Dialect::MySql => format!("CAST(CONVERT({quoted_column} USING utf8mb4) AS BINARY)"),
             _ => quoted_column,
         }
     }

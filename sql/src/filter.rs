@@ -260,7 +260,10 @@ mod tests {
     }
 
     #[test_case(Dialect::PostgreSql, r#"("name" < 'm' COLLATE "C")"#)]
-    #[test_case(Dialect::MySql, "(CAST(`name` AS BINARY) < X'6D')")]
+    #[test_case(
+        Dialect::MySql,
+        "(CAST(CONVERT(`name` USING utf8mb4) AS BINARY) < X'6D')"
+    )]
     fn string_ordering_is_bytewise(dialect: Dialect, expected: &str) {
         assert_eq!(
             render(dialect, &col("name").lt(lit("m"))).unwrap(),

@@ -8,9 +8,11 @@
 //! be rendered is left out, a disjunction is rendered whole or not at all, and only
 //! comparisons the database makes at least as loosely as DataFusion are sent — equality of
 //! integers, decimals, dates and strings (a case-insensitive or blank-padding collation only
-//! matches more), order comparisons of integers, decimals and dates, never of strings or
-//! floating point.
+//! matches more; not on SQLite, whose untyped columns compare text and numbers as unequal),
+//! order comparisons of integers, decimals and dates, never of strings or floating point.
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
@@ -24,9 +26,19 @@ use datafusion::scalar::ScalarValue;
 use crate::dialect::Dialect;
 use crate::literal::render_literal;
 
-/// Longer key lists are left to the join: the statement would grow past what drivers and
-/// planners handle well, and a key range still narrows the scan.
+/// More listed keys (over all lists of one condition) are left to the join: the statement
+/// would grow past what drivers and planners handle well, and the key ranges still narrow
+/// the scan.
 pub const MAX_RUNTIME_FILTER_VALUES: usize = 8192;
+
+/// Whether run-time filters are sent to this database: derived tables, IN lists and literals
+/// are proven on these.
+pub fn runtime_filters_proven(dialect: Dialect) -> bool {
+    matches!(
+        dialect,
+        Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite
+    )
+}
 
 /// A column of the probe side's statement, as a run-time filter may name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,14 +59,25 @@ pub fn render_runtime_filter(
     columns: &[FilterColumn],
     filter: &Arc<dyn PhysicalExpr>,
 ) -> Option<String> {
-    // Derived tables, IN lists and literals are proven on these databases only.
-    if !matches!(
-        dialect,
-        Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite
-    ) {
+    if !runtime_filters_proven(dialect) {
         return None;
     }
-    Weakener { dialect, columns }.condition(filter.as_ref())
+    let with_lists = Weakener {
+        dialect,
+        columns,
+        list_budget: Some(Cell::new(MAX_RUNTIME_FILTER_VALUES)),
+    };
+    let condition = with_lists.condition(filter.as_ref());
+    if with_lists.list_budget.is_some_and(|left| left.get() > 0) {
+        return condition;
+    }
+    // Too many keys in all: the ranges alone.
+    Weakener {
+        dialect,
+        columns,
+        list_budget: None,
+    }
+    .condition(filter.as_ref())
 }
 
 /// `SELECT * FROM (<statement>) AS <alias> WHERE <condition>`: the statement's own result,
@@ -73,6 +96,9 @@ pub fn with_runtime_filter(
 struct Weakener<'a> {
     dialect: Dialect,
     columns: &'a [FilterColumn],
+    /// How many more listed values may be sent; `None`: no lists at all. Reaching zero means
+    /// the condition is rendered again without lists.
+    list_budget: Option<Cell<usize>>,
 }
 
 impl Weakener<'_> {
@@ -164,15 +190,29 @@ impl Weakener<'_> {
     }
 
     fn in_list(&self, in_list: &InListExpr) -> Option<String> {
-        if in_list.negated() || in_list.len() > MAX_RUNTIME_FILTER_VALUES {
+        let budget = self.list_budget.as_ref()?;
+        if in_list.negated() {
             return None;
         }
         let column = self.column(in_list.expr().as_ref())?;
-        let values = in_list
-            .list()
-            .iter()
-            .map(|item| self.value(column, literal(item.as_ref())?))
-            .collect::<Option<Vec<_>>>()?;
+        // The list holds every build-side row's key: repeated keys once, and NULL (which
+        // never matches in a WHERE) left out.
+        let mut seen = HashSet::new();
+        let mut values = Vec::new();
+        for item in in_list.list() {
+            let value = literal(item.as_ref())?;
+            if value.is_null() {
+                continue;
+            }
+            let rendered = self.value(column, value)?;
+            if seen.insert(rendered.clone()) {
+                values.push(rendered);
+            }
+        }
+        budget.set(budget.get().saturating_sub(values.len()));
+        if budget.get() == 0 {
+            return None;
+        }
         if values.is_empty() {
             return Some("(1 = 0)".to_string());
         }
@@ -197,9 +237,13 @@ impl Weakener<'_> {
         let column = self.columns.get(expr.downcast_ref::<Column>()?.index())?;
         let comparable = match &column.data_type {
             t if t.is_integer() => true,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-            // SQLite keeps dates as text and decimals as floating point.
-            DataType::Date32 | DataType::Decimal128(..) => self.dialect != Dialect::Sqlite,
+            // SQLite keeps dates as text and decimals as floating point, and a column without
+            // a declared type (read as text) holds numbers that never equal a text literal.
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Date32
+            | DataType::Decimal128(..) => self.dialect != Dialect::Sqlite,
             _ => false,
         };
         (comparable && column.stored_as_read).then_some(column)
@@ -218,16 +262,30 @@ impl Weakener<'_> {
     fn value(&self, column: &FilterColumn, value: &ScalarValue) -> Option<String> {
         let same_kind = match (&column.data_type, value.data_type()) {
             (c, v) if c.is_integer() => v.is_integer(),
-            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, v) => {
-                matches!(v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-            }
+            (c, v) if is_text(c) => is_text(&v),
             (c, v) => *c == v,
         };
         if !same_kind || value.is_null() {
             return None;
         }
-        render_literal(self.dialect, value)
+        let rendered = render_literal(self.dialect, value)?;
+        // MariaDB's hex literals are bytes: read in a latin1 or ucs2 column's character set,
+        // UTF-8 text would not match itself. Marked as UTF-8, it is converted like any text.
+        Some(
+            if self.dialect == Dialect::MySql && is_text(&column.data_type) {
+                format!("_utf8mb4 {rendered}")
+            } else {
+                rendered
+            },
+        )
     }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 fn literal(expr: &dyn PhysicalExpr) -> Option<&ScalarValue> {
@@ -343,12 +401,18 @@ mod tests {
         assert_eq!(render(Dialect::PostgreSql, &float), None);
         let code = binary(col("code", &schema).unwrap(), Operator::Eq, lit("x"));
         assert_eq!(render(Dialect::PostgreSql, &code), None);
-        // String equality is sent: a looser collation only matches more.
+        // String equality is sent: a looser collation only matches more. MariaDB's literal
+        // is marked UTF-8; SQLite gets none.
         let name_eq = binary(name, Operator::Eq, lit("it's"));
         assert_eq!(
             render(Dialect::PostgreSql, &name_eq).unwrap(),
             r#"("name" = 'it''s')"#
         );
+        assert_eq!(
+            render(Dialect::MySql, &name_eq).unwrap(),
+            "(`name` = _utf8mb4 X'69742773')"
+        );
+        assert_eq!(render(Dialect::Sqlite, &name_eq), None);
         // `true` says nothing; `false` lets nothing through.
         assert_eq!(render(Dialect::Sqlite, &lit(true)), None);
         assert_eq!(render(Dialect::Sqlite, &lit(false)).unwrap(), "(1 = 0)");
@@ -362,6 +426,45 @@ mod tests {
         assert_eq!(
             render(Dialect::PostgreSql, &day).unwrap(),
             r#"("day" <= DATE '2022-01-08')"#
+        );
+    }
+
+    #[test]
+    fn key_lists_skip_nulls_and_repeats_and_give_way_to_ranges_when_long() {
+        let schema = schema();
+        let id = col("id", &schema).unwrap();
+        let list = |values: Vec<Option<i64>>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(
+                InListExpr::try_new_from_array(
+                    Arc::clone(&id),
+                    Arc::new(Int64Array::from(values)),
+                    false,
+                    &schema,
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(
+            render(
+                Dialect::PostgreSql,
+                &list(vec![Some(4), None, Some(2), Some(4)])
+            )
+            .unwrap(),
+            r#"("id" IN (4, 2))"#
+        );
+        // Over the budget (counted over all lists): only the ranges are sent.
+        let long = |start: i64| {
+            let values = (start..start + MAX_RUNTIME_FILTER_VALUES as i64 / 2 + 1).map(Some);
+            binary(
+                binary(Arc::clone(&id), Operator::GtEq, lit(start)),
+                Operator::And,
+                list(values.collect()),
+            )
+        };
+        let two = binary(long(0), Operator::Or, long(100_000));
+        assert_eq!(
+            render(Dialect::MySql, &two).unwrap(),
+            "((`id` >= 0) OR (`id` >= 100000))"
         );
     }
 
