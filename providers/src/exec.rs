@@ -52,7 +52,7 @@ use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
 use ibarrow_sql::{
-    Dialect, FilterColumn, render_runtime_filter, runtime_filters_proven, with_runtime_filter,
+    Dialect, FilterColumn, filtered_statement, render_runtime_filter, runtime_filters_proven,
 };
 
 /// A scan of a remote table: one statement per partition.
@@ -388,11 +388,12 @@ impl ExecutionPlan for OdbcExec {
             // The filters as they stand now (see the module notes).
             let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
             if let Some(condition) = &condition {
-                let filtered = with_runtime_filter(source.dialect(), &scan.sql, condition)
-                    .map_err(|source_error| OdbcError::Sql {
+                let filtered = filtered_statement(source.dialect(), &scan.sql, condition).map_err(
+                    |source_error| OdbcError::Sql {
                         source_name: source.name().to_string(),
                         source: source_error,
-                    })?;
+                    },
+                )?;
                 let plain = std::mem::replace(&mut scan.sql, filtered);
                 scan.unfiltered = Some((plain, Arc::clone(&sent), partition));
             }

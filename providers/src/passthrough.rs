@@ -8,6 +8,7 @@ use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
 use odbc_api::ResultSetMetadata;
 use odbc_api::handles::Nullability;
@@ -18,7 +19,9 @@ use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, ColumnInfo, map_column};
 
 /// The result of a native query. Its columns come from the driver's description of the
-/// prepared statement; projections are applied by wrapping the query, filters stay local.
+/// prepared statement; projections are applied by wrapping the query. Filters stay local on a
+/// user's statement; on one ibarrow built (a pushed aggregate or join) those the database
+/// evaluates exactly are sent too (a HAVING over a pushed aggregate).
 #[derive(Debug)]
 pub struct PassthroughTable {
     source: Arc<OdbcSource>,
@@ -59,6 +62,38 @@ impl PassthroughTable {
     /// How each column is fetched, in schema order.
     pub fn fetch(&self) -> &[ColumnFetch] {
         &self.fetch
+    }
+
+    /// The statement narrowed by `filters` (over this table's columns), when it is one
+    /// ibarrow built and every filter can run remotely exactly as in DataFusion.
+    pub fn filtered_sql(&self, filters: &[Expr]) -> Option<String> {
+        if filters.is_empty() {
+            return Some(self.sql.clone());
+        }
+        if !self.built_by_ibarrow {
+            return None;
+        }
+        let dialect = self.source.dialect();
+        let conditions = filters
+            .iter()
+            .map(|filter| self.render_filter(filter))
+            .collect::<Option<Vec<_>>>()?;
+        ibarrow_sql::filtered_statement(dialect, &self.sql, &conditions.join(" AND ")).ok()
+    }
+
+    /// `filter` as SQL over the statement's columns; columns the database converts to text
+    /// compare differently there, so filters on them stay local.
+    fn render_filter(&self, filter: &Expr) -> Option<String> {
+        let comparable = Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .zip(&self.fetch)
+                .filter(|(_, fetch)| !fetch.read_as_text)
+                .map(|(field, _)| Arc::clone(field))
+                .collect::<Vec<_>>(),
+        );
+        ibarrow_sql::render_filter(self.source.dialect(), &comparable, filter)
     }
 
     /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
@@ -159,18 +194,41 @@ impl TableProvider for PassthroughTable {
         TableType::Temporary
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if self.built_by_ibarrow && self.render_filter(filter).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let dialect = self.source.dialect();
+        // Only the filters declared Exact above arrive here.
+        let Some(filtered) = self.filtered_sql(filters) else {
+            return Err(DataFusionError::Internal(format!(
+                "a filter on a statement of source {} cannot be sent to it",
+                self.source.name()
+            )));
+        };
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let indices = projection.unwrap_or(&all);
         let sql = if indices == &all {
-            self.sql.clone()
+            filtered
         } else {
             let columns = indices
                 .iter()
@@ -187,7 +245,7 @@ impl TableProvider for PassthroughTable {
             } else {
                 columns.join(", ")
             };
-            format!("SELECT {columns} FROM ({}) ibarrow_passthrough", self.sql)
+            format!("SELECT {columns} FROM ({filtered}) ibarrow_passthrough")
         };
         let schema = Arc::new(self.schema.project(indices)?);
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();

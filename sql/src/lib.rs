@@ -35,8 +35,8 @@ pub use literal::render_literal;
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
 pub use runtime_filter::{
-    FilterColumn, MAX_RUNTIME_FILTER_VALUES, render_runtime_filter, runtime_filters_proven,
-    with_runtime_filter,
+    FilterColumn, MAX_RUNTIME_FILTER_VALUES, filtered_statement, render_runtime_filter,
+    runtime_filters_proven,
 };
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
 pub use session::{IsolationLevel, SessionSettings};

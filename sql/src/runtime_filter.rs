@@ -82,7 +82,7 @@ pub fn render_runtime_filter(
 
 /// `SELECT * FROM (<statement>) AS <alias> WHERE <condition>`: the statement's own result,
 /// narrowed. Its column names must be unique (they are for every statement ibarrow builds).
-pub fn with_runtime_filter(
+pub fn filtered_statement(
     dialect: Dialect,
     statement: &str,
     condition: &str,
@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn wraps_the_statement_as_a_derived_table() {
         assert_eq!(
-            with_runtime_filter(Dialect::MySql, "SELECT `a` FROM `t`", "(`a` = 1)").unwrap(),
+            filtered_statement(Dialect::MySql, "SELECT `a` FROM `t`", "(`a` = 1)").unwrap(),
             "SELECT * FROM (SELECT `a` FROM `t`) AS `ibarrow_filtered` WHERE (`a` = 1)"
         );
     }

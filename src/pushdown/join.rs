@@ -83,9 +83,10 @@ fn scan_relation(scan: &TableScan) -> Option<Relation> {
     }
     // Only statements ibarrow built itself: a user's passthrough SQL may not nest.
     let pushed = provider.downcast_ref::<PassthroughTable>()?;
-    if !scan.table_name.table().starts_with(PUSHED_PREFIX) || !scan.filters.is_empty() {
+    if !scan.table_name.table().starts_with(PUSHED_PREFIX) {
         return None;
     }
+    let sql = pushed.filtered_sql(&scan.filters)?;
     let all: Vec<usize> = (0..pushed.fetch().len()).collect();
     let indices = scan.projection.as_ref().unwrap_or(&all);
     let columns = indices
@@ -99,7 +100,7 @@ fn scan_relation(scan: &TableScan) -> Option<Relation> {
         .collect();
     Some(Relation {
         source: Arc::clone(pushed.source()),
-        sql: pushed.sql().to_string(),
+        sql,
         columns,
     })
 }
