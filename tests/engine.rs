@@ -486,6 +486,12 @@ async fn single_source_aggregates_run_remotely_and_answer_like_datafusion() {
             "{query}\n{plan}"
         );
         assert_eq!(!plan.contains("AggregateExec"), pushed, "{query}\n{plan}");
+        // PostgreSQL's estimate says the groups are few: read whole, not through a cursor.
+        assert_eq!(
+            odbc_line.contains("read_whole_below="),
+            pushed && query.contains("FROM orders"),
+            "{query}\n{plan}"
+        );
     }
 }
 

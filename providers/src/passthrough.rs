@@ -31,6 +31,8 @@ pub struct PassthroughTable {
     /// Built by ibarrow (a pushed sub-plan), so known to be a SELECT that can be wrapped with
     /// a join's run-time filter; a user's native statement is sent exactly as written.
     built_by_ibarrow: bool,
+    /// Read the result whole, not through a cursor, when the database expects few rows.
+    read_whole_when_small: bool,
 }
 
 impl PassthroughTable {
@@ -47,7 +49,15 @@ impl PassthroughTable {
             schema,
             fetch,
             built_by_ibarrow: true,
+            read_whole_when_small: false,
         }
+    }
+
+    /// Lets scans read the result whole when the database estimates it small
+    /// ([`OdbcExec::read_whole_when_small`]).
+    pub fn read_whole_when_small(mut self) -> Self {
+        self.read_whole_when_small = true;
+        self
     }
 
     pub fn source(&self) -> &Arc<OdbcSource> {
@@ -180,6 +190,7 @@ impl PassthroughTable {
             schema,
             fetch,
             built_by_ibarrow: false,
+            read_whole_when_small: false,
         })
     }
 }
@@ -249,11 +260,13 @@ impl TableProvider for PassthroughTable {
         };
         let schema = Arc::new(self.schema.project(indices)?);
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
-        let exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch);
-        Ok(Arc::new(if self.built_by_ibarrow {
-            exec.with_runtime_filters_allowed()
-        } else {
-            exec
-        }))
+        let mut exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch);
+        if self.built_by_ibarrow {
+            exec = exec.with_runtime_filters_allowed();
+        }
+        if self.read_whole_when_small {
+            exec = exec.read_whole_when_small();
+        }
+        Ok(Arc::new(exec))
     }
 }

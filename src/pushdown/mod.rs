@@ -113,6 +113,12 @@ fn pushed_scan(
         Arc::new(Schema::new(fields)),
         fetch,
     );
+    // An aggregate's answer is usually small: read whole where that is faster (see there).
+    let pushed = if kind == "aggregate" {
+        pushed.read_whole_when_small()
+    } else {
+        pushed
+    };
     let scan_name = pushed_scan_name(kind);
     let scan = LogicalPlanBuilder::scan(
         scan_name.as_str(),
