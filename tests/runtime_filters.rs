@@ -218,16 +218,12 @@ impl Setup<'_> {
     }
 }
 
-/// A text literal as a run-time filter writes it (MariaDB: hexadecimal, marked UTF-8).
+/// A text literal as the dialect writes it (MariaDB: hexadecimal, marked UTF-8).
 fn render_text(profile: Profile, text: &str) -> String {
-    let literal = profile
+    profile
         .dialect()
         .string_literal(text)
-        .expect("a literal without NUL");
-    match profile {
-        Profile::MariaDb => format!("_utf8mb4 {literal}"),
-        _ => literal,
-    }
+        .expect("a literal without NUL")
 }
 
 fn build_side_of(probe: Profile) -> Profile {

@@ -34,7 +34,7 @@ use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
 };
 use datafusion::physical_plan::metrics::{
-    ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -319,18 +319,17 @@ impl ExecutionPlan for OdbcExec {
         {
             let mut runtime_filters = self.runtime_filters.clone();
             runtime_filters.extend(dynamic);
-            propagation = propagation.with_updated_node(Arc::new(OdbcExec {
-                source: Arc::clone(&self.source),
-                statements: self.statements.clone(),
-                schema: Arc::clone(&self.schema),
-                fetch: self.fetch.clone(),
-                properties: Arc::clone(&self.properties),
-                metrics: ExecutionPlanMetricsSet::new(),
-                accepts_runtime_filters: true,
-                read_whole: self.read_whole,
-                runtime_filters,
-                sent: SentConditions::default(),
-            }) as Arc<dyn ExecutionPlan>);
+            let mut narrowed = OdbcExec::new(
+                Arc::clone(&self.source),
+                self.statements.clone(),
+                Arc::clone(&self.schema),
+                self.fetch.clone(),
+            );
+            narrowed.accepts_runtime_filters = true;
+            narrowed.read_whole = self.read_whole;
+            narrowed.runtime_filters = runtime_filters;
+            propagation =
+                propagation.with_updated_node(Arc::new(narrowed) as Arc<dyn ExecutionPlan>);
         }
         Ok(propagation)
     }
@@ -380,6 +379,7 @@ impl ExecutionPlan for OdbcExec {
             fetch: self.fetch.clone(),
             options: source.options().scan.clone(),
             remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
+            read_whole: MetricBuilder::new(&self.metrics).counter("read_whole", partition),
             slot: Arc::new(StatementSlot::default()),
             retry: source.options().retry.clone(),
             breaker: source.breaker().cloned(),
@@ -582,6 +582,8 @@ struct RemoteScan {
     unfiltered: Option<(String, SentConditions, usize)>,
     /// See [`OdbcExec::read_whole_when_small`].
     read_whole_when_small: bool,
+    /// Statements read whole after the estimate (EXPLAIN ANALYZE's `read_whole`).
+    read_whole: Count,
 
     /// Time spent executing and fetching in the driver (and converting to Arrow).
     remote_time: Time,
@@ -681,6 +683,7 @@ impl RemoteScan {
         let started = std::time::Instant::now();
         let executing = self.remote_time.timer();
         let sql = if self.read_whole_when_small && self.estimated_small(statement) {
+            self.read_whole.add(1);
             // psqlODBC declares a cursor only for statements that start with SELECT or WITH.
             std::borrow::Cow::Owned(format!("/* ibarrow: small result */ {}", self.sql))
         } else {

@@ -16,7 +16,7 @@ use odbc_api::handles::Nullability;
 use crate::error::OdbcError;
 use crate::exec::OdbcExec;
 use crate::source::OdbcSource;
-use crate::type_map::{ColumnFetch, ColumnInfo, map_column};
+use crate::type_map::{ColumnFetch, ColumnInfo, filter_schema, map_column};
 
 /// The result of a native query. Its columns come from the driver's description of the
 /// prepared statement; projections are applied by wrapping the query. Filters stay local on a
@@ -28,6 +28,8 @@ pub struct PassthroughTable {
     sql: String,
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
+    /// The columns filters may name ([`crate::type_map::filter_schema`]).
+    filter_schema: Schema,
     /// Built by ibarrow (a pushed sub-plan), so known to be a SELECT that can be wrapped with
     /// a join's run-time filter; a user's native statement is sent exactly as written.
     built_by_ibarrow: bool,
@@ -44,6 +46,7 @@ impl PassthroughTable {
         fetch: Vec<ColumnFetch>,
     ) -> Self {
         Self {
+            filter_schema: filter_schema(&schema, &fetch),
             source,
             sql,
             schema,
@@ -62,11 +65,6 @@ impl PassthroughTable {
 
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
-    }
-
-    /// The statement as sent (without projection).
-    pub fn sql(&self) -> &str {
-        &self.sql
     }
 
     /// How each column is fetched, in schema order.
@@ -91,19 +89,9 @@ impl PassthroughTable {
         ibarrow_sql::filtered_statement(dialect, &self.sql, &conditions.join(" AND ")).ok()
     }
 
-    /// `filter` as SQL over the statement's columns; columns the database converts to text
-    /// compare differently there, so filters on them stay local.
+    /// `filter` as SQL over the statement's columns.
     fn render_filter(&self, filter: &Expr) -> Option<String> {
-        let comparable = Schema::new(
-            self.schema
-                .fields()
-                .iter()
-                .zip(&self.fetch)
-                .filter(|(_, fetch)| !fetch.read_as_text)
-                .map(|(field, _)| Arc::clone(field))
-                .collect::<Vec<_>>(),
-        );
-        ibarrow_sql::render_filter(self.source.dialect(), &comparable, filter)
+        ibarrow_sql::render_filter(self.source.dialect(), &self.filter_schema, filter)
     }
 
     /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
@@ -183,8 +171,9 @@ impl PassthroughTable {
         let schema = Arc::new(Schema::new(
             mapped.iter().map(|m| m.field.clone()).collect::<Vec<_>>(),
         ));
-        let fetch = mapped.into_iter().map(|m| m.fetch).collect();
+        let fetch: Vec<ColumnFetch> = mapped.into_iter().map(|m| m.fetch).collect();
         Ok(Self {
+            filter_schema: filter_schema(&schema, &fetch),
             source,
             sql: sql.trim().trim_end_matches(';').to_string(),
             schema,

@@ -32,8 +32,7 @@ pub struct OdbcTable {
     table: RemoteTable,
     kind: TableKind,
     schema: SchemaRef,
-    /// The columns filters may name: those read as text are left out, so that filters on
-    /// them stay local.
+    /// The columns filters may name ([`crate::type_map::filter_schema`]).
     filter_schema: Schema,
     fetch: Vec<ColumnFetch>,
     primary_key: Vec<String>,
@@ -53,19 +52,11 @@ impl OdbcTable {
         primary_key: Vec<String>,
         row_estimate: Option<u64>,
     ) -> Self {
-        let fetch = columns.iter().map(|c| c.fetch.clone()).collect();
+        let fetch: Vec<ColumnFetch> = columns.iter().map(|c| c.fetch.clone()).collect();
         let schema = Arc::new(Schema::new(
             columns.into_iter().map(|c| c.field).collect::<Vec<_>>(),
         ));
-        let filter_schema = Schema::new(
-            schema
-                .fields()
-                .iter()
-                .zip(&fetch)
-                .filter(|(_, f): &(_, &ColumnFetch)| !f.read_as_text)
-                .map(|(field, _)| Arc::clone(field))
-                .collect::<Vec<_>>(),
-        );
+        let filter_schema = crate::type_map::filter_schema(&schema, &fetch);
         let key_indices: Option<Vec<usize>> = primary_key
             .iter()
             .map(|name| schema.index_of(name).ok())

@@ -75,6 +75,23 @@ pub struct ColumnFetch {
     pub trim_trailing_blanks: bool,
 }
 
+/// The columns filters may name, for [`ibarrow_sql::render_filter`]: those read as text are
+/// left out (the database compares them as their own type), so filters on them stay local.
+pub fn filter_schema(
+    schema: &datafusion::arrow::datatypes::Schema,
+    fetch: &[ColumnFetch],
+) -> datafusion::arrow::datatypes::Schema {
+    datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .zip(fetch)
+            .filter(|(_, fetch)| !fetch.read_as_text)
+            .map(|(field, _)| std::sync::Arc::clone(field))
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// Maps a column. Types without an exact Arrow counterpart (intervals, JSON, UUID, geometry,
 /// numerics wider than 38 digits …) are read as text, which every driver can produce.
 pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {

@@ -127,15 +127,17 @@ impl Dialect {
     /// escaping mode. `None` when the dialect cannot represent it safely (a NUL character), in
     /// which case the comparison stays in DataFusion.
     ///
-    /// MySQL/MariaDB get a hex literal: it needs no escaping under any `sql_mode` (backslash
-    /// escapes or not) and compares byte-wise, the way DataFusion compares strings, instead of
-    /// through the column's possibly case-insensitive collation.
+    /// MySQL/MariaDB get a hex literal marked as UTF-8 text (`_utf8mb4 X'…'`): it needs no
+    /// escaping under any `sql_mode` (backslash escapes or not), and as text it is converted to
+    /// a latin1 or ucs2 column's character set like any string (bare hex would be raw bytes
+    /// there). Compared with [`Dialect::bytewise_string_column`] it compares byte-wise, the way
+    /// DataFusion compares strings.
     pub fn string_literal(self, value: &str) -> Option<String> {
         if value.contains('\0') {
             return None;
         }
         Some(match self {
-            Dialect::MySql => hex_literal(value.as_bytes()),
+            Dialect::MySql => format!("_utf8mb4 {}", hex_literal(value.as_bytes())),
             // E'' strings mean the same with standard_conforming_strings on or off.
             Dialect::PostgreSql if value.contains('\\') => {
                 format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
@@ -338,8 +340,11 @@ mod tests {
 
     #[test]
     fn mysql_strings_are_hex() {
-        assert_eq!(Dialect::MySql.string_literal("a'\\").unwrap(), "X'61275C'");
-        assert_eq!(Dialect::MySql.string_literal("").unwrap(), "X''");
+        assert_eq!(
+            Dialect::MySql.string_literal("a'\\").unwrap(),
+            "_utf8mb4 X'61275C'"
+        );
+        assert_eq!(Dialect::MySql.string_literal("").unwrap(), "_utf8mb4 X''");
     }
 
     #[test]

@@ -262,7 +262,7 @@ mod tests {
     #[test_case(Dialect::PostgreSql, r#"("name" < 'm' COLLATE "C")"#)]
     #[test_case(
         Dialect::MySql,
-        "(CAST(CONVERT(`name` USING utf8mb4) AS BINARY) < X'6D')"
+        "(CAST(CONVERT(`name` USING utf8mb4) AS BINARY) < _utf8mb4 X'6D')"
     )]
     fn string_ordering_is_bytewise(dialect: Dialect, expected: &str) {
         assert_eq!(

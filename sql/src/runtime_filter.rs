@@ -268,16 +268,7 @@ impl Weakener<'_> {
         if !same_kind || value.is_null() {
             return None;
         }
-        let rendered = render_literal(self.dialect, value)?;
-        // MariaDB's hex literals are bytes: read in a latin1 or ucs2 column's character set,
-        // UTF-8 text would not match itself. Marked as UTF-8, it is converted like any text.
-        Some(
-            if self.dialect == Dialect::MySql && is_text(&column.data_type) {
-                format!("_utf8mb4 {rendered}")
-            } else {
-                rendered
-            },
-        )
+        render_literal(self.dialect, value)
     }
 }
 

@@ -239,7 +239,9 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
             trim_trailing_blanks: group_trims.get(i).copied().unwrap_or(false),
         })
         .collect();
-    let (scan, columns) = super::pushed_scan("aggregate", source, sql, &remote_types, fetch)?;
+    // An aggregate's answer is usually small: read whole where that is faster.
+    let table = super::pushed_table(source, sql, &remote_types, fetch).read_whole_when_small();
+    let (scan, columns) = super::pushed_scan("aggregate", table)?;
     let mut columns = columns.into_iter();
     let mut exprs = Vec::new();
     for (output, (qualifier, field)) in outputs.iter().zip(aggregate.schema.iter()) {

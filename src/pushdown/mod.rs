@@ -80,7 +80,7 @@ fn remote_scan(
         .iter()
         .map(|f| f.data_type().clone())
         .collect();
-    let (scan, columns) = pushed_scan(kind, source, sql, &types, fetch)?;
+    let (scan, columns) = pushed_scan(kind, pushed_table(source, sql, &types, fetch))?;
     let exprs = output
         .iter()
         .zip(columns)
@@ -94,39 +94,39 @@ fn remote_scan(
     )?))
 }
 
-/// A scan of `sql`, whose columns c0, c1, … have `types`, and those columns as expressions.
-fn pushed_scan(
-    kind: &str,
+/// The statement `sql` as a table whose columns c0, c1, … have `types`.
+fn pushed_table(
     source: &Arc<OdbcSource>,
     sql: String,
     types: &[DataType],
     fetch: Vec<ColumnFetch>,
-) -> Result<(LogicalPlan, Vec<Expr>)> {
+) -> PassthroughTable {
     let fields: Vec<Field> = types
         .iter()
         .enumerate()
         .map(|(i, data_type)| Field::new(format!("c{i}"), data_type.clone(), true))
         .collect();
-    let pushed = PassthroughTable::with_schema(
+    PassthroughTable::with_schema(
         Arc::clone(source),
         sql,
         Arc::new(Schema::new(fields)),
         fetch,
-    );
-    // An aggregate's answer is usually small: read whole where that is faster (see there).
-    let pushed = if kind == "aggregate" {
-        pushed.read_whole_when_small()
-    } else {
-        pushed
-    };
+    )
+}
+
+/// A scan of `table` (a [`pushed_table`]), and its columns as expressions.
+fn pushed_scan(kind: &str, table: PassthroughTable) -> Result<(LogicalPlan, Vec<Expr>)> {
+    let width = datafusion::datasource::TableProvider::schema(&table)
+        .fields()
+        .len();
     let scan_name = pushed_scan_name(kind);
     let scan = LogicalPlanBuilder::scan(
         scan_name.as_str(),
-        provider_as_source(Arc::new(pushed)),
+        provider_as_source(Arc::new(table)),
         None,
     )?
     .build()?;
-    let columns = (0..types.len())
+    let columns = (0..width)
         .map(|i| Expr::Column(Column::new(Some(scan_name.as_str()), format!("c{i}"))))
         .collect();
     Ok((scan, columns))
