@@ -1,7 +1,7 @@
 //! TPC-H over three databases: lineitem and orders in PostgreSQL; customer, supplier and
 //! nation in MariaDB; part, partsupp and region in SQLite. Prints each query's time (the
 //! queries of tests/slt/tpch.slt) and the rows/s of a full `lineitem` read with 1, 2 and 4
-//! range partitions.
+//! range partitions, with PostgreSQL's rows packed and (1 and 2 partitions) column by column.
 //!
 //! `cargo bench --bench tpch` (scale factor from IBARROW_BENCH_SF, default 0.1; the data is
 //! generated with the tpchgen crate and loaded once per scale).
@@ -24,11 +24,19 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-async fn engine(pg: &str, maria: &str, lite: &str, partitions: usize, scale: f64) -> Engine {
+async fn engine(
+    pg: &str,
+    maria: &str,
+    lite: &str,
+    partitions: usize,
+    packed_rows: bool,
+    scale: f64,
+) -> Engine {
     let pg_config = SourceConfig {
         connection_string: Some(pg.to_string()),
         partitions: Some(partitions),
         min_partition_rows: Some(0),
+        packed_rows: Some(packed_rows),
         ..SourceConfig::default()
     };
     let engine = Engine::builder()
@@ -71,11 +79,11 @@ async fn main() {
 
     println!("\nfull lineitem read (all 16 columns) from PostgreSQL");
     println!(
-        "{:>10} {:>10} {:>10} {:>12}",
-        "partitions", "rows", "seconds", "rows/s"
+        "{:>10} {:>12} {:>10} {:>10} {:>12}",
+        "partitions", "packed rows", "rows", "seconds", "rows/s"
     );
-    for partitions in [1, 2, 4] {
-        let engine = engine(&pg, &maria, &lite, partitions, scale).await;
+    for (partitions, packed) in [(1, true), (2, true), (4, true), (1, false), (2, false)] {
+        let engine = engine(&pg, &maria, &lite, partitions, packed, scale).await;
         let started = Instant::now();
         let mut stream = engine.stream("SELECT * FROM lineitem").await.unwrap();
         let mut rows = 0usize;
@@ -84,13 +92,15 @@ async fn main() {
         }
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "{partitions:>10} {rows:>10} {seconds:>10.2} {:>12.0}",
+            "{partitions:>10} {packed:>12} {rows:>10} {seconds:>10.2} {:>12.0}",
             rows as f64 / seconds
         );
     }
 
-    println!("\nqueries (2 partitions for PostgreSQL tables)");
-    let engine = engine(&pg, &maria, &lite, 2, scale).await;
+    // IBARROW_BENCH_PACKED=0 runs the queries with PostgreSQL rows read column by column.
+    let packed = std::env::var("IBARROW_BENCH_PACKED").map_or(true, |v| v != "0");
+    println!("\nqueries (2 partitions for PostgreSQL tables, packed rows: {packed})");
+    let engine = engine(&pg, &maria, &lite, 2, packed, scale).await;
     let slt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/tpch.slt");
     let text = std::fs::read_to_string(slt).unwrap();
     let mut total = 0.0;

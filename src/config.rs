@@ -136,6 +136,9 @@ pub struct SourceConfig {
     /// Narrow this source's scans with the keys a join has read from its other side
     /// (default true).
     pub runtime_filters: Option<bool>,
+    /// PostgreSQL: fetch each row as one text value, parsed by ibarrow (default true); faster
+    /// through psqlODBC, which spends its time per value.
+    pub packed_rows: Option<bool>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }
@@ -308,6 +311,9 @@ impl SourceConfig {
         }
         if let Some(runtime_filters) = self.runtime_filters {
             options.runtime_filters = runtime_filters;
+        }
+        if let Some(packed_rows) = self.packed_rows {
+            options.packed_rows = packed_rows;
         }
         if let Some(breaker) = &self.breaker {
             if breaker.enabled == Some(false) {

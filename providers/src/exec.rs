@@ -44,15 +44,18 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
+use odbc_api::buffers::TextRowSet;
 use odbc_api::handles::{AsStatementRef, Statement};
 
 use crate::cancel::StatementSlot;
 use crate::error::OdbcError;
+use crate::packed_rows::PackedLayout;
 use crate::pool::{ConnectionPool, PoolPermit};
 use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
 use ibarrow_sql::{
-    Dialect, FilterColumn, filtered_statement, render_runtime_filter, runtime_filters_proven,
+    Dialect, FilterColumn, filtered_statement, packed_row_statement, packed_rows_proven,
+    render_runtime_filter, runtime_filters_proven,
 };
 
 /// A scan of a remote table: one statement per partition.
@@ -64,8 +67,9 @@ pub struct OdbcExec {
     fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
-    /// Whether the statements are SELECTs ibarrow built, which may be wrapped with a filter.
-    accepts_runtime_filters: bool,
+    /// Whether the statements are SELECTs ibarrow built, which may be wrapped (with a
+    /// run-time filter, or to pack rows).
+    built_by_ibarrow: bool,
     /// Read each result whole rather than through psqlODBC's cursor when PostgreSQL expects
     /// it to be small.
     read_whole: bool,
@@ -105,7 +109,7 @@ impl OdbcExec {
             fetch,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
-            accepts_runtime_filters: false,
+            built_by_ibarrow: false,
             read_whole: false,
             runtime_filters: Vec::new(),
             sent: SentConditions::default(),
@@ -122,29 +126,51 @@ impl OdbcExec {
         self
     }
 
-    /// Lets joins above narrow the statements with their run-time filters: only for SELECTs
-    /// ibarrow built (a user's native statement may not be a SELECT one can wrap).
-    pub fn with_runtime_filters_allowed(mut self) -> Self {
-        self.accepts_runtime_filters = true;
+    /// Marks the statements as SELECTs ibarrow built, which may be wrapped as derived tables:
+    /// joins above may narrow them with run-time filters, and PostgreSQL rows may be packed.
+    /// Never for a user's native statement, which may not be a SELECT one can wrap.
+    pub fn built_by_ibarrow(mut self) -> Self {
+        self.built_by_ibarrow = true;
         self
     }
 
-    /// The columns a run-time filter may name, by position; `None` when the statement's result
-    /// cannot be wrapped as a derived table (repeated column names).
-    fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
-        if !self.accepts_runtime_filters
-            || !self.source.options().runtime_filters
-            || !runtime_filters_proven(self.source.dialect())
-        {
-            return None;
-        }
+    /// Whether the statements can be wrapped as derived tables whose columns are named by
+    /// this scan's schema (repeated names could not be told apart).
+    fn wrappable(&self) -> bool {
         let fields = self.schema.fields();
         let mut names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
         names.sort_unstable();
         names.dedup();
-        if names.len() != fields.len() {
+        self.built_by_ibarrow && names.len() == fields.len()
+    }
+
+    /// How rows are packed into one text value each (see [`crate::packed_rows`]), or `None`
+    /// to fetch them column by column.
+    fn packed_layout(&self) -> Option<PackedLayout> {
+        if !self.source.options().packed_rows
+            || !packed_rows_proven(self.source.dialect())
+            || !self.wrappable()
+        {
             return None;
         }
+        let fetch_types: Vec<DataType> = self.fetch.iter().map(|f| f.fetch_type.clone()).collect();
+        PackedLayout::new(
+            &fetch_types,
+            &self.fetch,
+            self.source.options().scan.max_text_size,
+        )
+    }
+
+    /// The columns a run-time filter may name, by position; `None` when the statement's result
+    /// cannot be wrapped.
+    fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
+        if !self.source.options().runtime_filters
+            || !runtime_filters_proven(self.source.dialect())
+            || !self.wrappable()
+        {
+            return None;
+        }
+        let fields = self.schema.fields();
         Some(
             fields
                 .iter()
@@ -216,6 +242,9 @@ impl DisplayAs for OdbcExec {
                 if self.read_whole {
                     write!(f, "read_whole_below={SMALL_RESULT_ROWS}, ")?;
                 }
+                if self.packed_layout().is_some() {
+                    write!(f, "rows=packed, ")?;
+                }
                 write!(f, "sql=")?;
                 if let [single] = self.statements.as_slice() {
                     write!(f, "{single}")?;
@@ -227,6 +256,9 @@ impl DisplayAs for OdbcExec {
             DisplayFormatType::TreeRender => {
                 writeln!(f, "source={}", self.source.name())?;
                 writeln!(f, "partitions={}", self.statements.len())?;
+                if self.packed_layout().is_some() {
+                    writeln!(f, "rows=packed")?;
+                }
                 write!(f, "sql={}", self.statements.join("; "))?;
                 self.fmt_runtime_filter(f, "\n")
             }
@@ -325,7 +357,7 @@ impl ExecutionPlan for OdbcExec {
                 Arc::clone(&self.schema),
                 self.fetch.clone(),
             );
-            narrowed.accepts_runtime_filters = true;
+            narrowed.built_by_ibarrow = true;
             narrowed.read_whole = self.read_whole;
             narrowed.runtime_filters = runtime_filters;
             propagation =
@@ -386,6 +418,7 @@ impl ExecutionPlan for OdbcExec {
             delivered: std::cell::Cell::new(false),
             unfiltered: None,
             read_whole_when_small: self.read_whole,
+            packed: self.packed_layout(),
         };
         let slot = Arc::clone(&scan.slot);
         // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
@@ -591,6 +624,8 @@ struct RemoteScan {
     sql: String,
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
+    /// Rows come packed into one text value each; `None`: column by column.
+    packed: Option<PackedLayout>,
     options: ScanOptions,
 }
 
@@ -682,13 +717,21 @@ impl RemoteScan {
     ) -> Result<(), OdbcError> {
         let started = std::time::Instant::now();
         let executing = self.remote_time.timer();
-        let sql = if self.read_whole_when_small && self.estimated_small(statement) {
+        let mut sql = match &self.packed {
+            Some(layout) => {
+                packed_row_statement(self.dialect, &self.sql, &layout.columns(&self.schema))
+                    .map_err(|source| OdbcError::Sql {
+                        source_name: pool.source_name().to_string(),
+                        source,
+                    })?
+            }
+            None => self.sql.clone(),
+        };
+        if self.read_whole_when_small && self.estimated_small(statement) {
             self.read_whole.add(1);
             // psqlODBC declares a cursor only for statements that start with SELECT or WITH.
-            std::borrow::Cow::Owned(format!("/* ibarrow: small result */ {}", self.sql))
-        } else {
-            std::borrow::Cow::Borrowed(self.sql.as_str())
-        };
+            sql = format!("/* ibarrow: small result */ {sql}");
+        }
         if self.slot.was_cancelled() {
             return Err(OdbcError::Odbc {
                 source_name: pool.source_name().to_string(),
@@ -713,6 +756,9 @@ impl RemoteScan {
             }
         };
         let fetch_schema = self.fetch_schema();
+        if let Some(layout) = &self.packed {
+            return self.read_packed(pool, cursor, layout, &fetch_schema, sender, started);
+        }
         let reader = OdbcReaderBuilder::new()
             .with_schema(Arc::clone(&fetch_schema))
             .with_max_text_size(self.options.max_text_size)
@@ -727,19 +773,100 @@ impl RemoteScan {
                 message: err.to_string(),
             })?;
         let mut reader = reader;
-        let result = self.read_rows(pool, &mut reader, &fetch_schema, sender);
+        let result = self.read_rows(pool, sender, || {
+            reader
+                .next()
+                .map(|batch| batch.map_err(|err| self.read_error(pool, &fetch_schema, err)))
+        });
         // No cancel can start once the slot is clear, so `was_cancelled` is final below.
         self.slot.clear();
         close_reader(reader, self.slot.was_cancelled() || result.is_err());
+        self.finished(pool, result, started)
+    }
+
+    fn finished(
+        &self,
+        pool: &ConnectionPool,
+        result: Result<usize, OdbcError>,
+        started: std::time::Instant,
+    ) -> Result<(), OdbcError> {
         if let Ok(rows) = result {
             tracing::debug!(
                 source = pool.source_name(),
                 rows,
+                packed = self.packed.is_some(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "scan finished"
             );
         }
         result.map(|_| ())
+    }
+
+    /// Fetches rows packed into one text value each ([`crate::packed_rows`]) and parses them.
+    fn read_packed<S: AsStatementRef + Statement>(
+        &self,
+        pool: &Arc<ConnectionPool>,
+        cursor: odbc_api::CursorImpl<S>,
+        layout: &PackedLayout,
+        fetch_schema: &SchemaRef,
+        sender: &BatchSender,
+        started: std::time::Instant,
+    ) -> Result<(), OdbcError> {
+        use odbc_api::Cursor;
+        let row_bytes = layout.row_bytes();
+        let rows_per_batch = (self.options.max_bytes_per_batch / (row_bytes + 1))
+            .clamp(1, self.options.batch_rows.max(1));
+        let binding_failed = |err: odbc_api::Error| OdbcError::Odbc {
+            source_name: pool.source_name().to_string(),
+            context: format!("binding buffers for `{}`", self.sql),
+            message: err.to_string(),
+        };
+        let buffer =
+            TextRowSet::from_max_str_lens(rows_per_batch, [row_bytes]).map_err(binding_failed)?;
+        let mut rows = cursor.bind_buffer(buffer).map_err(binding_failed)?;
+        let result = self.read_rows(pool, sender, || {
+            match rows.fetch_with_truncation_check(true) {
+                Ok(None) => None,
+                Ok(Some(batch)) => {
+                    let texts = (0..batch.num_rows()).map(|row| batch.at(0, row));
+                    Some(
+                        layout
+                            .parse(fetch_schema, batch.num_rows(), texts)
+                            .map_err(|problem| self.packed_error(pool, &problem)),
+                    )
+                }
+                Err(odbc_api::Error::TooLargeValueForBuffer { .. }) => Some(Err(self
+                    .packed_error(
+                        pool,
+                        &format!("a row was longer than the {row_bytes} bytes its types allow"),
+                    ))),
+                Err(err) => Some(Err(OdbcError::Odbc {
+                    source_name: pool.source_name().to_string(),
+                    context: format!("fetching rows of `{}`", self.sql),
+                    message: pool.connection_string().scrub(&err.to_string()),
+                })),
+            }
+        });
+        self.slot.clear();
+        let troubled = self.slot.was_cancelled() || result.is_err();
+        if !troubled {
+            drop(rows);
+        } else if let Ok((cursor, _)) = rows.unbind() {
+            // As in `close_reader`: released without closing a cursor the driver may have lost.
+            drop(cursor.into_stmt());
+        }
+        self.finished(pool, result, started)
+    }
+
+    fn packed_error(&self, pool: &ConnectionPool, problem: &str) -> OdbcError {
+        OdbcError::Odbc {
+            source_name: pool.source_name().to_string(),
+            context: format!("reading the packed rows of `{}`", self.sql),
+            message: format!(
+                "{problem}; set `packed_rows = false` for this source to read column by column, \
+                 and report the statement"
+            ),
+        }
     }
 
     /// Whether PostgreSQL expects the statement to return at most [`SMALL_RESULT_ROWS`] rows;
@@ -765,20 +892,19 @@ impl RemoteScan {
     }
 
     /// Fetches every batch (or until the consumer goes away) and sends it on; the row count.
-    fn read_rows<C: odbc_api::Cursor>(
+    fn read_rows(
         &self,
         pool: &Arc<ConnectionPool>,
-        reader: &mut arrow_odbc::OdbcReader<C>,
-        fetch_schema: &SchemaRef,
         sender: &BatchSender,
+        mut next_batch: impl FnMut() -> Option<Result<RecordBatch, OdbcError>>,
     ) -> Result<usize, OdbcError> {
         let mut rows = 0usize;
         loop {
             let fetching = self.remote_time.timer();
-            let next = reader.next();
+            let next = next_batch();
             fetching.done();
             let Some(batch) = next else { break };
-            let batch = batch.map_err(|err| self.read_error(pool, fetch_schema, err))?;
+            let batch = batch?;
             self.check_silent_truncation(pool, &batch)?;
             rows += batch.num_rows();
             let batch = self.to_output(batch).map_err(|err| OdbcError::Odbc {

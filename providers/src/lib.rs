@@ -13,6 +13,7 @@ mod environment;
 mod error;
 mod exec;
 mod insert;
+mod packed_rows;
 mod partitioning;
 mod passthrough;
 pub mod pool;

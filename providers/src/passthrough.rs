@@ -251,7 +251,7 @@ impl TableProvider for PassthroughTable {
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
         let mut exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch);
         if self.built_by_ibarrow {
-            exec = exec.with_runtime_filters_allowed();
+            exec = exec.built_by_ibarrow();
         }
         if self.read_whole_when_small {
             exec = exec.read_whole_when_small();

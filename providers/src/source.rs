@@ -134,6 +134,9 @@ pub struct SourceOptions {
     /// Whether scans of this source take the key ranges and key lists joins learn at run
     /// time into their statements ([`crate::OdbcExec`]).
     pub runtime_filters: bool,
+    /// Whether PostgreSQL scans fetch each row as one text value and parse it here
+    /// ([`crate::OdbcExec`]): psqlODBC's cost is per value it converts.
+    pub packed_rows: bool,
     pub retry: RetryPolicy,
     /// `None`: no circuit breaker.
     pub breaker: Option<crate::breaker::BreakerPolicy>,
@@ -156,6 +159,7 @@ impl Default for SourceOptions {
             pushdown_aggregates: true,
             pushdown_joins: true,
             runtime_filters: true,
+            packed_rows: true,
             retry: RetryPolicy::default(),
             breaker: Some(crate::breaker::BreakerPolicy::default()),
             tls: None,

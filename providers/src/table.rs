@@ -274,8 +274,7 @@ impl TableProvider for OdbcTable {
             None => (Arc::clone(&self.schema), self.fetch.clone()),
         };
         Ok(Arc::new(
-            OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
-                .with_runtime_filters_allowed(),
+            OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch).built_by_ibarrow(),
         ))
     }
 

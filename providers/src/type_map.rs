@@ -73,6 +73,10 @@ pub struct ColumnFetch {
     /// CHAR(n) values arrive blank-padded from databases that pad (PostgreSQL, SQL Server …);
     /// trailing blanks are removed so values compare as the database compares them.
     pub trim_trailing_blanks: bool,
+    /// The most bytes a text value can take, where the database enforces a declared length
+    /// (CHAR(n)/VARCHAR(n) up to 254 characters). Lets PostgreSQL scans fetch rows packed
+    /// ([`crate::OdbcExec`]).
+    pub max_text_bytes: Option<usize>,
 }
 
 /// The columns filters may name, for [`ibarrow_sql::render_filter`]: those read as text are
@@ -113,10 +117,29 @@ pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
         trim_trailing_blanks: fixed_char
             && output == DataType::Utf8
             && !matches!(dialect, Dialect::Sqlite | Dialect::MySql),
+        max_text_bytes: enforced_text_bytes(column, dialect),
     };
     MappedColumn {
         field: Field::new(&column.name, output, column.nullable),
         fetch,
+    }
+}
+
+/// CHAR/VARCHAR columns' longest value in UTF-8 bytes, where the declared length binds.
+fn enforced_text_bytes(column: &ColumnInfo, dialect: Dialect) -> Option<usize> {
+    /// psqlODBC reports its `MaxVarcharSize` for a VARCHAR without a length: 255 by default,
+    /// `max_text_size` as ibarrow connects. Longer declared lengths are not trusted.
+    const LONGEST_BOUNDED: i32 = 254;
+    let bounded = matches!(
+        column.data_type,
+        sql_type::CHAR | sql_type::VARCHAR | sql_type::WCHAR | sql_type::WVARCHAR
+    );
+    match column.column_size {
+        // SQLite keeps whatever is stored, whatever the declared length.
+        Some(chars @ 1..=LONGEST_BOUNDED) if bounded && dialect != Dialect::Sqlite => {
+            Some(chars as usize * 4)
+        }
+        _ => None,
     }
 }
 

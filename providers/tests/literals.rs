@@ -5,56 +5,9 @@
 
 mod common;
 
-use common::Profile;
+use common::{Profile, hostile_texts};
 use odbc_api::{ConnectionOptions, Cursor, ResultSetMetadata};
 use test_case::test_case;
-
-/// Texts of up to 24 pieces drawn from an alphabet chosen to break quoting.
-fn hostile_texts(count: usize, seed: u64) -> Vec<String> {
-    const PIECES: &[&str] = &[
-        "'",
-        "''",
-        "\"",
-        "\\",
-        "\\'",
-        ";",
-        "--",
-        "/*",
-        "*/",
-        "#",
-        "\n",
-        "\r\n",
-        "\t",
-        "%",
-        "_",
-        "$$",
-        "`",
-        "x",
-        "DROP TABLE t",
-        "') OR ('1'='1",
-        "é",
-        "漢",
-        "😀",
-        " ",
-        "\\0",
-        "?",
-    ];
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..count)
-        .map(|_| {
-            let len = (next() % 25) as usize;
-            (0..len)
-                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                .collect()
-        })
-        .collect()
-}
 
 #[test_case(Profile::Postgres ; "postgres")]
 #[test_case(Profile::MariaDb ; "mariadb")]

@@ -9,6 +9,7 @@
 //!   whole sub-plans of one source as one statement.
 //! - [`render_runtime_filter`]: the key ranges and lists a hash join learns at run time, as a
 //!   condition the probe side's statement can carry.
+//! - [`packed_row_statement`]: a statement whose rows come back as one text value each.
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
@@ -19,6 +20,7 @@ mod error;
 mod filter;
 mod join;
 mod literal;
+mod packed_row;
 mod partition;
 mod read_only;
 mod runtime_filter;
@@ -32,6 +34,7 @@ pub use error::SqlError;
 pub use filter::render_filter;
 pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
+pub use packed_row::{PackedColumn, packed_row_statement, packed_rows_proven};
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
 pub use runtime_filter::{

@@ -104,7 +104,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
     };
 
     let mut group_by = Vec::new();
-    let mut group_trims = Vec::new();
+    let mut group_fetch: Vec<ColumnFetch> = Vec::new();
     for expr in &aggregate.group_expr {
         let Some((name, data_type)) = column_type(expr) else {
             return Ok(None);
@@ -117,7 +117,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
         if column_fetch.read_as_text {
             return Ok(None);
         }
-        group_trims.push(column_fetch.trim_trailing_blanks);
+        group_fetch.push(column_fetch.clone());
         let groups_bytewise = matches!(dialect, Dialect::PostgreSql | Dialect::Sqlite);
         let groupable = data_type.is_integer()
             || matches!(data_type, DataType::Date32 | DataType::Boolean)
@@ -232,11 +232,15 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
     let fetch = remote_types
         .iter()
         .enumerate()
-        .map(|(i, data_type)| ColumnFetch {
-            fetch_type: fetch_type(data_type, dialect),
-            read_as_text: false,
+        .map(|(i, data_type)| {
             // Group keys come back as the table would return them (CHAR padding included).
-            trim_trailing_blanks: group_trims.get(i).copied().unwrap_or(false),
+            let group = group_fetch.get(i);
+            ColumnFetch {
+                fetch_type: fetch_type(data_type, dialect),
+                read_as_text: false,
+                trim_trailing_blanks: group.is_some_and(|g| g.trim_trailing_blanks),
+                max_text_bytes: group.and_then(|g| g.max_text_bytes),
+            }
         })
         .collect();
     // An aggregate's answer is usually small: read whole where that is faster.

@@ -243,3 +243,50 @@ pub fn table_text(batches: &[RecordBatch]) -> String {
         .expect("format batches")
         .to_string()
 }
+
+/// Texts of up to 24 pieces drawn from an alphabet chosen to break quoting.
+pub fn hostile_texts(count: usize, seed: u64) -> Vec<String> {
+    const PIECES: &[&str] = &[
+        "'",
+        "''",
+        "\"",
+        "\\",
+        "\\'",
+        ";",
+        "--",
+        "/*",
+        "*/",
+        "#",
+        "\n",
+        "\r\n",
+        "\t",
+        "%",
+        "_",
+        "$$",
+        "`",
+        "x",
+        "DROP TABLE t",
+        "') OR ('1'='1",
+        "é",
+        "漢",
+        "😀",
+        " ",
+        "\\0",
+        "?",
+    ];
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let len = (next() % 25) as usize;
+            (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect()
+        })
+        .collect()
+}
