@@ -535,7 +535,7 @@ mod tests {
         assert!(PackedLayout::new(&[DataType::Utf8], &[fetch(Some(100_000))], 16384).is_none());
         let timestamp =
             DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
-        assert!(PackedLayout::new(&[timestamp], &[int.clone()], 16384).is_none());
+        assert!(PackedLayout::new(&[timestamp], std::slice::from_ref(&int), 16384).is_none());
         let as_text = ColumnFetch {
             read_as_text: true,
             ..fetch(Some(10))
