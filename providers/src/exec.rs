@@ -153,12 +153,7 @@ impl OdbcExec {
         {
             return None;
         }
-        let fetch_types: Vec<DataType> = self.fetch.iter().map(|f| f.fetch_type.clone()).collect();
-        PackedLayout::new(
-            &fetch_types,
-            &self.fetch,
-            self.source.options().scan.max_text_size,
-        )
+        PackedLayout::new(&self.fetch, self.source.options().scan.max_text_size)
     }
 
     /// The columns a run-time filter may name, by position; `None` when the statement's result

@@ -70,19 +70,15 @@ impl PackedLayout {
     /// packed (timestamps, binary, text without an enforced length …) or rows could be long.
     /// `max_text_size` is what psqlODBC reports for text without a length (ibarrow sets its
     /// `MaxVarcharSize` to it): a declared length must be below it to be trusted.
-    pub(crate) fn new(
-        fetch_types: &[DataType],
-        fetch: &[ColumnFetch],
-        max_text_size: usize,
-    ) -> Option<Self> {
-        if fetch_types.is_empty() || fetch_types.len() != fetch.len() {
+    pub(crate) fn new(fetch: &[ColumnFetch], max_text_size: usize) -> Option<Self> {
+        if fetch.is_empty() {
             return None;
         }
-        let mut kinds = Vec::with_capacity(fetch_types.len());
+        let mut kinds = Vec::with_capacity(fetch.len());
         // The parentheses, and a comma between values.
-        let mut row_bytes = 2 + fetch_types.len() - 1;
-        for (data_type, fetch) in fetch_types.iter().zip(fetch) {
-            let kind = match data_type {
+        let mut row_bytes = 2 + fetch.len() - 1;
+        for fetch in fetch {
+            let kind = match &fetch.fetch_type {
                 DataType::Int16 => Kind::Int16,
                 DataType::Int32 => Kind::Int32,
                 DataType::Int64 => Kind::Int64,
@@ -425,7 +421,13 @@ mod tests {
     }
 
     fn layout(types: &[DataType]) -> (PackedLayout, SchemaRef) {
-        let fetch: Vec<ColumnFetch> = types.iter().map(|_| fetch(Some(40))).collect();
+        let fetch: Vec<ColumnFetch> = types
+            .iter()
+            .map(|t| ColumnFetch {
+                fetch_type: t.clone(),
+                ..fetch(Some(40))
+            })
+            .collect();
         let schema = Arc::new(Schema::new(
             types
                 .iter()
@@ -433,7 +435,7 @@ mod tests {
                 .map(|(i, t)| Field::new(format!("c{i}"), t.clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        (PackedLayout::new(types, &fetch, 16384).unwrap(), schema)
+        (PackedLayout::new(&fetch, 16384).unwrap(), schema)
     }
 
     fn parse(types: &[DataType], rows: &[&str]) -> Result<RecordBatch, String> {
@@ -524,25 +526,25 @@ mod tests {
             fetch_type: DataType::Int32,
             ..fetch(None)
         };
-        let packed = PackedLayout::new(
-            &[DataType::Int32, DataType::Utf8],
-            &[int.clone(), fetch(Some(10))],
-            16384,
-        )
-        .unwrap();
+        let packed = PackedLayout::new(&[int.clone(), fetch(Some(10))], 16384).unwrap();
         assert_eq!(packed.row_bytes(), 2 + 1 + 11 + 22);
-        assert!(PackedLayout::new(&[DataType::Utf8], &[fetch(None)], 16384).is_none());
-        assert!(PackedLayout::new(&[DataType::Utf8], &[fetch(Some(100_000))], 16384).is_none());
-        let timestamp =
-            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
-        assert!(PackedLayout::new(&[timestamp], std::slice::from_ref(&int), 16384).is_none());
+        assert!(PackedLayout::new(&[fetch(None)], 16384).is_none());
+        assert!(PackedLayout::new(&[fetch(Some(100_000))], 16384).is_none());
+        let timestamp = ColumnFetch {
+            fetch_type: DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                None,
+            ),
+            ..int
+        };
+        assert!(PackedLayout::new(&[timestamp], 16384).is_none());
         let as_text = ColumnFetch {
             read_as_text: true,
             ..fetch(Some(10))
         };
-        assert!(PackedLayout::new(&[DataType::Utf8], &[as_text], 16384).is_none());
-        assert!(PackedLayout::new(&[], &[], 16384).is_none());
+        assert!(PackedLayout::new(&[as_text], 16384).is_none());
+        assert!(PackedLayout::new(&[], 16384).is_none());
         // 100 bytes: 25 characters declared, as psqlODBC reports text when max_text_size = 25.
-        assert!(PackedLayout::new(&[DataType::Utf8], &[fetch(Some(100))], 25).is_none());
+        assert!(PackedLayout::new(&[fetch(Some(100))], 25).is_none());
     }
 }

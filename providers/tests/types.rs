@@ -33,6 +33,24 @@ const fn case(
     }
 }
 
+impl Case {
+    /// The three rows as they must read: both values, then NULL.
+    fn shown(&self) -> Vec<String> {
+        vec![
+            expand(self.expected[0]),
+            expand(self.expected[1]),
+            "NULL".to_string(),
+        ]
+    }
+}
+
+/// A column's three values as text.
+fn shown(column: &datafusion::arrow::array::ArrayRef) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatter = ArrayFormatter::try_new(column.as_ref(), &options).unwrap();
+    (0..3).map(|r| formatter.value(r).to_string()).collect()
+}
+
 /// Expected values written `repeat:<char>:<count>` stand for long generated strings.
 fn expand(expected: &str) -> String {
     match expected
@@ -307,7 +325,6 @@ async fn every_mapped_type_round_trips(db: Profile) {
     let batches = collect(&ctx, "SELECT * FROM t ORDER BY id").await;
     let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(batch.num_rows(), 3);
-    let options = FormatOptions::default().with_null("NULL");
     for (i, case) in cases.iter().enumerate() {
         let column = batch.column(i + 1);
         assert_eq!(
@@ -316,33 +333,17 @@ async fn every_mapped_type_round_trips(db: Profile) {
             "{db:?} {}: Arrow type",
             case.ddl
         );
-        let formatter = ArrayFormatter::try_new(column.as_ref(), &options).unwrap();
-        let shown: Vec<String> = (0..3).map(|r| formatter.value(r).to_string()).collect();
-        assert_eq!(
-            shown,
-            [
-                expand(case.expected[0]),
-                expand(case.expected[1]),
-                "NULL".to_string()
-            ],
-            "{db:?} {}: values",
-            case.ddl
-        );
+        assert_eq!(shown(column), case.shown(), "{db:?} {}: values", case.ddl);
     }
     // Each column on its own: on PostgreSQL those of packable types are read packed.
     for (i, case) in cases.iter().enumerate() {
         let batches = collect(&ctx, &format!("SELECT id, c{i} FROM t ORDER BY id")).await;
         let batch =
             datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        let formatter = ArrayFormatter::try_new(batch.column(1).as_ref(), &options).unwrap();
-        let shown: Vec<String> = (0..3).map(|r| formatter.value(r).to_string()).collect();
+        let column = batch.column(1);
         assert_eq!(
-            shown,
-            [
-                expand(case.expected[0]),
-                expand(case.expected[1]),
-                "NULL".to_string()
-            ],
+            shown(column),
+            case.shown(),
             "{db:?} {} alone: values",
             case.ddl
         );
