@@ -4,7 +4,7 @@
 //!
 //! The record text writes NULL as nothing, and quotes a value (doubling `"` and `\`) when it
 //! is empty or holds a quote, backslash, parenthesis, comma or white space; numbers,
-//! booleans and day counts never need quotes. Anything else than that grammar is an error,
+//! booleans and the integers sent for dates and timestamps never need quotes. Anything else than that grammar is an error,
 //! never a guess.
 
 use std::sync::Arc;
@@ -13,9 +13,12 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int16Builder,
     Int32Builder, Int64Builder, StringBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
-use ibarrow_sql::PackedColumn;
+use ibarrow_sql::{PackedColumn, PackedValue};
 
 use crate::type_map::ColumnFetch;
 
@@ -37,6 +40,8 @@ enum Kind {
     },
     /// A date sent as days since 1970-01-01.
     Days,
+    /// A timestamp without time zone sent as microseconds since 1970-01-01, read in `unit`.
+    Microseconds(TimeUnit),
     Text,
 }
 
@@ -46,7 +51,7 @@ impl Kind {
         Some(match self {
             Kind::Int16 => 6,
             Kind::Int32 | Kind::Days => 11,
-            Kind::Int64 => 20,
+            Kind::Int64 | Kind::Microseconds(_) => 20,
             // `-1.7976931348623157e+308`, `-Infinity`, with room for longer spellings.
             Kind::Float64 => 32,
             Kind::Boolean => 1,
@@ -89,6 +94,9 @@ impl PackedLayout {
                     scale: *scale as u8,
                 },
                 DataType::Date32 => Kind::Days,
+                DataType::Timestamp(unit, None) if fetch.zoneless_timestamp => {
+                    Kind::Microseconds(*unit)
+                }
                 DataType::Utf8 if !fetch.read_as_text => Kind::Text,
                 _ => return None,
             };
@@ -114,7 +122,11 @@ impl PackedLayout {
             .zip(&self.kinds)
             .map(|(field, kind)| PackedColumn {
                 name: field.name().clone(),
-                as_days: *kind == Kind::Days,
+                sent_as: match kind {
+                    Kind::Days => PackedValue::Days,
+                    Kind::Microseconds(_) => PackedValue::Microseconds,
+                    _ => PackedValue::AsIs,
+                },
             })
             .collect()
     }
@@ -236,6 +248,11 @@ enum ColumnBuilder {
         scale: u8,
     },
     Days(Date32Builder),
+    /// Values in `unit`, turned into the timestamp type when finished.
+    Timestamp {
+        builder: Int64Builder,
+        unit: TimeUnit,
+    },
     Text(StringBuilder),
 }
 
@@ -253,6 +270,10 @@ impl ColumnBuilder {
                 scale,
             },
             Kind::Days => Self::Days(Date32Builder::with_capacity(rows)),
+            Kind::Microseconds(unit) => Self::Timestamp {
+                builder: Int64Builder::with_capacity(rows),
+                unit,
+            },
             Kind::Text => Self::Text(StringBuilder::with_capacity(rows, rows * 16)),
         }
     }
@@ -263,6 +284,9 @@ impl ColumnBuilder {
             Self::Int32(b) => b.append_value(narrow(parse_integer(value)?)?),
             Self::Int64(b) => b.append_value(parse_integer(value)?),
             Self::Days(b) => b.append_value(narrow(parse_integer(value)?)?),
+            Self::Timestamp { builder, unit } => {
+                builder.append_value(micros_in(parse_integer(value)?, *unit)?)
+            }
             Self::Float64(b) => b.append_value(parse_float(value)?),
             Self::Boolean(b) => b.append_value(match value {
                 b"t" => true,
@@ -287,6 +311,7 @@ impl ColumnBuilder {
             Self::Int32(b) => b.append_null(),
             Self::Int64(b) => b.append_null(),
             Self::Days(b) => b.append_null(),
+            Self::Timestamp { builder, .. } => builder.append_null(),
             Self::Float64(b) => b.append_null(),
             Self::Boolean(b) => b.append_null(),
             Self::Decimal { builder, .. } => builder.append_null(),
@@ -300,6 +325,21 @@ impl ColumnBuilder {
             Self::Int32(mut b) => Arc::new(b.finish()),
             Self::Int64(mut b) => Arc::new(b.finish()),
             Self::Days(mut b) => Arc::new(b.finish()),
+            Self::Timestamp { mut builder, unit } => {
+                let values = builder.finish();
+                match unit {
+                    TimeUnit::Second => Arc::new(values.reinterpret_cast::<TimestampSecondType>()),
+                    TimeUnit::Millisecond => {
+                        Arc::new(values.reinterpret_cast::<TimestampMillisecondType>())
+                    }
+                    TimeUnit::Microsecond => {
+                        Arc::new(values.reinterpret_cast::<TimestampMicrosecondType>())
+                    }
+                    TimeUnit::Nanosecond => {
+                        Arc::new(values.reinterpret_cast::<TimestampNanosecondType>())
+                    }
+                }
+            }
             Self::Float64(mut b) => Arc::new(b.finish()),
             Self::Boolean(mut b) => Arc::new(b.finish()),
             Self::Decimal {
@@ -315,6 +355,26 @@ impl ColumnBuilder {
             Self::Text(mut b) => Arc::new(b.finish()),
         })
     }
+}
+
+/// Microseconds since the epoch in `unit`; a coarser unit must not cut a fraction off.
+fn micros_in(micros: i64, unit: TimeUnit) -> Result<i64, String> {
+    let per_unit = match unit {
+        TimeUnit::Second => 1_000_000,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1,
+        TimeUnit::Nanosecond => {
+            return micros
+                .checked_mul(1_000)
+                .ok_or_else(|| format!("{micros} µs is beyond what nanoseconds hold"));
+        }
+    };
+    if micros % per_unit != 0 {
+        return Err(format!(
+            "{micros} µs has a fraction finer than the column's {unit:?} unit"
+        ));
+    }
+    Ok(micros / per_unit)
 }
 
 fn narrow<T: TryFrom<i64>>(value: i64) -> Result<T, String> {
@@ -417,6 +477,7 @@ mod tests {
             read_as_text: false,
             trim_trailing_blanks: false,
             max_text_bytes,
+            zoneless_timestamp: false,
         }
     }
 
@@ -521,6 +582,47 @@ mod tests {
     }
 
     #[test]
+    fn parses_timestamps_in_their_unit_and_refuses_cut_fractions() {
+        let read = |unit: TimeUnit, row: &str| {
+            let fetch = ColumnFetch {
+                fetch_type: DataType::Timestamp(unit, None),
+                zoneless_timestamp: true,
+                ..fetch(None)
+            };
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "ts",
+                fetch.fetch_type.clone(),
+                true,
+            )]));
+            let layout = PackedLayout::new(&[fetch], 16384).unwrap();
+            layout
+                .parse(&schema, 1, std::iter::once(Some(row.as_bytes())))
+                .map(|batch| (batch.column(0).data_type().clone(), batch))
+        };
+        let (data_type, batch) = read(TimeUnit::Microsecond, "(-1)").unwrap();
+        assert_eq!(data_type, DataType::Timestamp(TimeUnit::Microsecond, None));
+        let micros = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(micros.value(0), -1);
+        let (_, batch) = read(TimeUnit::Second, "(-86400000000)").unwrap();
+        let seconds = batch.column(0).as_primitive::<TimestampSecondType>();
+        assert_eq!(seconds.value(0), -86400);
+        let (_, batch) = read(TimeUnit::Nanosecond, "(1500)").unwrap();
+        let nanos = batch.column(0).as_primitive::<TimestampNanosecondType>();
+        assert_eq!(nanos.value(0), 1_500_000);
+        assert!(
+            read(TimeUnit::Microsecond, "()")
+                .unwrap()
+                .1
+                .column(0)
+                .is_null(0)
+        );
+        let cut = read(TimeUnit::Millisecond, "(1000001)").unwrap_err();
+        assert!(cut.contains("finer than"), "{cut}");
+        let too_far = read(TimeUnit::Nanosecond, "(9223372036854775807)").unwrap_err();
+        assert!(too_far.contains("nanoseconds"), "{too_far}");
+    }
+
+    #[test]
     fn packs_only_types_with_a_bounded_text() {
         let int = ColumnFetch {
             fetch_type: DataType::Int32,
@@ -537,7 +639,25 @@ mod tests {
             ),
             ..int
         };
-        assert!(PackedLayout::new(&[timestamp], 16384).is_none());
+        assert!(PackedLayout::new(&[timestamp.clone()], 16384).is_none());
+        let zoneless = ColumnFetch {
+            zoneless_timestamp: true,
+            ..timestamp
+        };
+        assert_eq!(
+            PackedLayout::new(&[zoneless.clone()], 16384)
+                .unwrap()
+                .row_bytes(),
+            2 + 20
+        );
+        let zoned = ColumnFetch {
+            fetch_type: DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+            ..zoneless
+        };
+        assert!(PackedLayout::new(&[zoned], 16384).is_none());
         let as_text = ColumnFetch {
             read_as_text: true,
             ..fetch(Some(10))

@@ -77,6 +77,10 @@ pub struct ColumnFetch {
     /// (CHAR(n)/VARCHAR(n) up to 254 characters). Lets PostgreSQL scans fetch rows packed
     /// ([`crate::OdbcExec`]).
     pub max_text_bytes: Option<usize>,
+    /// A PostgreSQL `timestamp` (without time zone): its wall-clock value can be sent as a
+    /// number in packed rows. `timestamptz` is not, since the driver and the server may
+    /// disagree on the zone it is shown in.
+    pub zoneless_timestamp: bool,
 }
 
 /// The columns filters may name, for [`ibarrow_sql::render_filter`]: those read as text are
@@ -118,11 +122,24 @@ pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
             && output == DataType::Utf8
             && !matches!(dialect, Dialect::Sqlite | Dialect::MySql),
         max_text_bytes: enforced_text_bytes(column, dialect),
+        zoneless_timestamp: is_postgres_zoneless_timestamp(column, dialect),
     };
     MappedColumn {
         field: Field::new(&column.name, output, column.nullable),
         fetch,
     }
+}
+
+fn is_postgres_zoneless_timestamp(column: &ColumnInfo, dialect: Dialect) -> bool {
+    dialect == Dialect::PostgreSql
+        && matches!(
+            column.data_type,
+            sql_type::TYPE_TIMESTAMP | sql_type::TIMESTAMP_V2
+        )
+        && matches!(
+            column.type_name.to_ascii_lowercase().as_str(),
+            "timestamp" | "timestamp without time zone"
+        )
 }
 
 /// CHAR/VARCHAR columns' longest value in UTF-8 bytes, where the declared length binds.
@@ -347,6 +364,24 @@ mod tests {
         assert_eq!(
             arrow_type(&time, Dialect::MySql),
             DataType::Time64(TimeUnit::Microsecond)
+        );
+    }
+
+    #[test_case("timestamp", Dialect::PostgreSql, true)]
+    #[test_case("timestamp without time zone", Dialect::PostgreSql, true)]
+    #[test_case("timestamptz", Dialect::PostgreSql, false)]
+    #[test_case("timestamp with time zone", Dialect::PostgreSql, false)]
+    #[test_case("DATETIME", Dialect::MySql, false)]
+    #[test_case("timestamp", Dialect::Sqlite, false)]
+    fn only_postgres_timestamps_without_zone_are_zoneless(
+        type_name: &str,
+        dialect: Dialect,
+        zoneless: bool,
+    ) {
+        let timestamp = column(sql_type::TYPE_TIMESTAMP, type_name, Some(26), Some(6));
+        assert_eq!(
+            map_column(&timestamp, dialect).fetch.zoneless_timestamp,
+            zoneless
         );
     }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Profile, collect, hostile_texts, session_with, unique_name};
+use common::{Profile, collect, hostile_texts, row_count, session_with, unique_name};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -362,8 +362,11 @@ async fn packed_rows_read_exactly_like_column_by_column(db: Profile) {
     let name = unique_name("packed");
     let _table = test_db.create_table(
         &name,
-        "id INTEGER PRIMARY KEY, label VARCHAR(100), code CHAR(5), amount DECIMAL(12,2), \
-         day DATE, big BIGINT",
+        &format!(
+            "id INTEGER PRIMARY KEY, label VARCHAR(100), code CHAR(5), amount DECIMAL(12,2), \
+             day DATE, big BIGINT, at {}",
+            db.timestamp()
+        ),
     );
     let dialect = db.dialect();
     let labels: Vec<Option<String>> = hostile_texts(300, 0x9e37_79b9_7f4a_7c15)
@@ -381,6 +384,14 @@ async fn packed_rows_read_exactly_like_column_by_column(db: Profile) {
         "NULL",
     ];
     let bigs = ["-9223372036854775808", "9223372036854775807", "0", "NULL"];
+    let stamps = [
+        "'1969-12-31 23:59:59.999999'",
+        "'2024-02-29 12:34:56.789012'",
+        "'1000-01-01 00:00:00'",
+        "'9999-12-31 23:59:59.999999'",
+        "'1970-01-01 00:00:00'",
+        "NULL",
+    ];
     let inserts: Vec<String> = labels
         .iter()
         .enumerate()
@@ -389,12 +400,13 @@ async fn packed_rows_read_exactly_like_column_by_column(db: Profile) {
                 dialect.string_literal(text).expect("no NUL in the texts")
             });
             format!(
-                "INSERT INTO {} VALUES ({i}, {label}, {}, {}, {}, {})",
+                "INSERT INTO {} VALUES ({i}, {label}, {}, {}, {}, {}, {})",
                 db.quote(&name),
                 codes[i % codes.len()],
                 amounts[i % amounts.len()],
                 days[i % days.len()],
-                bigs[i % bigs.len()]
+                bigs[i % bigs.len()],
+                stamps[i % stamps.len()]
             )
         })
         .collect();
@@ -437,4 +449,32 @@ async fn packed_rows_read_exactly_like_column_by_column(db: Profile) {
         .map(|v| v.map(str::to_string))
         .collect();
     assert_eq!(read_labels, labels, "{db:?}: hostile texts");
+}
+
+/// A `timestamptz` is shown in a zone the driver and the server may see differently: its
+/// table is read column by column, while the same values as `timestamp` are packed.
+#[tokio::test]
+async fn postgres_timestamps_with_time_zone_are_not_packed() {
+    let db = Profile::Postgres;
+    let test_db = db.open();
+    for (column_type, packed) in [("TIMESTAMPTZ", false), ("TIMESTAMP", true)] {
+        let name = unique_name("zoned");
+        let _table = test_db.create_table(&name, &format!("id INTEGER, at {column_type}"));
+        test_db.execute(&[&format!(
+            "INSERT INTO {} VALUES (1, '2024-02-29 12:34:56.789012'), (2, NULL)",
+            db.quote(&name)
+        )]);
+        let source = test_db.source().await;
+        let ctx = session_with(&source, db.schema(), &name).await;
+        let plan = pretty_format_batches(&collect(&ctx, "EXPLAIN SELECT * FROM t").await)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            plan.contains("rows=packed"),
+            packed,
+            "{column_type}: {plan}"
+        );
+        let rows = collect(&ctx, "SELECT * FROM t ORDER BY id").await;
+        assert_eq!(row_count(&rows), 2, "{column_type}");
+    }
 }

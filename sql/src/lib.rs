@@ -34,7 +34,7 @@ pub use error::SqlError;
 pub use filter::render_filter;
 pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
-pub use packed_row::{PackedColumn, packed_row_statement, packed_rows_proven};
+pub use packed_row::{PackedColumn, PackedValue, packed_row_statement, packed_rows_proven};
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
 pub use runtime_filter::{

@@ -4,8 +4,8 @@
 //! whatever the type. Asking PostgreSQL for each row as its record text, `(1,2.50,"a b",)`,
 //! hands the driver one value per row instead of one per column; the scan splits and parses
 //! the text itself (`ibarrow-providers`' `packed_rows`). The record text of numbers, booleans
-//! and text does not depend on session settings; dates do (`DateStyle`), so they are sent as
-//! days since 1970-01-01 instead.
+//! and text does not depend on session settings; dates and timestamps do (`DateStyle`), so
+//! they are sent as integers instead: days, or microseconds, since 1970-01-01.
 
 use crate::{Dialect, SqlError};
 
@@ -18,8 +18,21 @@ pub fn packed_rows_proven(dialect: Dialect) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedColumn {
     pub name: String,
-    /// A date, sent as a day count (`DateStyle` cannot change an integer).
-    pub as_days: bool,
+    pub sent_as: PackedValue,
+}
+
+/// How a column's value is written into the row text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackedValue {
+    /// The value's own text.
+    AsIs,
+    /// A date, as days since 1970-01-01 (`DateStyle` cannot change an integer).
+    Days,
+    /// A timestamp without time zone, as microseconds since 1970-01-01 00:00: its date's days
+    /// times a day's microseconds plus its time of day's. Both parts are exact whatever the
+    /// server's version (`EXTRACT` gives a double before PostgreSQL 14, but a time of day in
+    /// microseconds is well within a double's exact integers).
+    Microseconds,
 }
 
 /// `statement` with each row as one text value holding `columns` in order.
@@ -40,10 +53,13 @@ pub fn packed_row_statement(
         .iter()
         .map(|column| {
             let name = dialect.quote_identifier(&column.name)?;
-            Ok(if column.as_days {
-                format!("({name} - DATE '1970-01-01')")
-            } else {
-                name
+            Ok(match column.sent_as {
+                PackedValue::AsIs => name,
+                PackedValue::Days => format!("({name} - DATE '1970-01-01')"),
+                PackedValue::Microseconds => format!(
+                    "(({name}::date - DATE '1970-01-01')::bigint * 86400000000 \
+                     + (EXTRACT(EPOCH FROM {name}::time) * 1000000)::bigint)"
+                ),
             })
         })
         .collect::<Result<Vec<_>, SqlError>>()?;
@@ -58,32 +74,42 @@ pub fn packed_row_statement(
 mod tests {
     use super::*;
 
-    fn column(name: &str, as_days: bool) -> PackedColumn {
+    fn column(name: &str, sent_as: PackedValue) -> PackedColumn {
         PackedColumn {
             name: name.into(),
-            as_days,
+            sent_as,
         }
     }
 
     #[test]
-    fn wraps_the_statement_and_sends_dates_as_days() {
+    fn wraps_the_statement_and_sends_dates_and_timestamps_as_integers() {
         let sql = packed_row_statement(
             Dialect::PostgreSql,
-            "SELECT \"a\", \"d\" FROM \"t\"",
-            &[column("a", false), column("d\"x", true)],
+            "SELECT \"a\", \"d\", \"ts\" FROM \"t\"",
+            &[
+                column("a", PackedValue::AsIs),
+                column("d\"x", PackedValue::Days),
+                column("ts", PackedValue::Microseconds),
+            ],
         )
         .unwrap();
         assert_eq!(
             sql,
-            "SELECT ROW(\"a\", (\"d\"\"x\" - DATE '1970-01-01'))::text \
-             FROM (SELECT \"a\", \"d\" FROM \"t\") AS \"ibarrow_row\""
+            "SELECT ROW(\"a\", (\"d\"\"x\" - DATE '1970-01-01'), \
+             ((\"ts\"::date - DATE '1970-01-01')::bigint * 86400000000 \
+             + (EXTRACT(EPOCH FROM \"ts\"::time) * 1000000)::bigint))::text \
+             FROM (SELECT \"a\", \"d\", \"ts\" FROM \"t\") AS \"ibarrow_row\""
         );
     }
 
     #[test]
     fn refuses_unproven_dialects_and_empty_rows() {
         assert!(matches!(
-            packed_row_statement(Dialect::MySql, "SELECT 1", &[column("a", false)]),
+            packed_row_statement(
+                Dialect::MySql,
+                "SELECT 1",
+                &[column("a", PackedValue::AsIs)]
+            ),
             Err(SqlError::Unsupported(_))
         ));
         assert!(packed_row_statement(Dialect::PostgreSql, "SELECT 1", &[]).is_err());

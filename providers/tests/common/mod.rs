@@ -88,6 +88,15 @@ impl Profile {
             _ => "DOUBLE",
         }
     }
+
+    /// A timestamp without time zone, to the microsecond.
+    pub fn timestamp(self) -> &'static str {
+        match self {
+            Profile::Postgres => "TIMESTAMP(6)",
+            Profile::MariaDb => "DATETIME(6)",
+            Profile::Sqlite => "DATETIME",
+        }
+    }
 }
 
 /// A table name no other test (or concurrent test run) uses.
