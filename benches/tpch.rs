@@ -4,7 +4,9 @@
 //! range partitions, with PostgreSQL's rows packed and (1 and 2 partitions) column by column.
 //!
 //! `cargo bench --bench tpch` (scale factor from IBARROW_BENCH_SF, default 0.1; the data is
-//! generated with the tpchgen crate and loaded once per scale).
+//! generated with the tpchgen crate and loaded once per scale). To look into some queries:
+//! IBARROW_BENCH_ONLY=<tpch.slt lines, comma-separated> skips the lineitem reads and the other
+//! queries, and IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run.
 
 use std::path::Path;
 use std::time::Instant;
@@ -77,12 +79,29 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    let only: Option<Vec<usize>> = std::env::var("IBARROW_BENCH_ONLY").ok().map(|lines| {
+        lines
+            .split(',')
+            .map(|line| {
+                line.trim()
+                    .parse()
+                    .expect("IBARROW_BENCH_ONLY: tpch.slt line numbers")
+            })
+            .collect()
+    });
+    let explain = std::env::var("IBARROW_BENCH_EXPLAIN").is_ok_and(|v| v == "1");
+
+    let reads: &[(usize, bool)] = if only.is_some() {
+        &[]
+    } else {
+        &[(1, true), (2, true), (4, true), (1, false), (2, false)]
+    };
     println!("\nfull lineitem read (all 16 columns) from PostgreSQL");
     println!(
         "{:>10} {:>12} {:>10} {:>10} {:>12}",
         "partitions", "packed rows", "rows", "seconds", "rows/s"
     );
-    for (partitions, packed) in [(1, true), (2, true), (4, true), (1, false), (2, false)] {
+    for &(partitions, packed) in reads {
         let engine = engine(&pg, &maria, &lite, partitions, packed, scale).await;
         let started = Instant::now();
         let mut stream = engine.stream("SELECT * FROM lineitem").await.unwrap();
@@ -105,6 +124,12 @@ async fn main() {
     let text = std::fs::read_to_string(slt).unwrap();
     let mut total = 0.0;
     for query in parse_slt(&text) {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&query.line))
+        {
+            continue;
+        }
         let started = Instant::now();
         let batches = engine
             .sql(&query.sql)
@@ -121,6 +146,19 @@ async fn main() {
             "tpch.slt:{:<4} {seconds:>7.3} s {rows:>6} rows  {:.60}",
             query.line, title
         );
+        if explain {
+            let plan = engine
+                .sql(&format!("EXPLAIN ANALYZE {}", query.sql))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            println!(
+                "{}",
+                datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap()
+            );
+        }
     }
     println!(
         "total {total:.2} s; peak RSS {:.0} MB",

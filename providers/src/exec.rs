@@ -21,7 +21,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
@@ -36,6 +38,7 @@ use datafusion::physical_plan::filter_pushdown::{
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -77,6 +80,9 @@ pub struct OdbcExec {
     runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
     /// What each started partition sent of them (`None`: nothing), for EXPLAIN ANALYZE.
     sent: SentConditions,
+    /// The database's estimate of the rows all statements return, for DataFusion's choice of
+    /// hash-join build sides ([`Self::with_row_estimate`]).
+    row_estimate: Option<usize>,
 }
 
 /// Per partition, the run-time condition its statement carried.
@@ -113,7 +119,16 @@ impl OdbcExec {
             read_whole: false,
             runtime_filters: Vec::new(),
             sent: SentConditions::default(),
+            row_estimate: None,
         }
+    }
+
+    /// Reports `rows` (all partitions together, an estimate) as the scan's statistics: a hash
+    /// join builds its table from the side with fewer rows, which without statistics is
+    /// simply the side written first.
+    pub fn with_row_estimate(mut self, rows: Option<usize>) -> Self {
+        self.row_estimate = rows;
+        self
     }
 
     /// Reads each result whole when PostgreSQL estimates it at most [`SMALL_RESULT_ROWS`]
@@ -355,6 +370,7 @@ impl ExecutionPlan for OdbcExec {
             narrowed.built_by_ibarrow = true;
             narrowed.read_whole = self.read_whole;
             narrowed.runtime_filters = runtime_filters;
+            narrowed.row_estimate = self.row_estimate;
             propagation =
                 propagation.with_updated_node(Arc::new(narrowed) as Arc<dyn ExecutionPlan>);
         }
@@ -367,6 +383,21 @@ impl ExecutionPlan for OdbcExec {
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let statistics = Statistics::new_unknown(&self.schema);
+        let rows = match (self.row_estimate, args.partition()) {
+            (None, _) => return Ok(Arc::new(statistics)),
+            (Some(rows), None) => rows,
+            // Range partitions split the rows about evenly.
+            (Some(rows), Some(_)) => rows / self.statements.len().max(1),
+        };
+        Ok(Arc::new(statistics.with_num_rows(Precision::Inexact(rows))))
     }
 
     fn with_new_children(

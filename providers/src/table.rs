@@ -101,6 +101,19 @@ impl OdbcTable {
         self.row_estimate
     }
 
+    /// The rows a scan returns, after the table's estimate: filters sent with it keep a fifth
+    /// (DataFusion's default filter selectivity, so the scan compares with local filters
+    /// alike), and a limit caps it.
+    fn scan_row_estimate(&self, select: &RemoteSelect) -> Option<usize> {
+        let rows = usize::try_from(self.row_estimate?).ok()?;
+        let rows = if select.filters.is_empty() {
+            rows
+        } else {
+            rows / 5
+        };
+        Some(select.limit.map_or(rows, |limit| rows.min(limit)))
+    }
+
     /// The column scans split on, if any.
     pub fn partition_column(&self) -> Option<&str> {
         self.partition_key.as_ref().map(|k| k.column.as_str())
@@ -274,7 +287,9 @@ impl TableProvider for OdbcTable {
             None => (Arc::clone(&self.schema), self.fetch.clone()),
         };
         Ok(Arc::new(
-            OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch).built_by_ibarrow(),
+            OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
+                .built_by_ibarrow()
+                .with_row_estimate(self.scan_row_estimate(&select)),
         ))
     }
 

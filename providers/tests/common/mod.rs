@@ -89,6 +89,16 @@ impl Profile {
         }
     }
 
+    /// The statement refreshing the statistics a table's row estimate comes from (SQLite's
+    /// estimate is a count, always current).
+    pub fn analyze(self, table: &str) -> Option<String> {
+        match self {
+            Profile::Postgres => Some(format!("ANALYZE {}", self.quote(table))),
+            Profile::MariaDb => Some(format!("ANALYZE TABLE {}", self.quote(table))),
+            Profile::Sqlite => None,
+        }
+    }
+
     /// A timestamp without time zone, to the microsecond.
     pub fn timestamp(self) -> &'static str {
         match self {
