@@ -320,3 +320,45 @@ async fn tables_of_different_sources_are_never_joined_remotely() {
     let (_, statements) = run(other.context(), &sql).await;
     assert_eq!(statements.len(), 2, "{statements:?}");
 }
+
+/// A pushed sub-plan carries PostgreSQL's estimate of its rows (from EXPLAIN, at planning)
+/// so that joins above it pick their build side; other databases give none.
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_sub_plans_carry_postgresql_row_estimates(profile: Profile) {
+    use datafusion::common::stats::Precision;
+    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+
+    let db = profile.open();
+    let shop = shop(&db).await;
+    let schema = profile.schema();
+    let sql = format!(
+        "SELECT o.id, c.name FROM db.{schema}.{} o JOIN db.{schema}.{} c \
+         ON o.customer_id = c.id",
+        shop.names[1], shop.names[0]
+    );
+    let plan = shop
+        .pushed
+        .context()
+        .sql(&sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let statements = common::remote_sql(&plan);
+    assert!(joined_remotely(&statements), "{statements:?}");
+    let rows = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .unwrap()
+        .num_rows;
+    match profile {
+        Profile::Postgres => assert!(
+            matches!(rows, Precision::Inexact(rows) if rows > 0),
+            "{rows:?}"
+        ),
+        _ => assert_eq!(rows, Precision::Absent, "{profile:?}"),
+    }
+}

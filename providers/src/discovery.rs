@@ -307,6 +307,29 @@ pub fn row_estimate(
     (value >= 0.0).then_some(value as u64)
 }
 
+/// PostgreSQL's estimate of the rows `sql` (a SELECT) returns, from `EXPLAIN`, which plans
+/// the statement without running it. `None` for other databases or when it cannot be had.
+pub fn statement_row_estimate(conn: &Connection<'_>, dialect: Dialect, sql: &str) -> Option<u64> {
+    if dialect != Dialect::PostgreSql {
+        return None;
+    }
+    let plan = first_row_as_text(conn, &format!("EXPLAIN (FORMAT JSON) {sql}"), ()).ok()??;
+    estimated_rows(plan.into_iter().next()??.as_str())
+}
+
+/// The top plan node's row estimate in PostgreSQL's `EXPLAIN (FORMAT JSON)` (a node's own
+/// fields come before its children's).
+pub(crate) fn estimated_rows(plan: &str) -> Option<u64> {
+    const KEY: &str = "\"Plan Rows\":";
+    let after = &plan[plan.find(KEY)? + KEY.len()..];
+    let digits: String = after
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// The outcome of matching a name a user typed against the remote names.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NameMatch<'a> {
@@ -336,6 +359,13 @@ pub fn resolve_name<'a>(names: impl IntoIterator<Item = &'a str>, wanted: &str) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_the_top_plan_nodes_row_estimate() {
+        let plan = r#"[{"Plan": {"Node Type": "Aggregate", "Startup Cost": 1.0, "Plan Rows": 4, "Plan Width": 40, "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 600000}]}}]"#;
+        assert_eq!(super::estimated_rows(plan), Some(4));
+        assert_eq!(super::estimated_rows("[]"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -539,19 +539,6 @@ type BatchSender = mpsc::Sender<Result<RecordBatch>>;
 /// Up to this many estimated rows, a result may be read whole ([`OdbcExec::read_whole_when_small`]).
 pub const SMALL_RESULT_ROWS: u64 = 10_000;
 
-/// The top plan node's row estimate in PostgreSQL's `EXPLAIN (FORMAT JSON)` (a node's own
-/// fields come before its children's).
-fn estimated_rows(plan: &str) -> Option<u64> {
-    const KEY: &str = "\"Plan Rows\":";
-    let after = &plan[plan.find(KEY)? + KEY.len()..];
-    let digits: String = after
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
 /// Ends the scan with a timeout error (its statement cancelled) when `timeout` passes first.
@@ -913,7 +900,7 @@ impl RemoteScan {
             _ => false,
         };
         drop(cursor);
-        read && estimated_rows(&String::from_utf8_lossy(&plan))
+        read && crate::discovery::estimated_rows(&String::from_utf8_lossy(&plan))
             .is_some_and(|rows| rows <= SMALL_RESULT_ROWS)
     }
 
@@ -1095,17 +1082,5 @@ fn close_reader<S: odbc_api::handles::AsStatementRef + Statement>(
         drop(reader);
     } else if let Ok(cursor) = reader.into_cursor() {
         drop(cursor.into_stmt());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::estimated_rows;
-
-    #[test]
-    fn reads_the_top_plan_nodes_row_estimate() {
-        let plan = r#"[{"Plan": {"Node Type": "Aggregate", "Startup Cost": 1.0, "Plan Rows": 4, "Plan Width": 40, "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 600000}]}}]"#;
-        assert_eq!(estimated_rows(plan), Some(4));
-        assert_eq!(estimated_rows("[]"), None);
     }
 }

@@ -371,6 +371,35 @@ impl OdbcSource {
         .await
     }
 
+    /// The database's estimate of the rows a SELECT returns, without running it (PostgreSQL
+    /// only, see [`crate::discovery::statement_row_estimate`]). Asked while planning, so it
+    /// waits at most a second (less under a shorter query timeout): a slow or silent server
+    /// costs the estimate, not the query, whose own run reports the trouble under its
+    /// deadline. `None` then, on any failure, and while the source's circuit breaker is open
+    /// (its queries fail at once, their planning must not wait).
+    pub async fn statement_row_estimate(&self, sql: &str) -> Option<u64> {
+        const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+        let breaker_open = self
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.state() == crate::breaker::BreakerState::Open);
+        if self.dialect() != Dialect::PostgreSql || breaker_open {
+            return None;
+        }
+        let wait = self
+            .options
+            .scan
+            .query_timeout
+            .map_or(LONGEST_WAIT, |timeout| timeout.min(LONGEST_WAIT));
+        let (dialect, sql) = (self.dialect(), sql.to_string());
+        let estimate = self.with_connection(move |conn| {
+            Ok(crate::discovery::statement_row_estimate(
+                conn, dialect, &sql,
+            ))
+        });
+        tokio::time::timeout(wait, estimate).await.ok()?.ok()?
+    }
+
     /// Schemas of the source (DESIGN §2), system schemas left out.
     pub async fn schemas(&self) -> Result<Vec<String>, OdbcError> {
         let dialect = self.dialect;
