@@ -29,7 +29,7 @@ use crate::literal::render_literal;
 /// More listed keys (over all lists of one condition) are left to the join: the statement
 /// would grow past what drivers and planners handle well, and the key ranges still narrow
 /// the scan.
-pub const MAX_RUNTIME_FILTER_VALUES: usize = 8192;
+pub const MAX_RUNTIME_FILTER_VALUES: usize = 32_768;
 
 /// Whether run-time filters are sent to this database: derived tables, IN lists and literals
 /// are proven on these.
