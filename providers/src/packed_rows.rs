@@ -639,13 +639,13 @@ mod tests {
             ),
             ..int
         };
-        assert!(PackedLayout::new(&[timestamp.clone()], 16384).is_none());
+        assert!(PackedLayout::new(std::slice::from_ref(&timestamp), 16384).is_none());
         let zoneless = ColumnFetch {
             zoneless_timestamp: true,
             ..timestamp
         };
         assert_eq!(
-            PackedLayout::new(&[zoneless.clone()], 16384)
+            PackedLayout::new(std::slice::from_ref(&zoneless), 16384)
                 .unwrap()
                 .row_bytes(),
             2 + 20
