@@ -359,14 +359,14 @@ pub fn resolve_name<'a>(names: impl IntoIterator<Item = &'a str>, wanted: &str) 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn reads_the_top_plan_nodes_row_estimate() {
         let plan = r#"[{"Plan": {"Node Type": "Aggregate", "Startup Cost": 1.0, "Plan Rows": 4, "Plan Width": 40, "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 600000}]}}]"#;
-        assert_eq!(super::estimated_rows(plan), Some(4));
-        assert_eq!(super::estimated_rows("[]"), None);
+        assert_eq!(estimated_rows(plan), Some(4));
+        assert_eq!(estimated_rows("[]"), None);
     }
-
-    use super::*;
 
     #[test]
     fn resolves_names_exactly_then_ignoring_case() {

@@ -250,9 +250,10 @@ impl TableProvider for PassthroughTable {
         let schema = Arc::new(self.schema.project(indices)?);
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
         // A pushed sub-plan: PostgreSQL's estimate of its rows guides the joins above.
-        let rows = match self.built_by_ibarrow {
-            true => self.source.statement_row_estimate(&sql).await,
-            false => None,
+        let rows = if self.built_by_ibarrow {
+            self.source.statement_row_estimate(&sql).await
+        } else {
+            None
         };
         let mut exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch)
             .with_row_estimate(rows.and_then(|rows| usize::try_from(rows).ok()));
