@@ -102,11 +102,12 @@ impl Engine {
         // A join whose build side has up to this many keys hands the key list (not only the
         // key range) to the scans of its other side, which send it to their database: remote
         // scans gain far more from it than file scans, for which DataFusion's default is set.
+        // One build side may use the statement's whole budget (a join split over partitions
+        // sends one list per partition, and falls back to ranges past the budget).
         session
             .options_mut()
             .optimizer
-            .hash_join_inlist_pushdown_max_distinct_values =
-            ibarrow_sql::MAX_RUNTIME_FILTER_VALUES / 2;
+            .hash_join_inlist_pushdown_max_distinct_values = ibarrow_sql::MAX_RUNTIME_FILTER_VALUES;
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }
