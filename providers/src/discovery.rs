@@ -313,8 +313,13 @@ pub fn statement_row_estimate(conn: &Connection<'_>, dialect: Dialect, sql: &str
     if dialect != Dialect::PostgreSql {
         return None;
     }
-    let plan = first_row_as_text(conn, &format!("EXPLAIN (FORMAT JSON) {sql}"), ()).ok()??;
+    let plan = first_row_as_text(conn, &explain_statement(sql), ()).ok()??;
     estimated_rows(plan.into_iter().next()??.as_str())
+}
+
+/// PostgreSQL's plan of `sql` with its estimates, as JSON ([`estimated_rows`] reads it).
+pub(crate) fn explain_statement(sql: &str) -> String {
+    format!("EXPLAIN (FORMAT JSON) {sql}")
 }
 
 /// The top plan node's row estimate in PostgreSQL's `EXPLAIN (FORMAT JSON)` (a node's own

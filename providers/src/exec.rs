@@ -444,6 +444,7 @@ impl ExecutionPlan for OdbcExec {
             delivered: std::cell::Cell::new(false),
             unfiltered: None,
             read_whole_when_small: self.read_whole,
+            planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
             packed: self.packed_layout(),
         };
         let slot = Arc::clone(&scan.slot);
@@ -628,6 +629,10 @@ struct RemoteScan {
     unfiltered: Option<(String, SentConditions, usize)>,
     /// See [`OdbcExec::read_whole_when_small`].
     read_whole_when_small: bool,
+    /// The database's estimate of this statement's rows made while planning (one-statement
+    /// scans only), so deciding `read_whole` needs no second EXPLAIN unless a run-time filter
+    /// changed the statement.
+    planned_rows: Option<usize>,
     /// Statements read whole after the estimate (EXPLAIN ANALYZE's `read_whole`).
     read_whole: Count,
 
@@ -882,15 +887,18 @@ impl RemoteScan {
         }
     }
 
-    /// Whether PostgreSQL expects the statement to return at most [`SMALL_RESULT_ROWS`] rows;
-    /// asked on the scan's statement handle, so the deadline's cancel covers it. Any failure
-    /// just means no.
+    /// Whether PostgreSQL expects the statement to return at most [`SMALL_RESULT_ROWS`] rows:
+    /// the planning estimate when the statement is still the planned one, else asked on the
+    /// scan's statement handle, so the deadline's cancel covers it. Any failure just means no.
     fn estimated_small(
         &self,
         statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
     ) -> bool {
         use odbc_api::Cursor;
-        let explain = format!("EXPLAIN (FORMAT JSON) {}", self.sql);
+        if let (Some(rows), None) = (self.planned_rows, &self.unfiltered) {
+            return rows as u64 <= SMALL_RESULT_ROWS;
+        }
+        let explain = crate::discovery::explain_statement(&self.sql);
         let Ok(Some(mut cursor)) = statement.execute(&explain, ()) else {
             return false;
         };
