@@ -101,15 +101,15 @@ impl OdbcTable {
         self.row_estimate
     }
 
-    /// The rows a scan returns, after the table's estimate: filters sent with it keep a fifth
-    /// (DataFusion's default filter selectivity, so the scan compares with local filters
-    /// alike), and a limit caps it.
-    fn scan_row_estimate(&self, select: &RemoteSelect) -> Option<usize> {
+    /// The rows a scan returns, after the table's estimate: filters sent with it keep
+    /// DataFusion's default filter selectivity (`selectivity_percent`, as a local filter
+    /// would), and a limit caps it.
+    fn scan_row_estimate(&self, select: &RemoteSelect, selectivity_percent: u8) -> Option<usize> {
         let rows = usize::try_from(self.row_estimate?).ok()?;
         let rows = if select.filters.is_empty() {
             rows
         } else {
-            rows / 5
+            rows.saturating_mul(usize::from(selectivity_percent.min(100))) / 100
         };
         Some(select.limit.map_or(rows, |limit| rows.min(limit)))
     }
@@ -251,7 +251,7 @@ impl TableProvider for OdbcTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -289,7 +289,10 @@ impl TableProvider for OdbcTable {
         Ok(Arc::new(
             OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
                 .built_by_ibarrow()
-                .with_row_estimate(self.scan_row_estimate(&select)),
+                .with_row_estimate(self.scan_row_estimate(
+                    &select,
+                    state.config_options().optimizer.default_filter_selectivity,
+                )),
         ))
     }
 

@@ -47,7 +47,8 @@ async fn hash_joins_build_from_the_smaller_table(db: Profile) {
         ctx.register_table(alias, table).unwrap();
     }
 
-    // The estimate reaches the physical plan; a filter sent along keeps a fifth of it.
+    // The estimate reaches the physical plan; a filter sent along keeps a fifth of it
+    // (DataFusion's default filter selectivity, 20%).
     let rows_of = |sql: &'static str| {
         let ctx = ctx.clone();
         async move {
