@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ibarrow_providers::{OdbcSource, SourceOptions};
+use ibarrow_providers::{AwaitJoinFilters, OdbcSource, SourceOptions};
 
 use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
@@ -102,16 +103,28 @@ impl Engine {
         // A join whose build side has up to this many keys hands the key list (not only the
         // key range) to the scans of its other side, which send it to their database: remote
         // scans gain far more from it than file scans, for which DataFusion's default is set.
-        // One build side may use the statement's whole budget (a join split over partitions
-        // sends one list per partition, and falls back to ranges past the budget).
-        session
-            .options_mut()
-            .optimizer
-            .hash_join_inlist_pushdown_max_distinct_values = ibarrow_sql::MAX_RUNTIME_FILTER_VALUES;
+        // One build side may use the largest statement budget (a join split over partitions
+        // sends one list per partition; each database's own budget, smaller for SQLite, turns
+        // longer lists into ranges).
+        // DataFusion also skips the list when the build side's key columns (every row, per
+        // partition) exceed a size (128 KiB by default: 16 384 rows of one 64-bit key); 8 MiB
+        // lets the largest list through for 64-bit or short text keys. The build side's hash
+        // table is already larger than these columns.
+        let optimizer = &mut session.options_mut().optimizer;
+        optimizer.hash_join_inlist_pushdown_max_distinct_values =
+            ibarrow_sql::MAX_RUNTIME_FILTER_VALUES;
+        optimizer.hash_join_inlist_pushdown_max_size = 8 * 1024 * 1024;
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }
-        let ctx = SessionContext::new_with_config(session);
+        // Remote scans below hash joins wait for the joins' run-time filters before sending
+        // their statements.
+        let state = SessionStateBuilder::new()
+            .with_config(session)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(AwaitJoinFilters))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.add_optimizer_rule(Arc::new(SubPlanPushdown));
         let sources = SourceMap::default();
         let rate_limits = crate::rate_limit::RateLimits::new(

@@ -8,10 +8,11 @@
 //! A scan on the probe side of a hash join takes the join's run-time filter (the build side's
 //! key range and, for few keys, the key list) and sends it with its statement when it starts:
 //! rows that cannot match stay in the database. A join reads its build side before it polls
-//! this side, so the filter is usually final by then; a scan started earlier by an operator in
-//! between sends what the filter says at that moment (at first, nothing).
+//! this side, so the filter is usually final by then. Operators in between may start the scan
+//! earlier: it then waits (bounded) for filters [`crate::AwaitJoinFilters`] marked as coming
+//! from hash joins, and sends what the others say at that moment (at first, nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -24,11 +25,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::DynamicFilterTracking;
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -78,6 +80,9 @@ pub struct OdbcExec {
     read_whole: bool,
     /// Dynamic filters from joins above (see the module notes), over this scan's columns.
     runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// The dynamic filters inside `runtime_filters` that hash joins produce: the scan waits
+    /// for them to be complete before it sends its statement.
+    join_filters: Vec<Arc<dyn PhysicalExpr>>,
     /// What each started partition sent of them (`None`: nothing), for EXPLAIN ANALYZE.
     sent: SentConditions,
     /// The database's estimate of the rows all statements return, for DataFusion's choice of
@@ -118,9 +123,52 @@ impl OdbcExec {
             built_by_ibarrow: false,
             read_whole: false,
             runtime_filters: Vec::new(),
+            join_filters: Vec::new(),
             sent: SentConditions::default(),
             row_estimate: None,
         }
+    }
+
+    /// The same scan, not yet run.
+    fn unrun_copy(&self) -> Self {
+        let mut copy = OdbcExec::new(
+            Arc::clone(&self.source),
+            self.statements.clone(),
+            Arc::clone(&self.schema),
+            self.fetch.clone(),
+        );
+        copy.built_by_ibarrow = self.built_by_ibarrow;
+        copy.read_whole = self.read_whole;
+        copy.runtime_filters = self.runtime_filters.clone();
+        copy.join_filters = self.join_filters.clone();
+        copy.row_estimate = self.row_estimate;
+        copy.properties = Arc::clone(&self.properties);
+        copy
+    }
+
+    /// This scan waiting for its run-time filters whose expression ids are in `join_filters`
+    /// (produced by hash joins), or `None` when it holds none of them.
+    pub(crate) fn awaiting_join_filters(&self, join_filters: &BTreeSet<u64>) -> Option<Self> {
+        let mut found: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        for filter in &self.runtime_filters {
+            // Walking an expression tree without a fallible visitor cannot fail.
+            let _ = filter.apply(|expr| {
+                if expr.downcast_ref::<DynamicFilterPhysicalExpr>().is_some()
+                    && expr
+                        .expression_id()
+                        .is_some_and(|id| join_filters.contains(&id))
+                {
+                    found.push(Arc::clone(expr));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        if found.is_empty() {
+            return None;
+        }
+        let mut waiting = self.unrun_copy();
+        waiting.join_filters = found;
+        Some(waiting)
     }
 
     /// Reports `rows` (all partitions together, an estimate) as the scan's statistics: a hash
@@ -221,6 +269,31 @@ impl OdbcExec {
 
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
+    }
+}
+
+/// How long a scan waits for the hash joins above it to complete their filters: a build side
+/// slower than this lets the scan start with what the filters say then, as it would without
+/// waiting.
+const JOIN_FILTER_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until every filter in `join_filters` (dynamic filters produced by hash joins) is
+/// complete, at most [`JOIN_FILTER_WAIT_LIMIT`].
+async fn wait_for_join_filters(join_filters: &[Arc<dyn PhysicalExpr>]) {
+    let complete = futures::future::join_all(
+        join_filters
+            .iter()
+            .filter_map(|filter| filter.downcast_ref::<DynamicFilterPhysicalExpr>())
+            .map(DynamicFilterPhysicalExpr::wait_complete),
+    );
+    if tokio::time::timeout(JOIN_FILTER_WAIT_LIMIT, complete)
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            "a remote scan waited {JOIN_FILTER_WAIT_LIMIT:?} for its join's run-time filter and \
+             starts with the filter as it stands"
+        );
     }
 }
 
@@ -359,18 +432,8 @@ impl ExecutionPlan for OdbcExec {
             && !dynamic.is_empty()
             && self.filter_columns().is_some()
         {
-            let mut runtime_filters = self.runtime_filters.clone();
-            runtime_filters.extend(dynamic);
-            let mut narrowed = OdbcExec::new(
-                Arc::clone(&self.source),
-                self.statements.clone(),
-                Arc::clone(&self.schema),
-                self.fetch.clone(),
-            );
-            narrowed.built_by_ibarrow = true;
-            narrowed.read_whole = self.read_whole;
-            narrowed.runtime_filters = runtime_filters;
-            narrowed.row_estimate = self.row_estimate;
+            let mut narrowed = self.unrun_copy();
+            narrowed.runtime_filters.extend(dynamic);
             propagation =
                 propagation.with_updated_node(Arc::new(narrowed) as Arc<dyn ExecutionPlan>);
         }
@@ -383,6 +446,16 @@ impl ExecutionPlan for OdbcExec {
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        // A plan run again (a recursive query's next step) resets the joins above, which then
+        // no longer update the filters this scan holds: sending them would repeat the previous
+        // run's keys.
+        let mut reset = self.unrun_copy();
+        reset.runtime_filters.clear();
+        reset.join_filters.clear();
+        Ok(Arc::new(reset))
     }
 
     fn statistics_from_inputs(
@@ -528,9 +601,25 @@ impl ExecutionPlan for OdbcExec {
                 statement,
             },
         );
+        // Waiting for the joins' filters comes first, outside the statement's deadline.
+        let batches = if self.join_filters.is_empty() {
+            batches
+        } else {
+            let join_filters = self.join_filters.clone();
+            let filter_wait =
+                MetricBuilder::new(&self.metrics).subset_time("runtime_filter_wait", partition);
+            futures::stream::once(async move {
+                let timer = filter_wait.timer();
+                wait_for_join_filters(&join_filters).await;
+                timer.done();
+                batches
+            })
+            .flatten()
+            .boxed()
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
-            batches.boxed(),
+            batches,
         )))
     }
 }
@@ -538,25 +627,27 @@ impl ExecutionPlan for OdbcExec {
 type BatchSender = mpsc::Sender<Result<RecordBatch>>;
 
 /// Up to this many estimated rows, a result may be read whole ([`OdbcExec::read_whole_when_small`]).
-pub const SMALL_RESULT_ROWS: u64 = 10_000;
+pub const SMALL_RESULT_ROWS: u64 = 100_000;
 
 type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
-/// Ends the scan with a timeout error (its statement cancelled) when `timeout` passes first.
+/// Ends the scan with a timeout error (its statement cancelled) when `timeout`, counted from
+/// the first poll, passes first.
 fn with_deadline(
     inner: BatchStream,
     guard: ScanGuard,
     timeout: Option<std::time::Duration>,
     timed_out: impl FnOnce(std::time::Duration) -> OdbcError + Send + 'static,
 ) -> BatchStream {
-    let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
-    let state = (inner, guard, Some(timed_out));
+    let state = (inner, guard, Some(timed_out), None);
     futures::stream::unfold(
         state,
-        move |(mut inner, mut guard, mut timed_out)| async move {
+        move |(mut inner, mut guard, mut timed_out, deadline)| async move {
             if guard.finished {
                 return None;
             }
+            let deadline: Option<(tokio::time::Instant, std::time::Duration)> =
+                deadline.or_else(|| timeout.map(|t| (tokio::time::Instant::now() + t, t)));
             let next = match deadline {
                 None => inner.next().await,
                 Some((at, after)) => match tokio::time::timeout_at(at, inner.next()).await {
@@ -568,12 +659,12 @@ fn with_deadline(
                         }
                         guard.finish();
                         let err = timed_out.take().map(|f| f(after))?;
-                        return Some((Err(err.into()), (inner, guard, timed_out)));
+                        return Some((Err(err.into()), (inner, guard, timed_out, deadline)));
                     }
                 },
             };
             match next {
-                Some(item) => Some((item, (inner, guard, timed_out))),
+                Some(item) => Some((item, (inner, guard, timed_out, deadline))),
                 None => {
                     guard.finish();
                     None

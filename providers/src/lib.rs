@@ -3,6 +3,8 @@
 //! - [`OdbcSource`]: one database — its pool ([`pool`]), dialect and catalog ([`discovery`]).
 //! - [`OdbcTable`]: a remote table as a `TableProvider` with pushdown.
 //! - [`OdbcExec`]: the `ExecutionPlan` streaming one remote statement.
+//! - [`AwaitJoinFilters`]: the physical optimizer rule letting scans wait for hash joins'
+//!   run-time filters.
 //! - [`type_map`]: ODBC → Arrow types as pure functions.
 
 pub mod breaker;
@@ -13,6 +15,7 @@ mod environment;
 mod error;
 mod exec;
 mod insert;
+mod join_filter_wait;
 mod packed_rows;
 mod partitioning;
 mod passthrough;
@@ -28,6 +31,7 @@ pub use error::OdbcError;
 pub use exec::OdbcExec;
 pub use ibarrow_sql::Dialect;
 pub use insert::OdbcSink;
+pub use join_filter_wait::AwaitJoinFilters;
 pub use partitioning::RangePartitioning;
 pub use passthrough::PassthroughTable;
 pub use pool::PoolOptions;
