@@ -6,7 +6,8 @@
 //! `cargo bench --bench tpch` (scale factor from IBARROW_BENCH_SF, default 0.1; the data is
 //! generated with the tpchgen crate and loaded once per scale). To look into some queries:
 //! IBARROW_BENCH_ONLY=<tpch.slt lines, comma-separated> skips the lineitem reads and the other
-//! queries, and IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run.
+//! queries, IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run, and
+//! IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
 
 use std::path::Path;
 use std::time::Instant;
@@ -120,6 +121,18 @@ async fn main() {
     let packed = std::env::var("IBARROW_BENCH_PACKED").map_or(true, |v| v != "0");
     println!("\nqueries (2 partitions for PostgreSQL tables, packed rows: {packed})");
     let engine = engine(&pg, &maria, &lite, 2, packed, scale).await;
+    // IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
+    for setting in std::env::var("IBARROW_BENCH_SET")
+        .unwrap_or_default()
+        .split(';')
+        .filter(|s| !s.trim().is_empty())
+    {
+        engine
+            .context()
+            .sql(&format!("SET {setting}"))
+            .await
+            .unwrap_or_else(|e| panic!("IBARROW_BENCH_SET `{setting}`: {e}"));
+    }
     let slt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/tpch.slt");
     let text = std::fs::read_to_string(slt).unwrap();
     let mut total = 0.0;
