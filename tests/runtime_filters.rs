@@ -43,6 +43,25 @@ fn date(db: &TestDb, day: usize) -> String {
     }
 }
 
+/// Inserts `rows` (value tuples) into `table`, 500 at a time, then has the database estimate
+/// its rows: a side without an estimate is never chosen as a join's small side, while a side
+/// estimated small enough is built from at once.
+fn fill_and_analyze(db: &TestDb, table: &str, rows: &[String]) {
+    let mut statements: Vec<String> = rows
+        .chunks(500)
+        .map(|chunk| {
+            format!(
+                "INSERT INTO {} VALUES {}",
+                db.db.quote(table),
+                chunk.join(", ")
+            )
+        })
+        .collect();
+    statements.extend(db.db.analyze(table));
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    db.execute(&statements);
+}
+
 async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
     let (facts, dims) = (unique_name("rf_facts"), unique_name("rf_dims"));
     // MariaDB's text column in latin1: keys arrive as UTF-8 and must still match.
@@ -84,20 +103,7 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
             )
         })
         .collect();
-    let mut statements: Vec<String> = fact_rows
-        .chunks(500)
-        .map(|chunk| {
-            format!(
-                "INSERT INTO {} VALUES {}",
-                probe.db.quote(&facts),
-                chunk.join(", ")
-            )
-        })
-        .collect();
-    // Row estimates, so that the planner builds on the small side.
-    statements.extend(probe.db.analyze(&facts));
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    probe.execute(&statements);
+    fill_and_analyze(probe, &facts, &fact_rows);
     // Keys 7, 14, …, 280; one key no fact has, a repeated key and a NULL key.
     let mut dim_rows: Vec<String> = (1..=40)
         .map(|i| {
@@ -108,16 +114,7 @@ async fn setup<'a>(probe: &'a TestDb, build: &'a TestDb) -> Setup<'a> {
     dim_rows.push(format!("(1000, 'ab', {}, 'none')", date(build, 0)));
     dim_rows.push(format!("(7, 'zz', {}, 'dup')", date(build, 0)));
     dim_rows.push(format!("(NULL, 'é', {}, 'accent')", date(build, 0)));
-    let mut statements = vec![format!(
-        "INSERT INTO {} VALUES {}",
-        build.db.quote(&dims),
-        dim_rows.join(", ")
-    )];
-    // Estimates on both sides: a side without one is never chosen as the small one, while a
-    // side estimated small enough is built from at once.
-    statements.extend(build.db.analyze(&dims));
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    build.execute(&statements);
+    fill_and_analyze(build, &dims, &dim_rows);
     let engine = |runtime_filters: bool| {
         let probe_config = SourceConfig {
             connection_string: Some(probe.connection_string.clone()),
@@ -431,19 +428,7 @@ async fn scans_started_early_wait_for_the_keys_of_the_join_above(profile: Profil
     let link_rows: Vec<String> = (0..5000)
         .map(|i| format!("({}, {})", 1 + i % FACT_ROWS, i % 3))
         .collect();
-    let mut statements: Vec<String> = link_rows
-        .chunks(1000)
-        .map(|chunk| {
-            format!(
-                "INSERT INTO {} VALUES {}",
-                build.db.quote(&links),
-                chunk.join(", ")
-            )
-        })
-        .collect();
-    statements.extend(build.db.analyze(&links));
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    build.execute(&statements);
+    fill_and_analyze(&build, &links, &link_rows);
 
     let query = "SELECT count(*) AS n, sum(l.weight) AS weight FROM links l \
          JOIN facts f ON l.fid = f.id JOIN dims d ON f.k = d.k \

@@ -11,6 +11,7 @@
 //! matches more; not on SQLite, whose untyped columns compare text and numbers as unequal),
 //! order comparisons of integers, decimals and dates, never of strings or floating point.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -113,9 +114,13 @@ pub fn render_runtime_filter(
     .condition(filter.as_ref())
 }
 
+/// A key expression and its listed values.
+type KeyList<'a> = (&'a Arc<dyn PhysicalExpr>, Vec<Cow<'a, ScalarValue>>);
+
 /// The key lists of one `IN` list: per column expression, its values (a join on several
-/// columns lists its keys as `struct(a, b) IN (…)`).
-fn key_lists(in_list: &InListExpr) -> Vec<(&Arc<dyn PhysicalExpr>, Vec<ScalarValue>)> {
+/// columns lists its keys as `struct(a, b) IN (…)`). A one-column list's values are borrowed:
+/// it may hold a quarter of a million keys, and is read twice per scan start.
+fn key_lists(in_list: &InListExpr) -> Vec<KeyList<'_>> {
     if in_list.negated() {
         return Vec::new();
     }
@@ -127,7 +132,7 @@ fn key_lists(in_list: &InListExpr) -> Vec<(&Arc<dyn PhysicalExpr>, Vec<ScalarVal
         let values = in_list
             .list()
             .iter()
-            .map(|item| literal(item.as_ref()).cloned())
+            .map(|item| literal(item.as_ref()).map(Cow::Borrowed))
             .collect::<Option<Vec<_>>>();
         return values
             .map(|values| vec![(in_list.expr(), values)])
@@ -143,7 +148,9 @@ fn key_lists(in_list: &InListExpr) -> Vec<(&Arc<dyn PhysicalExpr>, Vec<ScalarVal
                 .iter()
                 .map(|item| match literal(item.as_ref())? {
                     ScalarValue::Struct(row) => {
-                        ScalarValue::try_from_array(row.columns().get(field)?, 0).ok()
+                        ScalarValue::try_from_array(row.columns().get(field)?, 0)
+                            .ok()
+                            .map(Cow::Owned)
                     }
                     _ => None,
                 })
@@ -343,10 +350,13 @@ impl Weakener<'_> {
 
     /// `key IN (<values>)`, charged to the list budget, or the values' range when the key's
     /// lists are dense ([`dense_key_columns`]).
-    fn key_list(&self, key: &dyn PhysicalExpr, values: &[ScalarValue]) -> Option<String> {
+    fn key_list(&self, key: &dyn PhysicalExpr, values: &[Cow<'_, ScalarValue>]) -> Option<String> {
         let budget = self.list_budget.as_ref()?;
         let column = self.column(key)?;
-        let values = values.iter().filter(|value| !value.is_null());
+        let values = values
+            .iter()
+            .map(Cow::as_ref)
+            .filter(|value| !value.is_null());
         if key_column_index(key).is_some_and(|index| self.dense.contains(&index)) {
             let (Some(low), Some(high)) = (
                 values.clone().min_by_key(|value| ordinal(value)),
