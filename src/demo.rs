@@ -100,8 +100,9 @@ async fn build_if_needed(path: &Path, script: Vec<String>) -> Result<()> {
     let partial = path.with_extension("sqlite.partial");
     let _ = std::fs::remove_file(&partial);
     let source = connect(&partial).await?;
+    let spec = ibarrow_providers::CallSpec::new(&source, "creating the demo data").once();
     source
-        .with_connection(move |conn| {
+        .call(spec, move |conn| {
             for statement in &script {
                 conn.execute(statement, (), None)
                     .map_err(|err| conn.failure("creating the demo data", err))?;

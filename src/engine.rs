@@ -14,7 +14,7 @@ use ibarrow_providers::{AwaitJoinFilters, OdbcSource, SourceOptions};
 use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
-use crate::passthrough::{QueryFunction, SourceMap};
+use crate::passthrough::{Described, QueryFunction, SourceMap, describe_query_calls};
 use crate::pushdown::SubPlanPushdown;
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -34,6 +34,8 @@ struct Inner {
     catalogs: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
     /// The same sources by name, shared with the `query()` table function.
     sources: SourceMap,
+    /// `query()` descriptions made for the statements being planned.
+    described: Arc<Described>,
     limits: crate::governance::InputLimits,
     rate_limits: crate::rate_limit::RateLimits,
     monitor: Arc<crate::monitor::Monitor>,
@@ -93,7 +95,7 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// An engine from a TOML file (DESIGN §3).
+    /// An engine from a TOML file (README.md, section "Configuration file").
     pub async fn from_config_file(path: impl AsRef<Path>) -> Result<Self> {
         Self::from_config(Config::from_file(path.as_ref())?).await
     }
@@ -130,10 +132,12 @@ impl Engine {
         let rate_limits = crate::rate_limit::RateLimits::new(
             &config.engine.rate_limits.clone().unwrap_or_default(),
         )?;
+        let described = Arc::new(Described::default());
         ctx.register_udtf(
             "query",
             Arc::new(QueryFunction {
                 sources: Arc::clone(&sources),
+                described: Arc::clone(&described),
             }),
         );
         let engine = Self {
@@ -146,6 +150,7 @@ impl Engine {
                     .map_or(DEFAULT_CACHE_TTL, Duration::from_secs),
                 catalogs: RwLock::new(BTreeMap::new()),
                 sources,
+                described,
                 limits: crate::governance::InputLimits {
                     max_sql_bytes: config
                         .engine
@@ -289,6 +294,8 @@ impl Engine {
         state: &datafusion::execution::SessionState,
         statement: datafusion::sql::parser::Statement,
     ) -> Result<DataFrame> {
+        let _described =
+            describe_query_calls(&statement, &self.inner.sources, &self.inner.described).await?;
         let plan = state.statement_to_plan(statement).await?;
         Ok(self.inner.ctx.execute_logical_plan(plan).await?)
     }

@@ -130,17 +130,43 @@ async fn a_query_dropped_while_the_database_works_is_cancelled(profile: Profile)
     );
 }
 
-/// A TCP proxy to PostgreSQL that can stop forwarding (a network black hole).
+/// A TCP proxy to a database server that can stop forwarding (a network black hole). It
+/// counts the bytes clients send, forwarded or swallowed, so a test can tell whether a driver
+/// was called at all.
 struct Proxy {
     port: u16,
     frozen: Arc<AtomicBool>,
+    from_clients: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    /// The connection string of `profile` through this proxy.
+    fn connection_string(&self, profile: Profile) -> String {
+        let port = self.port;
+        match profile {
+            Profile::Postgres => format!(
+                "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={port};\
+                 Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;"
+            ),
+            Profile::MariaDb => format!(
+                "Driver={{MariaDB Unicode}};Server=127.0.0.1;Port={port};\
+                 Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;"
+            ),
+            Profile::Sqlite => unreachable!("SQLite has no server to put a proxy before"),
+        }
+    }
+
+    fn bytes_from_clients(&self) -> usize {
+        self.from_clients.load(Ordering::SeqCst)
+    }
 }
 
 async fn proxy_to(target: &'static str) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let frozen = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&frozen);
+    let from_clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flag, counted) = (Arc::clone(&frozen), Arc::clone(&from_clients));
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let Ok(server) = tokio::net::TcpStream::connect(target).await else {
@@ -148,11 +174,16 @@ async fn proxy_to(target: &'static str) -> Proxy {
             };
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            tokio::spawn(pump(client_read, server_write, Arc::clone(&flag)));
-            tokio::spawn(pump(server_read, client_write, Arc::clone(&flag)));
+            let count = Some(Arc::clone(&counted));
+            tokio::spawn(pump(client_read, server_write, Arc::clone(&flag), count));
+            tokio::spawn(pump(server_read, client_write, Arc::clone(&flag), None));
         }
     });
-    Proxy { port, frozen }
+    Proxy {
+        port,
+        frozen,
+        from_clients,
+    }
 }
 
 /// Copies bytes until either side closes; while frozen, swallows them and answers nothing.
@@ -160,12 +191,16 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     frozen: Arc<AtomicBool>,
+    count: Option<Arc<std::sync::atomic::AtomicUsize>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 * 1024];
     while let Ok(n) = from.read(&mut buffer).await {
         if n == 0 {
             break;
+        }
+        if let Some(count) = &count {
+            count.fetch_add(n, Ordering::SeqCst);
         }
         if frozen.load(Ordering::SeqCst) {
             continue;
@@ -174,6 +209,76 @@ async fn pump(
             break;
         }
     }
+}
+
+/// A server that accepts the login and then goes silent: planning a table not yet cached (its
+/// columns are read on first use) fails within the query timeout, naming the source and the
+/// limit; with the breaker open, planning another fails at once without a byte sent to the
+/// server; no connection stays checked out.
+#[test_case(Profile::Postgres, "127.0.0.1:5432" ; "postgres")]
+#[test_case(Profile::MariaDb, "127.0.0.1:3306" ; "mariadb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_fails_planning_within_the_deadline_then_at_once_behind_its_breaker(
+    profile: Profile,
+    target: &'static str,
+) {
+    let db = profile.open();
+    let (first, second) = (
+        common::unique_name("silent_a"),
+        common::unique_name("silent_b"),
+    );
+    let _first = db.create_table(&first, "id INTEGER PRIMARY KEY");
+    let _second = db.create_table(&second, "id INTEGER PRIMARY KEY");
+    let proxy = proxy_to(target).await;
+    let config = SourceConfig {
+        connection_string: Some(proxy.connection_string(profile)),
+        query_timeout_secs: Some(3),
+        breaker: Some(ibarrow::BreakerConfig {
+            failure_rate: Some(1.0),
+            window: Some(1),
+            open_secs: Some(60),
+            ..Default::default()
+        }),
+        ..SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("db", config)
+        .build()
+        .await
+        .unwrap();
+    let schema = profile.schema();
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let err = error(&engine, &format!("SELECT * FROM db.{schema}.{first}")).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}: {err}");
+    assert!(
+        err.contains("source `db`") && err.contains("did not finish within 3s"),
+        "{err}"
+    );
+
+    let sent = proxy.bytes_from_clients();
+    let started = Instant::now();
+    let err = error(&engine, &format!("SELECT * FROM db.{schema}.{second}")).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "took {elapsed:?}: {err}"
+    );
+    assert!(err.contains("circuit breaker opened"), "{err}");
+    assert_eq!(
+        proxy.bytes_from_clients(),
+        sent,
+        "a source behind an open breaker was called"
+    );
+    assert!(
+        connections_released(&engine, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "a connection is still checked out"
+    );
+    proxy.frozen.store(false, Ordering::SeqCst);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,10 +514,15 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
     assert_eq!(rows(&engine, &sql).await, 1);
 
     proxy.frozen.store(true, Ordering::SeqCst);
-    for _ in 0..2 {
-        let err = error(&engine, &sql).await;
-        assert!(err.contains("did not finish within 1s"), "{err}");
-    }
+    let err = error(&engine, &sql).await;
+    assert!(err.contains("did not finish within 1s"), "{err}");
+    // Every call counts: the pushed aggregate's EXPLAIN estimate and its scan may both have
+    // failed already, which fills the window of two; else the next query's failure does.
+    let err = error(&engine, &sql).await;
+    assert!(
+        err.contains("did not finish within 1s") || err.contains("circuit breaker opened"),
+        "{err}"
+    );
     // Open: no driver call, an immediate error saying when it retries.
     let started = Instant::now();
     let err = error(&engine, &sql).await;

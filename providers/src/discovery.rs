@@ -1,7 +1,7 @@
 //! Schema discovery through the ODBC catalog functions (`SQLTables`, `SQLColumns`,
 //! `SQLPrimaryKeys`): no probing `SELECT`s, which some databases reject.
 //!
-//! Names users type (DESIGN §2): a source's schemas are the remote schemas (PostgreSQL, SQL
+//! Names users type: a source's schemas are the remote schemas (PostgreSQL, SQL
 //! Server, DB2 …), the databases of MariaDB/MySQL (ODBC catalogs), and the single schema
 //! `main` of SQLite. These functions block; call them on a blocking thread.
 

@@ -98,9 +98,9 @@ pub enum OdbcError {
         reason: String,
     },
     #[error(
-        "source `{source_name}`: the remote statement did not finish within {after:?} \
-         (query_timeout_secs) and was cancelled; its connection is closed. Narrow the query or \
-         raise query_timeout_secs. Statement: {statement}"
+        "source `{source_name}`: the remote call did not finish within {after:?} and was given \
+         up (its statement cancelled, its connection closed). Narrow the query, check that the \
+         server answers, or raise query_timeout_secs. Statement: {statement}"
     )]
     Timeout {
         source_name: String,

@@ -52,10 +52,10 @@ use tokio::sync::mpsc;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::handles::{AsStatementRef, Statement};
 
-use crate::cancel::StatementSlot;
+use crate::call::{CallContext, CallSpec};
 use crate::error::OdbcError;
 use crate::packed_rows::PackedLayout;
-use crate::pool::{ConnectionPool, PoolPermit};
+use crate::pool::ConnectionPool;
 use crate::source::{OdbcSource, ScanOptions};
 use crate::type_map::ColumnFetch;
 use ibarrow_sql::{
@@ -511,34 +511,20 @@ impl ExecutionPlan for OdbcExec {
             options: source.options().scan.clone(),
             remote_time: MetricBuilder::new(&self.metrics).subset_time("remote_time", partition),
             read_whole: MetricBuilder::new(&self.metrics).counter("read_whole", partition),
-            slot: Arc::new(StatementSlot::default()),
-            retry: source.options().retry.clone(),
-            breaker: source.breaker().cloned(),
             delivered: std::cell::Cell::new(false),
             unfiltered: None,
             read_whole_when_small: self.read_whole,
             planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
             packed: self.packed_layout(),
         };
-        let slot = Arc::clone(&scan.slot);
         // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
         // the channel: reserved in the query's memory pool, sized by the batches seen.
         let held_batches = scan.options.prefetch_batches.max(1) + 1;
-        let query_timeout = scan.options.query_timeout;
-        let statement = scan.sql.clone();
-        let source_name = self.source.name().to_string();
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let output_bytes = MetricBuilder::new(&self.metrics).output_bytes(partition);
-        // Nothing happens until the stream is first polled: then a pooled connection is
-        // awaited and the fetch thread starts.
-        let breaker = source.breaker().cloned();
+        // Nothing happens until the stream is first polled: then the statement runs as a call
+        // of the source (crate::call), whose deadline counts from here.
         let batches = futures::stream::once(async move {
-            if let Some(breaker) = source.breaker() {
-                breaker.admit().map_err(|retry_in| OdbcError::CircuitOpen {
-                    source_name: source.name().to_string(),
-                    retry_in,
-                })?;
-            }
             // The filters as they stand now (see the module notes).
             let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
             if let Some(condition) = &condition {
@@ -554,27 +540,10 @@ impl ExecutionPlan for OdbcExec {
             if !runtime_filters.is_empty() {
                 record_sent(&sent, partition, condition);
             }
-            let permit = source.pool().acquire().await?;
+            let spec = CallSpec::new(&source, "a scan").statement(scan.statement_to_send()?);
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
-            let pool = Arc::clone(source.pool());
-            let source_name = source.name().to_string();
-            tokio::task::spawn_blocking(move || {
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    scan.run(&pool, permit, &sender)
-                }));
-                // A panic must end the query with an error, not look like the end of the rows.
-                if ran.is_err() {
-                    let failed = OdbcError::Task {
-                        source_name,
-                        message: "the fetch thread panicked; the result is incomplete".into(),
-                    };
-                    let _ = sender.blocking_send(Err(failed.into()));
-                }
-            });
-            Ok::<_, DataFusionError>(futures::stream::unfold(
-                receiver,
-                |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-            ))
+            let call = async move { source.call(spec, move |call| scan.run(call, &sender)).await };
+            Ok::<_, DataFusionError>(batches_of_call(receiver, call))
         })
         .try_flatten();
         let reservation = MemoryConsumer::new(format!(
@@ -583,24 +552,16 @@ impl ExecutionPlan for OdbcExec {
         ))
         .register(context.memory_pool());
         // What EXPLAIN ANALYZE reports per remote scan: rows, Arrow bytes, time in the driver.
-        let batches = batches.inspect_ok(move |batch| {
-            output_rows.add(batch.num_rows());
-            let bytes = batch.get_array_memory_size();
-            output_bytes.add(bytes);
-            if bytes * held_batches > reservation.size() {
-                reservation.resize(bytes * held_batches);
-            }
-        });
-        let batches = with_deadline(
-            batches.boxed(),
-            ScanGuard::new(slot, breaker),
-            query_timeout,
-            move |after| OdbcError::Timeout {
-                source_name,
-                after,
-                statement,
-            },
-        );
+        let batches = batches
+            .inspect_ok(move |batch| {
+                output_rows.add(batch.num_rows());
+                let bytes = batch.get_array_memory_size();
+                output_bytes.add(bytes);
+                if bytes * held_batches > reservation.size() {
+                    reservation.resize(bytes * held_batches);
+                }
+            })
+            .boxed();
         // Waiting for the joins' filters comes first, outside the statement's deadline.
         let batches = if self.join_filters.is_empty() {
             batches
@@ -631,43 +592,48 @@ pub const SMALL_RESULT_ROWS: u64 = 100_000;
 
 type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
 
-/// Ends the scan with a timeout error (its statement cancelled) when `timeout`, counted from
-/// the first poll, passes first.
-fn with_deadline(
-    inner: BatchStream,
-    guard: ScanGuard,
-    timeout: Option<std::time::Duration>,
-    timed_out: impl FnOnce(std::time::Duration) -> OdbcError + Send + 'static,
+/// The batches a scan's call sends through `receiver`, then the call's error if it failed
+/// (a timeout ends the stream at once, whatever the fetch thread is doing). Dropping the
+/// stream drops the call, which cancels the statement if it does not stop by itself.
+fn batches_of_call(
+    receiver: mpsc::Receiver<Result<RecordBatch>>,
+    call: impl std::future::Future<Output = Result<(), OdbcError>> + Send + 'static,
 ) -> BatchStream {
-    let state = (inner, guard, Some(timed_out), None);
+    enum State {
+        Running(futures::future::BoxFuture<'static, Result<(), OdbcError>>),
+        /// The call succeeded: what is left in the channel, then the end.
+        Draining,
+        Done,
+    }
     futures::stream::unfold(
-        state,
-        move |(mut inner, mut guard, mut timed_out, deadline)| async move {
-            if guard.finished {
-                return None;
-            }
-            let deadline: Option<(tokio::time::Instant, std::time::Duration)> =
-                deadline.or_else(|| timeout.map(|t| (tokio::time::Instant::now() + t, t)));
-            let next = match deadline {
-                None => inner.next().await,
-                Some((at, after)) => match tokio::time::timeout_at(at, inner.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        guard.slot.cancel_later(std::time::Duration::ZERO);
-                        if let Some(breaker) = &guard.breaker {
-                            breaker.record(false);
-                        }
-                        guard.finish();
-                        let err = timed_out.take().map(|f| f(after))?;
-                        return Some((Err(err.into()), (inner, guard, timed_out, deadline)));
-                    }
-                },
+        (receiver, State::Running(Box::pin(call))),
+        |(mut receiver, state)| async move {
+            let mut running = match state {
+                State::Running(running) => running,
+                State::Draining => {
+                    let batch = receiver.recv().await?;
+                    return Some((batch, (receiver, State::Draining)));
+                }
+                State::Done => return None,
             };
-            match next {
-                Some(item) => Some((item, (inner, guard, timed_out, deadline))),
-                None => {
-                    guard.finish();
-                    None
+            let outcome = tokio::select! {
+                biased;
+                batch = receiver.recv() => match batch {
+                    Some(batch) => return Some((batch, (receiver, State::Running(running)))),
+                    // The fetch thread let go of its sender: the call is ending.
+                    None => running.await,
+                },
+                outcome = &mut running => outcome,
+            };
+            match outcome {
+                Ok(()) => {
+                    let batch = receiver.recv().await?;
+                    Some((batch, (receiver, State::Draining)))
+                }
+                Err(err) => {
+                    // A fetch thread still sending (past a deadline) stops at its next batch.
+                    receiver.close();
+                    Some((Err(err.into()), (receiver, State::Done)))
                 }
             }
         },
@@ -675,43 +641,8 @@ fn with_deadline(
     .boxed()
 }
 
-/// Cancels the remote statement when the scan's reader goes away before the end (a Ctrl-C,
-/// a failed query) and the fetch thread does not stop by itself.
-struct ScanGuard {
-    slot: Arc<StatementSlot>,
-    breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
-    finished: bool,
-}
-
-impl ScanGuard {
-    fn new(slot: Arc<StatementSlot>, breaker: Option<Arc<crate::breaker::CircuitBreaker>>) -> Self {
-        Self {
-            slot,
-            breaker,
-            finished: false,
-        }
-    }
-
-    /// The scan ended (or failed) on its own terms: nothing to cancel on drop.
-    fn finish(&mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for ScanGuard {
-    fn drop(&mut self) {
-        if !self.finished && self.slot.is_running() {
-            self.slot.cancel_later(crate::cancel::READER_GONE_GRACE);
-        }
-    }
-}
-
 /// What the fetch thread needs, detached from the plan.
 struct RemoteScan {
-    /// The running statement, for cancelling it from outside.
-    slot: Arc<StatementSlot>,
-    retry: crate::source::RetryPolicy,
-    breaker: Option<Arc<crate::breaker::CircuitBreaker>>,
     /// Whether a batch went to the query already (then a retry could double rows).
     delivered: std::cell::Cell<bool>,
     /// With a run-time filter: the statement without it, and where to record that it was
@@ -739,66 +670,46 @@ struct RemoteScan {
 }
 
 impl RemoteScan {
-    /// Fetches, retrying on a fresh connection while the connection was lost before any row
-    /// was delivered (after that a retry could double rows).
-    fn run(mut self, pool: &Arc<ConnectionPool>, permit: PoolPermit, sender: &BatchSender) {
-        let mut permit = Some(permit);
-        let mut attempt = 1;
-        let outcome = loop {
-            let permit = match permit.take() {
-                Some(permit) => permit,
-                None => match pool.acquire_blocking() {
-                    Ok(permit) => permit,
-                    Err(err) => break Err(err),
-                },
-            };
-            let err = match self.fetch(pool, permit, sender) {
-                Ok(()) => break Ok(()),
-                Err(err) => err,
-            };
-            // A refused run-time filter: the statement as planned, once.
-            if !self.delivered.get()
-                && !self.slot.was_cancelled()
-                && let Some((plain, sent, partition)) = self.unfiltered.take()
-            {
-                tracing::warn!(
-                    source = pool.source_name(),
-                    error = %err,
-                    "the database refused a join's run-time filter; reading without it"
-                );
-                self.sql = plain;
-                record_sent(&sent, partition, None);
-                continue;
+    /// The statement as sent: `sql`, rows packed where they are.
+    fn statement_to_send(&self) -> Result<String, OdbcError> {
+        match &self.packed {
+            Some(layout) => {
+                packed_row_statement(self.dialect, &self.sql, &layout.columns(&self.schema))
+                    .map_err(|source| OdbcError::Sql {
+                        source_name: String::new(),
+                        source,
+                    })
             }
-            // A read that delivered rows is never retried: that could double them.
-            if self.delivered.get()
-                || !self
-                    .retry
-                    .retry_after(attempt, pool.source_name(), "a read", &err)
-            {
-                break Err(err);
-            }
-            attempt += 1;
-        };
-        // A cancelled statement was judged by whoever cancelled it.
-        if let Some(breaker) = &self.breaker
-            && !self.slot.was_cancelled()
-        {
-            breaker.record(!matches!(&outcome, Err(err) if err.is_source_failure()));
-        }
-        if let Err(err) = outcome {
-            // The receiver may be gone already; then nobody needs the error.
-            let _ = sender.blocking_send(Err(err.into()));
+            None => Ok(self.sql.clone()),
         }
     }
 
-    fn fetch(
-        &self,
-        pool: &Arc<ConnectionPool>,
-        permit: PoolPermit,
-        sender: &BatchSender,
-    ) -> Result<(), OdbcError> {
-        let connection = pool.checkout(permit)?;
+    /// One run of the scan's call. A statement refused with a run-time filter runs once more
+    /// without it, on the same connection; the call retries lost connections.
+    fn run(&mut self, call: &CallContext<'_>, sender: &BatchSender) -> Result<(), OdbcError> {
+        loop {
+            let err = match self.fetch(call, sender) {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            if self.delivered.get() || call.was_cancelled() || call.is_discarded() {
+                return Err(err);
+            }
+            let Some((plain, sent, partition)) = self.unfiltered.take() else {
+                return Err(err);
+            };
+            tracing::warn!(
+                source = call.source_name(),
+                error = %err,
+                "the database refused a join's run-time filter; reading without it"
+            );
+            self.sql = plain;
+            record_sent(&sent, partition, None);
+        }
+    }
+
+    fn fetch(&self, call: &CallContext<'_>, sender: &BatchSender) -> Result<(), OdbcError> {
+        let connection = call.connection();
         let mut statement = connection
             .preallocate()
             .map_err(|err| connection.failure("allocating a statement", err))?;
@@ -807,44 +718,39 @@ impl RemoteScan {
             // other drivers and silent servers), so the server still stops if a cancel is lost.
             let _ = statement.set_query_timeout_sec(timeout.as_secs() as usize + 1);
         }
-        self.slot.publish(statement.as_stmt_ref().as_sys());
-        let result = self.fetch_on(pool, &connection, &mut statement, sender);
-        self.slot.clear();
+        call.publish(statement.as_stmt_ref().as_sys());
+        let result = self.fetch_on(call, &mut statement, sender);
+        call.unpublish();
         drop(statement);
-        if self.slot.was_cancelled() {
-            connection.discard();
-        }
         result
     }
 
     fn fetch_on(
         &self,
-        pool: &Arc<ConnectionPool>,
-        connection: &crate::pool::PooledConnection,
+        call: &CallContext<'_>,
         statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
         sender: &BatchSender,
     ) -> Result<(), OdbcError> {
+        let pool = call.pool();
+        let connection = call.connection();
         let started = std::time::Instant::now();
         let executing = self.remote_time.timer();
-        let mut sql = match &self.packed {
-            Some(layout) => {
-                packed_row_statement(self.dialect, &self.sql, &layout.columns(&self.schema))
-                    .map_err(|source| OdbcError::Sql {
-                        source_name: pool.source_name().to_string(),
-                        source,
-                    })?
-            }
-            None => self.sql.clone(),
-        };
+        let mut sql = self.statement_to_send().map_err(|err| match err {
+            OdbcError::Sql { source, .. } => OdbcError::Sql {
+                source_name: pool.source_name().to_string(),
+                source,
+            },
+            other => other,
+        })?;
         if self.read_whole_when_small && self.estimated_small(statement) {
             self.read_whole.add(1);
             // psqlODBC declares a cursor only for statements that start with SELECT or WITH.
             sql = format!("/* ibarrow: small result */ {sql}");
         }
-        if self.slot.was_cancelled() {
+        if call.was_cancelled() {
             return Err(OdbcError::Odbc {
                 source_name: pool.source_name().to_string(),
-                context: format!("running `{}`", self.sql),
+                context: format!("running `{sql}`"),
                 message: "cancelled before it started".into(),
             });
         }
@@ -855,18 +761,18 @@ impl RemoteScan {
             Ok(None) => {
                 return Err(OdbcError::Odbc {
                     source_name: pool.source_name().to_string(),
-                    context: format!("running `{}`", self.sql),
+                    context: format!("running `{sql}`"),
                     message: "the statement returned no result set".into(),
                 });
             }
             Err(err) => {
-                let context = format!("running `{}`", self.sql);
+                let context = format!("running `{sql}`");
                 return Err(connection.failure(&context, err));
             }
         };
         let fetch_schema = self.fetch_schema();
         if let Some(layout) = &self.packed {
-            return self.read_packed(pool, cursor, layout, &fetch_schema, sender, started);
+            return self.read_packed(call, cursor, layout, &fetch_schema, sender, started);
         }
         let reader = OdbcReaderBuilder::new()
             .with_schema(Arc::clone(&fetch_schema))
@@ -882,14 +788,14 @@ impl RemoteScan {
                 message: err.to_string(),
             })?;
         let mut reader = reader;
-        let result = self.read_rows(pool, sender, || {
+        let result = self.read_rows(call, sender, || {
             reader
                 .next()
                 .map(|batch| batch.map_err(|err| self.read_error(pool, &fetch_schema, err)))
         });
-        // No cancel can start once the slot is clear, so `was_cancelled` is final below.
-        self.slot.clear();
-        close_reader(reader, self.slot.was_cancelled() || result.is_err());
+        // No cancel can start once the statement is unpublished, so `was_cancelled` is final.
+        call.unpublish();
+        close_reader(reader, call.was_cancelled() || result.is_err());
         self.finished(pool, result, started)
     }
 
@@ -914,7 +820,7 @@ impl RemoteScan {
     /// Fetches rows packed into one text value each ([`crate::packed_rows`]) and parses them.
     fn read_packed<S: AsStatementRef + Statement>(
         &self,
-        pool: &Arc<ConnectionPool>,
+        call: &CallContext<'_>,
         cursor: odbc_api::CursorImpl<S>,
         layout: &PackedLayout,
         fetch_schema: &SchemaRef,
@@ -922,6 +828,7 @@ impl RemoteScan {
         started: std::time::Instant,
     ) -> Result<(), OdbcError> {
         use odbc_api::Cursor;
+        let pool = call.pool();
         let row_bytes = layout.row_bytes();
         let rows_per_batch = (self.options.max_bytes_per_batch / (row_bytes + 1))
             .clamp(1, self.options.batch_rows.max(1));
@@ -933,7 +840,7 @@ impl RemoteScan {
         let buffer =
             TextRowSet::from_max_str_lens(rows_per_batch, [row_bytes]).map_err(binding_failed)?;
         let mut rows = cursor.bind_buffer(buffer).map_err(binding_failed)?;
-        let result = self.read_rows(pool, sender, || {
+        let result = self.read_rows(call, sender, || {
             match rows.fetch_with_truncation_check(true) {
                 Ok(None) => None,
                 Ok(Some(batch)) => {
@@ -956,8 +863,8 @@ impl RemoteScan {
                 })),
             }
         });
-        self.slot.clear();
-        let troubled = self.slot.was_cancelled() || result.is_err();
+        call.unpublish();
+        let troubled = call.was_cancelled() || result.is_err();
         if !troubled {
             drop(rows);
         } else if let Ok((cursor, _)) = rows.unbind() {
@@ -1006,10 +913,11 @@ impl RemoteScan {
     /// Fetches every batch (or until the consumer goes away) and sends it on; the row count.
     fn read_rows(
         &self,
-        pool: &Arc<ConnectionPool>,
+        call: &CallContext<'_>,
         sender: &BatchSender,
         mut next_batch: impl FnMut() -> Option<Result<RecordBatch, OdbcError>>,
     ) -> Result<usize, OdbcError> {
+        let pool = call.pool();
         let mut rows = 0usize;
         loop {
             let fetching = self.remote_time.timer();
@@ -1025,6 +933,7 @@ impl RemoteScan {
                 message: err.to_string(),
             })?;
             self.delivered.set(true);
+            call.produced();
             if sender.blocking_send(Ok(batch)).is_err() {
                 // The query no longer wants rows: stop fetching; the cursor is closed next.
                 tracing::debug!(

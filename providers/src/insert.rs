@@ -19,6 +19,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::call::{CallContext, CallSpec};
 use crate::error::OdbcError;
 use crate::pool::PooledConnection;
 use crate::source::OdbcSource;
@@ -88,73 +89,69 @@ impl DataSink for OdbcSink {
         mut data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        let permit = self.source.pool().acquire().await?;
-        let pool = Arc::clone(self.source.pool());
         let statement = self.statement.clone();
         let schema = Arc::clone(&self.schema);
-        let source_name = self.source.name().to_string();
         let (sender, receiver) = mpsc::channel(2);
-        let panic_source = source_name.clone();
-        let writer = tokio::task::spawn_blocking(move || {
-            let connection = pool.checkout(permit)?;
-            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                write_in_transaction(&connection, &statement, &schema, receiver)
-            }));
-            written.unwrap_or_else(|_| {
-                // Its transaction is open: closing the connection rolls it back.
-                connection.discard();
-                Err(OdbcError::Task {
-                    source_name: panic_source,
-                    message: "the insert's writer panicked (a value out of the database's \
-                              range?); nothing was committed"
-                        .into(),
-                })
-            })
+        let mut receiver = Some(receiver);
+        let spec = CallSpec::new(&self.source, "inserting rows")
+            .statement(self.statement.clone())
+            .once();
+        let writer = self.source.call(spec, move |call| match receiver.take() {
+            Some(receiver) => write_in_transaction(call, &statement, &schema, receiver),
+            None => Err(OdbcError::Task {
+                source_name: call.source_name().to_string(),
+                message: "an insert is never run twice".into(),
+            }),
         });
         let written_rows = MetricBuilder::new(&self.metrics).output_rows(0);
-        let mut input_error = None;
-        while let Some(batch) = data.next().await {
-            match batch {
-                Ok(batch) => {
-                    written_rows.add(batch.num_rows());
-                    // A closed channel means the writer failed: its error is reported below.
-                    if sender.send(Message::Rows(batch)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    input_error = Some(err);
-                    break;
+        // Rows go to the writer until the input ends (then `End`: commit) or fails (the
+        // sender is dropped without `End`: roll back); a writer that fails or passes its
+        // deadline first ends the feeding at once.
+        let feed = async move {
+            while let Some(batch) = data.next().await {
+                let batch = batch?;
+                written_rows.add(batch.num_rows());
+                // A closed channel means the writer failed: its error is reported.
+                if sender.send(Message::Rows(batch)).await.is_err() {
+                    return Ok(());
                 }
             }
-        }
-        // Without `End` the writer rolls back.
-        if input_error.is_none() {
             let _ = sender.send(Message::End).await;
-        }
-        drop(sender);
-        let written = writer.await.map_err(|err| OdbcError::Task {
-            source_name,
-            message: err.to_string(),
-        })?;
-        match input_error {
-            Some(err) => Err(err),
-            None => Ok(written?),
+            Ok::<(), datafusion::error::DataFusionError>(())
+        };
+        tokio::pin!(writer);
+        tokio::select! {
+            biased;
+            written = &mut writer => Ok(written?),
+            fed = feed => {
+                let written = writer.await;
+                fed?;
+                Ok(written?)
+            }
         }
     }
 }
 
 /// Runs on a blocking thread: binds, sends and commits, or rolls back.
 fn write_in_transaction(
-    connection: &PooledConnection,
+    call: &CallContext<'_>,
     statement: &str,
     schema: &SchemaRef,
     mut receiver: mpsc::Receiver<Message>,
 ) -> Result<u64, OdbcError> {
+    let connection = call.connection();
     connection
         .set_autocommit(false)
         .map_err(|err| connection.failure("starting the insert's transaction", err))?;
-    let outcome = send_rows(connection, statement, schema, &mut receiver);
+    let mut outcome = send_rows(connection, statement, schema, &mut receiver);
+    // A caller that gave up (its deadline passed) has been told the insert failed.
+    if outcome.is_ok() && call.was_cancelled() {
+        outcome = Err(OdbcError::Odbc {
+            source_name: connection.source_name().to_string(),
+            context: format!("inserting with `{statement}`"),
+            message: "the insert was given up before its commit; nothing was inserted".into(),
+        });
+    }
     let ended = match &outcome {
         Ok(_) => connection
             .commit()

@@ -1,6 +1,7 @@
 //! ODBC databases as DataFusion tables.
 //!
-//! - [`OdbcSource`]: one database — its pool ([`pool`]), dialect and catalog ([`discovery`]).
+//! - [`OdbcSource`]: one database — its pool ([`pool`]), dialect and catalog ([`discovery`]);
+//!   every call to it goes through [`OdbcSource::call`] ([`call`]).
 //! - [`OdbcTable`]: a remote table as a `TableProvider` with pushdown.
 //! - [`OdbcExec`]: the `ExecutionPlan` streaming one remote statement.
 //! - [`AwaitJoinFilters`]: the physical optimizer rule letting scans wait for hash joins'
@@ -8,6 +9,7 @@
 //! - [`type_map`]: ODBC → Arrow types as pure functions.
 
 pub mod breaker;
+pub mod call;
 mod cancel;
 pub mod connection_string;
 pub mod discovery;
@@ -25,6 +27,7 @@ mod table;
 pub mod tls;
 pub mod type_map;
 
+pub use call::{CallContext, CallSpec};
 pub use connection_string::ConnectionString;
 pub use environment::installed_drivers;
 pub use error::OdbcError;

@@ -13,8 +13,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use odbc_api::ResultSetMetadata;
 use odbc_api::handles::Nullability;
 
+use crate::call::CallSpec;
 use crate::error::OdbcError;
 use crate::exec::OdbcExec;
+use crate::pool::PooledConnection;
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, ColumnInfo, filter_schema, map_column};
 
@@ -94,13 +96,12 @@ impl PassthroughTable {
         ibarrow_sql::render_filter(self.source.dialect(), &self.filter_schema, filter)
     }
 
-    /// Prepares `sql` on the source to learn its columns. Blocks (DataFusion's table functions
-    /// are synchronous); the statement is not executed.
-    /// A connection lost before the statement was described (a restarted server behind an
-    /// idle pooled connection) is retried on a fresh one, as scans are.
-    /// A source that is not writable takes only statements that read
-    /// ([`ibarrow_sql::check_reads_only`]).
-    pub fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
+    /// Prepares `sql` on the source to learn its columns (the statement is not executed), as
+    /// a call like any other ([`crate::call`]): under the breaker and the query timeout, and
+    /// tried again on a fresh connection when the connection was lost (a restarted server
+    /// behind an idle pooled connection). A source that is not writable takes only
+    /// statements that read ([`ibarrow_sql::check_reads_only`]).
+    pub async fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
         if !source.options().writable {
             ibarrow_sql::check_reads_only(source.dialect(), sql).map_err(|err| {
                 OdbcError::ReadOnly {
@@ -110,63 +111,11 @@ impl PassthroughTable {
                 }
             })?;
         }
-        let retry = source.options().retry.clone();
-        let mut attempt = 1;
-        loop {
-            match Self::describe_once(Arc::clone(&source), sql) {
-                Err(err) if retry.retry_after(attempt, source.name(), "a description", &err) => {
-                    attempt += 1;
-                }
-                outcome => return outcome,
-            }
-        }
-    }
-
-    fn describe_once(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
-        let dialect = source.dialect();
-        let permit = source.pool().acquire_blocking()?;
-        let connection = source.pool().checkout(permit)?;
-        // Errors quote the statement, so a user sees which query the database refused.
-        let preparing = format!("preparing the passthrough query `{sql}`");
-        let describing = format!("describing the passthrough query `{sql}`");
-        let mut prepared = connection
-            .prepare(sql)
-            .map_err(|err| connection.failure(&preparing, err))?;
-        let mut columns = Vec::new();
-        let count = prepared
-            .num_result_cols()
-            .map_err(|err| connection.failure(&describing, err))?;
-        for index in 1..=count.max(0) as u16 {
-            let describe =
-                |prepared: &mut odbc_api::Prepared<_>| -> Result<ColumnInfo, odbc_api::Error> {
-                    let data_type = prepared.col_data_type(index)?;
-                    let unsigned = prepared.column_is_unsigned(index).unwrap_or(false);
-                    Ok(ColumnInfo {
-                        name: prepared.col_name(index)?,
-                        data_type: data_type.data_type().0,
-                        type_name: if unsigned {
-                            "unsigned".into()
-                        } else {
-                            String::new()
-                        },
-                        column_size: data_type.column_size().map(|n| n.get() as i32),
-                        decimal_digits: Some(data_type.decimal_digits()),
-                        nullable: !matches!(prepared.col_nullability(index)?, Nullability::NoNulls),
-                    })
-                };
-            let column =
-                describe(&mut prepared).map_err(|err| connection.failure(&describing, err))?;
-            columns.push(column);
-        }
-        drop(prepared);
-        if columns.is_empty() {
-            return Err(OdbcError::Odbc {
-                source_name: source.name().to_string(),
-                context: "passthrough query".into(),
-                message: "the statement returns no columns; only queries can be passed through"
-                    .into(),
-            });
-        }
+        let spec = CallSpec::new(&source, "describing a passthrough query").statement(sql);
+        let (text, dialect) = (sql.to_string(), source.dialect());
+        let columns = source
+            .call(spec, move |connection| describe_columns(connection, &text))
+            .await?;
         let mapped: Vec<_> = columns.iter().map(|c| map_column(c, dialect)).collect();
         let schema = Arc::new(Schema::new(
             mapped.iter().map(|m| m.field.clone()).collect::<Vec<_>>(),
@@ -182,6 +131,53 @@ impl PassthroughTable {
             read_whole_when_small: false,
         })
     }
+}
+
+/// The result columns of `sql`, as the driver describes the prepared statement.
+fn describe_columns(
+    connection: &PooledConnection,
+    sql: &str,
+) -> Result<Vec<ColumnInfo>, OdbcError> {
+    // Errors quote the statement, so a user sees which query the database refused.
+    let preparing = format!("preparing the passthrough query `{sql}`");
+    let describing = format!("describing the passthrough query `{sql}`");
+    let mut prepared = connection
+        .prepare(sql)
+        .map_err(|err| connection.failure(&preparing, err))?;
+    let mut columns = Vec::new();
+    let count = prepared
+        .num_result_cols()
+        .map_err(|err| connection.failure(&describing, err))?;
+    for index in 1..=count.max(0) as u16 {
+        let describe =
+            |prepared: &mut odbc_api::Prepared<_>| -> Result<ColumnInfo, odbc_api::Error> {
+                let data_type = prepared.col_data_type(index)?;
+                let unsigned = prepared.column_is_unsigned(index).unwrap_or(false);
+                Ok(ColumnInfo {
+                    name: prepared.col_name(index)?,
+                    data_type: data_type.data_type().0,
+                    type_name: if unsigned {
+                        "unsigned".into()
+                    } else {
+                        String::new()
+                    },
+                    column_size: data_type.column_size().map(|n| n.get() as i32),
+                    decimal_digits: Some(data_type.decimal_digits()),
+                    nullable: !matches!(prepared.col_nullability(index)?, Nullability::NoNulls),
+                })
+            };
+        let column = describe(&mut prepared).map_err(|err| connection.failure(&describing, err))?;
+        columns.push(column);
+    }
+    drop(prepared);
+    if columns.is_empty() {
+        return Err(OdbcError::Odbc {
+            source_name: connection.source_name().to_string(),
+            context: "passthrough query".into(),
+            message: "the statement returns no columns; only queries can be passed through".into(),
+        });
+    }
+    Ok(columns)
 }
 
 #[async_trait]

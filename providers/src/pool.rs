@@ -14,7 +14,7 @@ use odbc_api::{Connection, ConnectionOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::connection_string::ConnectionString;
-use crate::environment::{describe, odbc_environment};
+use crate::environment::{OpenConnection, describe, driver_name, odbc_environment};
 use crate::error::OdbcError;
 
 /// Pool limits of one source.
@@ -49,7 +49,7 @@ impl Default for PoolOptions {
 }
 
 struct IdleConnection {
-    connection: Connection<'static>,
+    connection: OpenConnection,
     created: Instant,
     returned: Instant,
 }
@@ -57,6 +57,8 @@ struct IdleConnection {
 pub struct ConnectionPool {
     source_name: String,
     connection_string: ConnectionString,
+    /// The driver it connects through, for the driver manager's one-at-a-time work.
+    driver: String,
     options: PoolOptions,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<IdleConnection>>,
@@ -84,8 +86,66 @@ impl std::fmt::Debug for ConnectionPool {
 }
 
 /// A permit to hold one connection; obtained asynchronously, redeemed on a blocking thread.
+/// A call given up on ([`crate::call`]) frees it early through its [`PermitRelease`].
 pub struct PoolPermit {
-    _held: OwnedSemaphorePermit,
+    shared: Arc<PermitShared>,
+}
+
+#[derive(Debug)]
+struct PermitShared {
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+    abandoned: std::sync::atomic::AtomicBool,
+}
+
+/// Frees a permit's pool slot before its connection comes back, and marks that connection
+/// for closing: for a call whose thread a silent network holds.
+#[derive(Debug, Clone)]
+pub struct PermitRelease(Arc<PermitShared>);
+
+impl PermitRelease {
+    pub fn abandon(&self) {
+        self.0
+            .abandoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut held) = self.0.held.lock() {
+            held.take();
+        }
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.0.abandoned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PoolPermit {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            shared: Arc::new(PermitShared {
+                held: Mutex::new(Some(permit)),
+                abandoned: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn release_handle(&self) -> PermitRelease {
+        PermitRelease(Arc::clone(&self.shared))
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.shared
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The slot is free when its holder is done, whoever still keeps a [`PermitRelease`] (a
+/// call's watcher may outlive the connection by its grace period).
+impl Drop for PoolPermit {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.shared.held.lock() {
+            held.take();
+        }
+    }
 }
 
 impl ConnectionPool {
@@ -97,6 +157,7 @@ impl ConnectionPool {
         let max_size = options.max_size.max(1);
         Self {
             source_name: source_name.to_string(),
+            driver: driver_name(&connection_string),
             connection_string,
             permits: Arc::new(Semaphore::new(max_size)),
             options: PoolOptions {
@@ -138,31 +199,13 @@ impl ConnectionPool {
         self.held_too_long();
         let waited = self.options.acquire_timeout;
         match tokio::time::timeout(waited, Arc::clone(&self.permits).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(PoolPermit { _held: permit }),
+            Ok(Ok(permit)) => Ok(PoolPermit::new(permit)),
             // The semaphore is never closed; treat it like a timeout all the same.
             Ok(Err(_)) | Err(_) => Err(OdbcError::PoolTimeout {
                 source_name: self.source_name.clone(),
                 max_size: self.options.max_size,
                 waited,
             }),
-        }
-    }
-
-    /// [`Self::acquire`] for callers that cannot await (DataFusion's synchronous hooks).
-    pub fn acquire_blocking(&self) -> Result<PoolPermit, OdbcError> {
-        let started = Instant::now();
-        loop {
-            if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-                return Ok(PoolPermit { _held: permit });
-            }
-            if started.elapsed() >= self.options.acquire_timeout {
-                return Err(OdbcError::PoolTimeout {
-                    source_name: self.source_name.clone(),
-                    max_size: self.options.max_size,
-                    waited: self.options.acquire_timeout,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -176,7 +219,7 @@ impl ConnectionPool {
                     checkout: self.register_checkout(),
                     pool: Arc::clone(self),
                     broken: std::cell::Cell::new(false),
-                    _permit: permit,
+                    permit,
                 });
             }
             // Dropping the connection disconnects it.
@@ -188,12 +231,12 @@ impl ConnectionPool {
             checkout: self.register_checkout(),
             pool: Arc::clone(self),
             broken: std::cell::Cell::new(false),
-            _permit: permit,
+            permit,
         })
     }
 
     /// Opens a connection outside the pool's accounting (used once to detect the dialect).
-    pub fn connect(&self) -> Result<Connection<'static>, OdbcError> {
+    pub fn connect(&self) -> Result<OpenConnection, OdbcError> {
         let env = odbc_environment()?;
         let options = ConnectionOptions {
             login_timeout_sec: self
@@ -202,11 +245,31 @@ impl ConnectionPool {
                 .map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
             packet_size: None,
         };
-        let connection = env
-            .connect_with_connection_string(&self.connection_string.expose(), options)
-            .map_err(|err| {
-                crate::environment::connect_error(&self.source_name, &self.connection_string, err)
-            })?;
+        // The driver's library by path: the driver manager's lookup of a driver by name fails
+        // now and then while other threads connect (crate::environment).
+        let mut resolved = self.connection_string.clone();
+        if self.connection_string.get("Driver").is_some()
+            && let Some(library) = crate::environment::driver_library(&self.driver)
+        {
+            resolved.force("Driver", &library);
+        }
+        let text = resolved.expose();
+        let connect = || env.connect_with_connection_string(&text, options);
+        // The same glitch of the driver manager's (crate::environment) can fail a connect
+        // with "can't open lib … file not found" for a listed driver: once more, later.
+        let mut opened = crate::environment::open_connection(&self.driver, connect);
+        for _ in 0..2 {
+            match &opened {
+                Err(err) if crate::environment::is_driver_load_failure(err) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    opened = crate::environment::open_connection(&self.driver, connect);
+                }
+                _ => break,
+            }
+        }
+        let connection = opened.map_err(|err| {
+            crate::environment::connect_error(&self.source_name, &self.connection_string, err)
+        })?;
         self.set_up_session(&connection)?;
         Ok(connection)
     }
@@ -228,7 +291,7 @@ impl ConnectionPool {
     }
 
     /// Adds a connection opened elsewhere (the one that detected the dialect) to the idle list.
-    pub fn adopt(&self, connection: Connection<'static>) {
+    pub fn adopt(&self, connection: OpenConnection) {
         self.give_back(connection, Instant::now());
     }
 
@@ -301,7 +364,7 @@ impl ConnectionPool {
         !idle.connection.is_dead().unwrap_or(true)
     }
 
-    fn give_back(&self, connection: Connection<'static>, created: Instant) {
+    fn give_back(&self, connection: OpenConnection, created: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(IdleConnection {
                 connection,
@@ -314,13 +377,13 @@ impl ConnectionPool {
 
 /// A checked-out connection; returns to its pool when dropped.
 pub struct PooledConnection {
-    connection: Option<Connection<'static>>,
+    connection: Option<OpenConnection>,
     created: Instant,
     checkout: u64,
     pool: Arc<ConnectionPool>,
     broken: std::cell::Cell<bool>,
     // Released after the connection is back in the idle list (fields drop in order).
-    _permit: PoolPermit,
+    permit: PoolPermit,
 }
 
 impl PooledConnection {
@@ -328,9 +391,18 @@ impl PooledConnection {
         &self.pool.source_name
     }
 
+    pub fn pool(&self) -> &Arc<ConnectionPool> {
+        &self.pool
+    }
+
     /// Closes the connection instead of reusing it (its state is unknown after an error).
     pub fn discard(&self) {
         self.broken.set(true);
+    }
+
+    /// Whether the connection will be closed rather than reused.
+    pub fn is_discarded(&self) -> bool {
+        self.broken.get() || self.permit.is_abandoned()
     }
 
     /// Turns a driver error into an [`OdbcError`] (secrets scrubbed) and discards the
@@ -367,9 +439,11 @@ impl Deref for PooledConnection {
     type Target = Connection<'static>;
 
     fn deref(&self) -> &Self::Target {
-        self.connection
-            .as_ref()
-            .expect("a PooledConnection holds its connection until dropped")
+        // Taken only by `drop`.
+        let Some(connection) = self.connection.as_ref() else {
+            unreachable!("a PooledConnection holds its connection until dropped")
+        };
+        connection
     }
 }
 
@@ -379,7 +453,7 @@ impl Drop for PooledConnection {
             held.remove(&self.checkout);
         }
         if let Some(connection) = self.connection.take()
-            && !self.broken.get()
+            && !self.is_discarded()
             && !connection.is_dead().unwrap_or(true)
         {
             self.pool.give_back(connection, self.created);

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use ibarrow_sql::Dialect;
 
+use crate::call::CallSpec;
 use crate::connection_string::ConnectionString;
 use crate::discovery::{self, NameMatch, TableEntry};
-use crate::environment::{describe, odbc_environment};
+use crate::environment::{describe, driver_name};
 use crate::error::OdbcError;
 use crate::partitioning::RangePartitioning;
-use crate::pool::{ConnectionPool, PoolOptions, PooledConnection};
+use crate::pool::{ConnectionPool, PoolOptions};
 use crate::table::OdbcTable;
 use crate::type_map::map_column;
 
@@ -78,26 +79,6 @@ impl RetryPolicy {
             .map_or(0, |d| d.subsec_nanos());
         let jitter = base.mul_f64(f64::from(nanos % 1000) / 2000.0);
         base.saturating_sub(jitter)
-    }
-}
-
-impl RetryPolicy {
-    /// Whether `err` after try `attempt` earns another try; if so, logs it and sleeps the
-    /// backoff first (blocking: called on the ODBC thread).
-    pub fn retry_after(&self, attempt: u32, source: &str, what: &str, err: &OdbcError) -> bool {
-        if !err.is_transient() || attempt >= self.attempts {
-            return false;
-        }
-        let delay = self.backoff(attempt);
-        tracing::warn!(
-            source,
-            attempt,
-            delay_ms = delay.as_millis() as u64,
-            error = %err,
-            "retrying {what} on a fresh connection"
-        );
-        std::thread::sleep(delay);
-        true
     }
 }
 
@@ -309,22 +290,25 @@ impl OdbcSource {
     }
 
     /// Whether the database answers a trivial statement within `timeout` on a pooled
-    /// connection, how long that took, and the pool's state.
+    /// connection, how long that took, and the pool's state. The ping is a call like any
+    /// other: an open breaker answers for it, and its outcome counts for the breaker.
     pub async fn health(&self, timeout: std::time::Duration) -> SourceHealth {
         let ping = self.dialect.ping_statement();
         let started = std::time::Instant::now();
-        let answered = tokio::time::timeout(
-            timeout,
-            self.with_connection(move |conn| {
+        let spec = CallSpec::new(self, "answering a ping")
+            .statement(ping)
+            .deadline(Some(timeout))
+            .once();
+        let answered = self
+            .call(spec, move |conn| {
                 discovery::first_row_as_text(conn, ping, ())
                     .map_err(|err| conn.failure("answering a ping", err))
-            }),
-        )
-        .await;
+            })
+            .await;
         let (latency, error) = match answered {
-            Ok(Ok(_)) => (Some(started.elapsed()), None),
-            Ok(Err(err)) => (None, Some(err.to_string())),
-            Err(_) => (None, Some(format!("no answer within {timeout:?}"))),
+            Ok(_) => (Some(started.elapsed()), None),
+            Err(OdbcError::Timeout { .. }) => (None, Some(format!("no answer within {timeout:?}"))),
+            Err(err) => (None, Some(err.to_string())),
         };
         SourceHealth {
             source: self.name.clone(),
@@ -356,21 +340,6 @@ impl OdbcSource {
         &self.options
     }
 
-    /// Runs blocking ODBC work on a pooled connection.
-    pub async fn with_connection<R, F>(&self, f: F) -> Result<R, OdbcError>
-    where
-        F: FnOnce(&PooledConnection) -> Result<R, OdbcError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let permit = self.pool.acquire().await?;
-        let pool = Arc::clone(&self.pool);
-        run_blocking(&self.name, move || {
-            let connection = pool.checkout(permit)?;
-            f(&connection)
-        })
-        .await
-    }
-
     /// The database's estimate of the rows a SELECT returns, without running it (PostgreSQL
     /// only, see [`crate::discovery::statement_row_estimate`]). Asked while planning, so it
     /// waits at most a second (less under a shorter query timeout): a slow or silent server
@@ -392,19 +361,24 @@ impl OdbcSource {
             .query_timeout
             .map_or(LONGEST_WAIT, |timeout| timeout.min(LONGEST_WAIT));
         let (dialect, sql) = (self.dialect(), sql.to_string());
-        let estimate = self.with_connection(move |conn| {
+        let spec = CallSpec::new(self, "estimating a statement's rows")
+            .statement(crate::discovery::explain_statement(&sql))
+            .deadline(Some(wait))
+            .once();
+        self.call(spec, move |conn| {
             Ok(crate::discovery::statement_row_estimate(
                 conn, dialect, &sql,
             ))
-        });
-        tokio::time::timeout(wait, estimate).await.ok()?.ok()?
+        })
+        .await
+        .ok()?
     }
 
-    /// Schemas of the source (DESIGN §2), system schemas left out.
+    /// Schemas of the source (docs/architecture.md, "A query's path", step 4), system schemas left out.
     pub async fn schemas(&self) -> Result<Vec<String>, OdbcError> {
         let dialect = self.dialect;
         let mut schemas = self
-            .with_connection(move |conn| {
+            .call(CallSpec::new(self, "listing schemas"), move |conn| {
                 let listed = discovery::list_schemas(conn, dialect);
                 listed.map_err(|err| conn.failure("listing schemas", err))
             })
@@ -425,7 +399,7 @@ impl OdbcSource {
         schema: String,
     ) -> Result<Vec<TableEntry>, OdbcError> {
         let dialect = self.dialect;
-        self.with_connection(move |conn| {
+        self.call(CallSpec::new(self, "listing tables"), move |conn| {
             let listed = discovery::list_tables(conn, dialect, &schema);
             listed.map_err(|err| conn.failure("listing tables", err))
         })
@@ -448,7 +422,7 @@ impl OdbcSource {
         let dialect = self.dialect;
         let wanted = schema.to_string();
         let all = self
-            .with_connection(move |conn| {
+            .call(CallSpec::new(self, "listing schemas"), move |conn| {
                 let listed = discovery::list_schemas(conn, dialect);
                 listed.map_err(|err| conn.failure("listing schemas", err))
             })
@@ -489,8 +463,9 @@ impl OdbcSource {
         let dialect = self.dialect;
         let source_name = self.name.clone();
         let wanted = table.to_string();
+        let reading = CallSpec::new(self, format!("reading the metadata of `{table}`"));
         let (table_name, kind, columns, primary_key, rows) = self
-            .with_connection(move |conn| {
+            .call(reading, move |conn| {
                 let entries = discovery::list_tables(conn, dialect, &schema)
                     .map_err(|err| conn.failure("listing tables", err))?;
                 let entry =
@@ -499,8 +474,8 @@ impl OdbcSource {
                         NameMatch::Found(name) => entries.iter().find(|e| e.name == name).cloned(),
                         NameMatch::Ambiguous(candidates) => {
                             return Err(OdbcError::AmbiguousName {
-                                source_name,
-                                name: wanted,
+                                source_name: source_name.clone(),
+                                name: wanted.clone(),
                                 candidates: candidates.join(", "),
                             });
                         }
@@ -510,9 +485,9 @@ impl OdbcSource {
                     let mut available: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
                     available.truncate(50);
                     return Err(OdbcError::TableNotFound {
-                        source_name,
-                        schema,
-                        table: wanted,
+                        source_name: source_name.clone(),
+                        schema: schema.clone(),
+                        table: wanted.clone(),
                         available: if available.is_empty() {
                             "none".into()
                         } else {
@@ -575,30 +550,23 @@ fn apply_driver_settings(connection_string: &mut ConnectionString, scan: &ScanOp
         let max_text = scan.max_text_size.to_string();
         connection_string.set_default("MaxVarcharSize", &max_text);
         connection_string.set_default("MaxLongVarcharSize", &max_text);
+        // A network that goes dead under a connection (no acknowledgements) ends its reads
+        // within about a minute instead of the kernel's two hours; ibarrow's own deadline has
+        // freed the query long before, this frees the thread.
+        connection_string.set_default("KeepaliveTime", "10");
+        connection_string.set_default("KeepaliveInterval", "5");
+    } else if driver.contains("maria") || driver.contains("mysql") {
+        // The driver's own socket limits, past ibarrow's deadline: a server that stops
+        // answering frees the thread too (Connector/C reads up to three times each).
+        if let Some(timeout) = scan.query_timeout {
+            let seconds = (timeout.as_secs() + 5).to_string();
+            connection_string.set_default("READ_TIMEOUT", &seconds);
+            connection_string.set_default("WRITE_TIMEOUT", &seconds);
+        }
     } else if driver.contains("sqlite") {
         // Without StepAPI the driver materialises the whole result before the first row.
         connection_string.set_default("StepAPI", "1");
     }
-}
-
-/// The driver named by the connection string, or the driver of its DSN.
-fn driver_name(connection_string: &ConnectionString) -> String {
-    if let Some(driver) = connection_string.get("Driver") {
-        return driver.to_string();
-    }
-    let Some(dsn) = connection_string.get("DSN") else {
-        return String::new();
-    };
-    odbc_environment()
-        .ok()
-        .and_then(|env| env.data_sources().ok())
-        .and_then(|sources| {
-            sources
-                .into_iter()
-                .find(|s| s.server_name.eq_ignore_ascii_case(dsn))
-                .map(|s| s.driver)
-        })
-        .unwrap_or_default()
 }
 
 async fn run_blocking<R, F>(source_name: &str, f: F) -> Result<R, OdbcError>

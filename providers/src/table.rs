@@ -148,8 +148,10 @@ impl OdbcTable {
         let table = self.table.render(dialect).map_err(sql_error)?;
         let sql = format!("SELECT MIN({column}), MAX({column}) FROM {table}");
         let key = key.clone();
+        let spec = crate::call::CallSpec::new(&self.source, "reading the partition key range")
+            .statement(sql.clone());
         self.source
-            .with_connection(move |conn| {
+            .call(spec, move |conn| {
                 let row = discovery::first_row_as_text(conn, &sql, ())
                     .map_err(|err| conn.failure("reading the partition key range", err))?;
                 let bounds = row.and_then(|values| {

@@ -198,14 +198,7 @@ impl PyConnection {
         let source = self.source()?;
         let sql = sql.to_string();
         wait_for_future(py, async move {
-            let name = source.name().to_string();
-            let table =
-                tokio::task::spawn_blocking(move || PassthroughTable::describe(source, &sql))
-                    .await
-                    .map_err(|err| ibarrow::OdbcError::Task {
-                        source_name: name,
-                        message: err.to_string(),
-                    })??;
+            let table = PassthroughTable::describe(source, &sql).await?;
             // Straight to the physical scan: a native result may repeat a column name
             // (`SELECT a.id, b.id ...`), which a logical plan refuses.
             let schema = TableProvider::schema(&table);

@@ -25,6 +25,10 @@ use crate::statement::{Item, split, split_script};
 
 const DEFAULT_CONFIG: &str = "ibarrow.toml";
 
+/// How long the process waits at exit for ODBC work still running on its threads (a cancelled
+/// statement being cleaned up) before it ends anyway.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Federated SQL over ODBC databases.
 #[derive(Debug, Parser)]
 #[command(name = "ibarrow", version, about, after_help = AFTER_HELP)]
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Ok(engine) => engine,
         Err(message) => {
             eprintln!("ibarrow: {message}");
+            runtime.shutdown_timeout(EXIT_GRACE);
             return ExitCode::from(2);
         }
     };
@@ -122,6 +127,10 @@ fn main() -> ExitCode {
     } else {
         run_interactive(&mut session, args.demo || !has_sources(&args))
     };
+    // A driver thread that a silent network holds (its query already failed at its deadline)
+    // must not hold the process: dropping the runtime would wait for it.
+    let Session { runtime, .. } = session;
+    runtime.shutdown_timeout(EXIT_GRACE);
     match outcome {
         Outcome::Failed(_) => ExitCode::FAILURE,
         Outcome::Cancelled => ExitCode::from(130),

@@ -670,3 +670,152 @@ mod interactive {
         p.exp_eof().unwrap();
     }
 }
+
+/// Fresh processes opening three sources of three drivers at once: the driver manager loads
+/// the drivers one at a time, so none fails to start (it did, about one start in ten, when the
+/// loads raced), and a connect error never calls a listed driver missing.
+#[test]
+fn fresh_processes_opening_three_drivers_at_once_all_start() {
+    const STARTS: usize = 100;
+    let fed = Federation::new();
+    let sql = format!(
+        "SELECT count(*) AS n FROM pg.public.cli_orders_{}",
+        fed.suffix
+    );
+    let mut failures = Vec::new();
+    for _ in 0..STARTS {
+        let output = fed.run(&["--format", "csv", "-c", &sql]);
+        if !output.status.success() || stdout(&output) != format!("n\n{ORDERS}\n") {
+            failures.push(stderr(&output));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {STARTS} starts failed; first: {}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+/// Forwards TCP connections to `target` on threads of its own; after `freeze_after` bytes
+/// from the server it forwards nothing more in either direction (a server gone silent while
+/// rows stream). Counts the connections that are not PostgreSQL cancel requests.
+struct FreezingProxy {
+    port: u16,
+    logins: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    fn start(target: &'static str, freeze_after: usize) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let logins = Arc::new(AtomicUsize::new(0));
+        let frozen = Arc::new(AtomicBool::new(false));
+        let from_server = Arc::new(AtomicUsize::new(0));
+        let (counted, flag) = (Arc::clone(&logins), Arc::clone(&frozen));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let pipe = |mut from: std::net::TcpStream,
+                            mut to: std::net::TcpStream,
+                            server_side: bool| {
+                    let (flag, counted, sent) = (
+                        Arc::clone(&flag),
+                        Arc::clone(&counted),
+                        Arc::clone(&from_server),
+                    );
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        let mut first = true;
+                        while let Ok(n) = from.read(&mut buffer) {
+                            if n == 0 {
+                                break;
+                            }
+                            // A cancel request: length 16, code 80877102.
+                            let cancel = n >= 8 && buffer[..8] == [0, 0, 0, 16, 4, 210, 22, 46];
+                            if !server_side && first && !cancel {
+                                counted.fetch_add(1, Ordering::SeqCst);
+                            }
+                            first = false;
+                            if flag.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if server_side && sent.fetch_add(n, Ordering::SeqCst) + n > freeze_after
+                            {
+                                flag.store(true, Ordering::SeqCst);
+                                continue;
+                            }
+                            if to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                };
+                let (Ok(client_copy), Ok(server_copy)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                pipe(client, server_copy, false);
+                pipe(server, client_copy, true);
+            }
+        });
+        Self {
+            port,
+            logins,
+            frozen,
+        }
+    }
+}
+
+/// A server that goes silent while rows stream, with `query_timeout_secs = 3`: the statement
+/// fails at its deadline, the process exits a few seconds later (not when the TCP connection
+/// dies), and the abandoned read is never tried again on a fresh connection.
+#[test]
+fn a_server_silent_mid_stream_frees_the_process_soon_after_the_deadline() {
+    use std::sync::atomic::Ordering;
+    let proxy = FreezingProxy::start("127.0.0.1:5432", 4 * 1024 * 1024);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("ibarrow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.pg]\nconnection_string = \"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;\
+             Port={};Database=ibarrow_test;Uid=ibarrow;Pwd=${{IBARROW_CLI_TEST_PW}};\"\n\
+             query_timeout_secs = 3\n",
+            proxy.port
+        ),
+    )
+    .expect("write config");
+    // About 110 MB of rows: far more than the proxy forwards before it goes silent.
+    let sql = "SELECT count(*) FROM query('pg', 'SELECT g, repeat(''x'', 100) AS pad \
+               FROM generate_series(1, 1000000) AS g')";
+    let started = std::time::Instant::now();
+    let output = command()
+        .args(["--config", config.to_str().expect("UTF-8 path"), "-c", sql])
+        .output()
+        .expect("run ibarrow");
+    let elapsed = started.elapsed();
+    let err = stderr(&output);
+    assert!(
+        proxy.frozen.load(Ordering::SeqCst),
+        "never went silent: {err}"
+    );
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("did not finish within 3s"), "{err}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(8),
+        "the process took {elapsed:?} to exit"
+    );
+    assert_eq!(
+        proxy.logins.load(Ordering::SeqCst),
+        1,
+        "the abandoned read was tried again on a new connection: {err}"
+    );
+}

@@ -1,0 +1,308 @@
+//! One path for every call to a database: scans, metadata discovery, key ranges, estimates,
+//! `query()` descriptions, INSERTs and health pings all go through [`OdbcSource::call`].
+//!
+//! In order: the circuit breaker admits the call (an open breaker fails it at once, before any
+//! driver call) → a pool slot is awaited (asynchronously, within the acquire timeout) → a
+//! blocking thread checks out a connection and runs the call (ODBC never runs on a tokio
+//! worker) → the statement the call runs is published so that it can be cancelled → the
+//! deadline: when it passes, the statement is cancelled, the connection is abandoned (closed
+//! when its thread comes back, never pooled again) and its pool slot is freed at once, so the
+//! caller is free even while a silent network holds the thread → a transient failure (a lost
+//! connection) of a call that may be repeated and has produced nothing yet is retried on a
+//! fresh connection after a backoff → the outcome goes to the breaker.
+//!
+//! A caller that stops waiting (a dropped query) gets the same treatment as a deadline after
+//! [`READER_GONE_GRACE`]: time for a scan to notice by itself at its next batch.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use odbc_api::sys::HStmt;
+
+use crate::cancel::{READER_GONE_GRACE, StatementSlot};
+use crate::error::OdbcError;
+use crate::pool::{PermitRelease, PooledConnection};
+use crate::source::OdbcSource;
+
+/// What a call is, for its deadline, its retries and its errors.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    /// What the call does, as an error names it ("listing tables").
+    what: String,
+    /// The statement as sent, quoted by a timeout error; `what` when there is none.
+    statement: Option<String>,
+    deadline: Option<Duration>,
+    /// Whether the call may run again on a fresh connection after a lost connection, as long
+    /// as it has produced nothing ([`CallContext::produced`]).
+    repeatable: bool,
+}
+
+impl CallSpec {
+    /// A repeatable call under the source's query timeout.
+    pub fn new(source: &OdbcSource, what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            statement: None,
+            deadline: source.options().scan.query_timeout,
+            repeatable: true,
+        }
+    }
+
+    /// Quote `statement` in a timeout error.
+    pub fn statement(mut self, statement: impl Into<String>) -> Self {
+        self.statement = Some(statement.into());
+        self
+    }
+
+    /// Another deadline than the source's query timeout (`None`: none).
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Never run again: the call has effects (a write) or cannot tell what it delivered.
+    pub fn once(mut self) -> Self {
+        self.repeatable = false;
+        self
+    }
+}
+
+/// State one run of a call shares between its blocking thread and the task awaiting it.
+#[derive(Debug)]
+pub(crate) struct CallTicket {
+    slot: Arc<StatementSlot>,
+    release: PermitRelease,
+    produced: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl CallTicket {
+    fn new(release: PermitRelease) -> Arc<Self> {
+        Arc::new(Self {
+            slot: Arc::new(StatementSlot::default()),
+            release,
+            produced: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// Gives the call up: cancels its statement (on a thread of its own: a cancel can block on
+    /// the network), marks its connection for closing and frees its pool slot.
+    fn abandon(&self) {
+        self.release.abandon();
+        self.slot.cancel_later(Duration::ZERO);
+    }
+
+    fn was_abandoned(&self) -> bool {
+        self.release.is_abandoned()
+    }
+}
+
+/// Abandons a run whose caller stopped waiting, unless it ends within the grace period.
+struct AbandonOnDrop(Option<Arc<CallTicket>>);
+
+impl AbandonOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        let Some(ticket) = self.0.take() else { return };
+        if ticket.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("ibarrow-abandon".into())
+            .spawn({
+                let ticket = Arc::clone(&ticket);
+                move || {
+                    std::thread::sleep(READER_GONE_GRACE);
+                    if !ticket.finished.load(Ordering::SeqCst) {
+                        tracing::debug!("abandoning a remote call nobody waits for");
+                        ticket.abandon();
+                    }
+                }
+            });
+        if spawned.is_err() {
+            ticket.abandon();
+        }
+    }
+}
+
+/// What a call's closure gets on its blocking thread: the connection (through `Deref`) and the
+/// means to make its statement cancellable.
+pub struct CallContext<'a> {
+    connection: &'a PooledConnection,
+    ticket: &'a CallTicket,
+}
+
+impl CallContext<'_> {
+    /// Makes `handle` the statement a deadline cancels; [`Self::unpublish`] before freeing it.
+    pub fn publish(&self, handle: HStmt) {
+        self.ticket.slot.publish(handle);
+    }
+
+    pub fn unpublish(&self) {
+        self.ticket.slot.clear();
+    }
+
+    /// The call has handed results on: it is never repeated after this.
+    pub fn produced(&self) {
+        self.ticket.produced.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the statement was cancelled (a deadline, a caller gone): stop, and do not trust
+    /// what the driver says next.
+    pub fn was_cancelled(&self) -> bool {
+        self.ticket.slot.was_cancelled() || self.ticket.was_abandoned()
+    }
+
+    pub fn connection(&self) -> &PooledConnection {
+        self.connection
+    }
+}
+
+impl Deref for CallContext<'_> {
+    type Target = PooledConnection;
+
+    fn deref(&self) -> &PooledConnection {
+        self.connection
+    }
+}
+
+impl OdbcSource {
+    /// Runs `f` on a pooled connection on a blocking thread, under the breaker, the deadline
+    /// and the retry policy of the source (see the module notes).
+    pub async fn call<R, F>(&self, spec: CallSpec, f: F) -> Result<R, OdbcError>
+    where
+        F: FnMut(&CallContext<'_>) -> Result<R, OdbcError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let deadline = spec.deadline.map(|d| (tokio::time::Instant::now() + d, d));
+        let timed_out = |after| OdbcError::Timeout {
+            source_name: self.name().to_string(),
+            after,
+            statement: spec.statement.clone().unwrap_or_else(|| spec.what.clone()),
+        };
+        let retry = &self.options().retry;
+        let mut f = f;
+        let mut attempt = 1;
+        loop {
+            // Once per call: a retry of the one probe a half-open breaker lets through is
+            // still that probe.
+            if attempt == 1
+                && let Some(breaker) = self.breaker()
+            {
+                breaker.admit().map_err(|retry_in| OdbcError::CircuitOpen {
+                    source_name: self.name().to_string(),
+                    retry_in,
+                })?;
+            }
+            let permit = match deadline {
+                None => self.pool().acquire().await?,
+                Some((at, after)) => tokio::time::timeout_at(at, self.pool().acquire())
+                    .await
+                    .map_err(|_| timed_out(after))??,
+            };
+            let ticket = CallTicket::new(permit.release_handle());
+            let mut on_drop = AbandonOnDrop(Some(Arc::clone(&ticket)));
+            let pool = Arc::clone(self.pool());
+            let thread_ticket = Arc::clone(&ticket);
+            let run = tokio::task::spawn_blocking(move || {
+                let result = pool.checkout(permit).and_then(|connection| {
+                    if thread_ticket.was_abandoned() {
+                        connection.discard();
+                        return Err(OdbcError::Task {
+                            source_name: pool.source_name().to_string(),
+                            message: "the call was given up before it started".into(),
+                        });
+                    }
+                    let context = CallContext {
+                        connection: &connection,
+                        ticket: &thread_ticket,
+                    };
+                    let ran =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&context)));
+                    thread_ticket.slot.clear();
+                    // A panic or a cancel leaves the connection in a state nobody knows (an
+                    // insert's transaction open): closed, which rolls back.
+                    if ran.is_err() || context.was_cancelled() {
+                        connection.discard();
+                    }
+                    ran.unwrap_or_else(|_| {
+                        Err(OdbcError::Task {
+                            source_name: pool.source_name().to_string(),
+                            message: "the ODBC call panicked; nothing it did is kept".into(),
+                        })
+                    })
+                });
+                thread_ticket.finished.store(true, Ordering::SeqCst);
+                (f, result)
+            });
+            let joined = match deadline {
+                None => run.await,
+                Some((at, after)) => match tokio::time::timeout_at(at, run).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        on_drop.disarm();
+                        ticket.abandon();
+                        if let Some(breaker) = self.breaker() {
+                            breaker.record(false);
+                        }
+                        return Err(timed_out(after));
+                    }
+                },
+            };
+            on_drop.disarm();
+            let (returned, result) = joined.map_err(|err| OdbcError::Task {
+                source_name: self.name().to_string(),
+                message: if err.is_panic() {
+                    format!("{} panicked; the result is incomplete", spec.what)
+                } else {
+                    err.to_string()
+                },
+            })?;
+            f = returned;
+            let err = match result {
+                Ok(value) => {
+                    if let Some(breaker) = self.breaker() {
+                        breaker.record(true);
+                    }
+                    return Ok(value);
+                }
+                Err(err) => err,
+            };
+            let again = spec.repeatable
+                && err.is_transient()
+                && !ticket.produced.load(Ordering::SeqCst)
+                && !ticket.slot.was_cancelled()
+                && attempt < retry.attempts;
+            if !again {
+                if let Some(breaker) = self.breaker() {
+                    breaker.record(!err.is_source_failure());
+                }
+                return Err(err);
+            }
+            let delay = retry.backoff(attempt);
+            tracing::warn!(
+                source = self.name(),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "retrying {} on a fresh connection",
+                spec.what
+            );
+            match deadline {
+                Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
+                    return Err(timed_out(after));
+                }
+                _ => tokio::time::sleep(delay).await,
+            }
+            attempt += 1;
+        }
+    }
+}
