@@ -1,4 +1,4 @@
-//! Each source as a DataFusion catalog: `<source>.<schema>.<table>` (DESIGN §2).
+//! Each source as a DataFusion catalog: `<source>.<schema>.<table>` (docs/architecture.md).
 //!
 //! DataFusion asks for schema and table *names* synchronously, so those come from a snapshot
 //! listed when the source is registered (and on refresh). Tables themselves are built on first

@@ -1,4 +1,5 @@
-//! The configuration file (DESIGN §3): `[engine]` settings and `[sources.<name>]`.
+//! The configuration file (README.md, section "Configuration file"): `[engine]` settings
+//! and `[sources.<name>]`.
 //!
 //! Unknown keys are errors (a typo must not be ignored silently), and `${NAME}` in a
 //! connection setting is replaced from the environment; a missing variable is an error that
