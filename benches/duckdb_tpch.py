@@ -1,4 +1,4 @@
-"""The queries of tests/slt/tpch.slt on DuckDB with its postgres, mysql and sqlite scanners
+"""The 22 queries of tests/slt/tpch/q01.slt … q22.slt on DuckDB with its postgres, mysql and sqlite scanners
 ATTACHed to the same three databases and tables that `cargo bench --bench tpch` loads, for a
 side-by-side comparison with ibarrow.
 
@@ -39,20 +39,18 @@ def remote_name(table: str) -> str:
     return f"tpch_sf{('%g' % SCALE).replace('.', '_')}_{table}"
 
 
-def queries(text: str):
-    """(line, sql) of each `query` block: the lines up to a blank line or `----`."""
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("query"):
-            query_line = i + 1
-            body = []
-            i += 1
-            while i < len(lines) and lines[i].strip() and lines[i] != "----":
-                body.append(lines[i])
-                i += 1
-            yield query_line, "\n".join(body)
-        i += 1
+def queries():
+    """(name, sql) of each TPC-H query file: the lines after `query` up to `----`."""
+    for number in range(1, 23):
+        name = f"q{number:02}"
+        lines = (ROOT / f"tests/slt/tpch/{name}.slt").read_text().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("query")) + 1
+        body = []
+        for line in lines[start:]:
+            if not line.strip() or line.strip() == "----":
+                break
+            body.append(line)
+        yield name, "\n".join(body)
 
 
 def load_extensions(con):
@@ -90,15 +88,14 @@ def main():
             )
 
     print(f"DuckDB {duckdb.__version__}, TPC-H SF {SCALE}, {os.cpu_count()} cores")
-    text = (ROOT / "tests/slt/tpch.slt").read_text()
     total = 0.0
-    for line, sql in queries(text):
+    for name, sql in queries():
         started = time.perf_counter()
         rows = con.execute(sql).fetchall()
         seconds = time.perf_counter() - started
         total += seconds
         title = re.sub(r"\s+", " ", sql)[:60]
-        print(f"tpch.slt:{line:<4} {seconds:>7.3} s {len(rows):>6} rows  {title}")
+        print(f"{name} {seconds:>7.3} s {len(rows):>6} rows  {title}")
     print(f"total {total:.2f} s")
 
 

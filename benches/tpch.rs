@@ -1,11 +1,11 @@
 //! TPC-H over three databases: lineitem and orders in PostgreSQL; customer, supplier and
-//! nation in MariaDB; part, partsupp and region in SQLite. Prints each query's time (the
-//! queries of tests/slt/tpch.slt) and the rows/s of a full `lineitem` read with 1, 2 and 4
+//! nation in MariaDB; part, partsupp and region in SQLite. Prints each query's time (the 22
+//! queries of tests/slt/tpch/q01.slt … q22.slt) and the rows/s of a full `lineitem` read with 1, 2 and 4
 //! range partitions, with PostgreSQL's rows packed and (1 and 2 partitions) column by column.
 //!
 //! `cargo bench --bench tpch` (scale factor from IBARROW_BENCH_SF, default 0.1; the data is
 //! generated with the tpchgen crate and loaded once per scale). To look into some queries:
-//! IBARROW_BENCH_ONLY=<tpch.slt lines, comma-separated> skips the lineitem reads and the other
+//! IBARROW_BENCH_ONLY=<query files, comma-separated: q05,q18> skips the lineitem reads and the other
 //! queries, IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run, and
 //! IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
 
@@ -18,7 +18,10 @@ use ibarrow::{Engine, SourceConfig};
 #[path = "../tests/support/tpch.rs"]
 mod tpch;
 
-use tpch::{MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, register_plain_names};
+use tpch::{
+    MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, register_plain_names,
+    split_placement,
+};
 
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -49,7 +52,7 @@ async fn engine(
         .build()
         .await
         .expect("connect the three databases (run scripts/test-services first)");
-    register_plain_names(&engine, scale).await;
+    register_plain_names(&engine, scale, split_placement()).await;
     engine
 }
 
@@ -80,14 +83,10 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let only: Option<Vec<usize>> = std::env::var("IBARROW_BENCH_ONLY").ok().map(|lines| {
-        lines
+    let only: Option<Vec<String>> = std::env::var("IBARROW_BENCH_ONLY").ok().map(|names| {
+        names
             .split(',')
-            .map(|line| {
-                line.trim()
-                    .parse()
-                    .expect("IBARROW_BENCH_ONLY: tpch.slt line numbers")
-            })
+            .map(|name| name.trim().to_string())
             .collect()
     });
     let explain = std::env::var("IBARROW_BENCH_EXPLAIN").is_ok_and(|v| v == "1");
@@ -133,16 +132,18 @@ async fn main() {
             .await
             .unwrap_or_else(|e| panic!("IBARROW_BENCH_SET `{setting}`: {e}"));
     }
-    let slt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/tpch.slt");
-    let text = std::fs::read_to_string(slt).unwrap();
     let mut total = 0.0;
-    for query in parse_slt(&text) {
-        if only
-            .as_ref()
-            .is_some_and(|only| !only.contains(&query.line))
-        {
+    for number in 1..=22 {
+        let name = format!("q{number:02}");
+        if only.as_ref().is_some_and(|only| !only.contains(&name)) {
             continue;
         }
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/slt/tpch/{name}.slt"));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let [query] = &parse_slt(&text)[..] else {
+            panic!("{}: expected one query", file.display());
+        };
         let started = Instant::now();
         let batches = engine
             .sql(&query.sql)
@@ -154,11 +155,12 @@ async fn main() {
         let seconds = started.elapsed().as_secs_f64();
         total += seconds;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let title = query.sql.lines().next().unwrap_or_default();
-        println!(
-            "tpch.slt:{:<4} {seconds:>7.3} s {rows:>6} rows  {:.60}",
-            query.line, title
-        );
+        let title = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ");
+        println!("{name} {seconds:>7.3} s {rows:>6} rows  {title:.60}");
         if explain {
             let plan = engine
                 .sql(&format!("EXPLAIN ANALYZE {}", query.sql))

@@ -102,10 +102,7 @@ pub(crate) async fn describe_query_calls(
     Ok(held)
 }
 
-fn collect_query_calls(
-    statement: &datafusion::sql::parser::Statement,
-    calls: &mut Vec<QueryCall>,
-) {
+fn collect_query_calls(statement: &datafusion::sql::parser::Statement, calls: &mut Vec<QueryCall>) {
     use datafusion::sql::parser::Statement;
     match statement {
         Statement::Statement(statement) => {
