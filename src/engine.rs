@@ -9,13 +9,12 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ibarrow_providers::{AwaitJoinFilters, OdbcSource, SourceOptions};
+use ibarrow_providers::{OdbcSource, SourceOptions};
 
 use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{Described, QueryFunction, SourceMap, describe_query_calls};
-use crate::pushdown::SubPlanPushdown;
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -102,32 +101,16 @@ impl Engine {
 
     pub async fn from_config(config: Config) -> Result<Self> {
         let mut session = SessionConfig::new().with_information_schema(true);
-        // A join whose build side has up to this many keys hands the key list (not only the
-        // key range) to the scans of its other side, which send it to their database: remote
-        // scans gain far more from it than file scans, for which DataFusion's default is set.
-        // One build side may use the largest statement budget (a join split over partitions
-        // sends one list per partition; each database's own budget, smaller for SQLite, turns
-        // longer lists into ranges).
-        // DataFusion also skips the list when the build side's key columns (every row, per
-        // partition) exceed a size (128 KiB by default: 16 384 rows of one 64-bit key); 8 MiB
-        // lets the largest list through for 64-bit or short text keys. The build side's hash
-        // table is already larger than these columns.
-        let optimizer = &mut session.options_mut().optimizer;
-        optimizer.hash_join_inlist_pushdown_max_distinct_values =
-            ibarrow_sql::MAX_RUNTIME_FILTER_VALUES;
-        optimizer.hash_join_inlist_pushdown_max_size = 8 * 1024 * 1024;
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }
-        // Remote scans below hash joins wait for the joins' run-time filters before sending
-        // their statements.
-        let state = SessionStateBuilder::new()
-            .with_config(session)
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(AwaitJoinFilters))
-            .build();
+        let state = ibarrow_providers::install(
+            SessionStateBuilder::new()
+                .with_config(session)
+                .with_default_features(),
+        )
+        .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.add_optimizer_rule(Arc::new(SubPlanPushdown));
         let sources = SourceMap::default();
         let rate_limits = crate::rate_limit::RateLimits::new(
             &config.engine.rate_limits.clone().unwrap_or_default(),

@@ -14,7 +14,6 @@ pub mod governance;
 pub mod logging;
 pub mod monitor;
 mod passthrough;
-mod pushdown;
 pub mod rate_limit;
 
 pub use datafusion;

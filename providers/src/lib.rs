@@ -4,8 +4,8 @@
 //!   every call to it goes through [`OdbcSource::call`] ([`call`]).
 //! - [`OdbcTable`]: a remote table as a `TableProvider` with pushdown.
 //! - [`OdbcExec`]: the `ExecutionPlan` streaming one remote statement.
-//! - [`AwaitJoinFilters`]: the physical optimizer rule letting scans wait for hash joins'
-//!   run-time filters.
+//! - [`install`]: sets a DataFusion session up for these tables (same-source joins and
+//!   aggregates pushed as one statement, scans waiting for hash joins' run-time filters).
 //! - [`type_map`]: ODBC → Arrow types as pure functions.
 
 pub mod breaker;
@@ -22,6 +22,8 @@ mod packed_rows;
 mod partitioning;
 mod passthrough;
 pub mod pool;
+mod pushdown;
+mod session;
 mod source;
 mod table;
 pub mod tls;
@@ -38,5 +40,7 @@ pub use join_filter_wait::AwaitJoinFilters;
 pub use partitioning::RangePartitioning;
 pub use passthrough::PassthroughTable;
 pub use pool::PoolOptions;
+pub use pushdown::SubPlanPushdown;
+pub use session::install;
 pub use source::{OdbcSource, RetryPolicy, ScanOptions, SourceHealth, SourceOptions};
 pub use table::OdbcTable;

@@ -202,3 +202,69 @@ async fn projection_and_limit_reach_the_database(db: Profile) {
         statements[0]
     );
 }
+
+/// A provider used on its own, outside the engine, pushes a same-source join (and the
+/// aggregate above it) as one statement once its session has [`ibarrow_providers::install`];
+/// a plain session runs the join in DataFusion. Both give the answer worked out by hand.
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_provider_pushes_a_join_in_an_installed_session(db: Profile) {
+    use datafusion::execution::session_state::SessionStateBuilder;
+
+    let test_db = db.open();
+    let (orders, customers) = (unique_name("orders"), unique_name("customers"));
+    let _orders = test_db.create_table(&orders, "id BIGINT, customer BIGINT");
+    let _customers = test_db.create_table(&customers, "id BIGINT, region BIGINT");
+    // Orders 1..=12 of customer id % 4; customers 0, 1, 2 in region id % 2 (no customer 3).
+    let order_rows: Vec<String> = (1..=12).map(|id| format!("({id}, {})", id % 4)).collect();
+    let customer_rows: Vec<String> = (0..3).map(|id| format!("({id}, {})", id % 2)).collect();
+    test_db.execute(&[
+        &format!(
+            "INSERT INTO {} VALUES {}",
+            db.quote(&orders),
+            order_rows.join(", ")
+        ),
+        &format!(
+            "INSERT INTO {} VALUES {}",
+            db.quote(&customers),
+            customer_rows.join(", ")
+        ),
+    ]);
+    let source = test_db.source().await;
+    let installed = SessionContext::new_with_state(
+        ibarrow_providers::install(SessionStateBuilder::new().with_default_features()).build(),
+    );
+    let plain = SessionContext::new();
+    for ctx in [&installed, &plain] {
+        for (name, table) in [("o", &orders), ("c", &customers)] {
+            let provider = source.table(db.schema(), table).await.unwrap();
+            ctx.register_table(name, provider).unwrap();
+        }
+    }
+    let sql = "SELECT c.region, count(*) AS orders FROM o JOIN c ON o.customer = c.id \
+               GROUP BY c.region ORDER BY c.region";
+    // Region 0: customers 0 and 2, orders 2, 4, 6, 8, 10, 12; region 1: customer 1, orders
+    // 1, 5, 9; orders 3, 7, 11 have no customer.
+    let expected = "+--------+--------+\n\
+                    | region | orders |\n\
+                    +--------+--------+\n\
+                    | 0      | 6      |\n\
+                    | 1      | 3      |\n\
+                    +--------+--------+";
+
+    let (batches, statements) = run(&installed, sql).await;
+    assert_eq!(table_text(&batches), expected, "{db:?}");
+    assert!(
+        statements.len() == 1 && statements[0].contains(" JOIN "),
+        "{db:?}: the join should be one remote statement: {statements:?}"
+    );
+
+    let (batches, statements) = run(&plain, sql).await;
+    assert_eq!(table_text(&batches), expected, "{db:?}");
+    assert!(
+        statements.len() == 2 && statements.iter().all(|s| !s.contains(" JOIN ")),
+        "{db:?}: without install each table is scanned: {statements:?}"
+    );
+}

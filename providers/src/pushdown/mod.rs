@@ -12,14 +12,14 @@ mod join;
 
 use std::sync::Arc;
 
+use crate::type_map::ColumnFetch;
+use crate::{OdbcSource, PassthroughTable};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
-use ibarrow_providers::type_map::ColumnFetch;
-use ibarrow_providers::{OdbcSource, PassthroughTable};
 
 /// The optimizer rule: bottom-up, so that joins of one source fold into one statement before
 /// the node above them is looked at.

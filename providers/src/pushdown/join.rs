@@ -13,12 +13,12 @@
 
 use std::sync::Arc;
 
+use crate::type_map::ColumnFetch;
+use crate::{OdbcSource, OdbcTable, PassthroughTable};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{NullEquality, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection, TableScan};
-use ibarrow_providers::type_map::ColumnFetch;
-use ibarrow_providers::{OdbcSource, OdbcTable, PassthroughTable};
 use ibarrow_sql::{Dialect, JoinKind, RemoteJoin, Side};
 
 use super::{PUSHED_PREFIX, remote_scan};

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use crate::OdbcTable;
+use crate::type_map::{ColumnFetch, fetch_type};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -18,8 +20,6 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::scalar::ScalarValue;
-use ibarrow_providers::OdbcTable;
-use ibarrow_providers::type_map::{ColumnFetch, fetch_type};
 use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate, render_exact_decimal};
 
 use super::average::DecimalAverage;
