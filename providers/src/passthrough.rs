@@ -15,8 +15,8 @@ use odbc_api::handles::Nullability;
 
 use crate::call::CallSpec;
 use crate::error::OdbcError;
-use crate::exec::OdbcExec;
 use crate::pool::PooledConnection;
+use crate::scan::OdbcExec;
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, ColumnInfo, filter_schema, map_column};
 

@@ -86,7 +86,7 @@ impl std::fmt::Debug for ConnectionPool {
 }
 
 /// A permit to hold one connection; obtained asynchronously, redeemed on a blocking thread.
-/// A call given up on ([`crate::call`]) frees it early through its [`PermitRelease`].
+/// A call given up on (`providers/src/call.rs`) frees it early through its [`PermitRelease`].
 pub struct PoolPermit {
     shared: Arc<PermitShared>,
 }

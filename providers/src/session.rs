@@ -5,8 +5,8 @@ use std::sync::Arc;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
-use crate::join_filter_wait::AwaitJoinFilters;
 use crate::pushdown::SubPlanPushdown;
+use crate::scan::AwaitJoinFilters;
 
 /// A join build side of up to this many bytes of key columns may hand its key list to the
 /// scans of the other side (see [`install`]).

@@ -14,17 +14,18 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
+use ibarrow_sql::{Dialect, RemoteSelect, RemoteTable, SelectColumn, render_filter};
 
 use tokio::sync::OnceCell;
 
-use crate::discovery::{self, TableKind};
+use crate::call::CallSpec;
+use crate::discovery::{self, NameMatch, TableKind};
 use crate::error::OdbcError;
-use crate::exec::OdbcExec;
 use crate::insert::OdbcSink;
 use crate::partitioning::{PartitionKey, RangePartitioning};
+use crate::scan::OdbcExec;
 use crate::source::OdbcSource;
-use crate::type_map::{ColumnFetch, MappedColumn};
+use crate::type_map::{ColumnFetch, MappedColumn, map_column};
 
 #[derive(Debug)]
 pub struct OdbcTable {
@@ -344,5 +345,99 @@ impl TableProvider for OdbcTable {
             Arc::clone(&self.schema),
         );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// The tables of a source.
+impl OdbcSource {
+    /// A DataFusion table for `schema.table`; names are resolved case-insensitively when that
+    /// is unambiguous. Reads the columns and primary key once, through the catalog functions.
+    pub async fn table(
+        self: &Arc<Self>,
+        schema: &str,
+        table: &str,
+    ) -> Result<Arc<OdbcTable>, OdbcError> {
+        self.table_with_partition_column(schema, table, None).await
+    }
+
+    /// [`Self::table`], splitting scans on `partition_column` instead of the primary key.
+    pub async fn table_with_partition_column(
+        self: &Arc<Self>,
+        schema: &str,
+        table: &str,
+        partition_column: Option<&str>,
+    ) -> Result<Arc<OdbcTable>, OdbcError> {
+        let schema = self.resolve_schema(schema).await?;
+        let dialect = self.dialect();
+        let source_name = self.name().to_string();
+        let wanted = table.to_string();
+        let reading = CallSpec::new(self, format!("reading the metadata of `{table}`"));
+        let (table_name, kind, columns, primary_key, rows) = self
+            .call(reading, move |conn| {
+                let entries = discovery::list_tables(conn, dialect, &schema)
+                    .map_err(|err| conn.failure("listing tables", err))?;
+                let entry =
+                    match discovery::resolve_name(entries.iter().map(|e| e.name.as_str()), &wanted)
+                    {
+                        NameMatch::Found(name) => entries.iter().find(|e| e.name == name).cloned(),
+                        NameMatch::Ambiguous(candidates) => {
+                            return Err(OdbcError::AmbiguousName {
+                                source_name: source_name.clone(),
+                                name: wanted.clone(),
+                                candidates: candidates.join(", "),
+                            });
+                        }
+                        NameMatch::NotFound => None,
+                    };
+                let Some(entry) = entry else {
+                    let mut available: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+                    available.truncate(50);
+                    return Err(OdbcError::TableNotFound {
+                        source_name: source_name.clone(),
+                        schema: schema.clone(),
+                        table: wanted.clone(),
+                        available: if available.is_empty() {
+                            "none".into()
+                        } else {
+                            available.join(", ")
+                        },
+                    });
+                };
+                let mut columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
+                    .map_err(|err| conn.failure("reading columns", err))?;
+                if dialect == Dialect::PostgreSql {
+                    let unconstrained =
+                        discovery::postgres_unconstrained_numerics(conn, &schema, &entry.name)
+                            .map_err(|err| conn.failure("reading numeric precisions", err))?;
+                    for column in columns
+                        .iter_mut()
+                        .filter(|c| unconstrained.contains(&c.name))
+                    {
+                        column.column_size = None;
+                    }
+                }
+                // Views and some drivers have no primary keys; that is not an error.
+                let primary_key =
+                    discovery::primary_key(conn, dialect, &schema, &entry.name).unwrap_or_default();
+                let rows = discovery::row_estimate(conn, dialect, &schema, &entry.name);
+                let remote = discovery::remote_table(dialect, &schema, &entry.name);
+                Ok((remote, entry.kind, columns, primary_key, rows))
+            })
+            .await?;
+        let mapped = columns.iter().map(|c| map_column(c, dialect)).collect();
+        let mut partitioning = self.options().partitioning.clone();
+        if let Some(column) = partition_column {
+            partitioning.column = Some(column.to_string());
+        }
+        let table = OdbcTable::new(
+            Arc::clone(self),
+            table_name,
+            kind,
+            mapped,
+            primary_key,
+            rows,
+        )
+        .with_range_partitioning(&partitioning)?;
+        Ok(Arc::new(table))
     }
 }

@@ -1,11 +1,12 @@
-//! Reading packed rows ([`ibarrow_sql::packed_row_statement`]): each row arrives as one text
-//! value, PostgreSQL's record text `(v1,v2,…)`, which is split and parsed here straight into
-//! Arrow arrays.
+//! Reading packed rows (the statement comes from [`ibarrow_sql::packed_row_statement`]): each
+//! row arrives as one text value, PostgreSQL's record text `(v1,v2,…)`, fetched into one text
+//! buffer ([`PackedBatches`]) and split and parsed here straight into Arrow arrays
+//! ([`PackedLayout`]).
 //!
 //! The record text writes NULL as nothing, and quotes a value (doubling `"` and `\`) when it
-//! is empty or holds a quote, backslash, parenthesis, comma or white space; numbers,
-//! booleans and the integers sent for dates and timestamps never need quotes. Anything else than that grammar is an error,
-//! never a guess.
+//! is empty or holds a quote, backslash, parenthesis, comma or white space; numbers, booleans
+//! and the integers sent for dates and timestamps never need quotes. Anything else than that
+//! grammar is an error, never a guess.
 
 use std::sync::Arc;
 
@@ -19,7 +20,13 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use ibarrow_sql::{PackedColumn, PackedValue};
+use odbc_api::buffers::TextRowSet;
+use odbc_api::handles::{AsStatementRef, Statement};
+use odbc_api::{BlockCursor, Cursor, CursorImpl};
 
+use crate::error::OdbcError;
+use crate::pool::ConnectionPool;
+use crate::source::ScanOptions;
 use crate::type_map::ColumnFetch;
 
 /// Rows longer than this (in the worst case) are fetched column by column instead: their
@@ -463,6 +470,94 @@ fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> Result<i128, String> 
         return Err(not_decimal());
     }
     Ok(if negative { -value } else { value })
+}
+
+/// A cursor's packed rows, fetched into one text buffer and parsed batch by batch.
+pub(super) struct PackedBatches<'a, S: AsStatementRef + Statement> {
+    rows: BlockCursor<CursorImpl<S>, TextRowSet>,
+    layout: &'a PackedLayout,
+    fetch_schema: &'a SchemaRef,
+    pool: &'a ConnectionPool,
+    sql: &'a str,
+}
+
+impl<'a, S: AsStatementRef + Statement> PackedBatches<'a, S> {
+    pub(super) fn new(
+        cursor: CursorImpl<S>,
+        layout: &'a PackedLayout,
+        fetch_schema: &'a SchemaRef,
+        pool: &'a ConnectionPool,
+        sql: &'a str,
+        options: &ScanOptions,
+    ) -> Result<Self, OdbcError> {
+        let row_bytes = layout.row_bytes();
+        let rows_per_batch =
+            (options.max_bytes_per_batch / (row_bytes + 1)).clamp(1, options.batch_rows.max(1));
+        let binding_failed = |err: odbc_api::Error| OdbcError::Odbc {
+            source_name: pool.source_name().to_string(),
+            context: format!("binding buffers for `{sql}`"),
+            message: err.to_string(),
+        };
+        let buffer =
+            TextRowSet::from_max_str_lens(rows_per_batch, [row_bytes]).map_err(binding_failed)?;
+        let rows = cursor.bind_buffer(buffer).map_err(binding_failed)?;
+        Ok(Self {
+            rows,
+            layout,
+            fetch_schema,
+            pool,
+            sql,
+        })
+    }
+
+    pub(super) fn next_batch(&mut self) -> Option<Result<RecordBatch, OdbcError>> {
+        let (pool, sql, layout) = (self.pool, self.sql, self.layout);
+        match self.rows.fetch_with_truncation_check(true) {
+            Ok(None) => None,
+            Ok(Some(batch)) => {
+                let texts = (0..batch.num_rows()).map(|row| batch.at(0, row));
+                Some(
+                    layout
+                        .parse(self.fetch_schema, batch.num_rows(), texts)
+                        .map_err(|problem| packed_error(pool, sql, &problem)),
+                )
+            }
+            Err(odbc_api::Error::TooLargeValueForBuffer { .. }) => Some(Err(packed_error(
+                pool,
+                sql,
+                &format!(
+                    "a row was longer than the {} bytes its types allow",
+                    layout.row_bytes()
+                ),
+            ))),
+            Err(err) => Some(Err(OdbcError::Odbc {
+                source_name: pool.source_name().to_string(),
+                context: format!("fetching rows of `{sql}`"),
+                message: pool.connection_string().scrub(&err.to_string()),
+            })),
+        }
+    }
+
+    /// Closes the cursor; after a cancel or a failure (`troubled`) the statement is released
+    /// without closing a cursor the driver may have lost (as in `columnar.rs`).
+    pub(super) fn close(self, troubled: bool) {
+        if !troubled {
+            drop(self.rows);
+        } else if let Ok((cursor, _)) = self.rows.unbind() {
+            drop(cursor.into_stmt());
+        }
+    }
+}
+
+fn packed_error(pool: &ConnectionPool, sql: &str, problem: &str) -> OdbcError {
+    OdbcError::Odbc {
+        source_name: pool.source_name().to_string(),
+        context: format!("reading the packed rows of `{sql}`"),
+        message: format!(
+            "{problem}; set `packed_rows = false` for this source to read column by column, \
+             and report the statement"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 
-use crate::exec::OdbcExec;
+use super::plan::OdbcExec;
 
 /// The physical optimizer rule marking which of each [`OdbcExec`]'s run-time filters come from
 /// hash joins. Runs after DataFusion's own rules, once dynamic filters are in place.

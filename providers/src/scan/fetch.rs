@@ -1,0 +1,273 @@
+//! The fetch thread's side of a scan: runs the statement on the call's connection and sends
+//! its batches on, read column by column (`columnar.rs`) or packed (`packed.rs`).
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::metrics::{Count, Time};
+use ibarrow_sql::{Dialect, packed_row_statement};
+use odbc_api::handles::{AsStatementRef, Statement};
+
+use super::columnar::{ColumnarBatches, check_silent_truncation, fetch_schema, output_batch};
+use super::dynamic_filters::{SentConditions, record_sent};
+use super::packed::{PackedBatches, PackedLayout};
+use super::stream::BatchSender;
+use crate::call::CallContext;
+use crate::error::OdbcError;
+use crate::pool::ConnectionPool;
+use crate::source::ScanOptions;
+use crate::type_map::ColumnFetch;
+
+/// Up to this many estimated rows, a result may be read whole ([`crate::OdbcExec::read_whole_when_small`]).
+pub const SMALL_RESULT_ROWS: u64 = 100_000;
+
+/// What the fetch thread needs, detached from the plan.
+pub(super) struct RemoteScan {
+    /// Whether a batch went to the query already (then a retry could double rows).
+    pub delivered: std::cell::Cell<bool>,
+    /// With a run-time filter: the statement without it, and where to record that it was
+    /// dropped. A key the column's type cannot hold (text that is no valid UUID or enum
+    /// label) makes the database refuse the statement, though such a key matches nothing.
+    pub unfiltered: Option<(String, SentConditions, usize)>,
+    /// See [`crate::OdbcExec::read_whole_when_small`].
+    pub read_whole_when_small: bool,
+    /// The database's estimate of this statement's rows made while planning (one-statement
+    /// scans only), so deciding `read_whole` needs no second EXPLAIN unless a run-time filter
+    /// changed the statement.
+    pub planned_rows: Option<usize>,
+    /// Statements read whole after the estimate (EXPLAIN ANALYZE's `read_whole`).
+    pub read_whole: Count,
+
+    /// Time spent executing and fetching in the driver (and converting to Arrow).
+    pub remote_time: Time,
+    pub dialect: Dialect,
+    pub sql: String,
+    pub schema: SchemaRef,
+    pub fetch: Vec<ColumnFetch>,
+    /// Rows come packed into one text value each; `None`: column by column.
+    pub packed: Option<PackedLayout>,
+    pub options: ScanOptions,
+}
+
+impl RemoteScan {
+    /// The statement as sent: `sql`, rows packed where they are.
+    pub(super) fn statement_to_send(&self) -> Result<String, OdbcError> {
+        match &self.packed {
+            Some(layout) => {
+                packed_row_statement(self.dialect, &self.sql, &layout.columns(&self.schema))
+                    .map_err(|source| OdbcError::Sql {
+                        source_name: String::new(),
+                        source,
+                    })
+            }
+            None => Ok(self.sql.clone()),
+        }
+    }
+
+    /// One run of the scan's call. A statement refused with a run-time filter runs once more
+    /// without it, on the same connection; the call retries lost connections.
+    pub(super) fn run(
+        &mut self,
+        call: &CallContext<'_>,
+        sender: &BatchSender,
+    ) -> Result<(), OdbcError> {
+        loop {
+            let err = match self.fetch(call, sender) {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            if self.delivered.get() || call.was_cancelled() || call.is_discarded() {
+                return Err(err);
+            }
+            let Some((plain, sent, partition)) = self.unfiltered.take() else {
+                return Err(err);
+            };
+            tracing::warn!(
+                source = call.source_name(),
+                error = %err,
+                "the database refused a join's run-time filter; reading without it"
+            );
+            self.sql = plain;
+            record_sent(&sent, partition, None);
+        }
+    }
+
+    fn fetch(&self, call: &CallContext<'_>, sender: &BatchSender) -> Result<(), OdbcError> {
+        let connection = call.connection();
+        let mut statement = connection
+            .preallocate()
+            .map_err(|err| connection.failure("allocating a statement", err))?;
+        if let Some(timeout) = self.options.query_timeout {
+            // Honoured by psqlODBC: a second later than ibarrow's own deadline (which covers the
+            // other drivers and silent servers), so the server still stops if a cancel is lost.
+            let _ = statement.set_query_timeout_sec(timeout.as_secs() as usize + 1);
+        }
+        call.publish(statement.as_stmt_ref().as_sys());
+        let result = self.fetch_on(call, &mut statement, sender);
+        call.unpublish();
+        drop(statement);
+        result
+    }
+
+    fn fetch_on(
+        &self,
+        call: &CallContext<'_>,
+        statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
+        sender: &BatchSender,
+    ) -> Result<(), OdbcError> {
+        let pool = call.pool();
+        let connection = call.connection();
+        let started = std::time::Instant::now();
+        let executing = self.remote_time.timer();
+        let mut sql = self.statement_to_send().map_err(|err| match err {
+            OdbcError::Sql { source, .. } => OdbcError::Sql {
+                source_name: pool.source_name().to_string(),
+                source,
+            },
+            other => other,
+        })?;
+        if self.read_whole_when_small && self.estimated_small(statement) {
+            self.read_whole.add(1);
+            // psqlODBC declares a cursor only for statements that start with SELECT or WITH.
+            sql = format!("/* ibarrow: small result */ {sql}");
+        }
+        if call.was_cancelled() {
+            return Err(OdbcError::Odbc {
+                source_name: pool.source_name().to_string(),
+                context: format!("running `{sql}`"),
+                message: "cancelled before it started".into(),
+            });
+        }
+        let executed = statement.execute(&sql, ());
+        executing.done();
+        let cursor = match executed {
+            Ok(Some(cursor)) => cursor,
+            Ok(None) => {
+                return Err(OdbcError::Odbc {
+                    source_name: pool.source_name().to_string(),
+                    context: format!("running `{sql}`"),
+                    message: "the statement returned no result set".into(),
+                });
+            }
+            Err(err) => {
+                let context = format!("running `{sql}`");
+                return Err(connection.failure(&context, err));
+            }
+        };
+        let fetch_schema = fetch_schema(&self.schema, &self.fetch);
+        let troubled = |result: &Result<usize, OdbcError>| call.was_cancelled() || result.is_err();
+        let result = match &self.packed {
+            Some(layout) => {
+                let mut batches = PackedBatches::new(
+                    cursor,
+                    layout,
+                    &fetch_schema,
+                    pool,
+                    &self.sql,
+                    &self.options,
+                )?;
+                let result = self.read_rows(call, sender, || batches.next_batch());
+                // No cancel can start once the statement is unpublished, so `was_cancelled`
+                // is final.
+                call.unpublish();
+                batches.close(troubled(&result));
+                result
+            }
+            None => {
+                let mut batches = ColumnarBatches::new(
+                    cursor,
+                    &fetch_schema,
+                    pool,
+                    &self.sql,
+                    self.dialect,
+                    &self.options,
+                )?;
+                let result = self.read_rows(call, sender, || batches.next_batch());
+                call.unpublish();
+                batches.close(troubled(&result));
+                result
+            }
+        };
+        self.finished(pool, result, started)
+    }
+
+    fn finished(
+        &self,
+        pool: &ConnectionPool,
+        result: Result<usize, OdbcError>,
+        started: std::time::Instant,
+    ) -> Result<(), OdbcError> {
+        if let Ok(rows) = result {
+            tracing::debug!(
+                source = pool.source_name(),
+                rows,
+                packed = self.packed.is_some(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "scan finished"
+            );
+        }
+        result.map(|_| ())
+    }
+
+    /// Whether PostgreSQL expects the statement to return at most [`SMALL_RESULT_ROWS`] rows:
+    /// the planning estimate when the statement is still the planned one, else asked on the
+    /// scan's statement handle, so the deadline's cancel covers it. Any failure just means no.
+    fn estimated_small(
+        &self,
+        statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
+    ) -> bool {
+        use odbc_api::Cursor;
+        if let (Some(rows), None) = (self.planned_rows, &self.unfiltered) {
+            return rows as u64 <= SMALL_RESULT_ROWS;
+        }
+        let explain = crate::discovery::explain_statement(&self.sql);
+        let Ok(Some(mut cursor)) = statement.execute(&explain, ()) else {
+            return false;
+        };
+        let mut plan = Vec::new();
+        let read = match cursor.next_row() {
+            Ok(Some(mut row)) => row.get_text(1, &mut plan).unwrap_or(false),
+            _ => false,
+        };
+        drop(cursor);
+        read && crate::discovery::estimated_rows(&String::from_utf8_lossy(&plan))
+            .is_some_and(|rows| rows <= SMALL_RESULT_ROWS)
+    }
+
+    /// Fetches every batch (or until the consumer goes away) and sends it on; the row count.
+    fn read_rows(
+        &self,
+        call: &CallContext<'_>,
+        sender: &BatchSender,
+        mut next_batch: impl FnMut() -> Option<Result<RecordBatch, OdbcError>>,
+    ) -> Result<usize, OdbcError> {
+        let pool = call.pool();
+        let mut rows = 0usize;
+        loop {
+            let fetching = self.remote_time.timer();
+            let next = next_batch();
+            fetching.done();
+            let Some(batch) = next else { break };
+            let batch = batch?;
+            check_silent_truncation(self.dialect, &self.options, pool, &batch)?;
+            rows += batch.num_rows();
+            let batch =
+                output_batch(&self.schema, &self.fetch, batch).map_err(|err| OdbcError::Odbc {
+                    source_name: pool.source_name().to_string(),
+                    context: "converting fetched values".into(),
+                    message: err.to_string(),
+                })?;
+            self.delivered.set(true);
+            call.produced();
+            if sender.blocking_send(Ok(batch)).is_err() {
+                // The query no longer wants rows: stop fetching; the cursor is closed next.
+                tracing::debug!(
+                    source = pool.source_name(),
+                    rows,
+                    "scan stopped by consumer"
+                );
+                break;
+            }
+        }
+        Ok(rows)
+    }
+}

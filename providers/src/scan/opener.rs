@@ -1,0 +1,139 @@
+//! Opens one partition of a scan: nothing happens until its stream is first polled; then it
+//! waits for the hash joins' filters (outside the deadline), adds the run-time filters as they
+//! stand to its statement and runs it as a call of the source (`providers/src/call.rs`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{StreamExt, TryStreamExt};
+use ibarrow_sql::{FilterColumn, filtered_statement};
+use tokio::sync::mpsc;
+
+use super::dynamic_filters::{
+    SentConditions, record_sent, runtime_condition, wait_for_join_filters,
+};
+use super::fetch::RemoteScan;
+use super::packed::PackedLayout;
+use super::stream::batches_of_call;
+use crate::call::CallSpec;
+use crate::error::OdbcError;
+use crate::source::OdbcSource;
+use crate::type_map::ColumnFetch;
+
+/// What one partition of a scan needs from its plan node.
+pub(super) struct PartitionScan {
+    pub source: Arc<OdbcSource>,
+    pub sql: String,
+    pub schema: SchemaRef,
+    pub fetch: Vec<ColumnFetch>,
+    /// The columns run-time filters may name (empty: the statement cannot be wrapped).
+    pub filter_columns: Vec<FilterColumn>,
+    pub runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// Those of `runtime_filters` that hash joins produce: waited for before the statement.
+    pub join_filters: Vec<Arc<dyn PhysicalExpr>>,
+    pub sent: SentConditions,
+    pub read_whole_when_small: bool,
+    pub planned_rows: Option<usize>,
+    pub packed: Option<PackedLayout>,
+}
+
+impl PartitionScan {
+    pub(super) fn open(
+        self,
+        partition: usize,
+        metrics: &ExecutionPlanMetricsSet,
+        context: Arc<TaskContext>,
+    ) -> SendableRecordBatchStream {
+        let Self {
+            source,
+            sql,
+            schema,
+            fetch,
+            filter_columns,
+            runtime_filters,
+            join_filters,
+            sent,
+            read_whole_when_small,
+            planned_rows,
+            packed,
+        } = self;
+        let mut scan = RemoteScan {
+            dialect: source.dialect(),
+            sql,
+            schema: Arc::clone(&schema),
+            fetch,
+            options: source.options().scan.clone(),
+            remote_time: MetricBuilder::new(metrics).subset_time("remote_time", partition),
+            read_whole: MetricBuilder::new(metrics).counter("read_whole", partition),
+            delivered: std::cell::Cell::new(false),
+            unfiltered: None,
+            read_whole_when_small,
+            planned_rows,
+            packed,
+        };
+        // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
+        // the channel: reserved in the query's memory pool, sized by the batches seen.
+        let held_batches = scan.options.prefetch_batches.max(1) + 1;
+        let output_rows = MetricBuilder::new(metrics).output_rows(partition);
+        let output_bytes = MetricBuilder::new(metrics).output_bytes(partition);
+        let reservation =
+            MemoryConsumer::new(format!("OdbcExec[{}] partition {partition}", source.name()))
+                .register(context.memory_pool());
+        // The statement's deadline counts from the first poll.
+        let batches = futures::stream::once(async move {
+            // The filters as they stand now (see the module notes of `scan`).
+            let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
+            if let Some(condition) = &condition {
+                let filtered = filtered_statement(source.dialect(), &scan.sql, condition).map_err(
+                    |source_error| OdbcError::Sql {
+                        source_name: source.name().to_string(),
+                        source: source_error,
+                    },
+                )?;
+                let plain = std::mem::replace(&mut scan.sql, filtered);
+                scan.unfiltered = Some((plain, Arc::clone(&sent), partition));
+            }
+            if !runtime_filters.is_empty() {
+                record_sent(&sent, partition, condition);
+            }
+            let spec = CallSpec::new(&source, "a scan").statement(scan.statement_to_send()?);
+            let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
+            let call = async move { source.call(spec, move |call| scan.run(call, &sender)).await };
+            Ok::<_, DataFusionError>(batches_of_call(receiver, call))
+        })
+        .try_flatten();
+        // What EXPLAIN ANALYZE reports per remote scan: rows, Arrow bytes, time in the driver.
+        let batches = batches
+            .inspect_ok(move |batch| {
+                output_rows.add(batch.num_rows());
+                let bytes = batch.get_array_memory_size();
+                output_bytes.add(bytes);
+                if bytes * held_batches > reservation.size() {
+                    reservation.resize(bytes * held_batches);
+                }
+            })
+            .boxed();
+        // Waiting for the joins' filters comes first, outside the statement's deadline.
+        let batches = if join_filters.is_empty() {
+            batches
+        } else {
+            let filter_wait =
+                MetricBuilder::new(metrics).subset_time("runtime_filter_wait", partition);
+            futures::stream::once(async move {
+                let timer = filter_wait.timer();
+                wait_for_join_filters(&join_filters).await;
+                timer.done();
+                batches
+            })
+            .flatten()
+            .boxed()
+        };
+        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+    }
+}

@@ -1,0 +1,438 @@
+//! [`OdbcExec`], the plan node of a remote scan: its statements, properties computed once,
+//! display, statistics and the run-time filters DataFusion offers it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Statistics;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::DynamicFilterTracking;
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
+};
+use ibarrow_sql::{Dialect, FilterColumn, packed_rows_proven, runtime_filters_proven};
+
+use super::dynamic_filters::SentConditions;
+use super::fetch::SMALL_RESULT_ROWS;
+use super::opener::PartitionScan;
+use super::packed::PackedLayout;
+use crate::source::OdbcSource;
+use crate::type_map::ColumnFetch;
+
+#[derive(Debug)]
+pub struct OdbcExec {
+    source: Arc<OdbcSource>,
+    statements: Vec<String>,
+    schema: SchemaRef,
+    fetch: Vec<ColumnFetch>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+    /// Whether the statements are SELECTs ibarrow built, which may be wrapped (with a
+    /// run-time filter, or to pack rows).
+    built_by_ibarrow: bool,
+    /// Read each result whole rather than through psqlODBC's cursor when PostgreSQL expects
+    /// it to be small.
+    read_whole: bool,
+    /// Dynamic filters from joins above (see the notes of `scan`), over this scan's columns.
+    runtime_filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// The dynamic filters inside `runtime_filters` that hash joins produce: the scan waits
+    /// for them to be complete before it sends its statement.
+    join_filters: Vec<Arc<dyn PhysicalExpr>>,
+    /// What each started partition sent of them (`None`: nothing), for EXPLAIN ANALYZE.
+    sent: SentConditions,
+    /// The database's estimate of the rows all statements return, for DataFusion's choice of
+    /// hash-join build sides ([`Self::with_row_estimate`]).
+    row_estimate: Option<usize>,
+}
+
+impl OdbcExec {
+    /// `schema` is what the plan yields; `fetch` how each of its columns is read.
+    pub fn new(
+        source: Arc<OdbcSource>,
+        statements: Vec<String>,
+        schema: SchemaRef,
+        fetch: Vec<ColumnFetch>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(statements.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            source,
+            statements,
+            schema,
+            fetch,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+            built_by_ibarrow: false,
+            read_whole: false,
+            runtime_filters: Vec::new(),
+            join_filters: Vec::new(),
+            sent: SentConditions::default(),
+            row_estimate: None,
+        }
+    }
+
+    /// The same scan, not yet run.
+    fn unrun_copy(&self) -> Self {
+        let mut copy = OdbcExec::new(
+            Arc::clone(&self.source),
+            self.statements.clone(),
+            Arc::clone(&self.schema),
+            self.fetch.clone(),
+        );
+        copy.built_by_ibarrow = self.built_by_ibarrow;
+        copy.read_whole = self.read_whole;
+        copy.runtime_filters = self.runtime_filters.clone();
+        copy.join_filters = self.join_filters.clone();
+        copy.row_estimate = self.row_estimate;
+        copy.properties = Arc::clone(&self.properties);
+        copy
+    }
+
+    /// This scan waiting for its run-time filters whose expression ids are in `join_filters`
+    /// (produced by hash joins), or `None` when it holds none of them.
+    pub(crate) fn awaiting_join_filters(&self, join_filters: &BTreeSet<u64>) -> Option<Self> {
+        let mut found: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        for filter in &self.runtime_filters {
+            // Walking an expression tree without a fallible visitor cannot fail.
+            let _ = filter.apply(|expr| {
+                if expr.downcast_ref::<DynamicFilterPhysicalExpr>().is_some()
+                    && expr
+                        .expression_id()
+                        .is_some_and(|id| join_filters.contains(&id))
+                {
+                    found.push(Arc::clone(expr));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        if found.is_empty() {
+            return None;
+        }
+        let mut waiting = self.unrun_copy();
+        waiting.join_filters = found;
+        Some(waiting)
+    }
+
+    /// Reports `rows` (all partitions together, an estimate) as the scan's statistics: a hash
+    /// join builds its table from the side with fewer rows, which without statistics is
+    /// simply the side written first.
+    pub fn with_row_estimate(mut self, rows: Option<usize>) -> Self {
+        self.row_estimate = rows;
+        self
+    }
+
+    /// Reads each result whole when PostgreSQL estimates it at most [`SMALL_RESULT_ROWS`]
+    /// rows (asked with EXPLAIN on the scan's own connection, under its deadline): psqlODBC
+    /// streams results through a cursor, and PostgreSQL runs a cursor's query without
+    /// parallel workers (a pushed TPC-H Q1 takes 0.68 s so, 0.49 s read whole). Meant for
+    /// statements whose answers are usually small, such as pushed aggregates.
+    pub fn read_whole_when_small(mut self) -> Self {
+        self.read_whole = self.source.dialect() == Dialect::PostgreSql;
+        self
+    }
+
+    /// Marks the statements as SELECTs ibarrow built, which may be wrapped as derived tables:
+    /// joins above may narrow them with run-time filters, and PostgreSQL rows may be packed.
+    /// Never for a user's native statement, which may not be a SELECT one can wrap.
+    pub fn built_by_ibarrow(mut self) -> Self {
+        self.built_by_ibarrow = true;
+        self
+    }
+
+    /// Whether the statements can be wrapped as derived tables whose columns are named by
+    /// this scan's schema (repeated names could not be told apart).
+    fn wrappable(&self) -> bool {
+        let fields = self.schema.fields();
+        let mut names: Vec<&String> = fields.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        self.built_by_ibarrow && names.len() == fields.len()
+    }
+
+    /// How rows are packed into one text value each (see `packed.rs`), or `None`
+    /// to fetch them column by column.
+    fn packed_layout(&self) -> Option<PackedLayout> {
+        if !self.source.options().packed_rows
+            || !packed_rows_proven(self.source.dialect())
+            || !self.wrappable()
+        {
+            return None;
+        }
+        PackedLayout::new(&self.fetch, self.source.options().scan.max_text_size)
+    }
+
+    /// The columns a run-time filter may name, by position; `None` when the statement's result
+    /// cannot be wrapped.
+    fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
+        if !self.source.options().runtime_filters
+            || !runtime_filters_proven(self.source.dialect())
+            || !self.wrappable()
+        {
+            return None;
+        }
+        let fields = self.schema.fields();
+        Some(
+            fields
+                .iter()
+                .zip(&self.fetch)
+                .map(|(field, fetch)| FilterColumn {
+                    name: field.name().clone(),
+                    data_type: field.data_type().clone(),
+                    stored_as_read: !fetch.read_as_text && !fetch.trim_trailing_blanks,
+                })
+                .collect(),
+        )
+    }
+
+    /// The run-time conditions the partitions that ran have sent, each once, in partition
+    /// order.
+    pub fn runtime_conditions_sent(&self) -> Vec<String> {
+        let Ok(sent) = self.sent.lock() else {
+            return Vec::new();
+        };
+        let mut conditions: Vec<String> = Vec::new();
+        for condition in sent.values().flatten() {
+            if !conditions.contains(condition) {
+                conditions.push(condition.clone());
+            }
+        }
+        conditions
+    }
+
+    /// Whether any partition has started.
+    fn has_run(&self) -> bool {
+        self.sent.lock().is_ok_and(|sent| !sent.is_empty())
+    }
+
+    /// The statements sent to the database, one per partition.
+    pub fn statements(&self) -> &[String] {
+        &self.statements
+    }
+
+    pub fn source(&self) -> &Arc<OdbcSource> {
+        &self.source
+    }
+}
+
+impl DisplayAs for OdbcExec {
+    fn fmt_as(&self, format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match format {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "OdbcExec: source={}, dialect={}, partitions={}, ",
+                    self.source.name(),
+                    self.source.dialect(),
+                    self.statements.len()
+                )?;
+                if self.read_whole {
+                    write!(f, "read_whole_below={SMALL_RESULT_ROWS}, ")?;
+                }
+                if self.packed_layout().is_some() {
+                    write!(f, "rows=packed, ")?;
+                }
+                write!(f, "sql=")?;
+                if let [single] = self.statements.as_slice() {
+                    write!(f, "{single}")?;
+                } else {
+                    write!(f, "[{}]", self.statements.join("; "))?;
+                }
+                self.fmt_runtime_filter(f, ", ")
+            }
+            DisplayFormatType::TreeRender => {
+                writeln!(f, "source={}", self.source.name())?;
+                writeln!(f, "partitions={}", self.statements.len())?;
+                if self.packed_layout().is_some() {
+                    writeln!(f, "rows=packed")?;
+                }
+                write!(f, "sql={}", self.statements.join("; "))?;
+                self.fmt_runtime_filter(f, "\n")
+            }
+        }
+    }
+}
+
+impl OdbcExec {
+    /// What the join's filter added to the statements: known once the scan has started (so
+    /// EXPLAIN ANALYZE shows it, plain EXPLAIN says it is pending).
+    fn fmt_runtime_filter(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
+        if self.runtime_filters.is_empty() {
+            return Ok(());
+        }
+        if !self.has_run() {
+            return write!(f, "{separator}runtime_filter=pending");
+        }
+        // Key lists run to thousands of values: the plan shows their start.
+        const SHOWN: usize = 600;
+        let sent = self.runtime_conditions_sent();
+        match (!sent.is_empty()).then(|| sent.join(" | ")) {
+            Some(condition) if condition.len() > SHOWN => {
+                let mut end = SHOWN;
+                while !condition.is_char_boundary(end) {
+                    end -= 1;
+                }
+                write!(
+                    f,
+                    "{separator}runtime_filter={}… ({} characters)",
+                    &condition[..end],
+                    condition.len()
+                )
+            }
+            Some(condition) => write!(f, "{separator}runtime_filter={condition}"),
+            None => write!(f, "{separator}runtime_filter=none"),
+        }
+    }
+}
+
+impl ExecutionPlan for OdbcExec {
+    fn name(&self) -> &'static str {
+        "OdbcExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        // A join computes its dynamic filter only when it finds a consumer here.
+        for filter in &self.runtime_filters {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let filters: Vec<Arc<dyn PhysicalExpr>> = child_pushdown_result
+            .parent_filters
+            .into_iter()
+            .map(|result| result.filter)
+            .collect();
+        // The scan narrows its rows but does not promise to apply a filter exactly: whatever
+        // needs the filter keeps evaluating it.
+        let mut propagation = FilterPushdownPropagation::with_parent_pushdown_result(vec![
+                PushedDown::No;
+                filters.len()
+            ]);
+        let dynamic: Vec<_> = filters
+            .into_iter()
+            .filter(|filter| DynamicFilterTracking::classify(filter).contains_dynamic_filter())
+            .collect();
+        if phase == FilterPushdownPhase::Post
+            && !dynamic.is_empty()
+            && self.filter_columns().is_some()
+        {
+            let mut narrowed = self.unrun_copy();
+            narrowed.runtime_filters.extend(dynamic);
+            propagation =
+                propagation.with_updated_node(Arc::new(narrowed) as Arc<dyn ExecutionPlan>);
+        }
+        Ok(propagation)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        // A plan run again (a recursive query's next step) resets the joins above, which then
+        // no longer update the filters this scan holds: sending them would repeat the previous
+        // run's keys.
+        let mut reset = self.unrun_copy();
+        reset.runtime_filters.clear();
+        reset.join_filters.clear();
+        Ok(Arc::new(reset))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let statistics = Statistics::new_unknown(&self.schema);
+        let rows = match (self.row_estimate, args.partition()) {
+            (None, _) => return Ok(Arc::new(statistics)),
+            (Some(rows), None) => rows,
+            // Range partitions split the rows about evenly.
+            (Some(rows), Some(_)) => rows / self.statements.len().max(1),
+        };
+        Ok(Arc::new(statistics.with_num_rows(Precision::Inexact(rows))))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(sql) = self.statements.get(partition) else {
+            return Err(DataFusionError::Internal(format!(
+                "OdbcExec has {} partitions, partition {partition} was requested",
+                self.statements.len()
+            )));
+        };
+        let scan = PartitionScan {
+            source: Arc::clone(&self.source),
+            sql: sql.clone(),
+            schema: Arc::clone(&self.schema),
+            fetch: self.fetch.clone(),
+            filter_columns: self.filter_columns().unwrap_or_default(),
+            runtime_filters: self.runtime_filters.clone(),
+            join_filters: self.join_filters.clone(),
+            sent: Arc::clone(&self.sent),
+            read_whole_when_small: self.read_whole,
+            planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
+            packed: self.packed_layout(),
+        };
+        Ok(scan.open(partition, &self.metrics, context))
+    }
+}
