@@ -5,13 +5,13 @@
 //! Server, DB2 …), the databases of MariaDB/MySQL (ODBC catalogs), and the single schema
 //! `main` of SQLite. These functions block; call them on a blocking thread.
 
-use ibarrow_sql::{Dialect, RemoteTable};
+use ibarrow_sql::{Dialect, RemoteTable, SchemaLevel, TableRowsQuery};
 use odbc_api::Connection;
 
 use crate::type_map::ColumnInfo;
 
 /// The one schema name of sources without schemas (SQLite).
-pub const DEFAULT_SCHEMA: &str = "main";
+pub const DEFAULT_SCHEMA: &str = ibarrow_sql::UNNAMED_SCHEMA;
 
 /// Schemas hidden from listings; they can still be queried by name.
 const SYSTEM_SCHEMAS: &[&str] = &[
@@ -35,28 +35,9 @@ pub struct TableEntry {
     pub kind: TableKind,
 }
 
-/// How a dialect's databases name the level above tables in ODBC's catalog functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SchemaLevel {
-    /// The ODBC schema (PostgreSQL, SQL Server, DB2, Firebird, ANSI).
-    Schema,
-    /// The ODBC catalog (MariaDB/MySQL databases).
-    Catalog,
-    /// Neither: one implicit schema (SQLite).
-    None,
-}
-
-fn schema_level(dialect: Dialect) -> SchemaLevel {
-    match dialect {
-        Dialect::MySql => SchemaLevel::Catalog,
-        Dialect::Sqlite => SchemaLevel::None,
-        _ => SchemaLevel::Schema,
-    }
-}
-
 /// The remote table for a resolved schema and table name.
 pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable {
-    match schema_level(dialect) {
+    match dialect.schema_level() {
         SchemaLevel::None => RemoteTable::new(None::<String>, table),
         _ => RemoteTable::new(Some(schema), table),
     }
@@ -67,7 +48,7 @@ pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable 
 fn pattern_literal(dialect: Dialect, name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if matches!(c, '%' | '_') || (c == '\\' && dialect != Dialect::PostgreSql) {
+        if matches!(c, '%' | '_') || (c == '\\' && dialect.escapes_backslash_in_patterns()) {
             out.push('\\');
         }
         out.push(c);
@@ -90,7 +71,7 @@ pub fn list_schemas(
     dialect: Dialect,
 ) -> Result<Vec<String>, odbc_api::Error> {
     let mut names = Vec::new();
-    match schema_level(dialect) {
+    match dialect.schema_level() {
         SchemaLevel::None => names.push(DEFAULT_SCHEMA.to_string()),
         // SQL_ALL_CATALOGS / SQL_ALL_SCHEMAS: `%` at one level, empty strings elsewhere.
         SchemaLevel::Catalog => {
@@ -121,7 +102,7 @@ pub fn list_tables(
     schema: &str,
 ) -> Result<Vec<TableEntry>, odbc_api::Error> {
     let schema = pattern_literal(dialect, schema);
-    let rows = match schema_level(dialect) {
+    let rows = match dialect.schema_level() {
         SchemaLevel::None => conn.tables("", "", "%", "")?,
         SchemaLevel::Catalog => conn.tables(&schema, "", "%", "")?,
         SchemaLevel::Schema => conn.tables("", &schema, "%", "")?,
@@ -164,7 +145,7 @@ pub fn table_columns(
     table: &str,
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let table = pattern_literal(dialect, table);
-    let rows = match schema_level(dialect) {
+    let rows = match dialect.schema_level() {
         SchemaLevel::None => conn.columns("", "", &table, "%")?,
         // The catalog argument of SQLColumns is not a pattern.
         SchemaLevel::Catalog => conn.columns(schema, "", &table, "%")?,
@@ -206,7 +187,7 @@ pub fn primary_key(
     schema: &str,
     table: &str,
 ) -> Result<Vec<String>, odbc_api::Error> {
-    let rows = match schema_level(dialect) {
+    let rows = match dialect.schema_level() {
         SchemaLevel::None => conn.primary_keys(None, None, table)?,
         SchemaLevel::Catalog => conn.primary_keys(Some(schema), None, table)?,
         SchemaLevel::Schema => conn.primary_keys(None, Some(schema), table)?,
@@ -281,26 +262,12 @@ pub fn row_estimate(
 ) -> Option<u64> {
     use odbc_api::IntoParameter;
     let params = (&schema.into_parameter(), &table.into_parameter());
-    let text = match dialect {
-        Dialect::PostgreSql => first_row_as_text(
-            conn,
-            "SELECT c.reltuples FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = ? AND c.relname = ?",
-            params,
-        ),
-        Dialect::MySql => first_row_as_text(
-            conn,
-            "SELECT TABLE_ROWS FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            params,
-        ),
-        // SQLite keeps no estimate; counting is cheap there (no network, a B-tree walk).
-        Dialect::Sqlite => {
+    let text = match dialect.table_rows_query()? {
+        TableRowsQuery::Statistics(statement) => first_row_as_text(conn, statement, params),
+        TableRowsQuery::CountRows => {
             let quoted = dialect.quote_identifier(table).ok()?;
             first_row_as_text(conn, &format!("SELECT count(*) FROM {quoted}"), ())
         }
-        _ => return None,
     };
     let value: f64 = text.ok()??.into_iter().next()??.trim().parse().ok()?;
     // PostgreSQL reports -1 for tables never vacuumed or analysed.
@@ -310,7 +277,7 @@ pub fn row_estimate(
 /// PostgreSQL's estimate of the rows `sql` (a SELECT) returns, from `EXPLAIN`, which plans
 /// the statement without running it. `None` for other databases or when it cannot be had.
 pub fn statement_row_estimate(conn: &Connection<'_>, dialect: Dialect, sql: &str) -> Option<u64> {
-    if dialect != Dialect::PostgreSql {
+    if !dialect.estimates_statement_rows() {
         return None;
     }
     let plan = first_row_as_text(conn, &explain_statement(sql), ()).ok()??;

@@ -14,7 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use ibarrow_sql::{Dialect, RemoteSelect, RemoteTable, SelectColumn, render_filter};
+use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
 
 use tokio::sync::OnceCell;
 
@@ -405,7 +405,7 @@ impl OdbcSource {
                 };
                 let mut columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
                     .map_err(|err| conn.failure("reading columns", err))?;
-                if dialect == Dialect::PostgreSql {
+                if dialect.hides_unconstrained_numerics() {
                     let unconstrained =
                         discovery::postgres_unconstrained_numerics(conn, &schema, &entry.name)
                             .map_err(|err| conn.failure("reading numeric precisions", err))?;

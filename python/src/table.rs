@@ -211,8 +211,8 @@ pub fn odbc_table(
         .await?;
         let (schema, table) = match wanted.split_once('.') {
             Some((schema, table)) => (schema.to_string(), table.to_string()),
-            None if source.dialect() == ibarrow::providers::Dialect::Sqlite => {
-                ("main".to_string(), wanted.clone())
+            None if let Some(schema) = source.dialect().single_schema() => {
+                (schema.to_string(), wanted.clone())
             }
             None => {
                 return Err(ibarrow::Error::Config {

@@ -15,6 +15,7 @@
 
 mod aggregate;
 mod arithmetic;
+mod capabilities;
 mod dialect;
 mod error;
 mod filter;
@@ -29,6 +30,7 @@ mod session;
 
 pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use arithmetic::render_exact_decimal;
+pub use capabilities::{SchemaLevel, TableRowsQuery, UNNAMED_SCHEMA};
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;

@@ -20,7 +20,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::scalar::ScalarValue;
-use ibarrow_sql::{AggregateCall, Dialect, RemoteAggregate, render_exact_decimal};
+use ibarrow_sql::{AggregateCall, RemoteAggregate, render_exact_decimal};
 
 use super::average::DecimalAverage;
 
@@ -118,11 +118,10 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
             return Ok(None);
         }
         group_fetch.push(column_fetch.clone());
-        let groups_bytewise = matches!(dialect, Dialect::PostgreSql | Dialect::Sqlite);
         let groupable = data_type.is_integer()
             || matches!(data_type, DataType::Date32 | DataType::Boolean)
-            || (matches!(data_type, DataType::Decimal128(..)) && dialect != Dialect::Sqlite)
-            || (is_string(&data_type) && groups_bytewise);
+            || (matches!(data_type, DataType::Decimal128(..)) && dialect.keeps_decimals_exact())
+            || (is_string(&data_type) && dialect.groups_strings_bytewise());
         if !groupable {
             return Ok(None);
         }
@@ -184,7 +183,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
                     return Ok(None);
                 };
                 // SQLite keeps DECIMAL values as floating point.
-                let exact = if dialect == Dialect::Sqlite {
+                let exact = if !dialect.keeps_decimals_exact() {
                     data_type.is_integer()
                 } else {
                     is_exact_number(&data_type)

@@ -133,10 +133,10 @@ fn comparable_key(dialect: Dialect, data_type: &DataType, fetch: &ColumnFetch) -
     if fetch.read_as_text || fetch.trim_trailing_blanks {
         return false;
     }
-    let exact_types = matches!(dialect, Dialect::PostgreSql | Dialect::MySql);
     data_type.is_integer()
-        || (matches!(data_type, DataType::Date32 | DataType::Decimal128(..)) && exact_types)
-        || (matches!(data_type, DataType::Utf8) && dialect == Dialect::PostgreSql)
+        || (matches!(data_type, DataType::Date32 | DataType::Decimal128(..))
+            && dialect.joins_dates_and_decimals_exactly())
+        || (matches!(data_type, DataType::Utf8) && dialect.joins_strings_exactly())
 }
 
 pub(super) fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {

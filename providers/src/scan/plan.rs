@@ -25,7 +25,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use ibarrow_sql::{Dialect, FilterColumn, packed_rows_proven, runtime_filters_proven};
+use ibarrow_sql::{FilterColumn, packed_rows_proven, runtime_filters_proven};
 
 use super::dynamic_filters::SentConditions;
 use super::fetch::SMALL_RESULT_ROWS;
@@ -146,7 +146,7 @@ impl OdbcExec {
     /// parallel workers (a pushed TPC-H Q1 takes 0.68 s so, 0.49 s read whole). Meant for
     /// statements whose answers are usually small, such as pushed aggregates.
     pub fn read_whole_when_small(mut self) -> Self {
-        self.read_whole = self.source.dialect() == Dialect::PostgreSql;
+        self.read_whole = self.source.dialect().reads_small_results_whole();
         self
     }
 
