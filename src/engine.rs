@@ -182,12 +182,25 @@ impl Engine {
                     .await?
             }
         };
-        let catalog = SourceCatalog::new(
-            Arc::clone(&source),
-            config.tables.clone(),
-            self.inner.cache_ttl,
-        )
-        .await?;
+        self.add_source(name, source, config.tables.clone()).await
+    }
+
+    /// Adds a source connected elsewhere (by a Rust caller, or the Python 0.1 API) under
+    /// `name`, with the engine's defaults for its tables.
+    pub async fn register_connected(&self, name: &str, source: Arc<OdbcSource>) -> Result<()> {
+        if self.catalog(name).is_ok() {
+            return Err(Error::DuplicateSource(name.to_string()));
+        }
+        self.add_source(name, source, Default::default()).await
+    }
+
+    async fn add_source(
+        &self,
+        name: &str,
+        source: Arc<OdbcSource>,
+        tables: std::collections::BTreeMap<String, crate::config::TableConfig>,
+    ) -> Result<()> {
+        let catalog = SourceCatalog::new(Arc::clone(&source), tables, self.inner.cache_ttl).await?;
         self.inner
             .ctx
             .register_catalog(name, Arc::new(CatalogAdapter(Arc::clone(&catalog))));
@@ -420,6 +433,33 @@ impl Session {
     pub async fn execute(&self, frame: DataFrame, sql: &str) -> Result<SendableRecordBatchStream> {
         let plan = frame.create_physical_plan().await?;
         self.execute_plan(plan, sql)
+    }
+
+    /// Runs `sql` as written on the source `source` (a native statement, as `query()` runs
+    /// one), within the rate limits and monitored like every query of the session. The text
+    /// goes to the database unplanned, so a result may repeat a column name.
+    pub async fn native(&self, source: &str, sql: &str) -> Result<SendableRecordBatchStream> {
+        let monitor = &self.engine.inner.monitor;
+        let described = async {
+            self.engine
+                .inner
+                .rate_limits
+                .check(&self.user, &self.client)?;
+            crate::governance::check_text(sql, &self.engine.inner.limits)?;
+            let source = self.engine.source(source)?;
+            let table = ibarrow_providers::PassthroughTable::describe(source, sql).await?;
+            let state = self.engine.inner.ctx.state();
+            let plan =
+                datafusion::catalog::TableProvider::scan(&table, &state, None, &[], None).await?;
+            Ok::<_, Error>(plan)
+        };
+        match described.await {
+            Ok(plan) => self.execute_plan(plan, sql),
+            Err(err) => {
+                monitor.refused(monitor.begin(&self.user, &self.client, sql), err.kind());
+                Err(err)
+            }
+        }
     }
 
     /// Runs a physical plan of one of this session's queries, monitored.

@@ -1,17 +1,16 @@
 //! The ibarrow 0.1 API: `connect(...)` and a connection whose queries go to the database as
 //! written, in its own dialect. Unlike 0.1, every query returns all of its rows and every
-//! `QueryConfig` field takes effect (or is refused with a clear error).
+//! `QueryConfig` field takes effect (or is refused with a clear error). A connection is an
+//! `Engine` with one source, `odbc`, and its queries run in an engine session: the engine's
+//! query log and metrics see them as they see every other query.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::datasource::TableProvider;
-use datafusion::prelude::SessionContext;
-use ibarrow::providers::PassthroughTable;
+use futures::TryStreamExt;
 use ibarrow::sql::{IsolationLevel, SessionSettings};
-use ibarrow::{OdbcSource, SourceOptions};
+use ibarrow::{Engine, OdbcSource, Session, SourceOptions};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
@@ -175,16 +174,19 @@ fn target(
 
 #[pyclass(name = "Connection", module = "ibarrow._internal", frozen)]
 pub struct PyConnection {
-    source: std::sync::Mutex<Option<Arc<OdbcSource>>>,
+    session: std::sync::Mutex<Option<Session>>,
     description: String,
 }
 
+/// The name of a 0.1 connection's one source in its engine.
+const SOURCE: &str = "odbc";
+
 impl PyConnection {
-    fn source(&self) -> PyResult<Arc<OdbcSource>> {
-        self.source
+    fn session(&self) -> PyResult<Session> {
+        self.session
             .lock()
             .ok()
-            .and_then(|source| source.clone())
+            .and_then(|session| session.clone())
             .ok_or_else(|| {
                 error_of_kind(
                     "ConnectionError",
@@ -195,16 +197,14 @@ impl PyConnection {
 
     /// Runs `sql` as written on the database and reads every row.
     fn run(&self, py: Python<'_>, sql: &str) -> PyResult<(SchemaRef, Vec<RecordBatch>)> {
-        let source = self.source()?;
+        let session = self.session()?;
         let sql = sql.to_string();
         wait_for_future(py, async move {
-            let table = PassthroughTable::describe(source, &sql).await?;
-            // Straight to the physical scan: a native result may repeat a column name
-            // (`SELECT a.id, b.id ...`), which a logical plan refuses.
-            let schema = TableProvider::schema(&table);
-            let ctx = SessionContext::new();
-            let plan = table.scan(&ctx.state(), None, &[], None).await?;
-            let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+            // A native result may repeat a column name (`SELECT a.id, b.id ...`): the
+            // session runs it unplanned.
+            let stream = session.native(SOURCE, &sql).await?;
+            let schema = stream.schema();
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
             Ok::<_, ibarrow::Error>((schema, batches))
         })?
         .map_err(to_py)
@@ -247,7 +247,7 @@ impl PyConnection {
 
     /// Whether the database answers a trivial query.
     fn test_connection(&self, py: Python<'_>) -> PyResult<bool> {
-        let source = self.source()?;
+        let source = self.session()?.engine().source(SOURCE).map_err(to_py)?;
         let health = wait_for_future(
             py,
             async move { source.health(Duration::from_secs(10)).await },
@@ -257,8 +257,8 @@ impl PyConnection {
 
     /// Closes the pooled connections; later queries raise ConnectionError.
     fn close(&self) {
-        if let Ok(mut source) = self.source.lock() {
-            *source = None;
+        if let Ok(mut session) = self.session.lock() {
+            *session = None;
         }
     }
 
@@ -302,8 +302,15 @@ pub fn connect(
         }
     };
     let source = source.map_err(to_py)?;
+    let engine = wait_for_future(py, async move {
+        let engine = Engine::builder().build().await?;
+        engine.register_connected(SOURCE, source).await?;
+        Ok::<_, ibarrow::Error>(engine)
+    })?
+    .map_err(to_py)?;
+    let session = engine.session(&ibarrow::governance::os_user(), "python-0.1");
     Ok(PyConnection {
-        source: std::sync::Mutex::new(Some(source)),
+        session: std::sync::Mutex::new(Some(session)),
         description,
     })
 }
