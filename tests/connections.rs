@@ -233,12 +233,7 @@ async fn a_silent_server_fails_planning_within_the_deadline_then_at_once_behind_
     let config = SourceConfig {
         connection_string: Some(proxy.connection_string(profile)),
         query_timeout_secs: Some(3),
-        breaker: Some(ibarrow::BreakerConfig {
-            failure_rate: Some(1.0),
-            window: Some(1),
-            open_secs: Some(60),
-            ..Default::default()
-        }),
+        breaker: Some(breaker_opening_after(1)),
         ..SourceConfig::default()
     };
     let engine = Engine::builder()
@@ -495,12 +490,7 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
             proxy.port
         )),
         query_timeout_secs: Some(1),
-        breaker: Some(ibarrow::BreakerConfig {
-            failure_rate: Some(1.0),
-            window: Some(2),
-            open_secs: Some(60),
-            ..Default::default()
-        }),
+        breaker: Some(breaker_opening_after(2)),
         ..SourceConfig::default()
     };
     let lite = Profile::Sqlite.open();
@@ -833,4 +823,14 @@ async fn a_backend_killed_mid_query_is_survived(profile: Profile) {
             .await
             .is_some()
     );
+}
+
+/// A breaker that opens for a minute once `window` calls in a row have failed.
+fn breaker_opening_after(window: usize) -> ibarrow::BreakerConfig {
+    ibarrow::BreakerConfig {
+        failure_rate: Some(1.0),
+        window: Some(window),
+        open_secs: Some(60),
+        ..Default::default()
+    }
 }

@@ -154,39 +154,28 @@ impl RemoteScan {
             }
         };
         let fetch_schema = fetch_schema(&self.schema, &self.fetch);
-        let troubled = |result: &Result<usize, OdbcError>| call.was_cancelled() || result.is_err();
-        let result = match &self.packed {
-            Some(layout) => {
-                let mut batches = PackedBatches::new(
-                    cursor,
-                    layout,
-                    &fetch_schema,
-                    pool,
-                    &self.sql,
-                    &self.options,
-                )?;
-                let result = self.read_rows(call, sender, || batches.next_batch());
-                // No cancel can start once the statement is unpublished, so `was_cancelled`
-                // is final.
-                call.unpublish();
-                batches.close(troubled(&result));
-                result
-            }
-            None => {
-                let mut batches = ColumnarBatches::new(
-                    cursor,
-                    &fetch_schema,
-                    pool,
-                    &self.sql,
-                    self.dialect,
-                    &self.options,
-                )?;
-                let result = self.read_rows(call, sender, || batches.next_batch());
-                call.unpublish();
-                batches.close(troubled(&result));
-                result
-            }
+        let mut batches = match &self.packed {
+            Some(layout) => Batches::Packed(PackedBatches::new(
+                cursor,
+                layout,
+                &fetch_schema,
+                pool,
+                &self.sql,
+                &self.options,
+            )?),
+            None => Batches::Columnar(ColumnarBatches::new(
+                cursor,
+                &fetch_schema,
+                pool,
+                &self.sql,
+                self.dialect,
+                &self.options,
+            )?),
         };
+        let result = self.read_rows(call, sender, || batches.next_batch());
+        // No cancel can start once the statement is unpublished, so `was_cancelled` is final.
+        call.unpublish();
+        batches.close(call.was_cancelled() || result.is_err());
         self.finished(pool, result, started)
     }
 
@@ -269,5 +258,28 @@ impl RemoteScan {
             }
         }
         Ok(rows)
+    }
+}
+
+/// A cursor's batches, read one of the two ways.
+enum Batches<'a, S: AsStatementRef + Statement> {
+    Columnar(ColumnarBatches<'a, S>),
+    Packed(PackedBatches<'a, S>),
+}
+
+impl<S: AsStatementRef + Statement> Batches<'_, S> {
+    fn next_batch(&mut self) -> Option<Result<RecordBatch, OdbcError>> {
+        match self {
+            Batches::Columnar(batches) => batches.next_batch(),
+            Batches::Packed(batches) => batches.next_batch(),
+        }
+    }
+
+    /// Closes the cursor; `troubled` after a cancel or a failure (see `columnar.rs`).
+    fn close(self, troubled: bool) {
+        match self {
+            Batches::Columnar(batches) => batches.close(troubled),
+            Batches::Packed(batches) => batches.close(troubled),
+        }
     }
 }
