@@ -19,7 +19,7 @@ use ibarrow::{Engine, SourceConfig};
 mod tpch;
 
 use tpch::{
-    MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, parse_slt, register_plain_names,
+    MARIADB_TABLES, POSTGRES_TABLES, SQLITE_TABLES, load, query_statements, register_plain_names,
     split_placement,
 };
 
@@ -141,17 +141,11 @@ async fn main() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/slt/tpch/{name}.slt"));
         let text =
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let [query] = &parse_slt(&text)[..] else {
+        let [sql] = &query_statements(&file)[..] else {
             panic!("{}: expected one query", file.display());
         };
         let started = Instant::now();
-        let batches = engine
-            .sql(&query.sql)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
         let seconds = started.elapsed().as_secs_f64();
         total += seconds;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -163,7 +157,7 @@ async fn main() {
         println!("{name} {seconds:>7.3} s {rows:>6} rows  {title:.60}");
         if explain {
             let plan = engine
-                .sql(&format!("EXPLAIN ANALYZE {}", query.sql))
+                .sql(&format!("EXPLAIN ANALYZE {sql}"))
                 .await
                 .unwrap()
                 .collect()

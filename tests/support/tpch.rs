@@ -205,50 +205,18 @@ pub fn load<'a>(
     }
 }
 
-pub struct Query {
-    pub line: usize,
-    pub sql: String,
-    pub rowsort: bool,
-    pub expected: Option<Vec<String>>,
-}
-
-pub fn parse_slt(text: &str) -> Vec<Query> {
-    let mut queries = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((number, line)) = lines.next() {
-        let line = line.trim();
-        let Some(options) = line.strip_prefix("query") else {
-            assert!(
-                line.is_empty() || line.starts_with('#'),
-                "line {}: expected `query`, found `{line}`",
-                number + 1
-            );
-            continue;
-        };
-        let mut sql = Vec::new();
-        let mut expected = None;
-        while let Some((_, body)) = lines.next() {
-            if body.trim().is_empty() {
-                break;
-            }
-            if body.trim() == "----" {
-                let mut rows = Vec::new();
-                while let Some((_, row)) = lines.next_if(|(_, r)| !r.trim().is_empty()) {
-                    rows.push(row.trim().to_string());
-                }
-                expected = Some(rows);
-                break;
-            }
-            sql.push(body);
-        }
-        queries.push(Query {
-            line: number + 1,
-            sql: sql.join("\n"),
-            rowsort: options.split_whitespace().any(|o| o == "rowsort"),
-            expected,
-        });
-    }
-    queries
+/// The SQL of each query of a sqllogictest file, parsed by the `sqllogictest` crate (the
+/// parser the answers suite runs them with).
+pub fn query_statements(file: &std::path::Path) -> Vec<String> {
+    let records = sqllogictest::parse_file::<sqllogictest::DefaultColumnType>(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    records
+        .into_iter()
+        .filter_map(|record| match record {
+            sqllogictest::Record::Query { sql, .. } => Some(sql),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Registers TPC-H tables under their plain names (`lineitem`) in the engine's session, from
