@@ -188,6 +188,36 @@ async fn insert_into_a_writable_source_copies_every_row(profile: Profile) {
     );
 }
 
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserted_values_are_converted_to_the_column_types(profile: Profile) {
+    use datafusion::common::ScalarValue;
+    let target = profile.open();
+    let table = common::unique_name("widths");
+    let _guard = target.create_table(&table, &COLUMNS.replace("{double}", profile.double()));
+    let origin = origin_with_rows();
+    let engine = engine(&target, true, &origin).await;
+    let qualified = format!("target.{}.{table}", profile.schema());
+    // Network clients bind 64-bit integers to placeholders of 32-bit columns.
+    let frame = engine
+        .sql(&format!(
+            "INSERT INTO {qualified} VALUES ($1, $2, NULL, NULL, NULL)"
+        ))
+        .await
+        .unwrap()
+        .with_param_values(vec![
+            ScalarValue::Int64(Some(7)),
+            ScalarValue::Utf8(Some("seven".into())),
+        ])
+        .unwrap();
+    frame.collect().await.unwrap();
+    assert_eq!(target_count(&target, &table), 1);
+    let read = format!("SELECT id, name FROM {qualified}");
+    assert_eq!(lines(&engine, &read).await[3], "| 7  | seven |");
+}
+
 /// The source's one pooled connection is back in autocommit after a failed insert: no
 /// transaction stays open behind the next statements.
 async fn assert_autocommit(profile: Profile, engine: &Engine, target: &TestDb, table: &str) {

@@ -170,6 +170,35 @@ fn write_in_transaction(
     Ok(rows)
 }
 
+/// `batch` with the table's column types: the writer binds buffers of those types, and a
+/// plan may deliver another width (an INSERT whose values came as 64-bit parameters).
+fn with_table_types(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let same = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(have, want)| have.data_type() == want.data_type());
+    if same {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            datafusion::arrow::compute::cast(column, field.data_type()).map_err(|err| {
+                format!(
+                    "column `{}` takes {}, and a value cannot be converted to it: {err}",
+                    field.name(),
+                    field.data_type()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|err| err.to_string())
+}
+
 fn send_rows(
     connection: &PooledConnection,
     statement: &str,
@@ -199,6 +228,11 @@ fn send_rows(
     loop {
         match receiver.blocking_recv() {
             Some(Message::Rows(batch)) => {
+                let batch = with_table_types(batch, schema).map_err(|message| OdbcError::Odbc {
+                    source_name: connection.source_name().to_string(),
+                    context: context.clone(),
+                    message,
+                })?;
                 writer.write_batch(&batch).map_err(writer_error)?;
                 rows += batch.num_rows() as u64;
             }
