@@ -1,5 +1,5 @@
-//! The configuration file (README.md, section "Configuration file"): `[engine]` settings
-//! and `[sources.<name>]`.
+//! The configuration file (README.md, section "Configuration file"): `[engine]` settings,
+//! `[sources.<name>]`, and for `ibarrow serve` the `[server]` section and `[users.<name>]`.
 //!
 //! Unknown keys are errors (a typo must not be ignored silently), and `${NAME}` in a
 //! connection setting is replaced from the environment; a missing variable is an error that
@@ -21,6 +21,67 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// The network service (`ibarrow serve`); ignored by the library, the REPL and Python.
+    pub server: Option<ServerConfig>,
+    /// Who may log in to the network service.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserConfig>,
+}
+
+/// `[server]`: the listeners of `ibarrow serve` and their limits (docs/server.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Arrow Flight SQL (gRPC) address, e.g. "127.0.0.1:50051"; left out: no Flight SQL.
+    pub flight_sql: Option<String>,
+    /// HTTP API address, e.g. "127.0.0.1:8080"; left out: no HTTP API.
+    pub http: Option<String>,
+    /// `tls = { cert = "server.pem", key = "server.key" }` (PEM), for both listeners.
+    pub tls: Option<ServerTlsConfig>,
+    /// Connections open at once over both listeners (default 256).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP address (default 64).
+    pub max_connections_per_ip: Option<usize>,
+    /// Largest HTTP request body, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// How long an HTTP request may take in all, streaming included (default 3600 s).
+    pub request_timeout_secs: Option<u64>,
+    /// A connection that sends nothing for this long is closed (default 120 s).
+    pub idle_timeout_secs: Option<u64>,
+    /// Lifetime of a bearer token from a login (default 3600 s).
+    pub token_ttl_secs: Option<u64>,
+    /// How long a planned Flight SQL query waits for its DoGet (default 300 s).
+    pub plan_ttl_secs: Option<u64>,
+    /// On SIGTERM/SIGINT, how long running queries may go on (default 30 s).
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `[users.<name>]`: `password = "${ALICE_PASSWORD}"` or `password_hash = "$argon2id$..."`
+/// (`ibarrow passwd` prints one), and the user's roles.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .field("roles", &self.roles)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -59,6 +120,9 @@ pub struct RateLimitConfig {
     pub per_user_per_hour: Option<u32>,
     pub per_client_per_minute: Option<u32>,
     pub per_client_per_hour: Option<u32>,
+    /// Per client IP address, for queries that arrive over the network (`ibarrow serve`).
+    pub per_ip_per_minute: Option<u32>,
+    pub per_ip_per_hour: Option<u32>,
 }
 
 /// `breaker = { failure_rate = 0.5, window = 10, open_secs = 30 }`: a source failing that

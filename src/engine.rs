@@ -257,6 +257,7 @@ impl Engine {
             engine: self.clone(),
             user: user.to_string(),
             client: client.to_string(),
+            ip: None,
         }
     }
 
@@ -383,9 +384,21 @@ pub struct Session {
     engine: Engine,
     user: String,
     client: String,
+    /// The client's IP address, for a query that came over the network.
+    ip: Option<String>,
 }
 
 impl Session {
+    /// This session for a client at `ip`: the per-IP quotas of `[engine] rate_limits` apply.
+    pub fn at_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(ip.to_string());
+        self
+    }
+
+    pub fn ip(&self) -> Option<&str> {
+        self.ip.as_deref()
+    }
+
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -402,15 +415,16 @@ impl Session {
     /// refusal is counted and logged; run the plan with [`Self::execute`] (or use
     /// [`Self::stream`]) so that its run is monitored too.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let planned = match self
-            .engine
-            .inner
-            .rate_limits
-            .check(&self.user, &self.client)
-        {
-            Ok(()) => self.engine.sql(sql).await,
-            Err(err) => Err(err),
-        };
+        let planned =
+            match self
+                .engine
+                .inner
+                .rate_limits
+                .check(&self.user, &self.client, self.ip.as_deref())
+            {
+                Ok(()) => self.engine.sql(sql).await,
+                Err(err) => Err(err),
+            };
         if let Err(err) = &planned {
             let monitor = &self.engine.inner.monitor;
             monitor.refused(monitor.begin(&self.user, &self.client, sql), err.kind());
@@ -444,7 +458,7 @@ impl Session {
             self.engine
                 .inner
                 .rate_limits
-                .check(&self.user, &self.client)?;
+                .check(&self.user, &self.client, self.ip.as_deref())?;
             crate::governance::check_text(sql, &self.engine.inner.limits)?;
             let source = self.engine.source(source)?;
             let table = ibarrow_providers::PassthroughTable::describe(source, sql).await?;
@@ -468,10 +482,35 @@ impl Session {
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         sql: &str,
     ) -> Result<SendableRecordBatchStream> {
+        self.run_monitored(plan, sql, |plan, task| {
+            datafusion::physical_plan::execute_stream(plan, task)
+        })
+    }
+
+    /// Runs one output partition of a physical plan, monitored as a query of its own: the
+    /// network service hands each partition to the client as a separate stream.
+    pub fn execute_partition(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        partition: usize,
+        sql: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        self.run_monitored(plan, sql, move |plan, task| plan.execute(partition, task))
+    }
+
+    fn run_monitored(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        sql: &str,
+        start: impl FnOnce(
+            Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+            Arc<datafusion::execution::TaskContext>,
+        ) -> datafusion::error::Result<SendableRecordBatchStream>,
+    ) -> Result<SendableRecordBatchStream> {
         let monitor = Arc::clone(&self.engine.inner.monitor);
         let record = monitor.begin(&self.user, &self.client, sql);
         let (task, memory) = self.engine.task_with_own_memory()?;
-        let stream = match datafusion::physical_plan::execute_stream(Arc::clone(&plan), task) {
+        let stream = match start(Arc::clone(&plan), task) {
             Ok(stream) => stream,
             Err(err) => {
                 let kind = crate::error::ErrorKind::of_datafusion(&err);

@@ -21,7 +21,8 @@ pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
 pub use config::{
-    BreakerConfig, Config, RateLimitConfig, RetryConfig, SourceConfig, TableConfig, TlsConfig,
+    BreakerConfig, Config, RateLimitConfig, RetryConfig, ServerConfig, ServerTlsConfig,
+    SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use engine::{Engine, EngineBuilder, Session};
 pub use error::{Error, ErrorKind, Result};

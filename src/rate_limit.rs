@@ -1,4 +1,4 @@
-//! Query quotas per user and per client, per minute and per hour (`[engine] rate_limits`),
+//! Query quotas per user, per client and per client IP, per minute and per hour (`[engine] rate_limits`),
 //! with governor's GCRA: a quota of N per minute allows a burst of N, then one query every
 //! 60/N s. Off unless configured. Keyed stores are pruned as they are used, so memory stays
 //! bounded by the users and clients seen recently.
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 const PRUNE_EVERY: u64 = 1024;
 
 struct Limit {
-    /// "user" or "client".
+    /// "user", "client" or "ip".
     key_kind: &'static str,
     per: &'static str,
     quota: u32,
@@ -50,6 +50,8 @@ impl RateLimits {
             ("user", "hour", config.per_user_per_hour),
             ("client", "minute", config.per_client_per_minute),
             ("client", "hour", config.per_client_per_hour),
+            ("ip", "minute", config.per_ip_per_minute),
+            ("ip", "hour", config.per_ip_per_hour),
         ];
         for (key_kind, per, quota) in settings {
             let Some(quota) = quota else { continue };
@@ -78,16 +80,20 @@ impl RateLimits {
         })
     }
 
-    /// Takes one query from every quota of `user` and `client`, or says when to retry.
-    pub fn check(&self, user: &str, client: &str) -> Result<()> {
+    /// Takes one query from every quota of `user`, `client` and `ip` (none for a local
+    /// caller), or says when to retry.
+    pub fn check(&self, user: &str, client: &str, ip: Option<&str>) -> Result<()> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune();
         }
         for limit in &self.limits {
-            let key = if limit.key_kind == "user" {
-                user
-            } else {
-                client
+            let key = match limit.key_kind {
+                "user" => user,
+                "client" => client,
+                _ => match ip {
+                    Some(ip) => ip,
+                    None => continue,
+                },
             };
             if let Err(not_until) = limit.limiter.check_key(&key.to_string()) {
                 let wait = not_until.wait_time_from(self.clock.now());
@@ -132,7 +138,7 @@ mod tests {
         })
         .unwrap();
         for n in 0..2000 {
-            limits.check(&format!("user{n}"), "c").unwrap();
+            limits.check(&format!("user{n}"), "c", None).unwrap();
         }
         assert_eq!(limits.keys_held(), 2000);
         // One query of a 6000-per-minute quota is back after 10 ms.

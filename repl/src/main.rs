@@ -4,13 +4,14 @@ mod command;
 mod exec;
 mod helper;
 mod print_format;
+mod serve;
 mod statement;
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ibarrow::{Config, Engine, SourceConfig};
 use rustyline::error::ReadlineError;
 use rustyline::{
@@ -27,12 +28,14 @@ const DEFAULT_CONFIG: &str = "ibarrow.toml";
 
 /// How long the process waits at exit for ODBC work still running on its threads (a cancelled
 /// statement being cleaned up) before it ends anyway.
-const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Federated SQL over ODBC databases.
 #[derive(Debug, Parser)]
-#[command(name = "ibarrow", version, about, after_help = AFTER_HELP)]
+#[command(name = "ibarrow", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Open the embedded demo (two SQLite databases, created on first use)
     #[arg(long)]
     demo: bool,
@@ -65,11 +68,39 @@ struct Args {
     log_format: String,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the engine over Arrow Flight SQL and HTTP ([server] in the configuration)
+    Serve {
+        /// Sources, [server] and [users] from this TOML file (default: ./ibarrow.toml)
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Serve the embedded demo (on 127.0.0.1 when the configuration has no [server])
+        #[arg(long)]
+        demo: bool,
+        /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        log_format: String,
+    },
+    /// Print an argon2id hash of a password for `password_hash` in [users]; the password is
+    /// read from the terminal without echo, or from standard input
+    Passwd,
+}
+
 const AFTER_HELP: &str = "Statements piped on standard input run when it is not a terminal. \
 The exit status is non-zero after any failed statement.";
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match &args.command {
+        Some(Command::Serve {
+            config,
+            demo,
+            log_format,
+        }) => return serve::run(config.as_deref(), *demo, log_format),
+        Some(Command::Passwd) => return serve::passwd(),
+        None => {}
+    }
     let logging = args
         .log_format
         .parse::<ibarrow::logging::LogFormat>()
@@ -90,7 +121,11 @@ fn main() -> ExitCode {
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
-    let engine = match runtime.block_on(open_engine(&args, !batch)) {
+    let engine = match runtime.block_on(async {
+        let config = with_sources(read_config(args.config.as_deref())?, &args.sources)?;
+        let config = with_demo(config, args.demo || !has_sources(&args), !batch).await?;
+        Engine::from_config(config).await.map_err(|e| e.to_string())
+    }) {
         Ok(engine) => engine,
         Err(message) => {
             eprintln!("ibarrow: {message}");
@@ -142,29 +177,21 @@ fn has_sources(args: &Args) -> bool {
     args.config.is_some() || !args.sources.is_empty() || Path::new(DEFAULT_CONFIG).exists()
 }
 
-/// The engine for the command line: config file, `--source`s, and the demo when asked for or
-/// when nothing else is configured.
-async fn open_engine(args: &Args, interactive: bool) -> Result<Engine, String> {
-    let mut config = match &args.config {
+/// The configuration for the command line: the config file, or ./ibarrow.toml when present.
+pub(crate) fn read_config(path: Option<&Path>) -> Result<Config, String> {
+    let config = match path {
         Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
         None if Path::new(DEFAULT_CONFIG).exists() => {
             Config::from_file(Path::new(DEFAULT_CONFIG)).map_err(|e| e.to_string())?
         }
         None => Config::default(),
     };
-    if args.demo || !has_sources(args) {
-        let dir = demo_dir();
-        if interactive && !ibarrow::demo::DemoFiles::in_dir(&dir).shop.exists() {
-            eprintln!("creating the demo databases in {} …", dir.display());
-        }
-        let files = ibarrow::demo::prepare(&dir)
-            .await
-            .map_err(|e| e.to_string())?;
-        for (name, source) in files.config().map_err(|e| e.to_string())?.sources {
-            config.sources.entry(name).or_insert(source);
-        }
-    }
-    for entry in &args.sources {
+    Ok(config)
+}
+
+/// Adds the `--source NAME=CONNSTR` arguments.
+fn with_sources(mut config: Config, sources: &[String]) -> Result<Config, String> {
+    for entry in sources {
         let Some((name, connection_string)) = entry.split_once('=') else {
             return Err(format!(
                 "--source takes NAME=CONNSTR, e.g. --source lite='Driver={{SQLite3}};Database=x.sqlite;' \
@@ -180,7 +207,28 @@ async fn open_engine(args: &Args, interactive: bool) -> Result<Engine, String> {
             return Err(format!("source `{name}` is given twice; pick another name"));
         }
     }
-    Engine::from_config(config).await.map_err(|e| e.to_string())
+    Ok(config)
+}
+
+/// `config` with the demo databases' sources added (created on first use) when `demo`.
+pub(crate) async fn with_demo(
+    mut config: Config,
+    demo: bool,
+    interactive: bool,
+) -> Result<Config, String> {
+    if demo {
+        let dir = demo_dir();
+        if interactive && !ibarrow::demo::DemoFiles::in_dir(&dir).shop.exists() {
+            eprintln!("creating the demo databases in {} …", dir.display());
+        }
+        let files = ibarrow::demo::prepare(&dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (name, source) in files.config().map_err(|e| e.to_string())?.sources {
+            config.sources.entry(name).or_insert(source);
+        }
+    }
+    Ok(config)
 }
 
 /// `IBARROW_DEMO_DIR`, else `ibarrow/demo` in the user's data directory.
