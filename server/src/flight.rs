@@ -651,7 +651,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         metadata_info(query, &schema, request.into_inner())
     }
 
@@ -777,7 +777,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         metadata_info(query, &schema, request.into_inner())
     }
 
@@ -825,16 +825,17 @@ impl FlightSqlService for FlightSql {
                 let Some(schema) = catalog.schema(&schema_name) else {
                     continue;
                 };
-                if let Ok(Some(table)) = schema.table(&query.table).await {
-                    if let Some(odbc) = table.downcast_ref::<ibarrow::OdbcTable>() {
-                        for (n, column) in odbc.primary_key().iter().enumerate() {
-                            rows.push((
-                                catalog_name.clone(),
-                                schema_name.clone(),
-                                column.clone(),
-                                i32::try_from(n + 1).unwrap_or(i32::MAX),
-                            ));
-                        }
+                let Ok(Some(table)) = schema.table(&query.table).await else {
+                    continue;
+                };
+                if let Some(odbc) = table.downcast_ref::<ibarrow::OdbcTable>() {
+                    for (n, column) in odbc.primary_key().iter().enumerate() {
+                        rows.push((
+                            catalog_name.clone(),
+                            schema_name.clone(),
+                            column.clone(),
+                            i32::try_from(n + 1).unwrap_or(i32::MAX),
+                        ));
                     }
                 }
             }

@@ -79,12 +79,13 @@ impl ConnectionLimits {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        if let Ok(mut per_ip) = self.limits.per_ip.lock() {
-            if let Some(open) = per_ip.get_mut(&self.ip) {
-                *open -= 1;
-                if *open == 0 {
-                    per_ip.remove(&self.ip);
-                }
+        let Ok(mut per_ip) = self.limits.per_ip.lock() else {
+            return;
+        };
+        if let Some(open) = per_ip.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                per_ip.remove(&self.ip);
             }
         }
     }
