@@ -261,6 +261,11 @@ impl Engine {
         }
     }
 
+    /// The last queries run through sessions (finished, failed or refused), newest first.
+    pub fn recent_queries(&self) -> Vec<crate::monitor::RecentQuery> {
+        self.inner.monitor.recent()
+    }
+
     /// Counters and the duration histogram of the queries run through sessions.
     pub fn metrics(&self) -> crate::monitor::MetricsSnapshot {
         self.inner.monitor.snapshot()
@@ -515,7 +520,7 @@ impl Session {
             Err(err) => {
                 let kind = crate::error::ErrorKind::of_datafusion(&err);
                 let outcome = crate::monitor::Outcome::Failed(kind);
-                monitor.finish(record, plan.as_ref(), outcome, memory.peak());
+                monitor.finish(record, plan.as_ref(), outcome, 0, memory.peak());
                 return Err(err.into());
             }
         };

@@ -3,7 +3,7 @@
 //! error kind — logged when it ends (a warning above `[engine] slow_query_ms`), plus counters and a
 //! duration histogram, read as [`MetricsSnapshot`] or as Prometheus text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,8 +115,29 @@ impl MetricsSnapshot {
     }
 }
 
+/// Finished queries the monitor remembers for status pages ([`Monitor::recent`]).
+const RECENT_QUERIES: usize = 50;
+
+/// A finished (or refused) query, as a status page lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentQuery {
+    pub id: u64,
+    pub user: String,
+    /// The SQL as logged (literals masked when configured), cut to 500 characters.
+    pub sql: String,
+    pub duration: Duration,
+    /// Result rows delivered (0 for a refused query).
+    pub rows: u64,
+    pub outcome: &'static str,
+    /// The error kind of a failed or refused query, else empty.
+    pub error_kind: &'static str,
+    /// When it ended, in seconds since 1970.
+    pub ended_at_unix: f64,
+}
+
 #[derive(Default)]
 struct Totals {
+    recent: VecDeque<RecentQuery>,
     queries: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
     rows_by_source: BTreeMap<String, u64>,
@@ -184,6 +205,7 @@ impl Monitor {
         if let Ok(mut totals) = self.totals.lock() {
             *totals.queries.entry("refused").or_default() += 1;
             *totals.errors.entry(kind.as_str()).or_default() += 1;
+            remember(&mut totals.recent, &record, 0, "refused", kind.as_str());
         }
         tracing::info!(
             query_id = record.id,
@@ -196,13 +218,14 @@ impl Monitor {
         );
     }
 
-    /// Records the end of a query whose plan is `plan` and whose memory peaked at
-    /// `peak_memory_bytes`.
+    /// Records the end of a query whose plan is `plan`, which delivered `rows` and whose
+    /// memory peaked at `peak_memory_bytes`.
     pub fn finish(
         &self,
         record: QueryRecord,
         plan: &dyn ExecutionPlan,
         outcome: Outcome,
+        rows: u64,
         peak_memory_bytes: usize,
     ) {
         let elapsed = record.started.elapsed();
@@ -225,6 +248,11 @@ impl Monitor {
             }
             totals.duration_count += 1;
             totals.duration_sum_secs += secs;
+            let kind = match outcome {
+                Outcome::Failed(kind) => kind.as_str(),
+                _ => "",
+            };
+            remember(&mut totals.recent, &record, rows, outcome.label(), kind);
         }
         let sources: Vec<String> = per_source
             .iter()
@@ -258,6 +286,14 @@ impl Monitor {
         }
     }
 
+    /// The last finished or refused queries, newest first.
+    pub fn recent(&self) -> Vec<RecentQuery> {
+        self.totals
+            .lock()
+            .map(|t| t.recent.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let Ok(totals) = self.totals.lock() else {
             return MetricsSnapshot::default();
@@ -276,6 +312,30 @@ impl Monitor {
             duration_sum_secs: totals.duration_sum_secs,
         }
     }
+}
+
+fn remember(
+    recent: &mut VecDeque<RecentQuery>,
+    record: &QueryRecord,
+    rows: u64,
+    outcome: &'static str,
+    error_kind: &'static str,
+) {
+    if recent.len() == RECENT_QUERIES {
+        recent.pop_front();
+    }
+    recent.push_back(RecentQuery {
+        id: record.id,
+        user: record.user.clone(),
+        sql: record.sql.chars().take(500).collect(),
+        duration: record.started.elapsed(),
+        rows,
+        outcome,
+        error_kind,
+        ended_at_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    });
 }
 
 /// Rows and bytes each source's scans delivered, from the plan's `OdbcExec` metrics.
@@ -406,6 +466,7 @@ pub struct MonitoredStream {
     monitor: Arc<Monitor>,
     memory: Arc<QueryMemory>,
     record: Option<QueryRecord>,
+    rows: u64,
 }
 
 impl MonitoredStream {
@@ -422,13 +483,19 @@ impl MonitoredStream {
             monitor,
             memory,
             record: Some(record),
+            rows: 0,
         }
     }
 
     fn end(&mut self, outcome: Outcome) {
         if let Some(record) = self.record.take() {
-            self.monitor
-                .finish(record, self.plan.as_ref(), outcome, self.memory.peak());
+            self.monitor.finish(
+                record,
+                self.plan.as_ref(),
+                outcome,
+                self.rows,
+                self.memory.peak(),
+            );
         }
     }
 }
@@ -439,6 +506,7 @@ impl Stream for MonitoredStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
         match &polled {
+            Poll::Ready(Some(Ok(batch))) => self.rows += batch.num_rows() as u64,
             Poll::Ready(None) => self.end(Outcome::Ok),
             Poll::Ready(Some(Err(err))) => {
                 let kind = ErrorKind::of_datafusion(err);
@@ -475,6 +543,23 @@ mod tests {
         assert_eq!(mask_string_literals("SELECT 'a', 'b'"), "SELECT '?', '?'");
         assert_eq!(mask_string_literals("SELECT 'unterminated"), "SELECT '?");
         assert_eq!(mask_string_literals("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn recent_queries_are_kept_newest_first_and_bounded() {
+        let monitor = Monitor::new(None, true);
+        for n in 0..(RECENT_QUERIES + 5) {
+            let record = monitor.begin("ann", "test", &format!("SELECT {n}, 'secret'"));
+            monitor.refused(record, ErrorKind::Sql);
+        }
+        let recent = monitor.recent();
+        assert_eq!(recent.len(), RECENT_QUERIES);
+        assert_eq!(recent[0].sql, format!("SELECT {}, '?'", RECENT_QUERIES + 4));
+        assert_eq!(
+            (recent[0].outcome, recent[0].error_kind),
+            ("refused", "sql")
+        );
+        assert!(recent[0].id > recent[1].id);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP API (docs/server.md): `POST /v1/query` streams a result in the encoding the
-//! `Accept` header asks for ([`crate::format`]); `/health`, `/metrics`, `/v1/sources`,
-//! `/v1/login`. Errors are JSON `{"error": {"kind", "message"}}` with a fitting status.
+//! `Accept` header asks for ([`crate::format`]); `/v1/query/ws` ([`crate::websocket`]),
+//! `/health`, `/metrics`, `/v1/sources`, `/v1/login`, and the status page `/`
+//! ([`crate::status`]). Errors are JSON `{"error": {"kind", "message"}}` with a fitting status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +23,14 @@ use crate::listener::Peer;
 use crate::query::{StopSignals, bind, guarded, json_param, number_placeholders};
 
 /// How long `/health` waits for a source's ping.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(crate::status::page))
+        .route("/v1/status", get(crate::status::status))
         .route("/v1/query", post(query))
+        .route("/v1/query/ws", get(crate::websocket::upgrade))
         .route("/v1/login", post(login))
         .route("/v1/logout", post(logout))
         .route("/v1/sources", get(sources))
@@ -59,11 +63,13 @@ impl IntoResponse for ServerError {
 
 async fn not_found() -> ServerError {
     ServerError::NotFound(
-        "no such endpoint; see POST /v1/query, GET /health, GET /metrics, GET /v1/sources".into(),
+        "no such endpoint; see POST /v1/query, GET /v1/query/ws, GET /health, GET /metrics, \
+         GET /v1/sources, GET / (status page)"
+            .into(),
     )
 }
 
-async fn identify(
+pub(crate) async fn identify(
     shared: &Shared,
     headers: &HeaderMap,
     peer: Peer,
@@ -213,7 +219,10 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn source_health_json(health: &ibarrow::SourceHealth, with_errors: bool) -> serde_json::Value {
+pub(crate) fn source_health_json(
+    health: &ibarrow::SourceHealth,
+    with_errors: bool,
+) -> serde_json::Value {
     let mut value = serde_json::json!({
         "source": health.source,
         "reachable": health.reachable,

@@ -13,6 +13,8 @@ pub mod format;
 pub mod http;
 pub mod listener;
 pub mod query;
+pub mod status;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,73 @@
+//! The status page at `GET /`: a small HTML page (`server/src/status.html`, no build step)
+//! that polls `GET /v1/status` for the sources' health and breakers, the query counters and
+//! the recent queries.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::Shared;
+use crate::error::ServerError;
+use crate::http::{HEALTH_TIMEOUT, identify, source_health_json};
+use crate::listener::Peer;
+
+const PAGE: &str = include_str!("status.html");
+
+pub async fn page(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    identify(&shared, &headers, peer).await?;
+    let mut response = PAGE.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'",
+        ),
+    );
+    Ok(response)
+}
+
+pub async fn status(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    identify(&shared, &headers, peer).await?;
+    let sources = shared.engine.health(HEALTH_TIMEOUT).await;
+    let recent: Vec<serde_json::Value> = shared
+        .engine
+        .recent_queries()
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "id": q.id,
+                "user": q.user,
+                "sql": q.sql,
+                "duration_ms": q.duration.as_secs_f64() * 1000.0,
+                "rows": q.rows,
+                "outcome": q.outcome,
+                "error_kind": q.error_kind,
+                "ended_at_unix": q.ended_at_unix,
+            })
+        })
+        .collect();
+    let metrics = shared.engine.metrics();
+    Ok(axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": if shared.draining() { "shutting down" } else { "serving" },
+        "sources": sources.iter().map(|s| source_health_json(s, true)).collect::<Vec<_>>(),
+        "queries": metrics.queries,
+        "errors": metrics.errors,
+        "recent": recent,
+    }))
+    .into_response())
+}
