@@ -193,6 +193,9 @@ def test_query_timeout_raises_timeout_error(tmp_path, read: str) -> None:
 
 
 def interrupt_after(seconds: float) -> threading.Timer:
+    # A process started in the background inherits SIGINT ignored, and Python then installs
+    # no handler for it: install the usual one.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     return timer

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -21,6 +22,11 @@ const FAILURES_REMEMBERED: Duration = Duration::from_secs(900);
 /// A password checked against its argon2 hash is trusted again for this long, so that
 /// basic auth on every HTTP request does not cost a hash each time.
 const VERIFIED_REMEMBERED: Duration = Duration::from_secs(300);
+/// Argon2 checks at once (each takes about 19 MiB and tens of milliseconds).
+const CONCURRENT_HASHES: usize = 2;
+/// Checked for a user name that does not exist, so that the answer takes as long as for
+/// one that does (the hash of a random password nobody knows).
+const UNKNOWN_USER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$KelKkR4NGsbstuKvc0InBQ$hMaW4FW/WxL0wL20hFz6lQO5RrPDtRcF3hUAE8cIDGs";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +52,17 @@ pub struct Auth {
     token_ttl: Duration,
     /// SHA-256 of user and password for logins checked lately.
     verified: moka::sync::Cache<[u8; 32], ()>,
-    failures: moka::sync::Cache<IpAddr, u32>,
+    failures: moka::sync::Cache<IpAddr, Arc<Failures>>,
+    hashing: Arc<tokio::sync::Semaphore>,
     random: ring::rand::SystemRandom,
+}
+
+/// Failed logins from one address. Once there was one, that address's password checks run
+/// one at a time, each after the delay, so parallel guesses are slowed down too.
+#[derive(Default)]
+struct Failures {
+    count: AtomicU32,
+    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 /// Credentials from an `authorization` header (HTTP or gRPC metadata).
@@ -153,6 +168,7 @@ impl Auth {
                 .time_to_idle(FAILURES_REMEMBERED)
                 .max_capacity(100_000)
                 .build(),
+            hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
             random: ring::rand::SystemRandom::new(),
         })
     }
@@ -177,6 +193,10 @@ impl Auth {
         let Some(users) = &self.users else {
             let user = match credentials {
                 Some(Credentials::Basic { user, .. }) if !user.is_empty() => user,
+                Some(Credentials::Bearer(token)) => match self.tokens.get(&token) {
+                    Some(identity) => return Ok(identity.as_ref().clone()),
+                    None => "anonymous".to_string(),
+                },
                 _ => "anonymous".to_string(),
             };
             return Ok(Identity {
@@ -184,12 +204,10 @@ impl Auth {
                 roles: Vec::new(),
             });
         };
-        let checked = match credentials {
-            None => {
-                return Err(ServerError::Unauthenticated(
-                    "log in: send basic credentials (user and password) or a bearer token".into(),
-                ));
-            }
+        match credentials {
+            None => Err(ServerError::Unauthenticated(
+                "log in: send basic credentials (user and password) or a bearer token".into(),
+            )),
             Some(Credentials::Bearer(token)) => self
                 .tokens
                 .get(&token)
@@ -200,17 +218,53 @@ impl Auth {
                     )
                 }),
             Some(Credentials::Basic { user, password }) => {
-                self.slow_down(ip).await;
-                self.check_password(users, &user, &password)
+                self.check_basic(users, &user, &password, ip).await
             }
+        }
+    }
+
+    /// [`Self::authenticate`] for a login that hands out a token: only basic credentials,
+    /// so that a token cannot prolong itself.
+    pub async fn login(&self, header: Option<&str>, ip: IpAddr) -> Result<Identity, ServerError> {
+        if self.users.is_some()
+            && header
+                .map(Credentials::parse)
+                .transpose()?
+                .is_some_and(|c| matches!(c, Credentials::Bearer(_)))
+        {
+            return Err(ServerError::Unauthenticated(
+                "log in with basic credentials (user and password); a token cannot make another"
+                    .into(),
+            ));
+        }
+        self.authenticate(header, ip).await
+    }
+
+    async fn check_basic(
+        &self,
+        users: &BTreeMap<String, User>,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Identity, ServerError> {
+        let failures = self.failures.get_with(ip, || Arc::new(Failures::default()));
+        let _one_at_a_time = if failures.count.load(Ordering::Acquire) > 0 {
+            Some(failures.one_at_a_time.lock().await)
+        } else {
+            None
         };
+        let failed = failures.count.load(Ordering::Acquire);
+        if failed > 0 {
+            let delay = FIRST_FAILURE_DELAY
+                .saturating_mul(1 << failed.min(16).saturating_sub(1))
+                .min(MOST_FAILURE_DELAY);
+            tokio::time::sleep(delay).await;
+        }
+        let checked = self.check_password(users, user, password).await;
         match &checked {
-            Ok(_) => {
-                self.failures.invalidate(&ip);
-            }
+            Ok(_) => failures.count.store(0, Ordering::Release),
             Err(_) => {
-                let failures = self.failures.get(&ip).unwrap_or(0);
-                self.failures.insert(ip, failures.saturating_add(1));
+                failures.count.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(%ip, "failed login");
             }
         }
@@ -234,24 +288,19 @@ impl Auth {
         self.tokens.remove(token).is_some()
     }
 
-    async fn slow_down(&self, ip: IpAddr) {
-        let failures = self.failures.get(&ip).unwrap_or(0);
-        if failures > 0 {
-            let delay = FIRST_FAILURE_DELAY
-                .saturating_mul(1 << failures.min(16).saturating_sub(1))
-                .min(MOST_FAILURE_DELAY);
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    fn check_password(
+    async fn check_password(
         &self,
         users: &BTreeMap<String, User>,
         name: &str,
         password: &str,
     ) -> Result<Identity, ServerError> {
         let refused = || ServerError::Unauthenticated("wrong user name or password".into());
-        let user = users.get(name).ok_or_else(refused)?;
+        let Some(user) = users.get(name) else {
+            if users.values().any(|u| matches!(u.secret, Secret::Hash(_))) {
+                self.verify_hash(UNKNOWN_USER_HASH, password).await;
+            }
+            return Err(refused());
+        };
         let ok = match &user.secret {
             Secret::Plain(expected) => same_digest(expected.as_bytes(), password.as_bytes()),
             Secret::Hash(hash) => {
@@ -259,13 +308,7 @@ impl Auth {
                 if self.verified.contains_key(&key) {
                     true
                 } else {
-                    let ok = PasswordHash::new(hash)
-                        .map(|parsed| {
-                            argon2::Argon2::default()
-                                .verify_password(password.as_bytes(), &parsed)
-                                .is_ok()
-                        })
-                        .unwrap_or(false);
+                    let ok = self.verify_hash(hash, password).await;
                     if ok {
                         self.verified.insert(key, ());
                     }
@@ -281,6 +324,25 @@ impl Auth {
         } else {
             Err(refused())
         }
+    }
+
+    /// Argon2 on a blocking thread, a few at a time: it must not stall the runtime.
+    async fn verify_hash(&self, hash: &str, password: &str) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        let (hash, password) = (hash.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

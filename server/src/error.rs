@@ -14,6 +14,8 @@ pub enum ServerError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +58,7 @@ impl ServerError {
         match self {
             ServerError::Config(_) => "config",
             ServerError::Unauthenticated(_) => "unauthenticated",
+            ServerError::Forbidden(_) => "forbidden",
             ServerError::BadRequest(_) | ServerError::PayloadTooLarge(_) => "input",
             ServerError::NotFound(_) => "not_found",
             ServerError::ShuttingDown => "unavailable",
@@ -82,6 +85,7 @@ impl ServerError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ServerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -111,6 +115,7 @@ impl From<ServerError> for tonic::Status {
         use tonic::Code;
         let code = match &err {
             ServerError::Unauthenticated(_) => Code::Unauthenticated,
+            ServerError::Forbidden(_) => Code::PermissionDenied,
             ServerError::BadRequest(_) | ServerError::PayloadTooLarge(_) => Code::InvalidArgument,
             ServerError::NotFound(_) => Code::NotFound,
             ServerError::ShuttingDown => Code::Unavailable,

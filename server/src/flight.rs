@@ -58,6 +58,8 @@ struct Prepared {
 pub struct FlightSql {
     shared: Arc<Shared>,
     plans: moka::sync::Cache<String, Arc<Planned>>,
+    /// Queries with a stream running, which must stay cancellable however long they run.
+    streaming: RunningQueries,
     prepared: moka::sync::Cache<String, Arc<Prepared>>,
     sql_info: SqlInfoData,
 }
@@ -70,24 +72,32 @@ struct Planned {
     running: AtomicUsize,
 }
 
-/// Held by a ticket's stream: when the last stream of a fully fetched query ends, the
-/// query is forgotten.
+type RunningQueries = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Planned>>>>;
+
+/// Held by a ticket's stream: when a query's last running stream ends it leaves the running
+/// set, and once all of its tickets were fetched it is forgotten.
 struct Fetching {
     id: String,
     planned: Arc<Planned>,
     plans: moka::sync::Cache<String, Arc<Planned>>,
+    streaming: RunningQueries,
 }
 
 impl Drop for Fetching {
     fn drop(&mut self) {
-        let last = self.planned.running.fetch_sub(1, Ordering::AcqRel) == 1;
-        let all_fetched = self
-            .planned
-            .fetched
-            .iter()
-            .all(|f| f.load(Ordering::Acquire));
-        if last && all_fetched {
-            self.plans.invalidate(&self.id);
+        let Ok(mut streaming) = self.streaming.lock() else {
+            return;
+        };
+        if self.planned.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            streaming.remove(&self.id);
+            let all_fetched = self
+                .planned
+                .fetched
+                .iter()
+                .all(|f| f.load(Ordering::Acquire));
+            if all_fetched {
+                self.plans.invalidate(&self.id);
+            }
         }
     }
 }
@@ -124,6 +134,7 @@ impl FlightSql {
         Ok(Self {
             shared,
             plans,
+            streaming: Arc::default(),
             prepared,
             sql_info,
         })
@@ -214,7 +225,12 @@ impl FlightSql {
                 "the ticket is unknown, expired or already used; run the statement again".into(),
             )
         };
-        let planned = self.plans.get(id).ok_or_else(expired)?;
+        let running = self
+            .streaming
+            .lock()
+            .ok()
+            .and_then(|streaming| streaming.get(id).cloned());
+        let planned = running.or_else(|| self.plans.get(id)).ok_or_else(expired)?;
         if planned.query.session.user() != user || partition >= planned.query.endpoints {
             return Err(expired());
         }
@@ -316,14 +332,29 @@ fn primary_keys_schema() -> Schema {
     ])
 }
 
-/// Record batches sent with a DoPut, decoded.
+/// Parameter data one DoPut may send, decoded.
+const MOST_PUT_BYTES: usize = 64 << 20;
+
+/// Record batches sent with a DoPut, decoded, up to [`MOST_PUT_BYTES`].
 async fn put_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, ServerError> {
-    let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+    let mut decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
         stream.into_peekable().map_err(FlightError::from),
     );
-    decoded.try_collect().await.map_err(|err| {
-        ServerError::BadRequest(format!("the parameter batch cannot be read: {err}"))
-    })
+    let (mut batches, mut bytes) = (Vec::new(), 0usize);
+    while let Some(batch) = decoded.next().await {
+        let batch = batch.map_err(|err| {
+            ServerError::BadRequest(format!("the parameter batch cannot be read: {err}"))
+        })?;
+        bytes += batch.get_array_memory_size();
+        if bytes > MOST_PUT_BYTES {
+            return Err(ServerError::BadRequest(format!(
+                "the parameters sent exceed {} MiB; send them in smaller parts",
+                MOST_PUT_BYTES >> 20
+            )));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// One parameter row of a batch, in column order.
@@ -377,7 +408,7 @@ impl FlightSqlService for FlightSql {
         let ip = peer
             .map(|p| p.ip())
             .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        let identity = self.shared.auth.authenticate(header, ip).await?;
+        let identity = self.shared.auth.login(header, ip).await?;
         let token = self.shared.auth.issue_token(&identity)?;
         let reply = HandshakeResponse {
             protocol_version: 0,
@@ -426,18 +457,28 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let (identity, _) = self.caller(&request).await?;
         let (id, planned, partition) = self.planned(&ticket.statement_handle, &identity.user)?;
-        // A ticket is fetched once.
-        if planned.fetched[partition].swap(true, Ordering::AcqRel) {
-            return Err(ServerError::NotFound(
-                "the ticket was fetched already; run the statement again".into(),
-            )
-            .into());
+        // A ticket is fetched once. Counted as running (under the lock the last stream's end
+        // takes) before it is marked fetched, so a sibling's end cannot forget the query.
+        {
+            let mut streaming = self
+                .streaming
+                .lock()
+                .map_err(|_| ServerError::Internal("the running queries' lock".into()))?;
+            planned.running.fetch_add(1, Ordering::AcqRel);
+            if planned.fetched[partition].swap(true, Ordering::AcqRel) {
+                planned.running.fetch_sub(1, Ordering::AcqRel);
+                return Err(ServerError::NotFound(
+                    "the ticket was fetched already; run the statement again".into(),
+                )
+                .into());
+            }
+            streaming.insert(id.clone(), Arc::clone(&planned));
         }
-        planned.running.fetch_add(1, Ordering::AcqRel);
         let fetching = Fetching {
             id,
             planned: Arc::clone(&planned),
             plans: self.plans.clone(),
+            streaming: Arc::clone(&self.streaming),
         };
         let query = &planned.query;
         let stream = if query.endpoints == 1 {

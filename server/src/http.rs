@@ -37,7 +37,57 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            same_site_only,
+        ))
         .with_state(shared)
+}
+
+/// Refuses requests a web page on another site makes (its `Origin` is not this server), and,
+/// on a server without logins, requests for a host name other than a loopback one (a page
+/// whose name was re-pointed at 127.0.0.1). Clients that are not browsers send no `Origin`.
+async fn same_site_only(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if origin_host != host {
+            return ServerError::Forbidden(format!(
+                "cross-site requests are refused: the page at {origin} is not this server"
+            ))
+            .into_response();
+        }
+    }
+    if !shared.auth.required() && !is_loopback_name(&host) {
+        return ServerError::Forbidden(
+            "this server has no [users] and answers only to 127.0.0.1, [::1] or localhost".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]`, with or without a port.
+fn is_loopback_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl IntoResponse for ServerError {
@@ -193,7 +243,10 @@ async fn login(
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    let identity = identify(&shared, &headers, peer).await?;
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let identity = shared.auth.login(header, peer.0.ip()).await?;
     let token = shared.auth.issue_token(&identity)?;
     Ok(axum::Json(serde_json::json!({
         "token": token,
@@ -293,4 +346,23 @@ async fn sources(
         })
         .collect();
     Ok(axum::Json(serde_json::json!({"sources": list})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_host_names_are_recognised() {
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:1",
+            "127.0.0.1",
+            "[::1]:80",
+            "localhost",
+        ] {
+            assert!(super::is_loopback_name(host), "{host}");
+        }
+        for host in ["evil.example:8080", "10.0.0.1:80", "", "[2001:db8::1]:80"] {
+            assert!(!super::is_loopback_name(host), "{host}");
+        }
+    }
 }

@@ -70,6 +70,10 @@ pub struct Shared {
     draining: AtomicBool,
     /// Cancelled when the shutdown grace has run out: running streams end with an error.
     pub shutdown: CancellationToken,
+    /// Cancelled when shutting down begins: idle WebSockets close.
+    pub drain: CancellationToken,
+    /// Open WebSockets, which outlive their HTTP connection's graceful shutdown.
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 impl Shared {
@@ -80,6 +84,8 @@ impl Shared {
             settings,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
+            drain: CancellationToken::new(),
+            sockets: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -228,6 +234,7 @@ impl Server {
             "shutting down: no new queries; running ones may finish"
         );
         self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain.cancel();
         stop_accepting.cancel();
         let mut open = Vec::new();
         for accept in loops {
@@ -235,7 +242,12 @@ impl Server {
                 open.push(graceful.shutdown());
             }
         }
-        let all_closed = futures::future::join_all(open);
+        let sockets = self.shared.sockets.clone();
+        sockets.close();
+        let all_closed = async move {
+            futures::future::join_all(open).await;
+            sockets.wait().await;
+        };
         tokio::pin!(all_closed);
         tokio::select! {
             _ = &mut all_closed => {}

@@ -29,6 +29,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// The connection's place under the caps, in every request's extensions: a WebSocket keeps
+/// it after its HTTP request is done.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<Admitted>);
+
 /// Connections open now, in all and per IP address.
 pub struct ConnectionLimits {
     total: Arc<Semaphore>,
@@ -170,10 +175,11 @@ where
         let options = options.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _admitted = admitted;
+            let slot = ConnectionSlot(Arc::new(admitted));
             let service =
                 hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                     request.extensions_mut().insert(Peer(peer));
+                    request.extensions_mut().insert(slot.clone());
                     service.clone().oneshot(request)
                 });
             let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -186,6 +192,14 @@ where
                 .timer(TokioTimer::new())
                 .keep_alive_interval(options.idle_timeout / 2)
                 .keep_alive_timeout(Duration::from_secs(20));
+            // The protocol sniff waits for the first bytes without a timeout of its own.
+            if options.tls.is_none() {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(options.idle_timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+            }
             let served = match options.tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -67,9 +67,17 @@ pub fn number_placeholders(sql: &str) -> Result<String, ServerError> {
             column += 1;
         }
     }
-    if offsets.len() != question_marks.len() {
-        return Err(ServerError::Internal(
-            "placeholder positions do not match the text".into(),
+    // Tokens inside `/*! ... */` hints carry positions relative to the hint: only a `?`
+    // found where the tokenizer says is rewritten, anything else is refused.
+    if offsets.len() != question_marks.len()
+        || offsets
+            .iter()
+            .any(|&at| sql.as_bytes().get(at) != Some(&b'?'))
+    {
+        return Err(ServerError::BadRequest(
+            "the placeholders of this statement cannot be located (a `?` inside a `/*! */` \
+             hint?); use $1, $2, ... instead"
+                .into(),
         ));
     }
     let mut out = String::with_capacity(sql.len() + 2 * offsets.len());
@@ -238,6 +246,12 @@ mod tests {
         );
         assert_eq!(number_placeholders("SELECT $1").unwrap(), "SELECT $1");
         assert!(number_placeholders("SELECT ?, $1").is_err());
+        // A `?` in a hint comment is tokenized with positions inside the hint.
+        for text in ["SELECT 1 /*!ééé?*/", "SELECT 1 /*!abc?*/"] {
+            if let Ok(rewritten) = number_placeholders(text) {
+                assert_eq!(rewritten.replace("$1", "?"), text, "{text}");
+            }
+        }
     }
 
     #[test]

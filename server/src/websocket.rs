@@ -3,7 +3,8 @@
 //! (NDJSON lines, or the pieces of an Arrow IPC stream), with text frames between them for
 //! control: `{"type": "progress", ...}` after each batch, then `done`, `error` or
 //! `cancelled`. A text frame `{"cancel": true}` stops the running query; closing the socket
-//! drops it. Queries on one socket run one after another.
+//! drops it. Queries on one socket run one after another: one sent while another runs is
+//! answered `{"type": "refused", ...}`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use crate::Shared;
 use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::format::{Encoder, Format};
-use crate::listener::Peer;
+use crate::listener::{ConnectionSlot, Peer};
 use crate::query::{StopSignals, bind, guarded, json_param, number_placeholders};
 
 #[derive(Deserialize)]
@@ -44,6 +45,7 @@ struct SocketQuery {
 pub async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,
+    Extension(slot): Extension<ConnectionSlot>,
     headers: HeaderMap,
     Query(params): Query<SocketParams>,
     ws: WebSocketUpgrade,
@@ -63,9 +65,14 @@ pub async fn upgrade(
         .unwrap_or("websocket")
         .to_string();
     let limit = shared.settings.max_body_bytes;
+    let open = shared.sockets.token();
     Ok(ws
         .max_message_size(limit)
-        .on_upgrade(move |socket| serve_socket(shared, identity, client, peer, socket)))
+        .on_upgrade(move |socket| async move {
+            // Counted under the connection caps, and waited for at shutdown, until it closes.
+            let _held = (slot, open);
+            serve_socket(shared, identity, client, peer, socket).await
+        }))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -85,7 +92,16 @@ async fn serve_socket(
     socket: WebSocket,
 ) {
     let (mut sink, mut incoming) = socket.split();
-    while let Some(message) = incoming.next().await {
+    loop {
+        let message = tokio::select! {
+            message = incoming.next() => message,
+            // Shutting down: an idle socket closes; a running query was let finish.
+            _ = shared.drain.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        let Some(message) = message else { return };
         let text = match message {
             Ok(Message::Text(text)) => text,
             Ok(Message::Close(_)) | Err(_) => return,
@@ -216,6 +232,13 @@ async fn run_query(
                         // Dropping the stream cancels what runs remotely.
                         return send_text(sink, serde_json::json!({"type": "cancelled", "rows": rows})).await;
                     }
+                    let busy = ServerError::BadRequest(
+                        "a query is running on this socket; wait for its `done` or send \
+                         {\"cancel\": true}".into(),
+                    );
+                    let mut body = busy.to_json();
+                    body["type"] = "refused".into();
+                    send_text(sink, body).await?;
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(Gone),
                 Some(Ok(_)) => {}

@@ -18,8 +18,8 @@ from conftest import (ALICE_PW, BIG, BOB_PW, JOIN_SQL, customer_region, expected
 AUTH = ("alice", ALICE_PW)
 
 
-def post(server, body, accept=None, auth=AUTH, **kwargs):
-    headers = {"Accept": accept} if accept else {}
+def post(server, body, accept=None, auth=AUTH, headers=None, **kwargs):
+    headers = {**({"Accept": accept} if accept else {}), **(headers or {})}
     return httpx.post(f"{server.http}/v1/query", json=body, headers=headers, auth=auth,
                       timeout=120, **kwargs)
 
@@ -68,6 +68,21 @@ def test_bearer_tokens_from_login_work_until_logout(server):
     assert httpx.post(f"{server.http}/v1/logout", headers=bearer, timeout=30).status_code == 204
     gone = httpx.post(f"{server.http}/v1/query", json={"sql": "SELECT 1"}, headers=bearer, timeout=30)
     assert gone.status_code == 401
+
+
+def test_requests_from_pages_of_other_sites_are_refused(server):
+    host = server.http.removeprefix("http://")
+    foreign = post(server, {"sql": "SELECT 1 AS one"}, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403 and foreign.json()["error"]["kind"] == "forbidden"
+    # The status page's own requests carry its origin.
+    same = post(server, {"sql": "SELECT 1 AS one"}, headers={"Origin": f"http://{host}"})
+    assert same.json() == [{"one": 1}]
+
+
+def test_a_token_cannot_log_in_for_another_token(server):
+    token = httpx.post(f"{server.http}/v1/login", auth=AUTH, timeout=30).json()["token"]
+    again = httpx.post(f"{server.http}/v1/login", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert again.status_code == 401 and "basic credentials" in again.json()["error"]["message"]
 
 
 def test_errors_are_json_with_fitting_statuses(server):

@@ -79,6 +79,9 @@ def test_connections_per_ip_are_capped(tmp):
         time.sleep(0.3)
         assert httpx.get(f"{served.http}/health", timeout=10).status_code == 200
         held[1].close()
+        # Without [users] it answers only to loopback names (a re-pointed name is refused).
+        rebound = httpx.get(f"{served.http}/health", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        assert rebound.status_code == 403 and rebound.json()["error"]["kind"] == "forbidden"
     finally:
         assert served.stop() == 0
 
@@ -124,6 +127,29 @@ def test_sigterm_lets_a_running_query_finish_and_refuses_new_ones(tmp):
     assert sorted(json.loads(line)["id"] for line in lines) == list(range(1, BIG + 1))
     assert served.process.wait(30) == 0
     assert "shutting down" in served.stderr()
+
+
+def test_an_idle_websocket_does_not_hold_up_a_shutdown(tmp):
+    import asyncio
+    import websockets
+    served = serve(tmp, base_config('http = "127.0.0.1:0"\nshutdown_grace_secs = 30'))
+    url = served.http.replace("http://", "ws://") + "/v1/query/ws"
+
+    async def idle_then_signal():
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"sql": "SELECT 1 AS one"}))
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 30)
+                if isinstance(message, str) and json.loads(message)["type"] == "done":
+                    break
+            started = time.monotonic()
+            served.process.send_signal(15)
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+            return time.monotonic() - started
+
+    assert asyncio.run(idle_then_signal()) < 10
+    assert served.process.wait(20) == 0
 
 
 def test_when_the_grace_runs_out_a_stream_is_cut_not_shortened(tmp):

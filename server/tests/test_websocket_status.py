@@ -60,6 +60,21 @@ def test_a_websocket_streams_batches_with_progress_and_cancels(server):
             assert sorted(table.column("id").to_pylist()) == list(range(1, BIG + 1))
             assert len(progress) > 1
 
+            # A second query while one runs is refused, the first goes on.
+            await ws.send(json.dumps({"sql": "SELECT id FROM pg.public.srv_big"}))
+            await ws.send(json.dumps({"sql": "SELECT 2"}))
+            refused, done = None, None
+            while done is None:
+                message = await asyncio.wait_for(ws.recv(), 60)
+                if isinstance(message, str):
+                    control = json.loads(message)
+                    if control["type"] == "refused":
+                        refused = control
+                    elif control["type"] != "progress":
+                        done = control
+            assert refused and "running" in refused["error"]["message"]
+            assert done["type"] == "done" and done["rows"] == BIG
+
             await ws.send(json.dumps({"sql": "SELEC 1"}))
             _, _, last = await collect(ws)
             assert last["type"] == "error" and last["error"]["kind"] == "sql"
@@ -102,6 +117,16 @@ def test_closing_a_websocket_mid_stream_drops_the_query_and_tokens_work_in_the_u
             return err.response.status_code
 
     assert asyncio.run(refused()) == 401
+
+    async def cross_site():
+        try:
+            async with websockets.connect(ws_url(server) + f"?access_token={token}",
+                                          origin="http://evil.example"):
+                return None
+        except websockets.exceptions.InvalidStatus as err:
+            return err.response.status_code
+
+    assert asyncio.run(cross_site()) == 403
 
 
 def test_the_status_page_shows_sources_and_recent_queries_in_a_browser():
