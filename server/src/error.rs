@@ -15,6 +15,9 @@ pub enum ServerError {
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A user holds as many planned queries, prepared statements or tokens as allowed.
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -59,6 +62,7 @@ impl ServerError {
             ServerError::Config(_) => "config",
             ServerError::Unauthenticated(_) => "unauthenticated",
             ServerError::Forbidden(_) => "forbidden",
+            ServerError::TooMany(_) => "rate_limit",
             ServerError::BadRequest(_) | ServerError::PayloadTooLarge(_) => "input",
             ServerError::NotFound(_) => "not_found",
             ServerError::ShuttingDown => "unavailable",
@@ -86,6 +90,7 @@ impl ServerError {
             }
             ServerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServerError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -116,6 +121,7 @@ impl From<ServerError> for tonic::Status {
         let code = match &err {
             ServerError::Unauthenticated(_) => Code::Unauthenticated,
             ServerError::Forbidden(_) => Code::PermissionDenied,
+            ServerError::TooMany(_) => Code::ResourceExhausted,
             ServerError::BadRequest(_) | ServerError::PayloadTooLarge(_) => Code::InvalidArgument,
             ServerError::NotFound(_) => Code::NotFound,
             ServerError::ShuttingDown => Code::Unavailable,

@@ -40,6 +40,7 @@ use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::listener::Peer;
 use crate::query::{PlannedQuery, StopSignals, bind, endpoint_count, guarded, number_placeholders};
+use crate::quota::PerUser;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -58,9 +59,11 @@ struct Prepared {
 pub struct FlightSql {
     shared: Arc<Shared>,
     plans: moka::sync::Cache<String, Arc<Planned>>,
+    plan_quota: Arc<PerUser>,
     /// Queries with a stream running, which must stay cancellable however long they run.
     streaming: RunningQueries,
     prepared: moka::sync::Cache<String, Arc<Prepared>>,
+    prepared_quota: Arc<PerUser>,
     sql_info: SqlInfoData,
 }
 
@@ -102,19 +105,38 @@ impl Drop for Fetching {
     }
 }
 
+/// Planned queries waiting for their DoGet, and prepared statements, one user may hold: the
+/// caches are shared, and one user must not push out the others' entries.
+const PLANS_PER_USER: usize = 1024;
+const PREPARED_PER_USER: usize = 1024;
+
 /// One hour without use ends a prepared statement a client forgot to close.
 const PREPARED_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl FlightSql {
     pub fn new(shared: Arc<Shared>) -> Result<Self, ServerError> {
-        let plans = moka::sync::Cache::builder()
-            .time_to_idle(shared.settings.plan_ttl)
-            .max_capacity(10_000)
-            .build();
-        let prepared = moka::sync::Cache::builder()
-            .time_to_idle(PREPARED_IDLE)
-            .max_capacity(10_000)
-            .build();
+        let plan_quota = PerUser::new(PLANS_PER_USER, "planned queries");
+        let prepared_quota = PerUser::new(PREPARED_PER_USER, "prepared statements");
+        let plans = {
+            let quota = Arc::clone(&plan_quota);
+            moka::sync::Cache::builder()
+                .time_to_idle(shared.settings.plan_ttl)
+                .max_capacity(100_000)
+                .eviction_listener(move |_, planned: Arc<Planned>, _| {
+                    quota.give_back(planned.query.session.user())
+                })
+                .build()
+        };
+        let prepared = {
+            let quota = Arc::clone(&prepared_quota);
+            moka::sync::Cache::builder()
+                .time_to_idle(PREPARED_IDLE)
+                .max_capacity(100_000)
+                .eviction_listener(move |_, prepared: Arc<Prepared>, _| {
+                    quota.give_back(&prepared.user)
+                })
+                .build()
+        };
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "ibarrow");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -134,8 +156,10 @@ impl FlightSql {
         Ok(Self {
             shared,
             plans,
+            plan_quota,
             streaming: Arc::default(),
             prepared,
+            prepared_quota,
             sql_info,
         })
     }
@@ -176,6 +200,7 @@ impl FlightSql {
         let plan = frame.create_physical_plan().await?;
         let schema = plan.schema();
         let endpoints = endpoint_count(&plan);
+        self.plan_quota.take(session.user())?;
         let handle = random_handle();
         let mut info = FlightInfo::new()
             .try_with_schema(&schema)?
@@ -582,6 +607,7 @@ impl FlightSqlService for FlightSql {
         parameters.sort_by_key(|(position, _)| *position);
         let parameter_schema =
             Schema::new(parameters.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
+        self.prepared_quota.take(&identity.user)?;
         let handle = random_handle();
         self.prepared.insert(
             handle.clone(),

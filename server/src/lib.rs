@@ -13,6 +13,7 @@ pub mod format;
 pub mod http;
 pub mod listener;
 pub mod query;
+pub mod quota;
 pub mod status;
 pub mod websocket;
 
