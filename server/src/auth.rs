@@ -247,7 +247,9 @@ impl Auth {
         password: &str,
         ip: IpAddr,
     ) -> Result<Identity, ServerError> {
-        let failures = self.failures.get_with(ip, || Arc::new(Failures::default()));
+        let failures = self.failures.get_with(crate::listener::client_key(ip), || {
+            Arc::new(Failures::default())
+        });
         let _one_at_a_time = if failures.count.load(Ordering::Acquire) > 0 {
             Some(failures.one_at_a_time.lock().await)
         } else {

@@ -102,7 +102,7 @@ impl Shared {
         }
         let session = self.engine.session(&identity.user, client);
         Ok(match peer {
-            Some(peer) => session.at_ip(peer.ip()),
+            Some(peer) => session.at_ip(listener::client_key(peer.ip())),
             None => session,
         })
     }

@@ -34,6 +34,21 @@ pub struct Peer(pub SocketAddr);
 #[derive(Clone)]
 pub struct ConnectionSlot(pub Arc<Admitted>);
 
+/// The address limits count a client by: its IPv4 address, or the /64 network of its IPv6
+/// address (one host usually holds a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(network))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// Connections open now, in all and per IP address.
 pub struct ConnectionLimits {
     total: Arc<Semaphore>,
@@ -59,6 +74,7 @@ impl ConnectionLimits {
 
     /// A place for a connection from `ip`, or None when the server or that address is full.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        let ip = client_key(ip);
         let total = Arc::clone(&self.total).try_acquire_owned().ok()?;
         let mut per_ip = self.per_ip.lock().ok()?;
         let open = per_ip.entry(ip).or_insert(0);
@@ -77,7 +93,7 @@ impl ConnectionLimits {
     pub fn open_from(&self, ip: IpAddr) -> usize {
         self.per_ip
             .lock()
-            .map(|m| m.get(&ip).copied().unwrap_or(0))
+            .map(|m| m.get(&client_key(ip)).copied().unwrap_or(0))
             .unwrap_or(0)
     }
 }
@@ -227,4 +243,26 @@ where
         });
     }
     graceful
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_client() {
+        let limits = ConnectionLimits::new(10, 2);
+        let a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::a".parse().unwrap();
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(b).unwrap();
+        assert!(limits.admit(a).is_none(), "the /64 holds its two places");
+        let _elsewhere = limits.admit(other).unwrap();
+        drop(first);
+        assert_eq!(limits.open_from(b), 1);
+        assert!(limits.admit(b).is_some());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
 }
