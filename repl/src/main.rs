@@ -101,23 +101,9 @@ fn main() -> ExitCode {
         Some(Command::Passwd) => return serve::passwd(),
         None => {}
     }
-    let logging = args
-        .log_format
-        .parse::<ibarrow::logging::LogFormat>()
-        .and_then(|format| ibarrow::logging::init(format).map_err(|err| err.to_string()));
-    if let Err(message) = logging {
-        eprintln!("ibarrow: {message}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start("ibarrow", &args.log_format) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("ibarrow: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
@@ -171,6 +157,25 @@ fn main() -> ExitCode {
         Outcome::Cancelled => ExitCode::from(130),
         Outcome::Done | Outcome::Quit => ExitCode::SUCCESS,
     }
+}
+
+/// Logging on stderr in `log_format`, and the async runtime; `program` names the command in
+/// the error that stops it.
+pub(crate) fn start(program: &str, log_format: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let logging = log_format
+        .parse::<ibarrow::logging::LogFormat>()
+        .and_then(|format| ibarrow::logging::init(format).map_err(|err| err.to_string()));
+    if let Err(message) = logging {
+        eprintln!("{program}: {message}");
+        return Err(ExitCode::from(2));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("{program}: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        })
 }
 
 fn has_sources(args: &Args) -> bool {

@@ -10,22 +10,9 @@ use ibarrow_server::Server;
 
 /// Runs the server until SIGTERM or SIGINT; exit status 2 for a configuration it refuses.
 pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
-    let logging = log_format
-        .parse::<ibarrow::logging::LogFormat>()
-        .and_then(|format| ibarrow::logging::init(format).map_err(|err| err.to_string()));
-    if let Err(message) = logging {
-        eprintln!("ibarrow serve: {message}");
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::start("ibarrow serve", log_format) {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("ibarrow serve: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
         let mut config = crate::read_config(config)?;

@@ -39,7 +39,7 @@ use crate::Shared;
 use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::listener::Peer;
-use crate::query::{PlannedQuery, StopSignals, bind, endpoint_count, guarded, number_placeholders};
+use crate::query::{PlannedQuery, StopSignals, endpoint_count, guarded, plan_with_params};
 use crate::quota::PerUser;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -49,7 +49,7 @@ pub fn service(shared: Arc<Shared>) -> Result<FlightServiceServer<FlightSql>, Se
     Ok(FlightServiceServer::new(FlightSql::new(shared)?).max_decoding_message_size(64 << 20))
 }
 
-/// A prepared statement: its text (placeholders numbered) and the values bound last.
+/// A prepared statement: its text and the values bound last.
 struct Prepared {
     user: String,
     sql: String,
@@ -192,11 +192,7 @@ impl FlightSql {
         params: Option<Vec<ScalarValue>>,
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, ServerError> {
-        let numbered = number_placeholders(sql)?;
-        let mut frame = session.sql(&numbered).await?;
-        if let Some(params) = params {
-            frame = bind(frame, params)?;
-        }
+        let frame = plan_with_params(&session, sql, params).await?;
         let plan = frame.create_physical_plan().await?;
         let schema = plan.schema();
         let endpoints = endpoint_count(&plan);
@@ -282,6 +278,34 @@ impl FlightSql {
             }
         }
         found
+    }
+
+    /// The engine's schemas as (catalog, schema, provider): of `catalog` when given, and
+    /// only those whose name `keep` accepts.
+    fn schemas(
+        &self,
+        catalog: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, String, Arc<dyn datafusion::catalog::SchemaProvider>)> {
+        let ctx = self.shared.engine.context();
+        let mut listed = Vec::new();
+        for catalog_name in ctx.catalog_names() {
+            if catalog.is_some_and(|c| c != catalog_name) {
+                continue;
+            }
+            let Some(provider) = ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in provider.schema_names() {
+                if !keep(&schema_name) {
+                    continue;
+                }
+                if let Some(schema) = provider.schema(&schema_name) {
+                    listed.push((catalog_name.clone(), schema_name, schema));
+                }
+            }
+        }
+        listed
     }
 
     fn prepared_for(&self, handle: &[u8], user: &str) -> Result<Arc<Prepared>, ServerError> {
@@ -397,11 +421,7 @@ async fn run_update(
     sql: &str,
     params: Option<Vec<ScalarValue>>,
 ) -> Result<i64, ServerError> {
-    let numbered = number_placeholders(sql)?;
-    let mut frame = session.sql(&numbered).await?;
-    if let Some(params) = params {
-        frame = bind(frame, params)?;
-    }
+    let frame = plan_with_params(session, sql, params).await?;
     let mut stream = session.execute(frame, sql).await?;
     let mut count = 0i64;
     while let Some(batch) = stream.next().await {
@@ -585,8 +605,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let (identity, session) = self.caller(&request).await?;
-        let numbered = number_placeholders(&query.query)?;
-        let frame = session.sql(&numbered).await.map_err(ServerError::from)?;
+        let frame = plan_with_params(&session, &query.query, None).await?;
         let dataset_schema = frame.schema().as_arrow().clone();
         let mut parameters: Vec<(usize, Field)> = frame
             .logical_plan()
@@ -613,7 +632,7 @@ impl FlightSqlService for FlightSql {
             handle.clone(),
             Arc::new(Prepared {
                 user: identity.user,
-                sql: numbered,
+                sql: query.query,
                 params: std::sync::Mutex::new(None),
             }),
         );
@@ -751,14 +770,10 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.caller(&request).await?;
-        let ctx = self.shared.engine.context();
+        let listed = self.schemas(query.catalog.as_deref(), |_| true);
         let mut builder = query.into_builder();
-        for catalog_name in ctx.catalog_names() {
-            if let Some(catalog) = ctx.catalog(&catalog_name) {
-                for schema in catalog.schema_names() {
-                    builder.append(&catalog_name, schema);
-                }
-            }
+        for (catalog_name, schema_name, _) in listed {
+            builder.append(catalog_name, schema_name);
         }
         one_batch(builder.build())
     }
@@ -779,60 +794,46 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.caller(&request).await?;
-        let ctx = self.shared.engine.context();
         let include_schema = query.include_schema;
-        let wanted_catalog = query.catalog.clone();
         // The builder filters too, but only after every table was described: filter first.
-        let schema_pattern = query.db_schema_filter_pattern.clone();
+        let listed = self.schemas(query.catalog.as_deref(), |name| {
+            query
+                .db_schema_filter_pattern
+                .as_ref()
+                .is_none_or(|p| like(p, name))
+        });
         let table_pattern = query.table_name_filter_pattern.clone();
         let mut builder = query.into_builder();
         let empty = Schema::empty();
-        for catalog_name in ctx.catalog_names() {
-            if wanted_catalog.as_ref().is_some_and(|c| c != &catalog_name) {
-                continue;
-            }
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
-                continue;
-            };
-            for schema_name in catalog.schema_names() {
-                if schema_pattern
+        for (catalog_name, schema_name, schema) in listed {
+            for table_name in schema.table_names() {
+                if table_pattern
                     .as_ref()
-                    .is_some_and(|p| !like(p, &schema_name))
+                    .is_some_and(|p| !like(p, &table_name))
                 {
                     continue;
                 }
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                for table_name in schema.table_names() {
-                    if table_pattern
-                        .as_ref()
-                        .is_some_and(|p| !like(p, &table_name))
-                    {
-                        continue;
+                let (kind, table_schema) = if include_schema {
+                    match schema.table(&table_name).await {
+                        Ok(Some(table)) => (
+                            table_type_name(table.table_type()),
+                            table.schema().as_ref().clone(),
+                        ),
+                        // A table that went away or cannot be described is left out.
+                        _ => continue,
                     }
-                    let (kind, table_schema) = if include_schema {
-                        match schema.table(&table_name).await {
-                            Ok(Some(table)) => (
-                                table_type_name(table.table_type()),
-                                table.schema().as_ref().clone(),
-                            ),
-                            // A table that went away or cannot be described is left out.
-                            _ => continue,
-                        }
-                    } else {
-                        ("TABLE", empty.clone())
-                    };
-                    builder
-                        .append(
-                            &catalog_name,
-                            &schema_name,
-                            &table_name,
-                            kind,
-                            &table_schema,
-                        )
-                        .map_err(|err| Status::internal(err.to_string()))?;
-                }
+                } else {
+                    ("TABLE", empty.clone())
+                };
+                builder
+                    .append(
+                        &catalog_name,
+                        &schema_name,
+                        &table_name,
+                        kind,
+                        &table_schema,
+                    )
+                    .map_err(|err| Status::internal(err.to_string()))?;
             }
         }
         one_batch(builder.build())
@@ -876,34 +877,22 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.caller(&request).await?;
-        let ctx = self.shared.engine.context();
         let mut rows: Vec<(String, String, String, i32)> = Vec::new();
-        for catalog_name in ctx.catalog_names() {
-            if query.catalog.as_ref().is_some_and(|c| c != &catalog_name) {
-                continue;
-            }
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
+        let listed = self.schemas(query.catalog.as_deref(), |name| {
+            query.db_schema.as_deref().is_none_or(|s| s == name)
+        });
+        for (catalog_name, schema_name, schema) in listed {
+            let Ok(Some(table)) = schema.table(&query.table).await else {
                 continue;
             };
-            for schema_name in catalog.schema_names() {
-                if query.db_schema.as_ref().is_some_and(|s| s != &schema_name) {
-                    continue;
-                }
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                let Ok(Some(table)) = schema.table(&query.table).await else {
-                    continue;
-                };
-                if let Some(odbc) = table.downcast_ref::<ibarrow::OdbcTable>() {
-                    for (n, column) in odbc.primary_key().iter().enumerate() {
-                        rows.push((
-                            catalog_name.clone(),
-                            schema_name.clone(),
-                            column.clone(),
-                            i32::try_from(n + 1).unwrap_or(i32::MAX),
-                        ));
-                    }
+            if let Some(odbc) = table.downcast_ref::<ibarrow::OdbcTable>() {
+                for (n, column) in odbc.primary_key().iter().enumerate() {
+                    rows.push((
+                        catalog_name.clone(),
+                        schema_name.clone(),
+                        column.clone(),
+                        i32::try_from(n + 1).unwrap_or(i32::MAX),
+                    ));
                 }
             }
         }

@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::format::{Encoder, Format};
 use crate::listener::Peer;
-use crate::query::{StopSignals, bind, guarded, json_param, number_placeholders};
+use crate::query::{StopSignals, guarded, json_params, plan_with_params};
 
 /// How long `/health` waits for a source's ping.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,17 +174,8 @@ async fn query(
     let timeout = shared.settings.request_timeout;
     let deadline = Instant::now() + timeout;
     let started = async {
-        let numbered = number_placeholders(&request.sql)?;
-        let mut frame = session.sql(&numbered).await?;
-        if !request.params.is_empty() {
-            let params = request
-                .params
-                .iter()
-                .enumerate()
-                .map(|(n, value)| json_param(value, n + 1))
-                .collect::<Result<Vec<_>, _>>()?;
-            frame = bind(frame, params)?;
-        }
+        let params = json_params(&request.params)?;
+        let frame = plan_with_params(&session, &request.sql, Some(params)).await?;
         let stream = session.execute(frame, &request.sql).await?;
         let schema = stream.schema();
         let stop = StopSignals {

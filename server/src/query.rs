@@ -24,6 +24,10 @@ use crate::error::ServerError;
 /// are bound as parameters. Only placeholder tokens change: `?` inside a string literal or a
 /// quoted name stays. Text mixing `?` with `$n` is refused, its numbering would be unclear.
 pub fn number_placeholders(sql: &str) -> Result<String, ServerError> {
+    // Most statements have none: no second tokenizing pass for them.
+    if !sql.contains('?') {
+        return Ok(sql.to_string());
+    }
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize_with_location()
         .map_err(|err| ServerError::BadRequest(format!("SQL text: {err}")))?;
@@ -116,9 +120,32 @@ pub fn bind(
     Ok(frame.with_param_values(params)?)
 }
 
+/// Plans `sql` in `session` with its placeholders numbered and, when given, bound to
+/// `params`: the one path of both protocols from text and values to a plan.
+pub async fn plan_with_params(
+    session: &Session,
+    sql: &str,
+    params: Option<Vec<ScalarValue>>,
+) -> Result<datafusion::dataframe::DataFrame, ServerError> {
+    let frame = session.sql(&number_placeholders(sql)?).await?;
+    match params {
+        Some(params) if !params.is_empty() => bind(frame, params),
+        _ => Ok(frame),
+    }
+}
+
+/// The JSON parameters of an HTTP or WebSocket request as typed values.
+pub fn json_params(values: &[serde_json::Value]) -> Result<Vec<ScalarValue>, ServerError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(n, value)| json_param(value, n + 1))
+        .collect()
+}
+
 /// A JSON parameter value of the HTTP API as a typed value: numbers without a fraction are
 /// 64-bit integers, other numbers doubles; arrays and objects are refused.
-pub fn json_param(value: &serde_json::Value, position: usize) -> Result<ScalarValue, ServerError> {
+fn json_param(value: &serde_json::Value, position: usize) -> Result<ScalarValue, ServerError> {
     use serde_json::Value;
     Ok(match value {
         Value::Null => ScalarValue::Null,

@@ -22,7 +22,7 @@ use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::format::{Encoder, Format};
 use crate::listener::{ConnectionSlot, Peer};
-use crate::query::{StopSignals, bind, guarded, json_param, number_placeholders};
+use crate::query::{StopSignals, guarded, json_params, plan_with_params};
 
 #[derive(Deserialize)]
 pub struct SocketParams {
@@ -171,16 +171,7 @@ async fn start(
         .as_deref()
         .ok_or_else(|| ServerError::BadRequest("the message has no `sql`".into()))?;
     let session = shared.session(identity, client, Some(peer.0))?;
-    let mut frame = session.sql(&number_placeholders(sql)?).await?;
-    if !request.params.is_empty() {
-        let params = request
-            .params
-            .iter()
-            .enumerate()
-            .map(|(n, value)| json_param(value, n + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        frame = bind(frame, params)?;
-    }
+    let frame = plan_with_params(&session, sql, Some(json_params(&request.params)?)).await?;
     let stream = session.execute(frame, sql).await?;
     let schema = stream.schema();
     let stop = StopSignals {

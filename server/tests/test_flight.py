@@ -97,17 +97,22 @@ def flight_client(server):
     return client, fl.FlightCallOptions(headers=[header])
 
 
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field, encoded by hand."""
+    return bytes([number << 3 | 2]) + varint(len(data)) + data
+
+
 def any_command(name: str, sql: str) -> bytes:
-    """A Flight SQL command packed in protobuf's Any, encoded by hand: field 1 is the text."""
-    def field(number: int, data: bytes) -> bytes:
-        length, out = len(data), bytearray()
-        while True:
-            byte = length & 0x7F
-            length >>= 7
-            out.append(byte | (0x80 if length else 0))
-            if not length:
-                break
-        return bytes([number << 3 | 2]) + bytes(out) + data
+    """A Flight SQL command packed in protobuf's Any; field 1 of the command is the text."""
     url = f"type.googleapis.com/arrow.flight.protocol.sql.{name}".encode()
     return field(1, url) + field(2, field(1, sql.encode()))
 
@@ -137,15 +142,8 @@ def test_each_range_partition_is_an_endpoint_fetched_in_parallel(server):
 
 
 def cancel_request(info: fl.FlightInfo) -> bytes:
-    data = info.serialize()
-    length, out = len(data), bytearray()
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return b"\x0a" + bytes(out) + data
+    """CancelFlightInfoRequest: field 1 is the FlightInfo."""
+    return field(1, info.serialize())
 
 
 def test_cancel_flight_info_stops_a_running_stream(server):
