@@ -23,9 +23,51 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// The network service (`ibarrow serve`); ignored by the library, the REPL and Python.
     pub server: Option<ServerConfig>,
-    /// Who may log in to the network service.
+    /// Who may log in to the network service, and the roles of every user (network, REPL,
+    /// Python sessions).
     #[serde(default)]
     pub users: BTreeMap<String, UserConfig>,
+    /// What each role may read and write (docs/access.md); without any, everyone reads
+    /// everything.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// The audit log: one line per statement, hash-chained.
+    pub audit: Option<AuditConfig>,
+}
+
+/// `[roles.<name>]`: tables (`source.schema.table`, `*` and `?` match) the role reads and
+/// writes, columns it may not read or reads masked, and filters on the rows it sees.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// `source.schema.table.column` names.
+    #[serde(default)]
+    pub deny_columns: Vec<String>,
+    /// `"source.schema.table.column" = "<SQL expression>"`: the value the role sees instead.
+    #[serde(default)]
+    pub masks: BTreeMap<String, String>,
+    /// `"source.schema.table" = "<SQL condition>"`: the rows the role sees.
+    #[serde(default)]
+    pub row_filters: BTreeMap<String, String>,
+    /// May run native SQL (`query('<source>', ...)`, default false).
+    pub native_sql: Option<bool>,
+    /// Tables the role may `INSERT INTO` (the source must be `writable` too).
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+/// `[audit]`: `file = "audit.jsonl"` (appended), `max_bytes` to rotate it, `log = true` to
+/// also write each line to the log.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub file: Option<String>,
+    /// Rotate the file when it grows past this size: it is renamed `<file>.1` (older ones
+    /// shift to `.2`, ...) and the new file continues the hash chain.
+    pub max_bytes: Option<u64>,
+    pub log: Option<bool>,
 }
 
 /// `[server]`: the listeners of `ibarrow serve` and their limits (docs/server.md).

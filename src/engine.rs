@@ -11,6 +11,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ibarrow_providers::{OdbcSource, SourceOptions};
 
+use crate::access::{AccessPolicy, AccessReport, Grants};
 use crate::catalog::{CatalogAdapter, SourceCatalog};
 use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
@@ -38,6 +39,11 @@ struct Inner {
     limits: crate::governance::InputLimits,
     rate_limits: crate::rate_limit::RateLimits,
     monitor: Arc<crate::monitor::Monitor>,
+    /// `[roles]`: `None` lets every user read everything. Replaced by [`Engine::reload_access`].
+    access: RwLock<Option<Arc<AccessPolicy>>>,
+    /// What the statements planned for the audit log read, by (user, SQL), until they run.
+    reports: moka::sync::Cache<(String, String), Arc<AccessReport>>,
+    audited: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -116,6 +122,14 @@ impl Engine {
             &config.engine.rate_limits.clone().unwrap_or_default(),
         )?;
         let described = Arc::new(Described::default());
+        let access = AccessPolicy::from_config(&config)?.map(Arc::new);
+        let audit = config
+            .audit
+            .as_ref()
+            .map(crate::audit::AuditLog::open)
+            .transpose()?
+            .map(Arc::new);
+        let audited = audit.is_some();
         ctx.register_udtf(
             "query",
             Arc::new(QueryFunction {
@@ -141,10 +155,19 @@ impl Engine {
                         .unwrap_or(crate::governance::InputLimits::default().max_sql_bytes),
                 },
                 rate_limits,
-                monitor: Arc::new(crate::monitor::Monitor::new(
-                    config.engine.slow_query_ms.map(Duration::from_millis),
-                    config.engine.log_mask_literals.unwrap_or(false),
-                )),
+                monitor: Arc::new(
+                    crate::monitor::Monitor::new(
+                        config.engine.slow_query_ms.map(Duration::from_millis),
+                        config.engine.log_mask_literals.unwrap_or(false),
+                    )
+                    .with_audit(audit),
+                ),
+                access: RwLock::new(access),
+                reports: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(3600))
+                    .build(),
+                audited,
             }),
         };
         let registrations = config
@@ -218,6 +241,16 @@ impl Engine {
     /// or streamed. The text is checked first
     /// ([`crate::governance`]): size, control characters, statement kind.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        Ok(self.sql_for(sql, None).await?.0)
+    }
+
+    /// [`Self::sql`] for a session whose user holds `grants` (`None`: no `[roles]`), with what
+    /// the statement reads when the audit log wants it.
+    async fn sql_for(
+        &self,
+        sql: &str,
+        grants: Option<&Arc<Grants>>,
+    ) -> Result<(DataFrame, Option<AccessReport>)> {
         let state = self.inner.ctx.state();
         let mut statements = self.parse(&state, sql)?;
         if statements.len() != 1 {
@@ -228,7 +261,7 @@ impl Engine {
             )));
         }
         match statements.pop() {
-            Some(statement) => self.plan(&state, statement).await,
+            Some(statement) => self.plan(state, statement, grants).await,
             None => Err(Error::InputRejected(
                 "the SQL text holds no statement".into(),
             )),
@@ -245,7 +278,7 @@ impl Engine {
         let state = self.inner.ctx.state();
         let mut frames = Vec::new();
         for statement in self.parse(&state, sql)? {
-            frames.push(self.plan(&state, statement).await?);
+            frames.push(self.plan(state.clone(), statement, None).await?.0);
         }
         Ok(frames)
     }
@@ -293,13 +326,40 @@ impl Engine {
 
     async fn plan(
         &self,
-        state: &datafusion::execution::SessionState,
+        state: datafusion::execution::SessionState,
         statement: datafusion::sql::parser::Statement,
-    ) -> Result<DataFrame> {
+        grants: Option<&Arc<Grants>>,
+    ) -> Result<(DataFrame, Option<AccessReport>)> {
         let _described =
             describe_query_calls(&statement, &self.inner.sources, &self.inner.described).await?;
+        if grants.is_none() && !self.inner.audited {
+            let plan = state.statement_to_plan(statement).await?;
+            return Ok((self.inner.ctx.execute_logical_plan(plan).await?, None));
+        }
+        let state = match grants {
+            Some(grants) => crate::access::governed_state(state, grants),
+            None => state,
+        };
         let plan = state.statement_to_plan(statement).await?;
-        Ok(self.inner.ctx.execute_logical_plan(plan).await?)
+        let (plan, report) = crate::access::govern(plan, grants.map(Arc::as_ref), &state)?;
+        Ok((DataFrame::new(state, plan), Some(report)))
+    }
+
+    /// The access policy in force (`None`: no `[roles]`).
+    pub fn access_policy(&self) -> Option<Arc<AccessPolicy>> {
+        self.inner.access.read().ok().and_then(|a| a.clone())
+    }
+
+    /// Replaces the roles and the users' roles by those of `config` (the rest of it is not
+    /// looked at); sessions plan their next statements under the new grants. An invalid
+    /// policy is an error and the one in force stays.
+    pub fn reload_access(&self, config: &Config) -> Result<()> {
+        let policy = AccessPolicy::from_config(config)?.map(Arc::new);
+        if let Ok(mut access) = self.inner.access.write() {
+            *access = policy;
+        }
+        tracing::info!(roles = config.roles.len(), "access policy reloaded");
+        Ok(())
     }
 
     /// Runs `sql` and streams its result.
@@ -416,25 +476,135 @@ impl Session {
         &self.engine
     }
 
+    /// What this session's user may read, under the policy in force now (`None`: no
+    /// `[roles]`, everything).
+    pub fn grants(&self) -> Option<Arc<Grants>> {
+        self.engine
+            .access_policy()
+            .map(|policy| Arc::new(policy.grants(&self.user)))
+    }
+
+    /// The catalogs as this session's user sees them, for listings (`\dt`, completion,
+    /// Flight SQL `GetTables`): only readable tables, and only their readable columns.
+    pub fn catalogs(&self) -> Arc<dyn datafusion::catalog::CatalogProviderList> {
+        let all = Arc::clone(self.engine.inner.ctx.state_ref().read().catalog_list());
+        match self.grants() {
+            Some(grants) => {
+                crate::access::GovernedCatalogs::new(all, grants, Default::default()).listing()
+            }
+            None => all,
+        }
+    }
+
+    /// The table `name` (`source.schema.table`) for describing it: the table itself and the
+    /// schema this session's user sees (its readable columns). A table the user may not read
+    /// is an error that names the missing grant.
+    pub async fn describe_table(
+        &self,
+        name: &str,
+    ) -> Result<(
+        Arc<dyn datafusion::catalog::TableProvider>,
+        datafusion::arrow::datatypes::SchemaRef,
+    )> {
+        let reference = datafusion::common::TableReference::from(name);
+        let provider = self
+            .engine
+            .inner
+            .ctx
+            .table_provider(reference.clone())
+            .await?;
+        let schema = provider.schema();
+        let Some(grants) = self.grants() else {
+            return Ok((provider, schema));
+        };
+        let resolved = reference.resolve("", "");
+        let table = crate::access::TableName {
+            source: &resolved.catalog,
+            schema: &resolved.schema,
+            table: &resolved.table,
+        };
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let access = grants.table(&table, &columns)?;
+        let visible: Vec<_> = schema
+            .fields()
+            .iter()
+            .zip(&access.columns)
+            .filter(|(_, a)| **a != crate::access::ColumnAccess::Denied)
+            .map(|(field, _)| Arc::clone(field))
+            .collect();
+        Ok((
+            provider,
+            Arc::new(datafusion::arrow::datatypes::Schema::new(visible)),
+        ))
+    }
+
+    /// The table `name` itself, for registering it in another DataFusion context (Python's
+    /// `Engine.table`). Scans there bypass the plan's checks, so under `[roles]` only a table
+    /// the user reads whole (no denied or masked column, no row filter) is handed out.
+    pub async fn export_table(
+        &self,
+        name: &str,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        let (provider, _) = self.describe_table(name).await?;
+        if let Some(grants) = self.grants() {
+            let resolved = datafusion::common::TableReference::from(name).resolve("", "");
+            let table = crate::access::TableName {
+                source: &resolved.catalog,
+                schema: &resolved.schema,
+                table: &resolved.table,
+            };
+            let schema = provider.schema();
+            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if !grants.table(&table, &columns)?.is_unrestricted() {
+                return Err(Error::AccessDenied(format!(
+                    "access denied: {table} has masked or denied columns or row filters for                      user `{}`, so it cannot be handed to another context; query it through                      the engine (Engine.sql) instead",
+                    self.user
+                )));
+            }
+        }
+        Ok(provider)
+    }
+
+    /// A record for the monitor and the audit log of a statement of this session.
+    fn begin(&self, sql: &str) -> crate::monitor::QueryRecord {
+        let inner = &self.engine.inner;
+        let mut record = inner.monitor.begin(&self.user, &self.client, sql);
+        record.ip = self.ip.clone();
+        if inner.audited {
+            record.roles = self
+                .grants()
+                .map(|grants| grants.role_names())
+                .unwrap_or_default();
+            record.access = inner.reports.get(&(self.user.clone(), sql.to_string()));
+        }
+        record
+    }
+
     /// [`Engine::sql`] on behalf of this session's user, within the engine's rate limits. A
     /// refusal is counted and logged; run the plan with [`Self::execute`] (or use
     /// [`Self::stream`]) so that its run is monitored too.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let planned =
-            match self
-                .engine
-                .inner
-                .rate_limits
-                .check(&self.user, &self.client, self.ip.as_deref())
-            {
-                Ok(()) => self.engine.sql(sql).await,
-                Err(err) => Err(err),
-            };
-        if let Err(err) = &planned {
-            let monitor = &self.engine.inner.monitor;
-            monitor.refused(monitor.begin(&self.user, &self.client, sql), err.kind());
+        let inner = &self.engine.inner;
+        let planned = match inner
+            .rate_limits
+            .check(&self.user, &self.client, self.ip.as_deref())
+        {
+            Ok(()) => self.engine.sql_for(sql, self.grants().as_ref()).await,
+            Err(err) => Err(err),
+        };
+        match planned {
+            Ok((frame, report)) => {
+                if let Some(report) = report {
+                    let key = (self.user.clone(), sql.to_string());
+                    inner.reports.insert(key, Arc::new(report));
+                }
+                Ok(frame)
+            }
+            Err(err) => {
+                inner.monitor.refused(self.begin(sql), &err);
+                Err(err)
+            }
         }
-        planned
     }
 
     /// [`Self::sql`] for text that arrives as bytes; invalid UTF-8 is refused.
@@ -465,6 +635,9 @@ impl Session {
                 .rate_limits
                 .check(&self.user, &self.client, self.ip.as_deref())?;
             crate::governance::check_text(sql, &self.engine.inner.limits)?;
+            if let Some(grants) = self.grants() {
+                grants.check_native_sql(source)?;
+            }
             let source = self.engine.source(source)?;
             let table = ibarrow_providers::PassthroughTable::describe(source, sql).await?;
             let state = self.engine.inner.ctx.state();
@@ -475,7 +648,7 @@ impl Session {
         match described.await {
             Ok(plan) => self.execute_plan(plan, sql),
             Err(err) => {
-                monitor.refused(monitor.begin(&self.user, &self.client, sql), err.kind());
+                monitor.refused(self.begin(sql), &err);
                 Err(err)
             }
         }
@@ -513,7 +686,7 @@ impl Session {
         ) -> datafusion::error::Result<SendableRecordBatchStream>,
     ) -> Result<SendableRecordBatchStream> {
         let monitor = Arc::clone(&self.engine.inner.monitor);
-        let record = monitor.begin(&self.user, &self.client, sql);
+        let record = self.begin(sql);
         let (task, memory) = self.engine.task_with_own_memory()?;
         let stream = match start(Arc::clone(&plan), task) {
             Ok(stream) => stream,

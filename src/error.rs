@@ -24,6 +24,9 @@ pub enum Error {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// The user's roles do not grant what the statement reads or writes (src/access/).
+    #[error("{0}")]
+    AccessDenied(String),
     #[error(transparent)]
     Odbc(#[from] ibarrow_providers::OdbcError),
     #[error(transparent)]
@@ -41,6 +44,8 @@ pub enum ErrorKind {
     /// The query text was refused before planning.
     Input,
     RateLimit,
+    /// The user's roles do not grant what the statement reads or writes.
+    AccessDenied,
     /// The database could not be reached, refused the login or dropped the connection.
     Connection,
     CircuitOpen,
@@ -58,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Input => "input",
             ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::AccessDenied => "access_denied",
             ErrorKind::Connection => "connection",
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Timeout => "timeout",
@@ -125,6 +131,7 @@ impl Error {
             | Error::UnknownSource(..) => ErrorKind::Config,
             Error::InputRejected(_) => ErrorKind::Input,
             Error::RateLimited { .. } => ErrorKind::RateLimit,
+            Error::AccessDenied(_) => ErrorKind::AccessDenied,
             Error::Odbc(odbc) => ErrorKind::of_odbc(odbc),
             Error::DataFusion(df) => ErrorKind::of_datafusion(df),
         }

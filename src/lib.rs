@@ -5,6 +5,8 @@
 //! crates below it: [`sql`] renders remote statements per dialect, [`providers`] turns ODBC
 //! databases into DataFusion tables.
 
+pub mod access;
+pub mod audit;
 mod catalog;
 pub mod config;
 pub mod demo;
@@ -21,8 +23,8 @@ pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
 pub use config::{
-    BreakerConfig, Config, RateLimitConfig, RetryConfig, ServerConfig, ServerTlsConfig,
-    SourceConfig, TableConfig, TlsConfig, UserConfig,
+    AuditConfig, BreakerConfig, Config, RateLimitConfig, RetryConfig, RoleConfig, ServerConfig,
+    ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use engine::{Engine, EngineBuilder, Session};
 pub use error::{Error, ErrorKind, Result};

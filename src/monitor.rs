@@ -20,7 +20,7 @@ use datafusion::physical_plan::metrics::MetricValue;
 use futures::Stream;
 use ibarrow_providers::OdbcExec;
 
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
@@ -153,6 +153,7 @@ pub struct Monitor {
     totals: Mutex<Totals>,
     slow_query: Option<Duration>,
     mask_literals: bool,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -172,6 +173,11 @@ pub struct QueryRecord {
     pub client: String,
     /// The SQL as logged (string literals masked when configured).
     pub sql: String,
+    /// The client's address, for a query that came over the network.
+    pub ip: Option<String>,
+    /// The user's roles and what the statement reads, for the audit log.
+    pub roles: Vec<String>,
+    pub access: Option<Arc<crate::access::AccessReport>>,
     started: Instant,
 }
 
@@ -182,7 +188,40 @@ impl Monitor {
             totals: Mutex::new(Totals::default()),
             slow_query,
             mask_literals,
+            audit: None,
         }
+    }
+
+    /// This monitor, writing every query it records to `audit` too.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::audit::AuditLog>>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    fn audit(
+        &self,
+        record: &QueryRecord,
+        rows: u64,
+        outcome: &str,
+        kind: Option<ErrorKind>,
+        denial: Option<&str>,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let statement = mask_string_literals(&record.sql);
+        audit.record(&crate::audit::AuditEntry {
+            user: &record.user,
+            roles: &record.roles,
+            client: &record.client,
+            ip: record.ip.as_deref(),
+            statement: &statement,
+            access: record.access.as_deref(),
+            rows,
+            outcome,
+            error_kind: kind.map(ErrorKind::as_str),
+            denial,
+        });
     }
 
     pub fn begin(&self, user: &str, client: &str, sql: &str) -> QueryRecord {
@@ -196,12 +235,18 @@ impl Monitor {
             user: user.to_string(),
             client: client.to_string(),
             sql,
+            ip: None,
+            roles: Vec::new(),
+            access: None,
             started: Instant::now(),
         }
     }
 
     /// A query refused before it ran (input checks, rate limits, planning errors).
-    pub fn refused(&self, record: QueryRecord, kind: ErrorKind) {
+    pub fn refused(&self, record: QueryRecord, error: &Error) {
+        let kind = error.kind();
+        let denial = (kind == ErrorKind::AccessDenied).then(|| error.to_string());
+        self.audit(&record, 0, "refused", Some(kind), denial.as_deref());
         if let Ok(mut totals) = self.totals.lock() {
             *totals.queries.entry("refused").or_default() += 1;
             *totals.errors.entry(kind.as_str()).or_default() += 1;
@@ -229,6 +274,11 @@ impl Monitor {
         peak_memory_bytes: usize,
     ) {
         let elapsed = record.started.elapsed();
+        let failed = match outcome {
+            Outcome::Failed(kind) => Some(kind),
+            _ => None,
+        };
+        self.audit(&record, rows, outcome.label(), failed, None);
         let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         collect_scans(plan, &mut per_source);
         if let Ok(mut totals) = self.totals.lock() {
@@ -550,7 +600,10 @@ mod tests {
         let monitor = Monitor::new(None, true);
         for n in 0..(RECENT_QUERIES + 5) {
             let record = monitor.begin("ann", "test", &format!("SELECT {n}, 'secret'"));
-            monitor.refused(record, ErrorKind::Sql);
+            monitor.refused(
+                record,
+                &Error::DataFusion(datafusion::error::DataFusionError::Plan("test".into())),
+            );
         }
         let recent = monitor.recent();
         assert_eq!(recent.len(), RECENT_QUERIES);

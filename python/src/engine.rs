@@ -94,13 +94,16 @@ impl PyEngine {
 
     /// A table of the engine (`source.schema.table`) for a datafusion-python context.
     fn table(&self, py: Python<'_>, name: &str) -> PyResult<PyTable> {
-        let ctx = self.engine.context().clone();
+        // Handed to another context, the table escapes the engine's plan checks: only a table
+        // the user reads whole is given out (ibarrow::Session::export_table).
+        let session = self.session.clone();
         let reference = name.to_string();
-        let provider = wait_for_future(
-            py,
-            async move { ctx.table_provider(reference.as_str()).await },
-        )?
-        .map_err(to_py)?;
+        let provider =
+            wait_for_future(
+                py,
+                async move { session.export_table(reference.as_str()).await },
+            )?
+            .map_err(to_py)?;
         Ok(PyTable::new(provider, name.to_string()))
     }
 

@@ -23,6 +23,7 @@ pub fn class_of(kind: ibarrow::ErrorKind) -> &'static str {
         K::Config => "ConfigError",
         K::Input => "InputError",
         K::RateLimit => "RateLimitError",
+        K::AccessDenied => "AccessDeniedError",
         K::Connection => "ConnectionError",
         K::CircuitOpen => "CircuitOpenError",
         K::Timeout => "TimeoutError",

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::TableReference;
 use ibarrow::OdbcTable;
 
 use crate::exec::{Outcome, Session, error_message};
@@ -181,7 +180,7 @@ fn health(session: &mut Session) -> Outcome {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn schemas(session: &mut Session, source: &str) -> Outcome {
-    let ctx = session.engine.context();
+    let ctx = crate::exec::user_session(&session.engine).catalogs();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, source) {
         if let Some(catalog) = ctx.catalog(&catalog_name) {
@@ -197,7 +196,7 @@ fn schemas(session: &mut Session, source: &str) -> Outcome {
 }
 
 fn tables(session: &mut Session, pattern: &str) -> Outcome {
-    let ctx = session.engine.context();
+    let ctx = crate::exec::user_session(&session.engine).catalogs();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, "") {
         let Some(catalog) = ctx.catalog(&catalog_name) else {
@@ -221,29 +220,32 @@ fn tables(session: &mut Session, pattern: &str) -> Outcome {
     session.print_batch(string_batch(&["source", "schema", "table"], rows))
 }
 
-/// The engine's sources, or just `only` when given.
+/// The sources the user may read from, or just `only` when given.
 fn catalogs(session: &Session, only: &str) -> Vec<String> {
+    let readable = crate::exec::user_session(&session.engine)
+        .catalogs()
+        .catalog_names();
     session
         .engine
         .source_names()
         .into_iter()
+        .filter(|name| readable.contains(name))
         .filter(|name| only.is_empty() || name.eq_ignore_ascii_case(only))
         .collect()
 }
 
 fn describe(session: &mut Session, name: &str) -> Outcome {
-    let reference = TableReference::from(name.trim_end_matches(';'));
-    let ctx = session.engine.context().clone();
-    let provider = match session
+    let name = name.trim_end_matches(';');
+    let user = crate::exec::user_session(&session.engine);
+    let (provider, schema) = match session
         .runtime
-        .block_on(async { ctx.table_provider(reference).await })
+        .block_on(async { user.describe_table(name).await })
     {
-        Ok(provider) => provider,
+        Ok(described) => described,
         Err(err) => return Outcome::Failed(error_message(&err)),
     };
     let odbc = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<OdbcTable>();
     let key: &[String] = odbc.map_or(&[], |t| t.primary_key());
-    let schema = provider.schema();
     let rows = schema
         .fields()
         .iter()

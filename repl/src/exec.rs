@@ -37,6 +37,15 @@ pub struct Session {
     pub cancel_on_interrupt: bool,
 }
 
+/// The REPL's client name in the query log and the audit log.
+pub const CLIENT: &str = "ibarrow-repl";
+
+/// A session of the engine for the OS user running the REPL: its statements and its listings
+/// follow that user's roles.
+pub fn user_session(engine: &Engine) -> ibarrow::Session {
+    engine.session(&ibarrow::governance::os_user(), CLIENT)
+}
+
 impl Session {
     pub fn run_sql(&mut self, sql: &str) -> Outcome {
         let started = Instant::now();
@@ -84,7 +93,7 @@ async fn run_query(
 ) -> Outcome {
     // A session of the engine, so the REPL gets the same input checks, rate limits and
     // query monitoring as every other caller.
-    let session = engine.session(&ibarrow::governance::os_user(), "ibarrow-repl");
+    let session = user_session(engine);
     let plan = match plan(&session, sql).await {
         Ok(plan) => plan,
         Err(err) => return Outcome::Failed(error_message(&err)),

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use datafusion::common::TableReference;
 use ibarrow::Engine;
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -120,7 +119,7 @@ impl SqlHelper {
                     }
                 });
                 keywords
-                    .chain(self.engine.source_names())
+                    .chain(self.readable_sources())
                     .chain(self.referenced_columns(buffer))
                     .filter(|name| !word.is_empty() && starts_with_ignoring_case(name, word))
                     .collect()
@@ -134,7 +133,7 @@ impl SqlHelper {
     /// Names that may follow `qualifier.`: schemas of a source, tables of `source.schema`,
     /// or else the columns of the tables the statement names (`alias.` is not resolved).
     fn qualified(&self, buffer: &str, qualifier: &str) -> Vec<String> {
-        let ctx = self.engine.context();
+        let ctx = crate::exec::user_session(&self.engine).catalogs();
         let parts: Vec<&str> = qualifier.split('.').collect();
         match parts.as_slice() {
             [source] if ctx.catalog(source).is_some() => ctx
@@ -150,9 +149,21 @@ impl SqlHelper {
         }
     }
 
+    /// The sources the user may read from.
+    fn readable_sources(&self) -> Vec<String> {
+        let readable = crate::exec::user_session(&self.engine)
+            .catalogs()
+            .catalog_names();
+        self.engine
+            .source_names()
+            .into_iter()
+            .filter(|name| readable.contains(name))
+            .collect()
+    }
+
     /// Columns of the `source.schema.table` names written in the statement.
     fn referenced_columns(&self, buffer: &str) -> Vec<String> {
-        let ctx = self.engine.context().clone();
+        let session = crate::exec::user_session(&self.engine);
         let tables: Vec<String> = buffer
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .filter(|token| token.matches('.').count() == 2 && !token.ends_with('.'))
@@ -164,10 +175,11 @@ impl SqlHelper {
         self.runtime.block_on(async move {
             let mut columns = Vec::new();
             for table in tables {
-                let lookup = ctx.table_provider(TableReference::from(table.as_str()));
-                if let Ok(Ok(provider)) = tokio::time::timeout(COLUMN_LOOKUP_TIMEOUT, lookup).await
+                let lookup = session.describe_table(&table);
+                if let Ok(Ok((_, schema))) =
+                    tokio::time::timeout(COLUMN_LOOKUP_TIMEOUT, lookup).await
                 {
-                    columns.extend(provider.schema().fields().iter().map(|f| f.name().clone()));
+                    columns.extend(schema.fields().iter().map(|f| f.name().clone()));
                 }
             }
             columns

@@ -85,6 +85,64 @@ enum Command {
     /// Print an argon2id hash of a password for `password_hash` in [users]; the password is
     /// read from the terminal without echo, or from standard input
     Passwd,
+    /// Work with the audit log ([audit] in the configuration)
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit files and report the first altered, missing or moved line
+    Verify {
+        /// Audit files, oldest first (e.g. audit.jsonl.2 audit.jsonl.1 audit.jsonl)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `ibarrow audit verify`: exit status 0 for an intact chain, 1 for a broken one, 2 when a
+/// file cannot be read.
+fn audit_verify(files: &[PathBuf]) -> ExitCode {
+    use ibarrow::audit::{Verdict, verify};
+    let names = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match verify(files) {
+        Ok(Verdict::Intact {
+            lines,
+            first_seq,
+            last_seq,
+            head,
+            continues,
+        }) => {
+            println!(
+                "{names}: {lines} lines, chain intact (seq {first_seq}–{last_seq}); head {head}"
+            );
+            if continues {
+                println!(
+                    "the first line continues an earlier, rotated file: pass the rotated files \
+                     too, oldest first, to check across them"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Broken {
+            file,
+            line,
+            problem,
+        }) => {
+            println!("{file} line {line}: {problem}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("ibarrow audit verify: {names}: {err}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 const AFTER_HELP: &str = "Statements piped on standard input run when it is not a terminal. \
@@ -99,6 +157,9 @@ fn main() -> ExitCode {
             log_format,
         }) => return serve::run(config.as_deref(), *demo, log_format),
         Some(Command::Passwd) => return serve::passwd(),
+        Some(Command::Audit {
+            action: AuditCommand::Verify { files },
+        }) => return audit_verify(files),
         None => {}
     }
     let runtime = match start("ibarrow", &args.log_format) {

@@ -14,6 +14,7 @@ pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    let config_path = config.map(Path::to_path_buf);
     let outcome = runtime.block_on(async {
         let mut config = crate::read_config(config)?;
         if demo && config.server.is_none() {
@@ -27,6 +28,7 @@ pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
         let engine = Engine::from_config(config.clone())
             .await
             .map_err(|e| e.to_string())?;
+        reload_roles_on_hangup(&engine, config_path.clone());
         let server = Server::bind(engine, &config)
             .await
             .map_err(|e| e.to_string())?;
@@ -59,6 +61,35 @@ pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// On SIGHUP, reads the configuration file again and puts its `[roles]` and the users' roles
+/// in force: the next statements of every session plan under them. A file that does not parse
+/// or names an unknown role is logged and the roles in force stay.
+fn reload_roles_on_hangup(engine: &Engine, path: Option<std::path::PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            eprintln!("ibarrow serve: SIGHUP cannot be watched; roles reload only on restart");
+            return;
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let reloaded = crate::read_config(path.as_deref())
+                    .and_then(|config| engine.reload_access(&config).map_err(|e| e.to_string()));
+                match reloaded {
+                    Ok(()) => eprintln!("ibarrow serve: roles reloaded"),
+                    Err(message) => eprintln!(
+                        "ibarrow serve: roles not reloaded, the previous ones stay: {message}"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (engine, path);
 }
 
 /// Prints the argon2id hash of a password read from the terminal (twice, without echo) or

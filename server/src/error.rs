@@ -101,6 +101,7 @@ impl ServerError {
             ServerError::Engine(err) => match err.kind() {
                 ErrorKind::Input | ErrorKind::Sql | ErrorKind::Config => StatusCode::BAD_REQUEST,
                 ErrorKind::RateLimit => StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
                 ErrorKind::Connection | ErrorKind::CircuitOpen => StatusCode::BAD_GATEWAY,
                 ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 ErrorKind::Arrow => StatusCode::UNPROCESSABLE_ENTITY,
@@ -135,6 +136,7 @@ impl From<ServerError> for tonic::Status {
                     Code::InvalidArgument
                 }
                 ErrorKind::RateLimit => Code::ResourceExhausted,
+                ErrorKind::AccessDenied => Code::PermissionDenied,
                 ErrorKind::Connection | ErrorKind::CircuitOpen => Code::Unavailable,
                 ErrorKind::Timeout => Code::DeadlineExceeded,
                 ErrorKind::Internal => Code::Internal,

@@ -284,10 +284,11 @@ impl FlightSql {
     /// only those whose name `keep` accepts.
     fn schemas(
         &self,
+        session: &Session,
         catalog: Option<&str>,
         keep: impl Fn(&str) -> bool,
     ) -> Vec<(String, String, Arc<dyn datafusion::catalog::SchemaProvider>)> {
-        let ctx = self.shared.engine.context();
+        let ctx = session.catalogs();
         let mut listed = Vec::new();
         for catalog_name in ctx.catalog_names() {
             if catalog.is_some_and(|c| c != catalog_name) {
@@ -746,9 +747,9 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.caller(&request).await?;
+        let (_, session) = self.caller(&request).await?;
         let mut builder = query.into_builder();
-        for catalog in self.shared.engine.context().catalog_names() {
+        for catalog in session.catalogs().catalog_names() {
             builder.append(catalog);
         }
         one_batch(builder.build())
@@ -769,8 +770,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.caller(&request).await?;
-        let listed = self.schemas(query.catalog.as_deref(), |_| true);
+        let (_, session) = self.caller(&request).await?;
+        let listed = self.schemas(&session, query.catalog.as_deref(), |_| true);
         let mut builder = query.into_builder();
         for (catalog_name, schema_name, _) in listed {
             builder.append(catalog_name, schema_name);
@@ -793,10 +794,10 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.caller(&request).await?;
+        let (_, session) = self.caller(&request).await?;
         let include_schema = query.include_schema;
         // The builder filters too, but only after every table was described: filter first.
-        let listed = self.schemas(query.catalog.as_deref(), |name| {
+        let listed = self.schemas(&session, query.catalog.as_deref(), |name| {
             query
                 .db_schema_filter_pattern
                 .as_ref()
@@ -876,17 +877,23 @@ impl FlightSqlService for FlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.caller(&request).await?;
+        let (_, session) = self.caller(&request).await?;
         let mut rows: Vec<(String, String, String, i32)> = Vec::new();
-        let listed = self.schemas(query.catalog.as_deref(), |name| {
+        let listed = self.schemas(&session, query.catalog.as_deref(), |name| {
             query.db_schema.as_deref().is_none_or(|s| s == name)
         });
-        for (catalog_name, schema_name, schema) in listed {
-            let Ok(Some(table)) = schema.table(&query.table).await else {
+        for (catalog_name, schema_name, _) in listed {
+            let name = format!("{catalog_name}.{schema_name}.{}", query.table);
+            // The table itself (for its key) if the user may read it, and the columns it sees.
+            let Ok((table, visible)) = session.describe_table(&name).await else {
                 continue;
             };
             if let Some(odbc) = table.downcast_ref::<ibarrow::OdbcTable>() {
-                for (n, column) in odbc.primary_key().iter().enumerate() {
+                let keys = odbc
+                    .primary_key()
+                    .iter()
+                    .filter(|column| visible.field_with_name(column).is_ok());
+                for (n, column) in keys.enumerate() {
                     rows.push((
                         catalog_name.clone(),
                         schema_name.clone(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ibarrow import _internal
 from ibarrow._engine import Engine, QueryResult, Session, Table, odbc_table
 from ibarrow._errors import (
+    AccessDeniedError,
     ArrowError,
     CircuitOpenError,
     ConfigError,
@@ -59,6 +60,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "RateLimitError",
+    "AccessDeniedError",
     "CircuitOpenError",
     "SQLError",
     "ArrowError",

@@ -25,6 +25,11 @@ class RateLimitError(Error):
     when to retry."""
 
 
+class AccessDeniedError(Error, PermissionError):
+    """The user's roles do not grant what the statement reads or writes; the message names
+    the table or column and the missing grant."""
+
+
 class ConnectionError(Error, builtins.ConnectionError):
     """A database could not be reached, refused the login, or dropped the connection."""
 
@@ -54,6 +59,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "RateLimitError",
+    "AccessDeniedError",
     "ConnectionError",
     "CircuitOpenError",
     "TimeoutError",
