@@ -392,7 +392,8 @@ mod tests {
             file: Some(path.display().to_string()),
             ..AuditConfig::default()
         };
-        let cases: [(&str, fn(&mut Vec<String>), u64, &str); 3] = [
+        type Tamper = fn(&mut Vec<String>);
+        let cases: [(&str, Tamper, u64, &str); 3] = [
             (
                 "edited",
                 |l| l[2] = l[2].replace("\"rows\":3", "\"rows\":4"),

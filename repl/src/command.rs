@@ -242,7 +242,7 @@ fn describe(session: &mut Session, name: &str) -> Outcome {
         .block_on(async { user.describe_table(name).await })
     {
         Ok(described) => described,
-        Err(err) => return Outcome::Failed(error_message(&err)),
+        Err(err) => return Outcome::Failed(error_message(&crate::exec::as_datafusion(err))),
     };
     let odbc = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<OdbcTable>();
     let key: &[String] = odbc.map_or(&[], |t| t.primary_key());

@@ -204,7 +204,7 @@ async fn plan(
     frame.create_physical_plan().await
 }
 
-fn as_datafusion(err: ibarrow::Error) -> DataFusionError {
+pub fn as_datafusion(err: ibarrow::Error) -> DataFusionError {
     match err {
         ibarrow::Error::DataFusion(err) => err,
         other => DataFusionError::External(Box::new(other)),
