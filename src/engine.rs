@@ -496,6 +496,33 @@ impl Session {
         }
     }
 
+    /// The table `name` (`source.schema.table`) and how it reaches this session's user
+    /// (`None`: no `[roles]`); a table the user may not read is an error naming the grant.
+    async fn table_access(
+        &self,
+        name: &str,
+    ) -> Result<(
+        Arc<dyn datafusion::catalog::TableProvider>,
+        Option<crate::access::TableAccess>,
+    )> {
+        let reference = datafusion::common::TableReference::from(name);
+        let ctx = &self.engine.inner.ctx;
+        let provider = ctx.table_provider(reference.clone()).await?;
+        let Some(grants) = self.grants() else {
+            return Ok((provider, None));
+        };
+        let (source, schema, table) = crate::access::table_name(&reference, &ctx.state());
+        let table = crate::access::TableName {
+            source: &source,
+            schema: &schema,
+            table: &table,
+        };
+        let fields = provider.schema();
+        let columns: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
+        let access = grants.table(&table, &columns)?;
+        Ok((provider, Some(access)))
+    }
+
     /// The table `name` (`source.schema.table`) for describing it: the table itself and the
     /// schema this session's user sees (its readable columns). A table the user may not read
     /// is an error that names the missing grant.
@@ -506,25 +533,11 @@ impl Session {
         Arc<dyn datafusion::catalog::TableProvider>,
         datafusion::arrow::datatypes::SchemaRef,
     )> {
-        let reference = datafusion::common::TableReference::from(name);
-        let provider = self
-            .engine
-            .inner
-            .ctx
-            .table_provider(reference.clone())
-            .await?;
+        let (provider, access) = self.table_access(name).await?;
         let schema = provider.schema();
-        let Some(grants) = self.grants() else {
+        let Some(access) = access else {
             return Ok((provider, schema));
         };
-        let resolved = reference.resolve("", "");
-        let table = crate::access::TableName {
-            source: &resolved.catalog,
-            schema: &resolved.schema,
-            table: &resolved.table,
-        };
-        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let access = grants.table(&table, &columns)?;
         let visible: Vec<_> = schema
             .fields()
             .iter()
@@ -545,22 +558,14 @@ impl Session {
         &self,
         name: &str,
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        let (provider, _) = self.describe_table(name).await?;
-        if let Some(grants) = self.grants() {
-            let resolved = datafusion::common::TableReference::from(name).resolve("", "");
-            let table = crate::access::TableName {
-                source: &resolved.catalog,
-                schema: &resolved.schema,
-                table: &resolved.table,
-            };
-            let schema = provider.schema();
-            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            if !grants.table(&table, &columns)?.is_unrestricted() {
-                return Err(Error::AccessDenied(format!(
-                    "access denied: {table} has masked or denied columns or row filters for                      user `{}`, so it cannot be handed to another context; query it through                      the engine (Engine.sql) instead",
-                    self.user
-                )));
-            }
+        let (provider, access) = self.table_access(name).await?;
+        if access.is_some_and(|access| !access.is_unrestricted()) {
+            return Err(Error::AccessDenied(format!(
+                "access denied: {name} has masked or denied columns or row filters for user \
+                 `{}`, so it cannot be handed to another context; query it through the engine \
+                 (Engine.sql) instead",
+                self.user
+            )));
         }
         Ok(provider)
     }

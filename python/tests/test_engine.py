@@ -319,3 +319,26 @@ def test_metrics_count_the_queries_run(lite: Database) -> None:
     assert 'ibarrow_queries_total{outcome="ok"} 2' in text.splitlines(), text
     assert 'ibarrow_queries_total{outcome="refused"} 1' in text.splitlines(), text
     assert 'ibarrow_source_rows_total{source="src"} 4' in text.splitlines(), text
+
+
+def test_roles_govern_python_sessions(db: Database, people: str, tmp_path) -> None:
+    table = f"src.{db.qualified(people)}"
+    config = tmp_path / "roles.toml"
+    config.write_text(
+        f"[sources.src]\nconnection_string = '{db.connection_string}'\n"
+        f'[roles.analyst]\nread = ["{table}"]\ndeny_columns = ["{table}.born"]\n'
+        f"masks = {{ \"{table}.name\" = \"'hidden'\" }}\n"
+        f'row_filters = {{ "{table}" = "id <= 10" }}\n'
+        '[users.alice]\nroles = ["analyst"]\n'
+    )
+    alice = ibarrow.Engine.from_config(config, user="alice")
+    rows = alice.sql(f"SELECT id, name FROM {table} ORDER BY id").to_arrow().to_pylist()
+    assert rows == [{"id": n, "name": "hidden"} for n in range(1, 11)]
+    with pytest.raises(ibarrow.AccessDeniedError, match=r"born.*deny_columns"):
+        alice.sql(f"SELECT * FROM {table}").to_arrow()
+    # Handed to another DataFusion context, the table would escape the checks.
+    with pytest.raises(ibarrow.AccessDeniedError, match="cannot be handed"):
+        alice.table(table)
+    nobody = ibarrow.Engine.from_config(config, user="bob")
+    with pytest.raises(ibarrow.AccessDeniedError, match=r"has no roles.*\[users\.bob\]"):
+        nobody.sql(f"SELECT id FROM {table}").to_arrow()

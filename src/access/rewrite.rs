@@ -119,11 +119,18 @@ fn is_passthrough(source: &Arc<dyn TableSource>) -> Option<String> {
         .map(|t| t.source().name().to_string())
 }
 
-/// The grant name of a table as the statement named it: `source.schema.table` (names
-/// match grants case-insensitively, so the spelling the user typed is as good as the
-/// database's).
-fn table_name(reference: &TableReference) -> (String, String, String) {
-    let resolved = reference.clone().resolve("", "");
+/// The grant name of a table as the statement named it, completed with the session's default
+/// catalog and schema: `source.schema.table` (names match grants case-insensitively, so the
+/// spelling the user typed is as good as the database's). A source's table registered under
+/// another name (a Rust program's `register_table`) is granted under that name.
+pub(crate) fn table_name(
+    reference: &TableReference,
+    state: &SessionState,
+) -> (String, String, String) {
+    let defaults = &state.config_options().catalog;
+    let resolved = reference
+        .clone()
+        .resolve(&defaults.default_catalog, &defaults.default_schema);
     (
         resolved.catalog.to_string(),
         resolved.schema.to_string(),
@@ -156,7 +163,7 @@ fn governed_node(
             if let (Some(grants), WriteOp::Insert(_)) = (grants, &dml.op)
                 && odbc_table(&dml.target).is_some()
             {
-                let (source, schema, table) = table_name(&dml.table_name);
+                let (source, schema, table) = table_name(&dml.table_name, state);
                 grants.check_write(&TableName {
                     source: &source,
                     schema: &schema,
@@ -177,7 +184,7 @@ fn governed_scan(
     referenced: &BTreeSet<String>,
     report: &mut AccessReport,
 ) -> Result<Transformed<LogicalPlan>> {
-    let (source, schema_name, table) = table_name(&scan.table_name);
+    let (source, schema_name, table) = table_name(&scan.table_name, state);
     let name = TableName {
         source: &source,
         schema: &schema_name,
