@@ -330,8 +330,13 @@ impl Engine {
         statement: datafusion::sql::parser::Statement,
         grants: Option<&Arc<Grants>>,
     ) -> Result<(DataFrame, Option<AccessReport>)> {
-        let _described =
-            describe_query_calls(&statement, &self.inner.sources, &self.inner.described).await?;
+        let _described = describe_query_calls(
+            &statement,
+            &self.inner.sources,
+            &self.inner.described,
+            grants.map(Arc::as_ref),
+        )
+        .await?;
         if grants.is_none() && !self.inner.audited {
             let plan = state.statement_to_plan(statement).await?;
             return Ok((self.inner.ctx.execute_logical_plan(plan).await?, None));
@@ -599,7 +604,7 @@ impl Session {
         };
         match planned {
             Ok((frame, report)) => {
-                if let Some(report) = report {
+                if let Some(report) = report.filter(|_| inner.audited) {
                     let key = (self.user.clone(), sql.to_string());
                     inner.reports.insert(key, Arc::new(report));
                 }

@@ -71,12 +71,14 @@ impl Described {
 }
 
 /// Describes the `query()` calls of `statement` (see the module notes); the returned guard
-/// keeps them for its planning.
+/// keeps them for its planning. A user whose `grants` do not allow native SQL is refused
+/// before anything reaches the database.
 pub(crate) async fn describe_query_calls(
     statement: &datafusion::sql::parser::Statement,
     sources: &SourceMap,
     described: &Arc<Described>,
-) -> Result<DescribedFor> {
+    grants: Option<&crate::access::Grants>,
+) -> crate::error::Result<DescribedFor> {
     let mut calls = Vec::new();
     collect_query_calls(statement, &mut calls);
     calls.sort();
@@ -86,6 +88,9 @@ pub(crate) async fn describe_query_calls(
         keys: Vec::new(),
     };
     for (source_name, sql) in calls {
+        if let Some(grants) = grants {
+            grants.check_native_sql(&source_name)?;
+        }
         // An unknown source is left to the table function, whose error says so.
         let Some(source) = source_named(sources, &source_name) else {
             continue;
