@@ -29,10 +29,24 @@ fn customer_rows() -> Vec<(i64, String, String, String, &'static str)> {
 }
 
 struct Fixture {
-    _db: TestDb,
+    db: TestDb,
     profile: Profile,
     customers: String,
     orders: String,
+}
+
+/// The tables go when the test ends, also when it fails: other suites list these schemas.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let (c, o) = (
+            self.profile.quote(&self.customers),
+            self.profile.quote(&self.orders),
+        );
+        self.db.execute(&[
+            &format!("DROP TABLE IF EXISTS {c}"),
+            &format!("DROP TABLE IF EXISTS {o}"),
+        ]);
+    }
 }
 
 impl Fixture {
@@ -61,7 +75,7 @@ impl Fixture {
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
         db.execute(&refs);
         Fixture {
-            _db: db,
+            db: db,
             profile,
             customers,
             orders,
@@ -103,7 +117,7 @@ impl Fixture {
             roles = ["admin", "analyst"]
             {extra}
             "#,
-            conn = self._db.connection_string.replace('\\', "\\\\"),
+            conn = self.db.connection_string.replace('\\', "\\\\"),
             customers = self.customers,
         );
         Config::parse(&text, "test").unwrap()
