@@ -75,7 +75,7 @@ impl Fixture {
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
         db.execute(&refs);
         Fixture {
-            db: db,
+            db,
             profile,
             customers,
             orders,
