@@ -28,6 +28,9 @@ pub struct AuditEntry<'a> {
     pub roles: &'a [String],
     pub client: &'a str,
     pub ip: Option<&'a str>,
+    /// The OS user who opened a session that runs as `user` (`ibarrow --user`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<&'a str>,
     /// The statement with its string literals masked.
     pub statement: &'a str,
     #[serde(flatten)]
@@ -337,6 +340,7 @@ mod tests {
             roles,
             client: "test",
             ip: Some("127.0.0.1"),
+            opened_by: None,
             statement,
             access: None,
             rows: 3,

@@ -106,7 +106,8 @@ pub struct ServerTlsConfig {
 }
 
 /// `[users.<name>]`: `password = "${ALICE_PASSWORD}"` or `password_hash = "$argon2id$..."`
-/// (`ibarrow passwd` prints one), and the user's roles.
+/// (`ibarrow passwd` prints one), the user's roles, and the users this one may act as on the
+/// command line (`ibarrow --user NAME`).
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
@@ -114,6 +115,10 @@ pub struct UserConfig {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Users (`*` and `?` match) this OS user may run the REPL and batch client as, with
+    /// `--user`; the audit log records both names.
+    #[serde(default)]
+    pub act_as: Vec<String>,
 }
 
 impl std::fmt::Debug for UserConfig {
@@ -122,6 +127,7 @@ impl std::fmt::Debug for UserConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
             .field("roles", &self.roles)
+            .field("act_as", &self.act_as)
             .finish()
     }
 }
@@ -151,6 +157,77 @@ pub struct EngineConfig {
     pub max_lifetime_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub leak_warning_secs: Option<u64>,
+    /// Memory all queries together may hold in DataFusion's operators and ibarrow's scans,
+    /// e.g. "512MB" or "2GiB" (default: no limit). Sorts and aggregates spill to temporary
+    /// files to stay under it; what cannot spill fails with an error naming the limit.
+    pub memory_limit: Option<ByteSize>,
+}
+
+/// A size in bytes, written as a number of bytes or with a unit: `"512MB"` (10^6), `"2GiB"`
+/// (2^30), `"64KB"`, `"1.5GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1_000,
+            "mb" | "m" => 1_000_000,
+            "gb" | "g" => 1_000_000_000,
+            "tb" | "t" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            _ => 0,
+        };
+        match number.parse::<f64>() {
+            Ok(value) if scale > 0 && value.is_finite() && value > 0.0 => {
+                Ok(ByteSize((value * scale as f64) as u64))
+            }
+            _ => Err(format!(
+                "`{text}` is not a size: write bytes with a unit, e.g. \"512MB\" or \"2GiB\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.0 as f64;
+        match self.0 {
+            n if n >= 1_000_000_000 => write!(f, "{:.1} GB", bytes / 1e9),
+            n if n >= 1_000_000 => write!(f, "{:.1} MB", bytes / 1e6),
+            n if n >= 1_000 => write!(f, "{:.1} KB", bytes / 1e3),
+            n => write!(f, "{n} bytes"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Bytes(0) => Err(serde::de::Error::custom("a memory limit of 0 bytes")),
+            Written::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// `rate_limits = { per_user_per_minute = 60, per_client_per_hour = 10000, ... }`: queries
@@ -600,5 +677,24 @@ mod tests {
                 .to_string()
                 .contains("not both")
         );
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        let size = |text: &str| text.parse::<ByteSize>().map(|s| s.0);
+        assert_eq!(size("512MB"), Ok(512_000_000));
+        assert_eq!(size("2GiB"), Ok(2 << 30));
+        assert_eq!(size("1.5 gb"), Ok(1_500_000_000));
+        assert_eq!(size("4096"), Ok(4096));
+        for bad in ["", "MB", "12 parsecs", "-1GB", "0"] {
+            let err = size(bad).unwrap_err();
+            assert!(err.contains("e.g. \"512MB\""), "{bad}: {err}");
+        }
+        let config = Config::parse("[engine]\nmemory_limit = \"256MB\"\n", "t").unwrap();
+        assert_eq!(config.engine.memory_limit, Some(ByteSize(256_000_000)));
+        let config = Config::parse("[engine]\nmemory_limit = 1048576\n", "t").unwrap();
+        assert_eq!(config.engine.memory_limit, Some(ByteSize(1 << 20)));
+        let err = Config::parse("[engine]\nmemory_limit = \"lots\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("`lots` is not a size"), "{err}");
     }
 }

@@ -54,6 +54,25 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// DataFusion's runtime for the engine: with `memory_limit`, one pool for all queries that
+/// shares the limit fairly among the operators that can spill (sorts, aggregates) and spills
+/// them to the OS temporary directory; the largest holders are named when it is exhausted.
+fn runtime_env(
+    engine: &crate::config::EngineConfig,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    if let Some(limit) = engine.memory_limit {
+        let bytes = usize::try_from(limit.0).unwrap_or(usize::MAX);
+        let top = std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN);
+        builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(bytes),
+            top,
+        )));
+    }
+    Ok(builder.build_arc()?)
+}
+
 /// Builds an [`Engine`] in code: `Engine::builder().source("pg", conn).build().await`.
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
@@ -89,6 +108,12 @@ impl EngineBuilder {
         self
     }
 
+    /// The memory all queries together may hold (`[engine] memory_limit`).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.config.engine.memory_limit = Some(crate::config::ByteSize(bytes));
+        self
+    }
+
     /// Connects every source (concurrently) and lists its catalog.
     pub async fn build(self) -> Result<Engine> {
         Engine::from_config(self.config).await
@@ -113,6 +138,7 @@ impl Engine {
         let state = ibarrow_providers::install(
             SessionStateBuilder::new()
                 .with_config(session)
+                .with_runtime_env(runtime_env(&config.engine)?)
                 .with_default_features(),
         )
         .build();
@@ -291,6 +317,7 @@ impl Engine {
             user: user.to_string(),
             client: client.to_string(),
             ip: None,
+            opened_by: None,
         }
     }
 
@@ -456,12 +483,21 @@ pub struct Session {
     client: String,
     /// The client's IP address, for a query that came over the network.
     ip: Option<String>,
+    /// Who opened the session, when it runs as another user (`ibarrow --user`).
+    opened_by: Option<String>,
 }
 
 impl Session {
     /// This session for a client at `ip`: the per-IP quotas of `[engine] rate_limits` apply.
     pub fn at_ip(mut self, ip: std::net::IpAddr) -> Self {
         self.ip = Some(ip.to_string());
+        self
+    }
+
+    /// This session opened by `login` on behalf of its user (`ibarrow --user`, allowed by
+    /// `act_as`, src/access/identity.rs): the audit log records both names.
+    pub fn opened_by(mut self, login: &str) -> Self {
+        self.opened_by = (login != self.user).then(|| login.to_string());
         self
     }
 
@@ -580,6 +616,7 @@ impl Session {
         let inner = &self.engine.inner;
         let mut record = inner.monitor.begin(&self.user, &self.client, sql);
         record.ip = self.ip.clone();
+        record.opened_by = self.opened_by.clone();
         if inner.audited {
             record.roles = self
                 .grants()
@@ -670,45 +707,70 @@ impl Session {
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         sql: &str,
     ) -> Result<SendableRecordBatchStream> {
-        self.run_monitored(plan, sql, |plan, task| {
-            datafusion::physical_plan::execute_stream(plan, task)
-        })
+        let run = self.start_run(Arc::clone(&plan), sql, 1)?;
+        match datafusion::physical_plan::execute_stream(plan, Arc::clone(&run.task)) {
+            Ok(stream) => Ok(run.monitored(stream)),
+            Err(err) => Err(run.failed_to_start(err)),
+        }
     }
 
-    /// Runs one output partition of a physical plan, monitored as a query of its own: the
-    /// network service hands each partition to the client as a separate stream.
-    pub fn execute_partition(
-        &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-        partition: usize,
-        sql: &str,
-    ) -> Result<SendableRecordBatchStream> {
-        self.run_monitored(plan, sql, move |plan, task| plan.execute(partition, task))
-    }
-
-    fn run_monitored(
+    /// Runs a physical plan whose output partitions are read as separate streams
+    /// ([`PartitionedRun::execute`]; the network service hands each to the client as an
+    /// endpoint). The query is monitored and audited once, when its last partition ends or
+    /// when the run and its streams are dropped.
+    pub fn run_partitions(
         &self,
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         sql: &str,
-        start: impl FnOnce(
-            Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-            Arc<datafusion::execution::TaskContext>,
-        ) -> datafusion::error::Result<SendableRecordBatchStream>,
-    ) -> Result<SendableRecordBatchStream> {
-        let monitor = Arc::clone(&self.engine.inner.monitor);
+    ) -> Result<PartitionedRun> {
+        let partitions = plan.properties().partitioning.partition_count();
+        self.start_run(plan, sql, partitions)
+    }
+
+    fn start_run(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        sql: &str,
+        streams: usize,
+    ) -> Result<PartitionedRun> {
         let record = self.begin(sql);
         let (task, memory) = self.engine.task_with_own_memory()?;
-        let stream = match start(Arc::clone(&plan), task) {
-            Ok(stream) => stream,
-            Err(err) => {
-                let kind = crate::error::ErrorKind::of_datafusion(&err);
-                let outcome = crate::monitor::Outcome::Failed(kind);
-                monitor.finish(record, plan.as_ref(), outcome, 0, memory.peak());
-                return Err(err.into());
-            }
-        };
-        Ok(Box::pin(crate::monitor::MonitoredStream::new(
-            stream, plan, monitor, memory, record,
-        )))
+        let monitor = Arc::clone(&self.engine.inner.monitor);
+        let run =
+            crate::monitor::QueryRun::new(Arc::clone(&plan), monitor, memory, record, streams);
+        Ok(PartitionedRun { plan, task, run })
+    }
+}
+
+/// A monitored query of a [`Session`] whose output partitions are read one stream each
+/// ([`Session::run_partitions`]).
+#[derive(Debug)]
+pub struct PartitionedRun {
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+    run: Arc<crate::monitor::QueryRun>,
+}
+
+impl PartitionedRun {
+    /// The stream of output partition `partition`; each partition is read once.
+    pub fn execute(&self, partition: usize) -> Result<SendableRecordBatchStream> {
+        match self.plan.execute(partition, Arc::clone(&self.task)) {
+            Ok(stream) => Ok(self.monitored(stream)),
+            Err(err) => Err(self.failed_to_start(err)),
+        }
+    }
+
+    fn monitored(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        Box::pin(crate::monitor::MonitoredStream::new(
+            stream,
+            Arc::clone(&self.run),
+        ))
+    }
+
+    fn failed_to_start(&self, err: datafusion::error::DataFusionError) -> Error {
+        let kind = crate::error::ErrorKind::of_datafusion(&err);
+        self.run
+            .end_partition(crate::monitor::Outcome::Failed(kind));
+        err.into()
     }
 }

@@ -54,6 +54,8 @@ pub enum ErrorKind {
     Sql,
     /// A value could not be converted (unsupported type, value too long).
     Arrow,
+    /// The query needed more memory than `[engine] memory_limit` allows and could not spill.
+    Memory,
     Internal,
 }
 
@@ -69,6 +71,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Sql => "sql",
             ErrorKind::Arrow => "arrow",
+            ErrorKind::Memory => "memory",
             ErrorKind::Internal => "internal",
         }
     }
@@ -117,6 +120,7 @@ impl ErrorKind {
             D::ArrowError(..) => ErrorKind::Arrow,
             D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => ErrorKind::Sql,
             D::Configuration(_) => ErrorKind::Config,
+            D::ResourcesExhausted(_) => ErrorKind::Memory,
             _ => ErrorKind::Internal,
         }
     }

@@ -7,12 +7,23 @@ use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::error::{Error, Result};
 
-/// The operating-system user running this process (`USER`, else `LOGNAME`), the identity the
-/// REPL and Python sessions carry when their caller names none.
+/// The operating-system user running this process, the identity the REPL and Python sessions
+/// carry when their caller names none. On Unix it is the name of the real user id: `USER` can
+/// be set to anyone's name, and grants and the audit log go by this identity.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+    #[cfg(unix)]
+    {
+        let uid = nix::unistd::getuid();
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => user.name,
+            // A uid without a passwd entry (containers): its number, which cannot be chosen.
+            _ => uid.to_string(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("USERNAME").unwrap_or_else(|_| "unknown".to_string())
+    }
 }
 
 /// Limits on the query text; `[engine] max_sql_bytes` sets the size.

@@ -23,9 +23,9 @@ pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
 pub use config::{
-    AuditConfig, BreakerConfig, Config, RateLimitConfig, RetryConfig, RoleConfig, ServerConfig,
-    ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
+    AuditConfig, BreakerConfig, ByteSize, Config, RateLimitConfig, RetryConfig, RoleConfig,
+    ServerConfig, ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
-pub use engine::{Engine, EngineBuilder, Session};
+pub use engine::{Engine, EngineBuilder, PartitionedRun, Session};
 pub use error::{Error, ErrorKind, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};

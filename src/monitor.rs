@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
 use datafusion::physical_plan::ExecutionPlan;
@@ -133,6 +133,8 @@ pub struct RecentQuery {
     pub error_kind: &'static str,
     /// When it ended, in seconds since 1970.
     pub ended_at_unix: f64,
+    /// The most memory the query's operators and scans held at once.
+    pub peak_memory_bytes: usize,
 }
 
 #[derive(Default)]
@@ -175,6 +177,8 @@ pub struct QueryRecord {
     pub sql: String,
     /// The client's address, for a query that came over the network.
     pub ip: Option<String>,
+    /// Who opened the session, when it runs as another user.
+    pub opened_by: Option<String>,
     /// The user's roles and what the statement reads, for the audit log.
     pub roles: Vec<String>,
     pub access: Option<Arc<crate::access::AccessReport>>,
@@ -215,6 +219,7 @@ impl Monitor {
             roles: &record.roles,
             client: &record.client,
             ip: record.ip.as_deref(),
+            opened_by: record.opened_by.as_deref(),
             statement: &statement,
             access: record.access.as_deref(),
             rows,
@@ -236,6 +241,7 @@ impl Monitor {
             client: client.to_string(),
             sql,
             ip: None,
+            opened_by: None,
             roles: Vec::new(),
             access: None,
             started: Instant::now(),
@@ -250,7 +256,7 @@ impl Monitor {
         if let Ok(mut totals) = self.totals.lock() {
             *totals.queries.entry("refused").or_default() += 1;
             *totals.errors.entry(kind.as_str()).or_default() += 1;
-            remember(&mut totals.recent, &record, 0, "refused", kind.as_str());
+            remember(&mut totals.recent, &record, 0, "refused", kind.as_str(), 0);
         }
         tracing::info!(
             query_id = record.id,
@@ -302,7 +308,14 @@ impl Monitor {
                 Outcome::Failed(kind) => kind.as_str(),
                 _ => "",
             };
-            remember(&mut totals.recent, &record, rows, outcome.label(), kind);
+            remember(
+                &mut totals.recent,
+                &record,
+                rows,
+                outcome.label(),
+                kind,
+                peak_memory_bytes,
+            );
         }
         let sources: Vec<String> = per_source
             .iter()
@@ -370,6 +383,7 @@ fn remember(
     rows: u64,
     outcome: &'static str,
     error_kind: &'static str,
+    peak_memory_bytes: usize,
 ) {
     if recent.len() == RECENT_QUERIES {
         recent.pop_front();
@@ -385,6 +399,7 @@ fn remember(
         ended_at_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
+        peak_memory_bytes,
     });
 }
 
@@ -458,6 +473,34 @@ impl QueryMemory {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// DataFusion's refusal, with the engine's limit and what to do about it.
+    fn over_the_limit(
+        &self,
+        err: datafusion::error::DataFusionError,
+        reservation: &MemoryReservation,
+    ) -> datafusion::error::DataFusionError {
+        let MemoryLimit::Finite(limit) = self.inner.memory_limit() else {
+            return err;
+        };
+        let DataFusionError::ResourcesExhausted(message) = err else {
+            return err;
+        };
+        let consumer = reservation.consumer().name();
+        // DataFusion 55's hash join keeps its whole build side in memory.
+        let cannot_spill = if consumer.starts_with("HashJoinInput") {
+            " A hash join's build side does not spill: join a smaller table on that side, \
+             or filter it first."
+        } else {
+            ""
+        };
+        DataFusionError::ResourcesExhausted(format!(
+            "the query needs more memory than the engine's limit of {} ([engine] memory_limit) \
+             allows: raise the limit, or let the query hold less (fewer columns, earlier \
+             filters).{cannot_spill} {message}",
+            crate::config::ByteSize(limit as u64)
+        ))
+    }
+
     fn added(&self, bytes: usize) {
         let now = self.current.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
@@ -494,7 +537,9 @@ impl MemoryPool for QueryMemory {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
-        self.inner.try_grow(reservation, additional)?;
+        self.inner
+            .try_grow(reservation, additional)
+            .map_err(|err| self.over_the_limit(err, reservation))?;
         self.added(additional);
         Ok(())
     }
@@ -508,44 +553,115 @@ impl MemoryPool for QueryMemory {
     }
 }
 
-/// A query's result stream that reports the query's end to the monitor: at the last batch,
-/// at the first error, or when dropped early.
-pub struct MonitoredStream {
-    inner: SendableRecordBatchStream,
+/// One query's record, shared by the streams of its output partitions: it is logged, counted
+/// and audited once, when its last partition ends, or when the run is dropped with partitions
+/// never read (a Flight SQL client that fetched only some endpoints).
+pub struct QueryRun {
     plan: Arc<dyn ExecutionPlan>,
     monitor: Arc<Monitor>,
     memory: Arc<QueryMemory>,
-    record: Option<QueryRecord>,
-    rows: u64,
+    record: Mutex<Option<QueryRecord>>,
+    rows: AtomicU64,
+    /// Partitions that have not ended yet.
+    open: AtomicUsize,
+    /// The worst ending so far: a failure over a cancellation over success.
+    outcome: Mutex<Outcome>,
 }
 
-impl MonitoredStream {
+impl QueryRun {
+    /// A run of `plan` whose `partitions` streams each end once.
     pub fn new(
-        inner: SendableRecordBatchStream,
         plan: Arc<dyn ExecutionPlan>,
         monitor: Arc<Monitor>,
         memory: Arc<QueryMemory>,
         record: QueryRecord,
-    ) -> Self {
-        Self {
-            inner,
+        partitions: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             plan,
             monitor,
             memory,
-            record: Some(record),
-            rows: 0,
+            record: Mutex::new(Some(record)),
+            rows: AtomicU64::new(0),
+            open: AtomicUsize::new(partitions),
+            outcome: Mutex::new(Outcome::Ok),
+        })
+    }
+
+    fn merge(&self, outcome: Outcome) {
+        if let Ok(mut worst) = self.outcome.lock() {
+            let rank = |o: &Outcome| match o {
+                Outcome::Ok => 0,
+                Outcome::Cancelled => 1,
+                Outcome::Failed(_) => 2,
+            };
+            if rank(&outcome) > rank(&worst) {
+                *worst = outcome;
+            }
         }
     }
 
-    fn end(&mut self, outcome: Outcome) {
-        if let Some(record) = self.record.take() {
+    /// One partition ended with `outcome`; the last one finishes the record.
+    pub(crate) fn end_partition(&self, outcome: Outcome) {
+        self.merge(outcome);
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        let record = self.record.lock().ok().and_then(|mut r| r.take());
+        if let Some(record) = record {
+            let outcome = self.outcome.lock().map_or(Outcome::Cancelled, |o| *o);
             self.monitor.finish(
                 record,
                 self.plan.as_ref(),
                 outcome,
-                self.rows,
+                self.rows.load(Ordering::Acquire),
                 self.memory.peak(),
             );
+        }
+    }
+}
+
+impl Drop for QueryRun {
+    fn drop(&mut self) {
+        if self.open.load(Ordering::Acquire) > 0 {
+            self.merge(Outcome::Cancelled);
+        }
+        self.finish();
+    }
+}
+
+impl std::fmt::Debug for QueryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryRun")
+            .field("rows", &self.rows)
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+/// A stream of one output partition of a monitored query: counts its rows into the query's
+/// [`QueryRun`] and reports how it ended.
+pub struct MonitoredStream {
+    inner: SendableRecordBatchStream,
+    run: Arc<QueryRun>,
+    ended: bool,
+}
+
+impl MonitoredStream {
+    pub fn new(inner: SendableRecordBatchStream, run: Arc<QueryRun>) -> Self {
+        Self {
+            inner,
+            run,
+            ended: false,
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.ended, true) {
+            self.run.end_partition(outcome);
         }
     }
 }
@@ -556,7 +672,11 @@ impl Stream for MonitoredStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
         match &polled {
-            Poll::Ready(Some(Ok(batch))) => self.rows += batch.num_rows() as u64,
+            Poll::Ready(Some(Ok(batch))) => {
+                self.run
+                    .rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::AcqRel);
+            }
             Poll::Ready(None) => self.end(Outcome::Ok),
             Poll::Ready(Some(Err(err))) => {
                 let kind = ErrorKind::of_datafusion(err);
@@ -593,6 +713,60 @@ mod tests {
         assert_eq!(mask_string_literals("SELECT 'a', 'b'"), "SELECT '?', '?'");
         assert_eq!(mask_string_literals("SELECT 'unterminated"), "SELECT '?");
         assert_eq!(mask_string_literals("SELECT 1"), "SELECT 1");
+    }
+
+    fn run_of(monitor: &Arc<Monitor>, sql: &str, partitions: usize) -> Arc<QueryRun> {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        let plan = Arc::new(datafusion::physical_plan::empty::EmptyExec::new(schema));
+        let pool = Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default());
+        let memory = Arc::new(QueryMemory::new(pool));
+        let record = monitor.begin("ann", "test", sql);
+        QueryRun::new(plan, Arc::clone(monitor), memory, record, partitions)
+    }
+
+    #[test]
+    fn the_partitions_of_a_run_make_one_query_ended_by_the_last() {
+        let monitor = Arc::new(Monitor::new(None, false));
+        let run = run_of(&monitor, "SELECT 1", 3);
+        for _ in 0..2 {
+            run.rows.fetch_add(10, Ordering::AcqRel);
+            run.end_partition(Outcome::Ok);
+        }
+        assert!(
+            monitor.recent().is_empty(),
+            "recorded before its last partition"
+        );
+        run.rows.fetch_add(5, Ordering::AcqRel);
+        run.end_partition(Outcome::Ok);
+        drop(run);
+        let recent = monitor.recent();
+        assert_eq!(
+            recent
+                .iter()
+                .map(|q| (q.sql.as_str(), q.rows, q.outcome))
+                .collect::<Vec<_>>(),
+            [("SELECT 1", 25, "ok")]
+        );
+
+        // A failed partition decides the outcome; partitions never read end it as dropped.
+        let run = run_of(&monitor, "SELECT 2", 3);
+        run.end_partition(Outcome::Ok);
+        run.end_partition(Outcome::Failed(ErrorKind::Timeout));
+        assert_eq!(monitor.recent().len(), 1);
+        drop(run);
+        let recent = monitor.recent();
+        assert_eq!(
+            (
+                recent[0].sql.as_str(),
+                recent[0].outcome,
+                recent[0].error_kind
+            ),
+            ("SELECT 2", "error", "timeout")
+        );
+        let run = run_of(&monitor, "SELECT 3", 2);
+        run.end_partition(Outcome::Ok);
+        drop(run);
+        assert_eq!(monitor.recent()[0].outcome, "cancelled");
     }
 
     #[test]

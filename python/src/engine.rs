@@ -23,20 +23,49 @@ fn session_of(engine: &ibarrow::Engine, user: Option<&str>, client: &str) -> iba
     engine.session(&user, client)
 }
 
+/// `memory_limit=`: bytes, or text with a unit ("512MB", "2GiB").
+#[derive(FromPyObject)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    Text(String),
+}
+
+impl MemoryLimit {
+    fn bytes(self) -> PyResult<u64> {
+        match self {
+            MemoryLimit::Bytes(0) => Err(crate::errors::error_of_kind(
+                "ConfigError",
+                "memory_limit: 0 bytes; give a size such as \"512MB\"".into(),
+            )),
+            MemoryLimit::Bytes(bytes) => Ok(bytes),
+            MemoryLimit::Text(text) => text
+                .parse::<ibarrow::ByteSize>()
+                .map(|size| size.0)
+                .map_err(|message| {
+                    crate::errors::error_of_kind("ConfigError", format!("memory_limit: {message}"))
+                }),
+        }
+    }
+}
+
 #[pymethods]
 impl PyEngine {
     /// An engine without sources; add them with `register_odbc`.
     #[new]
-    #[pyo3(signature = (target_partitions=None, user=None, client="python"))]
+    #[pyo3(signature = (target_partitions=None, user=None, client="python", memory_limit=None))]
     fn new(
         py: Python<'_>,
         target_partitions: Option<usize>,
         user: Option<&str>,
         client: &str,
+        memory_limit: Option<MemoryLimit>,
     ) -> PyResult<Self> {
         let mut builder = ibarrow::Engine::builder();
         if let Some(partitions) = target_partitions {
             builder = builder.target_partitions(partitions);
+        }
+        if let Some(limit) = memory_limit {
+            builder = builder.memory_limit(limit.bytes()?);
         }
         let engine = wait_for_future(py, builder.build())?.map_err(to_py)?;
         let session = session_of(&engine, user, client);

@@ -29,6 +29,7 @@ pub fn class_of(kind: ibarrow::ErrorKind) -> &'static str {
         K::Timeout => "TimeoutError",
         K::Sql => "SQLError",
         K::Arrow => "ArrowError",
+        K::Memory => "MemoryLimitError",
         K::Internal => "Error",
     }
 }

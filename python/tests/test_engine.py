@@ -342,3 +342,25 @@ def test_roles_govern_python_sessions(db: Database, people: str, tmp_path) -> No
     nobody = ibarrow.Engine.from_config(config, user="bob")
     with pytest.raises(ibarrow.AccessDeniedError, match=r"has no roles.*\[users\.bob\]"):
         nobody.sql(f"SELECT id FROM {table}").to_arrow()
+
+
+def test_a_join_over_the_memory_limit_raises_memory_limit_error(lite: Database) -> None:
+    rows = 50_000
+    lite.native(
+        "CREATE TABLE wide AS WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s "
+        f"WHERE g < {rows}) SELECT g AS id, replace(printf('%0100d', 0), '0', 'x') AS pad FROM s"
+    )
+    join = ("SELECT count(*) AS n, max(x.pad || y.pad) AS m "
+            "FROM a.main.wide x JOIN b.main.wide y ON x.id = y.id")
+    unlimited = ibarrow.Engine(target_partitions=1)
+    limited = ibarrow.Engine(target_partitions=1, memory_limit="1MB")
+    for engine in (unlimited, limited):
+        engine.register_odbc("a", lite.connection_string)
+        engine.register_odbc("b", lite.connection_string)
+    assert unlimited.sql(join).to_arrow().column("n").to_pylist() == [rows]
+    with pytest.raises(ibarrow.MemoryLimitError) as raised:
+        limited.sql(join).to_arrow()
+    assert isinstance(raised.value, MemoryError)
+    assert "limit of 1.0 MB ([engine] memory_limit)" in str(raised.value)
+    with pytest.raises(ibarrow.ConfigError, match="not a size"):
+        ibarrow.Engine(memory_limit="lots")

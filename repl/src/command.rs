@@ -180,7 +180,7 @@ fn health(session: &mut Session) -> Outcome {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn schemas(session: &mut Session, source: &str) -> Outcome {
-    let ctx = crate::exec::user_session(&session.engine).catalogs();
+    let ctx = session.user.catalogs();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, source) {
         if let Some(catalog) = ctx.catalog(&catalog_name) {
@@ -196,7 +196,7 @@ fn schemas(session: &mut Session, source: &str) -> Outcome {
 }
 
 fn tables(session: &mut Session, pattern: &str) -> Outcome {
-    let ctx = crate::exec::user_session(&session.engine).catalogs();
+    let ctx = session.user.catalogs();
     let mut rows = Vec::new();
     for catalog_name in catalogs(session, "") {
         let Some(catalog) = ctx.catalog(&catalog_name) else {
@@ -222,9 +222,7 @@ fn tables(session: &mut Session, pattern: &str) -> Outcome {
 
 /// The sources the user may read from, or just `only` when given.
 fn catalogs(session: &Session, only: &str) -> Vec<String> {
-    let readable = crate::exec::user_session(&session.engine)
-        .catalogs()
-        .catalog_names();
+    let readable = session.user.catalogs().catalog_names();
     session
         .engine
         .source_names()
@@ -236,7 +234,7 @@ fn catalogs(session: &Session, only: &str) -> Vec<String> {
 
 fn describe(session: &mut Session, name: &str) -> Outcome {
     let name = name.trim_end_matches(';');
-    let user = crate::exec::user_session(&session.engine);
+    let user = session.user.clone();
     let (provider, schema) = match session
         .runtime
         .block_on(async { user.describe_table(name).await })

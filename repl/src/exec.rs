@@ -28,6 +28,9 @@ pub enum Outcome {
 /// The state of one REPL or batch session.
 pub struct Session {
     pub engine: Engine,
+    /// The identity statements, listings and completion run as: the OS user, or the user of
+    /// `--user` (src/access/identity.rs).
+    pub user: ibarrow::Session,
     pub runtime: tokio::runtime::Runtime,
     pub format: Format,
     pub sink: Sink,
@@ -40,23 +43,23 @@ pub struct Session {
 /// The REPL's client name in the query log and the audit log.
 pub const CLIENT: &str = "ibarrow-repl";
 
-/// A session of the engine for the OS user running the REPL: its statements and its listings
-/// follow that user's roles.
-pub fn user_session(engine: &Engine) -> ibarrow::Session {
-    engine.session(&ibarrow::governance::os_user(), CLIENT)
+/// The engine session of the REPL: statements and listings follow `user`'s roles; `login`
+/// (the OS user) is recorded as having opened it when it differs.
+pub fn user_session(engine: &Engine, user: &str, login: &str) -> ibarrow::Session {
+    engine.session(user, CLIENT).opened_by(login)
 }
 
 impl Session {
     pub fn run_sql(&mut self, sql: &str) -> Outcome {
         let started = Instant::now();
-        let engine = self.engine.clone();
+        let user = self.user.clone();
         let cancellable = self.cancel_on_interrupt;
         let format = self.format;
         let max_rows = self.max_rows;
         let timing = self.timing;
         let sink = &mut self.sink;
         self.runtime.block_on(async move {
-            let run = run_query(&engine, sql, format, sink, max_rows, timing, started);
+            let run = run_query(&user, sql, format, sink, max_rows, timing, started);
             if !cancellable {
                 return run.await;
             }
@@ -83,7 +86,7 @@ impl Session {
 
 /// Plans and runs `sql`, writing its result to `sink`; a progress line is shown while it runs.
 async fn run_query(
-    engine: &Engine,
+    session: &ibarrow::Session,
     sql: &str,
     format: Format,
     sink: &mut Sink,
@@ -93,8 +96,7 @@ async fn run_query(
 ) -> Outcome {
     // A session of the engine, so the REPL gets the same input checks, rate limits and
     // query monitoring as every other caller.
-    let session = user_session(engine);
-    let plan = match plan(&session, sql).await {
+    let plan = match plan(session, sql).await {
         Ok(plan) => plan,
         Err(err) => return Outcome::Failed(error_message(&err)),
     };

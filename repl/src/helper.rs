@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use ibarrow::Engine;
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -83,13 +82,14 @@ const KEYWORDS: &[&str] = &[
 const COLUMN_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct SqlHelper {
-    engine: Engine,
+    /// The REPL's engine session: completion offers what its user may read.
+    user: ibarrow::Session,
     runtime: tokio::runtime::Handle,
 }
 
 impl SqlHelper {
-    pub fn new(engine: Engine, runtime: tokio::runtime::Handle) -> Self {
-        Self { engine, runtime }
+    pub fn new(user: ibarrow::Session, runtime: tokio::runtime::Handle) -> Self {
+        Self { user, runtime }
     }
 
     /// Candidates for `word` (the text before the cursor back to a blank or operator), given
@@ -133,7 +133,7 @@ impl SqlHelper {
     /// Names that may follow `qualifier.`: schemas of a source, tables of `source.schema`,
     /// or else the columns of the tables the statement names (`alias.` is not resolved).
     fn qualified(&self, buffer: &str, qualifier: &str) -> Vec<String> {
-        let ctx = crate::exec::user_session(&self.engine).catalogs();
+        let ctx = self.user.catalogs();
         let parts: Vec<&str> = qualifier.split('.').collect();
         match parts.as_slice() {
             [source] if ctx.catalog(source).is_some() => ctx
@@ -151,10 +151,9 @@ impl SqlHelper {
 
     /// The sources the user may read from.
     fn readable_sources(&self) -> Vec<String> {
-        let readable = crate::exec::user_session(&self.engine)
-            .catalogs()
-            .catalog_names();
-        self.engine
+        let readable = self.user.catalogs().catalog_names();
+        self.user
+            .engine()
             .source_names()
             .into_iter()
             .filter(|name| readable.contains(name))
@@ -163,7 +162,7 @@ impl SqlHelper {
 
     /// Columns of the `source.schema.table` names written in the statement.
     fn referenced_columns(&self, buffer: &str) -> Vec<String> {
-        let session = crate::exec::user_session(&self.engine);
+        let session = self.user.clone();
         let tables: Vec<String> = buffer
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .filter(|token| token.matches('.').count() == 2 && !token.ends_with('.'))

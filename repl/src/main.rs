@@ -63,6 +63,14 @@ struct Args {
     /// Print how long each statement took
     #[arg(long)]
     timing: bool,
+    /// Run as this user of the configuration (its roles apply) instead of the OS user; the
+    /// OS user's [users] entry must allow it with `act_as`
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Memory all queries may hold, e.g. 512MB or 2GiB; sorts and aggregates spill to disk to
+    /// stay under it (overrides [engine] memory_limit)
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<ibarrow::ByteSize>,
     /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG, default warn)
     #[arg(long, value_name = "FORMAT", default_value = "human")]
     log_format: String,
@@ -168,12 +176,22 @@ fn main() -> ExitCode {
     };
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
-    let engine = match runtime.block_on(async {
-        let config = with_sources(read_config(args.config.as_deref())?, &args.sources)?;
+    let login = ibarrow::governance::os_user();
+    let opened = runtime.block_on(async {
+        let mut config = with_sources(read_config(args.config.as_deref())?, &args.sources)?;
+        if let Some(limit) = args.memory_limit {
+            config.engine.memory_limit = Some(limit);
+        }
+        let user = ibarrow::access::session_user(&config, &login, args.user.as_deref())
+            .map_err(|e| e.to_string())?;
         let config = with_demo(config, args.demo || !has_sources(&args), !batch).await?;
-        Engine::from_config(config).await.map_err(|e| e.to_string())
-    }) {
-        Ok(engine) => engine,
+        let engine = Engine::from_config(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((engine, user))
+    });
+    let (engine, user) = match opened {
+        Ok(opened) => opened,
         Err(message) => {
             eprintln!("ibarrow: {message}");
             runtime.shutdown_timeout(EXIT_GRACE);
@@ -191,6 +209,7 @@ fn main() -> ExitCode {
         None => Sink::stdout(),
     };
     let mut session = Session {
+        user: exec::user_session(&engine, &user, &login),
         engine,
         runtime,
         format: args.format.unwrap_or(Format::Table),
@@ -365,7 +384,7 @@ fn run_interactive(session: &mut Session, demo: bool) -> Outcome {
         }
     };
     editor.set_helper(Some(SqlHelper::new(
-        session.engine.clone(),
+        session.user.clone(),
         session.runtime.handle().clone(),
     )));
     editor.bind_sequence(

@@ -550,6 +550,117 @@ fn demo_join_matches_sqlite() {
     assert!(lines >= 100_000, "{lines} order lines");
 }
 
+/// `--user` runs as another user of the configuration only when the OS user's `act_as` allows
+/// it; that user's roles apply and the audit log names both. `USER` in the environment does
+/// not change who the OS user is.
+#[test]
+fn the_user_flag_needs_act_as_and_the_audit_log_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("acl.sqlite");
+    execute(
+        &format!("Driver={{SQLite3}};Database={};", db.display()),
+        &[
+            "CREATE TABLE open_t (id INTEGER, v TEXT)".to_string(),
+            "CREATE TABLE secret_t (id INTEGER, v TEXT)".to_string(),
+            "INSERT INTO open_t VALUES (1, 'public one'), (2, 'public two')".to_string(),
+            "INSERT INTO secret_t VALUES (1, 'classified')".to_string(),
+        ],
+    );
+    let who = Command::new("id").arg("-un").output().expect("run id -un");
+    let login = String::from_utf8(who.stdout).unwrap().trim().to_string();
+    let audit = dir.path().join("audit.jsonl");
+    let config = dir.path().join("ibarrow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[sources.lite]
+connection_string = "Driver={{SQLite3}};Database={db}"
+[roles.reader]
+read = ["lite.main.open_t"]
+[roles.admin]
+read = ["*.*.*"]
+[users.{login}]
+roles = ["admin"]
+act_as = ["ali*"]
+[users.alice]
+roles = ["reader"]
+[users.bob]
+roles = ["admin"]
+[audit]
+file = "{audit}"
+"#,
+            db = db.display(),
+            audit = audit.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = |user: Option<&str>, sql: &str| {
+        let mut command = command();
+        command
+            .env("USER", "alice")
+            .args(["--config", config, "--format", "csv"]);
+        if let Some(user) = user {
+            command.args(["--user", user]);
+        }
+        command.args(["-c", sql]).output().expect("run ibarrow")
+    };
+
+    let secret = "SELECT v FROM lite.main.secret_t";
+    let open = "SELECT v FROM lite.main.open_t ORDER BY id";
+    let denied = run(Some("alice"), secret);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).contains("lite.main.secret_t") && !stdout(&denied).contains("classified"),
+        "{}",
+        stderr(&denied)
+    );
+    let allowed = run(Some("alice"), open);
+    assert_success(&allowed);
+    assert_eq!(stdout(&allowed), "v\npublic one\npublic two\n");
+    let refused = run(Some("bob"), open);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert!(
+        message.contains(&format!("`{login}` may not act as another user"))
+            && message.contains(&format!("act_as = [\"bob\"] under [users.{login}]")),
+        "{message}"
+    );
+    // USER=alice, no --user: the OS user's own (admin) grants.
+    let own = run(None, secret);
+    assert_success(&own);
+    assert_eq!(stdout(&own), "v\nclassified\n");
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let summary: Vec<(String, Option<String>, String)> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["user"].as_str().unwrap().to_string(),
+                line["opened_by"].as_str().map(str::to_string),
+                line["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "alice".to_string(),
+                Some(login.clone()),
+                "refused".to_string()
+            ),
+            ("alice".to_string(), Some(login.clone()), "ok".to_string()),
+            (login.clone(), None, "ok".to_string()),
+        ]
+    );
+}
+
 /// Rows of `query` on a SQLite file as comma-joined text, after running `setup`.
 fn sqlite_rows(path: &Path, setup: &str, query: &str) -> Vec<String> {
     use odbc_api::{Cursor, ResultSetMetadata};

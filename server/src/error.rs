@@ -105,6 +105,7 @@ impl ServerError {
                 ErrorKind::Connection | ErrorKind::CircuitOpen => StatusCode::BAD_GATEWAY,
                 ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 ErrorKind::Arrow => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorKind::Memory => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -139,6 +140,7 @@ impl From<ServerError> for tonic::Status {
                 ErrorKind::AccessDenied => Code::PermissionDenied,
                 ErrorKind::Connection | ErrorKind::CircuitOpen => Code::Unavailable,
                 ErrorKind::Timeout => Code::DeadlineExceeded,
+                ErrorKind::Memory => Code::ResourceExhausted,
                 ErrorKind::Internal => Code::Internal,
             },
         };

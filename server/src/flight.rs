@@ -73,6 +73,9 @@ struct Planned {
     query: PlannedQuery,
     fetched: Vec<AtomicBool>,
     running: AtomicUsize,
+    /// The monitored run of a query fetched by partition, started by its first DoGet: its
+    /// endpoints make one query in the query log, the metrics and the audit log.
+    run: std::sync::Mutex<Option<ibarrow::PartitionedRun>>,
 }
 
 type RunningQueries = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Planned>>>>;
@@ -223,6 +226,7 @@ impl FlightSql {
                 },
                 fetched: (0..endpoints).map(|_| AtomicBool::new(false)).collect(),
                 running: AtomicUsize::new(0),
+                run: std::sync::Mutex::new(None),
             }),
         );
         Ok(info)
@@ -290,7 +294,7 @@ impl FlightSql {
     ) -> Vec<(String, String, Arc<dyn datafusion::catalog::SchemaProvider>)> {
         let ctx = session.catalogs();
         let mut listed = Vec::new();
-        for catalog_name in ctx.catalog_names() {
+        for catalog_name in listed_catalogs(ctx.as_ref()) {
             if catalog.is_some_and(|c| c != catalog_name) {
                 continue;
             }
@@ -532,9 +536,20 @@ impl FlightSqlService for FlightSql {
                 .session
                 .execute_plan(Arc::clone(&query.plan), &query.sql)
         } else {
-            query
-                .session
-                .execute_partition(Arc::clone(&query.plan), partition, &query.sql)
+            let mut run = planned
+                .run
+                .lock()
+                .map_err(|_| ServerError::Internal("the query run's lock".into()))?;
+            let started = match run.take() {
+                Some(started) => started,
+                None => query
+                    .session
+                    .run_partitions(Arc::clone(&query.plan), &query.sql)
+                    .map_err(ServerError::from)?,
+            };
+            let stream = started.execute(partition);
+            *run = Some(started);
+            stream
         }
         .map_err(ServerError::from)?;
         let stop = StopSignals {
@@ -749,7 +764,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let (_, session) = self.caller(&request).await?;
         let mut builder = query.into_builder();
-        for catalog in session.catalogs().catalog_names() {
+        for catalog in listed_catalogs(session.catalogs().as_ref()) {
             builder.append(catalog);
         }
         one_batch(builder.build())
@@ -967,6 +982,24 @@ fn table_type_name(kind: datafusion::datasource::TableType) -> &'static str {
         TableType::View => "VIEW",
         TableType::Temporary => "LOCAL TEMPORARY",
     }
+}
+
+/// The catalogs the listings show: those holding a table, so that DataFusion's default catalog
+/// (`datafusion`, empty unless a program registers tables in it) does not appear beside the
+/// sources.
+fn listed_catalogs(ctx: &dyn datafusion::catalog::CatalogProviderList) -> Vec<String> {
+    ctx.catalog_names()
+        .into_iter()
+        .filter(|name| {
+            ctx.catalog(name).is_some_and(|catalog| {
+                catalog.schema_names().iter().any(|schema| {
+                    catalog
+                        .schema(schema)
+                        .is_some_and(|s| !s.table_names().is_empty())
+                })
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

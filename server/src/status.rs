@@ -57,6 +57,7 @@ pub async fn status(
                 "outcome": q.outcome,
                 "error_kind": q.error_kind,
                 "ended_at_unix": q.ended_at_unix,
+                "peak_memory_bytes": q.peak_memory_bytes,
             })
         })
         .collect();

@@ -2,6 +2,7 @@
 //! pure decisions ([`policy`]), enforced in the logical plan of every statement a session plans
 //! ([`rewrite`]), and listings filtered to match ([`listing`]).
 
+mod identity;
 mod listing;
 mod pattern;
 mod policy;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 
+pub use identity::session_user;
 pub use listing::GovernedCatalogs;
 pub use pattern::NamePattern;
 pub use policy::{AccessPolicy, ColumnAccess, Grants, RowFilter, TableAccess, TableName};

@@ -48,7 +48,7 @@ impl std::fmt::Display for NamePattern {
 
 /// `*` and `?` matching, iterative with one backtrack point (linear in practice, no recursion
 /// to blow up on hostile patterns).
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], name: &[u8]) -> bool {
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {

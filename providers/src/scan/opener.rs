@@ -109,14 +109,19 @@ impl PartitionScan {
         })
         .try_flatten();
         // What EXPLAIN ANALYZE reports per remote scan: rows, Arrow bytes, time in the driver.
+        // The batches held are reserved fallibly: under a memory limit a scan whose batches do
+        // not fit fails (the pool's error names the limit) instead of exceeding it.
         let batches = batches
-            .inspect_ok(move |batch| {
+            .and_then(move |batch| {
                 output_rows.add(batch.num_rows());
                 let bytes = batch.get_array_memory_size();
                 output_bytes.add(bytes);
-                if bytes * held_batches > reservation.size() {
-                    reservation.resize(bytes * held_batches);
-                }
+                let held = if bytes * held_batches > reservation.size() {
+                    reservation.try_resize(bytes * held_batches)
+                } else {
+                    Ok(())
+                };
+                futures::future::ready(held.map(|()| batch))
             })
             .boxed();
         // Waiting for the joins' filters comes first, outside the statement's deadline.

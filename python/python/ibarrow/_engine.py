@@ -142,14 +142,21 @@ class Engine:
     """
 
     def __init__(
-        self, target_partitions: int | None = None, user: str | None = None, client: str = "python"
+        self,
+        target_partitions: int | None = None,
+        user: str | None = None,
+        client: str = "python",
+        memory_limit: int | str | None = None,
     ) -> None:
         """An engine without sources; ``target_partitions`` defaults to the cores.
 
         Queries run on behalf of ``user`` (default: the OS user) from ``client``: the
-        engine's rate limits and logs count them under these names.
+        engine's rate limits and logs count them under these names. ``memory_limit`` (bytes,
+        or text such as ``"512MB"``) bounds what all queries hold: sorts and aggregates spill
+        to disk to stay under it, and a query that cannot raises
+        :class:`ibarrow.MemoryLimitError`.
         """
-        self._inner = _internal.Engine(target_partitions, user, client)
+        self._inner = _internal.Engine(target_partitions, user, client, memory_limit)
 
     @classmethod
     def from_config(

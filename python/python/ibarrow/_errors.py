@@ -50,6 +50,11 @@ class ArrowError(Error):
     """A value could not be converted to Arrow (unsupported type, value too long)."""
 
 
+class MemoryLimitError(Error, builtins.MemoryError):
+    """The query needed more memory than the engine's ``[engine] memory_limit`` and could not
+    spill; the message names the limit and what held the memory."""
+
+
 PyConnectionError = ConnectionError
 PySQLError = SQLError
 PyArrowError = ArrowError
@@ -65,6 +70,7 @@ __all__ = [
     "TimeoutError",
     "SQLError",
     "ArrowError",
+    "MemoryLimitError",
     "PyConnectionError",
     "PySQLError",
     "PyArrowError",

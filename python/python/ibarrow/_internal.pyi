@@ -29,7 +29,11 @@ class Table:
 
 class Engine:
     def __init__(
-        self, target_partitions: int | None = None, user: str | None = None, client: str = "python"
+        self,
+        target_partitions: int | None = None,
+        user: str | None = None,
+        client: str = "python",
+        memory_limit: int | str | None = None,
     ) -> None: ...
     @staticmethod
     def from_config(

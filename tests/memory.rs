@@ -1,0 +1,189 @@
+//! `[engine] memory_limit` on PostgreSQL, MariaDB and SQLite through their ODBC drivers: a sort
+//! of more rows than the limit holds spills to disk and returns every row in order, and a hash
+//! join whose build side cannot fit fails with an error that names the limit. Expected rows come
+//! from the generator below, which the databases' own SQL reproduces.
+
+#[path = "../providers/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::{Profile, TestDb};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::TryStreamExt;
+use ibarrow::{Config, Engine, ErrorKind};
+use test_case::test_case;
+
+/// Rows of the table: id 1..=ROWS, k = id * 7919 mod ROWS (a permutation of 0..ROWS, so the
+/// order by k is not the order of insertion), and 100 bytes of padding.
+const ROWS: i64 = 300_000;
+const LIMIT: &str = "24MB";
+
+fn expected_ids_by_k() -> Vec<i64> {
+    let mut rows: Vec<(i64, i64)> = (1..=ROWS).map(|id| (id * 7919 % ROWS, id)).collect();
+    rows.sort();
+    rows.into_iter().map(|(_, id)| id).collect()
+}
+
+/// The generator as each database's SQL.
+fn fill(profile: Profile, table: &str) -> String {
+    let pad = match profile {
+        Profile::Sqlite => "replace(printf('%0100d', 0), '0', 'x')",
+        _ => "repeat('x', 100)",
+    };
+    let rows = match profile {
+        Profile::Postgres => {
+            format!("SELECT g, g * 7919 % {ROWS}, {pad} FROM generate_series(1::bigint, {ROWS}) g")
+        }
+        Profile::MariaDb => format!("SELECT seq, seq * 7919 % {ROWS}, {pad} FROM seq_1_to_{ROWS}"),
+        Profile::Sqlite => format!(
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {ROWS}) \
+             SELECT g, g * 7919 % {ROWS}, {pad} FROM s"
+        ),
+    };
+    format!("INSERT INTO {} {rows}", profile.quote(table))
+}
+
+struct Fixture {
+    db: TestDb,
+    profile: Profile,
+    table: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let table = self.profile.quote(&self.table);
+        self.db.execute(&[&format!("DROP TABLE IF EXISTS {table}")]);
+    }
+}
+
+impl Fixture {
+    fn create(profile: Profile) -> Self {
+        let db = profile.open();
+        let table = common::unique_name("mem_rows");
+        let quoted = profile.quote(&table);
+        db.execute(&[
+            &format!("DROP TABLE IF EXISTS {quoted}"),
+            &format!("CREATE TABLE {quoted} (id BIGINT PRIMARY KEY, k BIGINT, pad VARCHAR(100))"),
+            &fill(profile, &table),
+        ]);
+        Fixture { db, profile, table }
+    }
+
+    /// An engine under the limit with the table reachable from two sources (`a` and `b`), so
+    /// that a join between them runs in DataFusion rather than in the database. One target
+    /// partition: one sort, whose share of the limit is known.
+    async fn engine(&self, limit: Option<&str>) -> Engine {
+        let conn = self.db.connection_string.replace('\\', "\\\\");
+        let limit = limit.map_or(String::new(), |l| format!("memory_limit = \"{l}\""));
+        let text = format!(
+            "[engine]\ntarget_partitions = 1\n{limit}\n[sources.a]\nconnection_string = \"{conn}\"\n\
+             [sources.b]\nconnection_string = \"{conn}\"\n"
+        );
+        Engine::from_config(Config::parse(&text, "test").unwrap())
+            .await
+            .expect("engine")
+    }
+
+    fn table(&self, source: &str) -> String {
+        format!("{source}.{}.{}", self.profile.schema(), self.table)
+    }
+}
+
+fn spills(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let own = plan
+        .metrics()
+        .and_then(|metrics| metrics.spill_count())
+        .unwrap_or(0);
+    own + plan.children().into_iter().map(spills).sum::<usize>()
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_larger_than_the_limit_spills_and_keeps_every_row(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine(Some(LIMIT)).await;
+    let session = engine.session("test", "memory");
+    let sql = format!("SELECT id, pad FROM {} ORDER BY k", fixture.table("a"));
+    let frame = session.sql(&sql).await.expect("plan");
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches: Vec<_> = session
+        .execute_plan(Arc::clone(&plan), &sql)
+        .expect("run")
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{profile:?}: the sort failed under {LIMIT}: {e}"));
+    let pad = "x".repeat(100);
+    let mut ids: Vec<i64> = Vec::with_capacity(ROWS as usize);
+    for batch in &batches {
+        ids.extend(batch.column(0).as_primitive::<Int64Type>().values().iter());
+        let pads = cast(batch.column(1), &DataType::Utf8).unwrap();
+        assert!(
+            pads.as_string::<i32>()
+                .iter()
+                .all(|p| p == Some(pad.as_str())),
+            "{profile:?}: a padding value changed"
+        );
+    }
+    assert!(
+        ids == expected_ids_by_k(),
+        "{profile:?}: rows lost or out of order"
+    );
+    assert!(
+        spills(&plan) > 0,
+        "{profile:?}: the sort did not spill under {LIMIT}"
+    );
+    let peak = engine.recent_queries()[0].peak_memory_bytes;
+    assert!(
+        peak <= 24_000_000,
+        "{profile:?}: peak {peak} bytes over the limit"
+    );
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_side_that_cannot_fit_fails_naming_the_limit(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let sql = format!(
+        "SELECT count(*) AS n, max(x.pad || y.pad) AS m FROM {} x JOIN {} y ON x.k = y.k",
+        fixture.table("a"),
+        fixture.table("b")
+    );
+    // Without a limit the join answers: every k matches once.
+    let unlimited = fixture.engine(None).await.session("test", "memory");
+    let batches: Vec<_> = unlimited
+        .stream(&sql)
+        .await
+        .expect("run")
+        .try_collect()
+        .await
+        .expect("the join without a limit");
+    assert_eq!(
+        batches[0].column(0).as_primitive::<Int64Type>().value(0),
+        ROWS
+    );
+
+    let engine = fixture.engine(Some(LIMIT)).await;
+    let session = engine.session("test", "memory");
+    let result: Result<Vec<_>, _> = match session.stream(&sql).await {
+        Ok(stream) => stream.try_collect().await.map_err(ibarrow::Error::from),
+        Err(err) => Err(err),
+    };
+    let err = result.expect_err("a 40 MB build side under a 24 MB limit");
+    let message = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Memory, "{message}");
+    assert!(
+        message.contains("limit of 24.0 MB ([engine] memory_limit)")
+            && message.contains("build side does not spill"),
+        "{profile:?}: {message}"
+    );
+    // Nothing is left reserved once the query is gone.
+    assert_eq!(engine.recent_queries()[0].outcome, "error");
+}
