@@ -161,6 +161,18 @@ pub struct EngineConfig {
     /// e.g. "512MB" or "2GiB" (default: no limit). Sorts and aggregates spill to temporary
     /// files to stay under it; what cannot spill fails with an error naming the limit.
     pub memory_limit: Option<ByteSize>,
+    /// `result_cache = { max_bytes = "256MB", ttl_secs = 60 }`: keep results of repeated
+    /// queries (off unless set; src/result_cache.rs).
+    pub result_cache: Option<ResultCacheConfig>,
+}
+
+/// `[engine] result_cache`: the memory results may take (default 256 MiB) and how long one
+/// is kept (default 60 s; sources may set less, or 0, with `result_cache_ttl_secs`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResultCacheConfig {
+    pub max_bytes: Option<ByteSize>,
+    pub ttl_secs: Option<u64>,
 }
 
 /// A size in bytes, written as a number of bytes or with a unit: `"512MB"` (10^6), `"2GiB"`
@@ -323,6 +335,9 @@ pub struct SourceConfig {
     /// PostgreSQL: fetch each row as one text value, parsed by ibarrow (default true); faster
     /// through psqlODBC, which spends its time per value.
     pub packed_rows: Option<bool>,
+    /// How long the result cache keeps results that read this source (default: the
+    /// `[engine] result_cache` TTL); 0 for data that changes under the engine, never cached.
+    pub result_cache_ttl_secs: Option<u64>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }

@@ -44,6 +44,10 @@ struct Inner {
     /// What the statements planned for the audit log read, by (user, SQL), until they run.
     reports: moka::sync::Cache<(String, String), Arc<AccessReport>>,
     audited: bool,
+    /// `[engine] result_cache`, when set.
+    result_cache: Option<Arc<crate::result_cache::ResultCache>>,
+    /// What the result cache did for the statements planned, by (user, SQL), until they run.
+    cache_uses: moka::sync::Cache<(String, String), crate::result_cache::CacheUse>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,6 +160,11 @@ impl Engine {
             .transpose()?
             .map(Arc::new);
         let audited = audit.is_some();
+        let result_cache = config
+            .engine
+            .result_cache
+            .as_ref()
+            .map(|settings| Arc::new(crate::result_cache::ResultCache::new(settings)));
         ctx.register_udtf(
             "query",
             Arc::new(QueryFunction {
@@ -186,7 +195,8 @@ impl Engine {
                         config.engine.slow_query_ms.map(Duration::from_millis),
                         config.engine.log_mask_literals.unwrap_or(false),
                     )
-                    .with_audit(audit),
+                    .with_audit(audit)
+                    .with_result_cache(result_cache.clone()),
                 ),
                 access: RwLock::new(access),
                 reports: moka::sync::Cache::builder()
@@ -194,6 +204,11 @@ impl Engine {
                     .time_to_live(Duration::from_secs(3600))
                     .build(),
                 audited,
+                result_cache,
+                cache_uses: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(3600))
+                    .build(),
             }),
         };
         let registrations = config
@@ -231,7 +246,11 @@ impl Engine {
                     .await?
             }
         };
-        self.add_source(name, source, config.tables.clone()).await
+        self.add_source(name, source, config.tables.clone()).await?;
+        if let Some(cache) = &self.inner.result_cache {
+            cache.set_source_ttl(name, config.result_cache_ttl_secs);
+        }
+        Ok(())
     }
 
     /// Adds a source connected elsewhere (by a Rust caller, or the Python 0.1 API) under
@@ -400,8 +419,13 @@ impl Engine {
     }
 
     /// Lists a source's schemas and tables again and forgets its cached table metadata.
+    /// Lists `source`'s tables again and drops its cached metadata and cached results.
     pub async fn refresh(&self, source: &str) -> Result<()> {
-        self.catalog(source)?.refresh().await
+        let catalog = self.catalog(source)?;
+        if let Some(cache) = &self.inner.result_cache {
+            cache.invalidate_source(source);
+        }
+        catalog.refresh().await
     }
 
     pub fn source_names(&self) -> Vec<String> {
@@ -617,6 +641,7 @@ impl Session {
         let mut record = inner.monitor.begin(&self.user, &self.client, sql);
         record.ip = self.ip.clone();
         record.opened_by = self.opened_by.clone();
+        record.cache = inner.cache_uses.get(&(self.user.clone(), sql.to_string()));
         if inner.audited {
             record.roles = self
                 .grants()
@@ -645,12 +670,39 @@ impl Session {
                     let key = (self.user.clone(), sql.to_string());
                     inner.reports.insert(key, Arc::new(report));
                 }
-                Ok(frame)
+                self.through_cache(frame, sql)
             }
             Err(err) => {
                 inner.monitor.refused(self.begin(sql), &err);
                 Err(err)
             }
+        }
+    }
+
+    /// The planned `frame`, or its kept result when the result cache has it; what the cache
+    /// did is noted for the query's record (src/result_cache.rs).
+    fn through_cache(&self, frame: DataFrame, sql: &str) -> Result<DataFrame> {
+        let inner = &self.engine.inner;
+        let Some(cache) = &inner.result_cache else {
+            return Ok(frame);
+        };
+        let roles = self
+            .grants()
+            .map(|grants| grants.role_names())
+            .unwrap_or_default();
+        let (used, kept) = cache.lookup(frame.logical_plan(), &roles, &inner.ctx.state());
+        inner
+            .cache_uses
+            .insert((self.user.clone(), sql.to_string()), used);
+        match kept {
+            Some(kept) => {
+                let table = datafusion::datasource::MemTable::try_new(
+                    Arc::clone(&kept.schema),
+                    vec![kept.batches.clone()],
+                )?;
+                Ok(inner.ctx.read_table(Arc::new(table))?)
+            }
+            None => Ok(frame),
         }
     }
 

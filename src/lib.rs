@@ -17,14 +17,15 @@ pub mod logging;
 pub mod monitor;
 mod passthrough;
 pub mod rate_limit;
+pub mod result_cache;
 
 pub use datafusion;
 pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
 pub use config::{
-    AuditConfig, BreakerConfig, ByteSize, Config, RateLimitConfig, RetryConfig, RoleConfig,
-    ServerConfig, ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
+    AuditConfig, BreakerConfig, ByteSize, Config, RateLimitConfig, ResultCacheConfig, RetryConfig,
+    RoleConfig, ServerConfig, ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use engine::{Engine, EngineBuilder, PartitionedRun, Session};
 pub use error::{Error, ErrorKind, Result};

@@ -135,6 +135,8 @@ pub struct RecentQuery {
     pub ended_at_unix: f64,
     /// The most memory the query's operators and scans held at once.
     pub peak_memory_bytes: usize,
+    /// What the result cache did: `hit`, `miss`, `bypass`, or empty without a cache.
+    pub cache: &'static str,
 }
 
 #[derive(Default)]
@@ -156,6 +158,8 @@ pub struct Monitor {
     slow_query: Option<Duration>,
     mask_literals: bool,
     audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Where completed results of cacheable queries go.
+    result_cache: Option<Arc<crate::result_cache::ResultCache>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -179,6 +183,8 @@ pub struct QueryRecord {
     pub ip: Option<String>,
     /// Who opened the session, when it runs as another user.
     pub opened_by: Option<String>,
+    /// What the result cache did for the statement (`None`: no cache).
+    pub cache: Option<crate::result_cache::CacheUse>,
     /// The user's roles and what the statement reads, for the audit log.
     pub roles: Vec<String>,
     pub access: Option<Arc<crate::access::AccessReport>>,
@@ -193,10 +199,20 @@ impl Monitor {
             slow_query,
             mask_literals,
             audit: None,
+            result_cache: None,
         }
     }
 
     /// This monitor, writing every query it records to `audit` too.
+    /// This monitor, keeping the results of cacheable queries in `cache` when they complete.
+    pub fn with_result_cache(
+        mut self,
+        cache: Option<Arc<crate::result_cache::ResultCache>>,
+    ) -> Self {
+        self.result_cache = cache;
+        self
+    }
+
     pub fn with_audit(mut self, audit: Option<Arc<crate::audit::AuditLog>>) -> Self {
         self.audit = audit;
         self
@@ -242,6 +258,7 @@ impl Monitor {
             sql,
             ip: None,
             opened_by: None,
+            cache: None,
             roles: Vec::new(),
             access: None,
             started: Instant::now(),
@@ -336,6 +353,7 @@ impl Monitor {
                     sources = %sources.join(", "),
                     duration_ms = elapsed.as_millis() as u64,
                     peak_memory_bytes,
+                    cache = record.cache.as_ref().map_or("", |c| c.label()),
                     outcome = outcome.label(),
                     error_kind,
                     $message
@@ -400,6 +418,7 @@ fn remember(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
         peak_memory_bytes,
+        cache: record.cache.as_ref().map_or("", |c| c.label()),
     });
 }
 
@@ -566,6 +585,8 @@ pub struct QueryRun {
     open: AtomicUsize,
     /// The worst ending so far: a failure over a cancellation over success.
     outcome: Mutex<Outcome>,
+    /// The result as it streams, for the result cache (a cacheable query's first run).
+    collector: Option<crate::result_cache::ResultCollector>,
 }
 
 impl QueryRun {
@@ -577,6 +598,12 @@ impl QueryRun {
         record: QueryRecord,
         partitions: usize,
     ) -> Arc<Self> {
+        let collector = match (&monitor.result_cache, &record.cache) {
+            (Some(cache), Some(crate::result_cache::CacheUse::Miss(key))) => {
+                Some(cache.collector(key.clone(), plan.schema()))
+            }
+            _ => None,
+        };
         Arc::new(Self {
             plan,
             monitor,
@@ -585,7 +612,16 @@ impl QueryRun {
             rows: AtomicU64::new(0),
             open: AtomicUsize::new(partitions),
             outcome: Mutex::new(Outcome::Ok),
+            collector,
         })
+    }
+
+    fn delivered(&self, batch: &RecordBatch) {
+        self.rows
+            .fetch_add(batch.num_rows() as u64, Ordering::AcqRel);
+        if let Some(collector) = &self.collector {
+            collector.add(batch);
+        }
     }
 
     fn merge(&self, outcome: Outcome) {
@@ -613,6 +649,21 @@ impl QueryRun {
         let record = self.record.lock().ok().and_then(|mut r| r.take());
         if let Some(record) = record {
             let outcome = self.outcome.lock().map_or(Outcome::Cancelled, |o| *o);
+            if let Some(cache) = &self.monitor.result_cache {
+                match &record.cache {
+                    Some(crate::result_cache::CacheUse::Write(sources)) => {
+                        for source in sources {
+                            cache.invalidate_source(source);
+                        }
+                    }
+                    _ if outcome == Outcome::Ok => {
+                        if let Some(collector) = &self.collector {
+                            collector.finish(cache);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             self.monitor.finish(
                 record,
                 self.plan.as_ref(),
@@ -672,11 +723,7 @@ impl Stream for MonitoredStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
         match &polled {
-            Poll::Ready(Some(Ok(batch))) => {
-                self.run
-                    .rows
-                    .fetch_add(batch.num_rows() as u64, Ordering::AcqRel);
-            }
+            Poll::Ready(Some(Ok(batch))) => self.run.delivered(batch),
             Poll::Ready(None) => self.end(Outcome::Ok),
             Poll::Ready(Some(Err(err))) => {
                 let kind = ErrorKind::of_datafusion(err);

@@ -58,6 +58,7 @@ pub async fn status(
                 "error_kind": q.error_kind,
                 "ended_at_unix": q.ended_at_unix,
                 "peak_memory_bytes": q.peak_memory_bytes,
+                "cache": q.cache,
             })
         })
         .collect();

@@ -1,0 +1,307 @@
+//! The result cache (`[engine] result_cache`): whole results of queries over the sources'
+//! tables, kept in memory up to a size in bytes and for a time per source, so a repeated query
+//! answers without touching a database.
+//!
+//! The key is the statement's analyzed logical plan — after access control rewrote it, so it
+//! carries the user's masks and row filters (src/access/rewrite.rs) — and the user's roles,
+//! never the SQL text. A query is cached only when every table it reads is a source's table
+//! whose source caches, and no function in it may answer differently on another run (`now()`,
+//! `random()`); `query()` passthrough, writes, EXPLAIN and catalog listings are never cached.
+//! Entries of a source go when it is refreshed or written through the engine.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+use crate::config::ResultCacheConfig;
+
+const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+/// What the cache did for one statement: the query log's `cache` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Answered from the cache.
+    Hit,
+    /// Not cached yet: the result is kept when the query completes.
+    Miss(CacheKey),
+    /// Not cacheable; the reason is for the log.
+    Bypass(&'static str),
+    /// A write into these sources: their results are forgotten when it is planned and again
+    /// when it ends, so that no query running meanwhile keeps the old rows.
+    Write(Vec<String>),
+}
+
+impl CacheUse {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CacheUse::Hit => "hit",
+            CacheUse::Miss(_) => "miss",
+            CacheUse::Bypass(_) | CacheUse::Write(_) => "bypass",
+        }
+    }
+}
+
+/// A cacheable statement: its key, the sources it reads and how long its result may be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    key: String,
+    sources: Vec<String>,
+    ttl: Duration,
+}
+
+/// A kept result.
+#[derive(Debug)]
+pub struct CachedResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    sources: Vec<String>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<String, Arc<CachedResult>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<CachedResult>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The engine's result cache.
+pub struct ResultCache {
+    entries: moka::sync::Cache<String, Arc<CachedResult>>,
+    default_ttl: Duration,
+    /// `result_cache_ttl_secs` of the sources that set one (0: not cached).
+    source_ttls: RwLock<HashMap<String, Duration>>,
+    /// A result larger than this is not kept (an eighth of the cache).
+    max_entry_bytes: usize,
+}
+
+impl std::fmt::Debug for ResultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultCache")
+            .field("entries", &self.entries.entry_count())
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}
+
+impl ResultCache {
+    pub fn new(config: &ResultCacheConfig) -> Self {
+        let max_bytes = config.max_bytes.map_or(DEFAULT_MAX_BYTES, |size| size.0);
+        let entries = moka::sync::Cache::builder()
+            // Weighed in KiB, so that a weight fits in a u32.
+            .max_capacity((max_bytes / 1024).max(1))
+            .weigher(|_key: &String, value: &Arc<CachedResult>| {
+                let bytes: usize = value
+                    .batches
+                    .iter()
+                    .map(RecordBatch::get_array_memory_size)
+                    .sum();
+                u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            entries,
+            default_ttl: config.ttl_secs.map_or(DEFAULT_TTL, Duration::from_secs),
+            source_ttls: RwLock::new(HashMap::new()),
+            max_entry_bytes: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// How long results of `source` are kept: `Some(0)` never, `None` the engine's default.
+    pub fn set_source_ttl(&self, source: &str, ttl_secs: Option<u64>) {
+        if let Ok(mut ttls) = self.source_ttls.write() {
+            match ttl_secs {
+                Some(secs) => ttls.insert(source.to_string(), Duration::from_secs(secs)),
+                None => ttls.remove(source),
+            };
+        }
+    }
+
+    fn ttl_of(&self, source: &str) -> Duration {
+        self.source_ttls
+            .read()
+            .ok()
+            .and_then(|ttls| ttls.get(source).copied())
+            .unwrap_or(self.default_ttl)
+    }
+
+    /// Whether and how the statement planned as `plan` for a user of `roles` may be cached,
+    /// and its kept result when there is one.
+    pub fn lookup(
+        &self,
+        plan: &LogicalPlan,
+        roles: &[String],
+        state: &SessionState,
+    ) -> (CacheUse, Option<Arc<CachedResult>>) {
+        if let LogicalPlan::Dml(dml) = plan {
+            let (source, _, _) = crate::access::table_name(&dml.table_name, state);
+            self.invalidate_source(&source);
+            return (CacheUse::Write(vec![source]), None);
+        }
+        let key = match self.key_of(plan, roles, state) {
+            Ok(key) => key,
+            Err(reason) => return (CacheUse::Bypass(reason), None),
+        };
+        match self.entries.get(&key.key) {
+            Some(kept) => (CacheUse::Hit, Some(kept)),
+            None => (CacheUse::Miss(key), None),
+        }
+    }
+
+    fn key_of(
+        &self,
+        plan: &LogicalPlan,
+        roles: &[String],
+        state: &SessionState,
+    ) -> Result<CacheKey, &'static str> {
+        let mut sources = BTreeSet::new();
+        let mut refused = None;
+        let walked = plan.apply_with_subqueries(|node| {
+            refused = refusal(node, state, &mut sources);
+            Ok(if refused.is_some() {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        if walked.is_err() {
+            return Err("the plan could not be read");
+        }
+        if let Some(reason) = refused {
+            return Err(reason);
+        }
+        if sources.is_empty() {
+            return Err("reads no source's table");
+        }
+        let ttl = sources
+            .iter()
+            .map(|source| self.ttl_of(source))
+            .min()
+            .unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return Err("a source it reads is not cached (result_cache_ttl_secs = 0)");
+        }
+        Ok(CacheKey {
+            key: format!("{}\nroles: {}", plan.display_indent(), roles.join(",")),
+            sources: sources.into_iter().collect(),
+            ttl,
+        })
+    }
+
+    /// Keeps the complete result of a [`CacheUse::Miss`].
+    pub fn insert(&self, key: &CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        self.entries.insert(
+            key.key.clone(),
+            Arc::new(CachedResult {
+                schema,
+                batches,
+                sources: key.sources.clone(),
+                ttl: key.ttl,
+            }),
+        );
+    }
+
+    /// Forgets every result that read `source` (refreshed, or written to).
+    pub fn invalidate_source(&self, source: &str) {
+        let source = source.to_string();
+        // Only fails when the cache was built without invalidation closures.
+        let _ = self
+            .entries
+            .invalidate_entries_if(move |_, kept| kept.sources.contains(&source));
+    }
+
+    /// A collector of one query's result, bounded by the size of an entry.
+    pub fn collector(&self, key: CacheKey, schema: SchemaRef) -> ResultCollector {
+        ResultCollector {
+            key,
+            schema,
+            kept: Mutex::new(Some((Vec::new(), 0))),
+            max_bytes: self.max_entry_bytes,
+        }
+    }
+}
+
+/// Why `node` keeps its statement out of the cache, if it does; the sources of its scans go
+/// to `sources`.
+fn refusal(
+    node: &LogicalPlan,
+    state: &SessionState,
+    sources: &mut BTreeSet<String>,
+) -> Option<&'static str> {
+    match node {
+        LogicalPlan::Dml(_)
+        | LogicalPlan::Ddl(_)
+        | LogicalPlan::Copy(_)
+        | LogicalPlan::Statement(_)
+        | LogicalPlan::Explain(_)
+        | LogicalPlan::Analyze(_)
+        | LogicalPlan::DescribeTable(_) => return Some("not a query"),
+        LogicalPlan::TableScan(scan) => {
+            let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
+                return Some("reads a table that is not a source's");
+            };
+            let any = provider.as_ref() as &dyn std::any::Any;
+            if !any.is::<ibarrow_providers::OdbcTable>() {
+                return Some("reads a table that is not a source's (query(), a listing)");
+            }
+            let (source, _, _) = crate::access::table_name(&scan.table_name, state);
+            sources.insert(source);
+        }
+        _ => {}
+    }
+    let volatile = node.expressions().iter().any(|expr| {
+        expr.exists(|e| {
+            Ok(matches!(e, Expr::ScalarFunction(f)
+                if f.func.signature().volatility != Volatility::Immutable))
+        })
+        .unwrap_or(true)
+    });
+    volatile.then_some("calls a function whose value changes between runs")
+}
+
+/// Collects the batches of one query; a result larger than an entry may be is dropped.
+#[derive(Debug)]
+pub struct ResultCollector {
+    key: CacheKey,
+    schema: SchemaRef,
+    kept: Mutex<Option<(Vec<RecordBatch>, usize)>>,
+    max_bytes: usize,
+}
+
+impl ResultCollector {
+    pub fn add(&self, batch: &RecordBatch) {
+        if let Ok(mut kept) = self.kept.lock()
+            && let Some((batches, bytes)) = kept.as_mut()
+        {
+            *bytes += batch.get_array_memory_size();
+            if *bytes > self.max_bytes {
+                *kept = None;
+            } else {
+                batches.push(batch.clone());
+            }
+        }
+    }
+
+    /// Keeps the result in `cache` when it was collected whole.
+    pub fn finish(&self, cache: &ResultCache) {
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
+        if let Some((batches, _)) = kept {
+            cache.insert(&self.key, Arc::clone(&self.schema), batches);
+        }
+    }
+}

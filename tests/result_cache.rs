@@ -1,0 +1,230 @@
+//! The result cache (`[engine] result_cache`) on PostgreSQL, MariaDB and SQLite through their
+//! ODBC drivers. Rows changed behind the engine's back (straight through odbc-api) show whether
+//! an answer came from the cache or from the database: a repeated query is answered from the
+//! cache until `refresh`, an INSERT through the engine, or its TTL; functions whose value
+//! changes, `query()` and sources that opt out are never cached; users whose masks differ
+//! never share an entry.
+
+#[path = "../providers/tests/common/mod.rs"]
+mod common;
+
+use common::{Profile, TestDb};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use futures::TryStreamExt;
+use ibarrow::{Config, Engine, Session};
+use test_case::test_case;
+
+struct Fixture {
+    db: TestDb,
+    profile: Profile,
+    table: String,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let table = self.profile.quote(&self.table);
+        self.db.execute(&[&format!("DROP TABLE IF EXISTS {table}")]);
+    }
+}
+
+impl Fixture {
+    /// A table of (id, name): (1, 'one'), (2, 'two').
+    fn create(profile: Profile) -> Self {
+        let db = profile.open();
+        let table = common::unique_name("cached_rows");
+        let quoted = profile.quote(&table);
+        db.execute(&[
+            &format!("DROP TABLE IF EXISTS {quoted}"),
+            &format!("CREATE TABLE {quoted} (id INTEGER PRIMARY KEY, name VARCHAR(20))"),
+            &format!("INSERT INTO {quoted} VALUES (1, 'one'), (2, 'two')"),
+        ]);
+        Fixture { db, profile, table }
+    }
+
+    /// A row added straight in the database, where the engine cannot see it happen.
+    fn add_behind_the_engine(&self, id: i64) {
+        let table = self.profile.quote(&self.table);
+        self.db
+            .execute(&[&format!("INSERT INTO {table} VALUES ({id}, 'row {id}')")]);
+    }
+
+    fn name(&self) -> String {
+        format!("db.{}.{}", self.profile.schema(), self.table)
+    }
+
+    async fn engine(&self, cache: &str, source_extra: &str) -> Engine {
+        let conn = self.db.connection_string.replace('\\', "\\\\");
+        let table = self.name();
+        let text = format!(
+            r#"
+            [engine]
+            result_cache = {{ {cache} }}
+            [sources.db]
+            connection_string = "{conn}"
+            writable = true
+            {source_extra}
+            [roles.masked]
+            read = ["db.*.*"]
+            masks = {{ "{table}.name" = "'***'" }}
+            [roles.plain]
+            read = ["db.*.*"]
+            native_sql = true
+            write = ["db.*.*"]
+            [users.alice]
+            roles = ["masked"]
+            [users.root]
+            roles = ["plain"]
+            "#
+        );
+        Engine::from_config(Config::parse(&text, "test").unwrap())
+            .await
+            .expect("engine")
+    }
+}
+
+async fn rows(session: &Session, sql: &str) -> Vec<String> {
+    let frame = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches: Vec<RecordBatch> = session
+        .execute(frame, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for batch in &batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let fields: Vec<&str> = columns
+                .iter()
+                .map(|c| c.as_string::<i32>().value(row))
+                .collect();
+            out.push(fields.join("|"));
+        }
+    }
+    out
+}
+
+fn last_cache_use(engine: &Engine) -> &'static str {
+    engine.recent_queries()[0].cache
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_query_is_answered_from_the_cache_until_refresh_or_insert(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine("ttl_secs = 600", "").await;
+    let root = engine.session("root", "test");
+    let sql = format!("SELECT id, name FROM {} ORDER BY id", fixture.name());
+    assert_eq!(rows(&root, &sql).await, ["1|one", "2|two"]);
+    assert_eq!(last_cache_use(&engine), "miss");
+    let read_before = engine.metrics().rows_by_source.get("db").copied();
+
+    fixture.add_behind_the_engine(3);
+    assert_eq!(
+        rows(&root, &sql).await,
+        ["1|one", "2|two"],
+        "not from the cache"
+    );
+    assert_eq!(last_cache_use(&engine), "hit");
+    assert_eq!(
+        engine.metrics().rows_by_source.get("db").copied(),
+        read_before,
+        "a hit read the source"
+    );
+
+    engine.refresh("db").await.unwrap();
+    assert_eq!(rows(&root, &sql).await, ["1|one", "2|two", "3|row 3"]);
+    assert_eq!(last_cache_use(&engine), "miss");
+    assert_eq!(rows(&root, &sql).await.len(), 3);
+    assert_eq!(last_cache_use(&engine), "hit");
+
+    let insert = format!("INSERT INTO {} VALUES (4, 'four')", fixture.name());
+    rows(&root, &insert).await;
+    assert_eq!(
+        rows(&root, &sql).await,
+        ["1|one", "2|two", "3|row 3", "4|four"],
+        "an INSERT through the engine did not invalidate"
+    );
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_result_expires_with_its_ttl(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine("ttl_secs = 1", "").await;
+    let root = engine.session("root", "test");
+    let sql = format!("SELECT count(*) FROM {}", fixture.name());
+    assert_eq!(rows(&root, &sql).await, ["2"]);
+    fixture.add_behind_the_engine(3);
+    assert_eq!(rows(&root, &sql).await, ["2"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(rows(&root, &sql).await, ["3"]);
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_functions_passthrough_and_opted_out_sources_are_never_cached(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine("ttl_secs = 600", "").await;
+    let root = engine.session("root", "test");
+    let table = fixture.name();
+    let native = format!(
+        "SELECT * FROM query('db', 'SELECT count(*) AS n FROM {}')",
+        fixture.profile.quote(&fixture.table)
+    );
+    for sql in [
+        format!("SELECT id, random() AS r FROM {table}"),
+        format!("SELECT id, now() AS t FROM {table}"),
+        native,
+    ] {
+        rows(&root, &sql).await;
+        assert_eq!(last_cache_use(&engine), "bypass", "{sql}");
+    }
+
+    let opted_out = fixture
+        .engine("ttl_secs = 600", "result_cache_ttl_secs = 0")
+        .await;
+    let root = opted_out.session("root", "test");
+    let sql = format!("SELECT count(*) FROM {table}");
+    assert_eq!(rows(&root, &sql).await, ["2"]);
+    fixture.add_behind_the_engine(3);
+    assert_eq!(rows(&root, &sql).await, ["3"]);
+    assert_eq!(last_cache_use(&opted_out), "bypass");
+}
+
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_whose_masks_differ_never_share_a_result(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine("ttl_secs = 600", "").await;
+    let (alice, root) = (
+        engine.session("alice", "test"),
+        engine.session("root", "test"),
+    );
+    let sql = format!("SELECT id, name FROM {} ORDER BY id", fixture.name());
+    assert_eq!(rows(&root, &sql).await, ["1|one", "2|two"]);
+    assert_eq!(rows(&alice, &sql).await, ["1|***", "2|***"]);
+    assert_eq!(last_cache_use(&engine), "miss");
+    assert_eq!(rows(&root, &sql).await, ["1|one", "2|two"]);
+    assert_eq!(last_cache_use(&engine), "hit");
+    assert_eq!(rows(&alice, &sql).await, ["1|***", "2|***"]);
+    assert_eq!(last_cache_use(&engine), "hit");
+}
