@@ -6,7 +6,8 @@
 //! carries the user's masks and row filters (src/access/rewrite.rs) — and the user's roles,
 //! never the SQL text. A query is cached only when every table it reads is a source's table
 //! whose source caches, and no function in it may answer differently on another run (`now()`,
-//! `random()`); `query()` passthrough, writes, EXPLAIN and catalog listings are never cached.
+//! `random()`); `query()` passthrough, VALUES lists (the plan's text, which is the key, shows
+//! only their first rows), writes, EXPLAIN and catalog listings are never cached.
 //! Entries of a source go when it is refreshed or written through the engine.
 
 use std::collections::{BTreeSet, HashMap};
@@ -251,6 +252,11 @@ fn refusal(
         | LogicalPlan::Explain(_)
         | LogicalPlan::Analyze(_)
         | LogicalPlan::DescribeTable(_) => return Some("not a query"),
+        // The key is the plan's text, and these do not print all they hold (a VALUES list
+        // shows its first rows only).
+        LogicalPlan::Values(_) | LogicalPlan::Extension(_) => {
+            return Some("holds a VALUES list or a plan node the key cannot show whole");
+        }
         LogicalPlan::TableScan(scan) => {
             let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
                 return Some("reads a table that is not a source's");

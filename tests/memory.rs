@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Profile, TestDb};
+use common::{OwnedTable, Profile};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -28,7 +28,7 @@ fn expected_ids_by_k() -> Vec<i64> {
     rows.into_iter().map(|(_, id)| id).collect()
 }
 
-/// The generator as each database's SQL.
+/// The generator as each database's SQL, into the quoted `table`.
 fn fill(profile: Profile, table: &str) -> String {
     let pad = match profile {
         Profile::Sqlite => "replace(printf('%0100d', 0), '0', 'x')",
@@ -44,40 +44,29 @@ fn fill(profile: Profile, table: &str) -> String {
              SELECT g, g * 7919 % {ROWS}, {pad} FROM s"
         ),
     };
-    format!("INSERT INTO {} {rows}", profile.quote(table))
+    format!("INSERT INTO {table} {rows}")
 }
 
 struct Fixture {
-    db: TestDb,
-    profile: Profile,
-    table: String,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let table = self.profile.quote(&self.table);
-        self.db.execute(&[&format!("DROP TABLE IF EXISTS {table}")]);
-    }
+    table: OwnedTable,
 }
 
 impl Fixture {
     fn create(profile: Profile) -> Self {
-        let db = profile.open();
-        let table = common::unique_name("mem_rows");
-        let quoted = profile.quote(&table);
-        db.execute(&[
-            &format!("DROP TABLE IF EXISTS {quoted}"),
-            &format!("CREATE TABLE {quoted} (id BIGINT PRIMARY KEY, k BIGINT, pad VARCHAR(100))"),
-            &fill(profile, &table),
-        ]);
-        Fixture { db, profile, table }
+        let table = OwnedTable::create(
+            profile,
+            "mem_rows",
+            "id BIGINT PRIMARY KEY, k BIGINT, pad VARCHAR(100)",
+            |quoted| vec![fill(profile, quoted)],
+        );
+        Fixture { table }
     }
 
     /// An engine under the limit with the table reachable from two sources (`a` and `b`), so
     /// that a join between them runs in DataFusion rather than in the database. One target
     /// partition: one sort, whose share of the limit is known.
     async fn engine(&self, limit: Option<&str>) -> Engine {
-        let conn = self.db.connection_string.replace('\\', "\\\\");
+        let conn = self.table.db.connection_string.replace('\\', "\\\\");
         let limit = limit.map_or(String::new(), |l| format!("memory_limit = \"{l}\""));
         let text = format!(
             "[engine]\ntarget_partitions = 1\n{limit}\n[sources.a]\nconnection_string = \"{conn}\"\n\
@@ -89,7 +78,7 @@ impl Fixture {
     }
 
     fn table(&self, source: &str) -> String {
-        format!("{source}.{}.{}", self.profile.schema(), self.table)
+        self.table.in_source(source)
     }
 }
 

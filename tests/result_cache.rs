@@ -2,13 +2,13 @@
 //! ODBC drivers. Rows changed behind the engine's back (straight through odbc-api) show whether
 //! an answer came from the cache or from the database: a repeated query is answered from the
 //! cache until `refresh`, an INSERT through the engine, or its TTL; functions whose value
-//! changes, `query()` and sources that opt out are never cached; users whose masks differ
+//! changes, VALUES lists, `query()` and sources that opt out are never cached; users whose masks differ
 //! never share an entry.
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
 
-use common::{Profile, TestDb};
+use common::{OwnedTable, Profile};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -17,45 +17,39 @@ use ibarrow::{Config, Engine, Session};
 use test_case::test_case;
 
 struct Fixture {
-    db: TestDb,
-    profile: Profile,
-    table: String,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let table = self.profile.quote(&self.table);
-        self.db.execute(&[&format!("DROP TABLE IF EXISTS {table}")]);
-    }
+    table: OwnedTable,
 }
 
 impl Fixture {
     /// A table of (id, name): (1, 'one'), (2, 'two').
     fn create(profile: Profile) -> Self {
-        let db = profile.open();
-        let table = common::unique_name("cached_rows");
-        let quoted = profile.quote(&table);
-        db.execute(&[
-            &format!("DROP TABLE IF EXISTS {quoted}"),
-            &format!("CREATE TABLE {quoted} (id INTEGER PRIMARY KEY, name VARCHAR(20))"),
-            &format!("INSERT INTO {quoted} VALUES (1, 'one'), (2, 'two')"),
-        ]);
-        Fixture { db, profile, table }
+        let table = OwnedTable::create(
+            profile,
+            "cached_rows",
+            "id INTEGER PRIMARY KEY, name VARCHAR(20)",
+            |quoted| {
+                vec![format!(
+                    "INSERT INTO {quoted} VALUES (1, 'one'), (2, 'two')"
+                )]
+            },
+        );
+        Fixture { table }
     }
 
     /// A row added straight in the database, where the engine cannot see it happen.
     fn add_behind_the_engine(&self, id: i64) {
-        let table = self.profile.quote(&self.table);
-        self.db
+        let table = self.table.quoted();
+        self.table
+            .db
             .execute(&[&format!("INSERT INTO {table} VALUES ({id}, 'row {id}')")]);
     }
 
     fn name(&self) -> String {
-        format!("db.{}.{}", self.profile.schema(), self.table)
+        self.table.in_source("db")
     }
 
     async fn engine(&self, cache: &str, source_extra: &str) -> Engine {
-        let conn = self.db.connection_string.replace('\\', "\\\\");
+        let conn = self.table.db.connection_string.replace('\\', "\\\\");
         let table = self.name();
         let text = format!(
             r#"
@@ -186,11 +180,15 @@ async fn changing_functions_passthrough_and_opted_out_sources_are_never_cached(p
     let table = fixture.name();
     let native = format!(
         "SELECT * FROM query('db', 'SELECT count(*) AS n FROM {}')",
-        fixture.profile.quote(&fixture.table)
+        fixture.table.quoted()
     );
     for sql in [
         format!("SELECT id, random() AS r FROM {table}"),
         format!("SELECT id, now() AS t FROM {table}"),
+        format!(
+            "SELECT t.id FROM {table} t JOIN (VALUES (1), (2), (3), (4), (5), (6), (7)) v(id) \
+             ON t.id = v.id"
+        ),
         native,
     ] {
         rows(&root, &sql).await;

@@ -169,6 +169,56 @@ impl TestDb {
     }
 }
 
+/// A table a test owns with its database: created under a unique name, dropped when the test
+/// ends, also when it fails (other suites list these schemas).
+pub struct OwnedTable {
+    pub db: TestDb,
+    pub name: String,
+}
+
+impl OwnedTable {
+    /// `<prefix>_<unique>` with `columns`, filled by the statements `fill` makes for the
+    /// quoted name.
+    pub fn create(
+        profile: Profile,
+        prefix: &str,
+        columns: &str,
+        fill: impl FnOnce(&str) -> Vec<String>,
+    ) -> Self {
+        let db = profile.open();
+        let name = unique_name(prefix);
+        let quoted = profile.quote(&name);
+        let mut statements = vec![
+            format!("DROP TABLE IF EXISTS {quoted}"),
+            format!("CREATE TABLE {quoted} ({columns})"),
+        ];
+        statements.extend(fill(&quoted));
+        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+        db.execute(&refs);
+        OwnedTable { db, name }
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.db.db
+    }
+
+    pub fn quoted(&self) -> String {
+        self.profile().quote(&self.name)
+    }
+
+    /// The table's name in an engine where the database is source `source`.
+    pub fn in_source(&self, source: &str) -> String {
+        format!("{source}.{}.{}", self.profile().schema(), self.name)
+    }
+}
+
+impl Drop for OwnedTable {
+    fn drop(&mut self) {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.quoted());
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.execute(&[&sql])));
+    }
+}
+
 /// Drops a test table when the test ends, also when it fails.
 pub struct DropGuard<'a> {
     db: &'a TestDb,
