@@ -1,7 +1,7 @@
 //! Latency and throughput of small queries in-process: point lookups on distinct keys (each one
 //! goes to the database), the same query repeated with the result cache (each one a hit), and
 //! point lookups from 1, 2, 8 and 32 concurrent sessions. Prints p50/p99 latency and
-//! queries/s per database.
+//! queries/s per database, and where a lookup's time goes.
 //!
 //! `cargo bench --bench point_queries` (IBARROW_BENCH_QUERIES lookups per figure, default
 //! 2000). Reads the local PostgreSQL of `scripts/test-services` (IBARROW_TEST_POSTGRES) and a
@@ -84,6 +84,44 @@ async fn lookups(engine: &Engine, table: &str, sessions: usize, count: usize, fi
     );
 }
 
+/// Where one point lookup's time goes, single session: SQL to logical plan (parse, analyze,
+/// access checks, cache look-up), to physical plan (optimize, scan statements), and running it
+/// (pool, the database, the fetch). Keys from `first` on, none cached.
+async fn breakdown(engine: &Engine, table: &str, count: usize, first: usize) {
+    let session = engine.session("bench", "bench");
+    let (mut logical, mut physical, mut running) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..count {
+        let key = ((first + i) as i64 * 7919) % ROWS + 1;
+        let sql = format!("SELECT id, name FROM {table} WHERE id = {key}");
+        let at = Instant::now();
+        let frame = session.sql(&sql).await.expect("plan");
+        logical.push(at.elapsed());
+        let at = Instant::now();
+        let plan = frame.create_physical_plan().await.expect("physical plan");
+        physical.push(at.elapsed());
+        let at = Instant::now();
+        let batches: Vec<_> = session
+            .execute_plan(plan, &sql)
+            .expect("run")
+            .try_collect()
+            .await
+            .expect("rows");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        running.push(at.elapsed());
+    }
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2].as_secs_f64() * 1000.0
+    };
+    println!(
+        "  one lookup, median: {:.3} ms to a logical plan, {:.3} ms to a physical plan, \
+         {:.3} ms running",
+        median(logical),
+        median(physical),
+        median(running)
+    );
+}
+
 async fn repeated(engine: &Engine, table: &str, count: usize) {
     let session = engine.session("bench", "bench");
     let sql = format!("SELECT id, name FROM {table} WHERE id = 4242");
@@ -153,6 +191,7 @@ async fn main() {
         for (line, sessions) in [1, 2, 8, 32].into_iter().enumerate() {
             lookups(&engine, table, sessions, count, line * count).await;
         }
+        breakdown(&engine, table, count, 4 * count).await;
         repeated(&engine, table, count).await;
     }
 }

@@ -202,7 +202,7 @@ impl std::str::FromStr for ByteSize {
             _ => 0,
         };
         match number.parse::<f64>() {
-            Ok(value) if scale > 0 && value.is_finite() && value > 0.0 => {
+            Ok(value) if scale > 0 && value.is_finite() && value * scale as f64 >= 1.0 => {
                 Ok(ByteSize((value * scale as f64) as u64))
             }
             _ => Err(format!(
@@ -701,7 +701,7 @@ mod tests {
         assert_eq!(size("2GiB"), Ok(2 << 30));
         assert_eq!(size("1.5 gb"), Ok(1_500_000_000));
         assert_eq!(size("4096"), Ok(4096));
-        for bad in ["", "MB", "12 parsecs", "-1GB", "0"] {
+        for bad in ["", "MB", "12 parsecs", "-1GB", "0", "0.1"] {
             let err = size(bad).unwrap_err();
             assert!(err.contains("e.g. \"512MB\""), "{bad}: {err}");
         }

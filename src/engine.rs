@@ -246,11 +246,12 @@ impl Engine {
                     .await?
             }
         };
-        self.add_source(name, source, config.tables.clone()).await?;
+        // The TTL first: a source with `result_cache_ttl_secs = 0` is never cached, not even
+        // by a query planned the moment it appears.
         if let Some(cache) = &self.inner.result_cache {
             cache.set_source_ttl(name, config.result_cache_ttl_secs);
         }
-        Ok(())
+        self.add_source(name, source, config.tables.clone()).await
     }
 
     /// Adds a source connected elsewhere (by a Rust caller, or the Python 0.1 API) under
@@ -418,14 +419,20 @@ impl Engine {
         Ok(self.sql(sql).await?.execute_stream().await?)
     }
 
-    /// Lists a source's schemas and tables again and forgets its cached table metadata.
-    /// Lists `source`'s tables again and drops its cached metadata and cached results.
+    /// Lists a source's schemas and tables again and forgets its cached table metadata and
+    /// the results the result cache kept of it.
     pub async fn refresh(&self, source: &str) -> Result<()> {
         let catalog = self.catalog(source)?;
-        if let Some(cache) = &self.inner.result_cache {
-            cache.invalidate_source(source);
-        }
-        catalog.refresh().await
+        let forget = || {
+            if let Some(cache) = &self.inner.result_cache {
+                cache.invalidate_source(source);
+            }
+        };
+        // Before, and again after: a query running during the refresh keeps nothing.
+        forget();
+        let refreshed = catalog.refresh().await;
+        forget();
+        refreshed
     }
 
     pub fn source_names(&self) -> Vec<String> {
@@ -641,7 +648,11 @@ impl Session {
         let mut record = inner.monitor.begin(&self.user, &self.client, sql);
         record.ip = self.ip.clone();
         record.opened_by = self.opened_by.clone();
-        record.cache = inner.cache_uses.get(&(self.user.clone(), sql.to_string()));
+        // Taken, not read: a later run of the same text without planning it again keeps
+        // nothing rather than another planning's decision.
+        record.cache = inner
+            .cache_uses
+            .remove(&(self.user.clone(), sql.to_string()));
         if inner.audited {
             record.roles = self
                 .grants()
@@ -744,6 +755,11 @@ impl Session {
                 datafusion::catalog::TableProvider::scan(&table, &state, None, &[], None).await?;
             Ok::<_, Error>(plan)
         };
+        // Native text is never cached: drop any decision a planning of the same text left.
+        self.engine
+            .inner
+            .cache_uses
+            .invalidate(&(self.user.clone(), sql.to_string()));
         match described.await {
             Ok(plan) => self.execute_plan(plan, sql),
             Err(err) => {

@@ -423,6 +423,12 @@ fn remember(
 }
 
 /// Rows and bytes each source's scans delivered, from the plan's `OdbcExec` metrics.
+fn reads_a_source(plan: &dyn ExecutionPlan) -> bool {
+    let mut scans = BTreeMap::new();
+    collect_scans(plan, &mut scans);
+    !scans.is_empty()
+}
+
 fn collect_scans(plan: &dyn ExecutionPlan, per_source: &mut BTreeMap<String, (u64, u64)>) {
     if let Some(scan) = plan.downcast_ref::<OdbcExec>() {
         let metrics = scan.metrics();
@@ -495,9 +501,9 @@ impl QueryMemory {
     /// DataFusion's refusal, with the engine's limit and what to do about it.
     fn over_the_limit(
         &self,
-        err: datafusion::error::DataFusionError,
+        err: DataFusionError,
         reservation: &MemoryReservation,
-    ) -> datafusion::error::DataFusionError {
+    ) -> DataFusionError {
         let MemoryLimit::Finite(limit) = self.inner.memory_limit() else {
             return err;
         };
@@ -598,8 +604,12 @@ impl QueryRun {
         record: QueryRecord,
         partitions: usize,
     ) -> Arc<Self> {
+        // A plan that reads no source is a kept result read back (or no query of a
+        // source at all): it is never kept again.
         let collector = match (&monitor.result_cache, &record.cache) {
-            (Some(cache), Some(crate::result_cache::CacheUse::Miss(key))) => {
+            (Some(cache), Some(crate::result_cache::CacheUse::Miss(key)))
+                if reads_a_source(plan.as_ref()) =>
+            {
                 Some(cache.collector(key.clone(), plan.schema()))
             }
             _ => None,
@@ -823,7 +833,7 @@ mod tests {
             let record = monitor.begin("ann", "test", &format!("SELECT {n}, 'secret'"));
             monitor.refused(
                 record,
-                &Error::DataFusion(datafusion::error::DataFusionError::Plan("test".into())),
+                &Error::DataFusion(DataFusionError::Plan("test".into())),
             );
         }
         let recent = monitor.recent();

@@ -2,13 +2,15 @@
 //! tables, kept in memory up to a size in bytes and for a time per source, so a repeated query
 //! answers without touching a database.
 //!
-//! The key is the statement's analyzed logical plan — after access control rewrote it, so it
-//! carries the user's masks and row filters (src/access/rewrite.rs) — and the user's roles,
-//! never the SQL text. A query is cached only when every table it reads is a source's table
-//! whose source caches, and no function in it may answer differently on another run (`now()`,
-//! `random()`); `query()` passthrough, VALUES lists (the plan's text, which is the key, shows
-//! only their first rows), writes, EXPLAIN and catalog listings are never cached.
-//! Entries of a source go when it is refreshed or written through the engine.
+//! The key is the statement's logical plan as planned (before optimization), after access
+//! control rewrote it, so that it carries the user's masks and row filters
+//! (src/access/rewrite.rs), and the user's roles; never the SQL text. A query is cached only
+//! when every table it reads is a source's table whose source caches, and no function in it
+//! may answer differently on another run (`now()`, `random()`). `query()` passthrough, VALUES
+//! lists (the plan's text, which is the key, shows only their first rows), parameters (bound
+//! after the look-up), results that repeat a column name, writes, EXPLAIN and catalog
+//! listings are never cached. Entries of a source go when it is refreshed or written through
+//! the engine, and a query that overlapped such a change keeps nothing (`generations`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,11 +51,12 @@ impl CacheUse {
     }
 }
 
-/// A cacheable statement: its key, the sources it reads and how long its result may be kept.
+/// A cacheable statement: its key, the sources it reads with their generations when it was
+/// looked up, and how long its result may be kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     key: String,
-    sources: Vec<String>,
+    sources: Vec<(String, u64)>,
     ttl: Duration,
 }
 
@@ -87,6 +90,10 @@ pub struct ResultCache {
     source_ttls: RwLock<HashMap<String, Duration>>,
     /// A result larger than this is not kept (an eighth of the cache).
     max_entry_bytes: usize,
+    /// Per source, a number that changes whenever its data may have changed through the
+    /// engine (a write starts or ends, a refresh): a result is kept only if none of its
+    /// sources' numbers changed while it ran, so a query overlapping a write keeps nothing.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for ResultCache {
@@ -120,6 +127,7 @@ impl ResultCache {
             default_ttl: config.ttl_secs.map_or(DEFAULT_TTL, Duration::from_secs),
             source_ttls: RwLock::new(HashMap::new()),
             max_entry_bytes: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
+            generations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -149,10 +157,29 @@ impl ResultCache {
         roles: &[String],
         state: &SessionState,
     ) -> (CacheUse, Option<Arc<CachedResult>>) {
-        if let LogicalPlan::Dml(dml) = plan {
-            let (source, _, _) = crate::access::table_name(&dml.table_name, state);
-            self.invalidate_source(&source);
-            return (CacheUse::Write(vec![source]), None);
+        let written = written_sources(plan, state);
+        if !written.is_empty() {
+            for source in &written {
+                self.invalidate_source(source);
+            }
+            return (CacheUse::Write(written), None);
+        }
+        if !plan
+            .get_parameter_types()
+            .is_ok_and(|types| types.is_empty())
+        {
+            // The key would not show the values bound later.
+            return (CacheUse::Bypass("has parameters"), None);
+        }
+        let names = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .collect::<BTreeSet<_>>();
+        if names.len() != plan.schema().fields().len() {
+            // A kept result is read back as one table, whose columns need distinct names.
+            return (CacheUse::Bypass("repeats a column name"), None);
         }
         let key = match self.key_of(plan, roles, state) {
             Ok(key) => key,
@@ -197,28 +224,56 @@ impl ResultCache {
         if ttl.is_zero() {
             return Err("a source it reads is not cached (result_cache_ttl_secs = 0)");
         }
+        let generations = self.generations.lock().ok();
+        let sources = sources
+            .into_iter()
+            .map(|source| {
+                let generation = generations
+                    .as_ref()
+                    .and_then(|g| g.get(&source).copied())
+                    .unwrap_or(0);
+                (source, generation)
+            })
+            .collect();
         Ok(CacheKey {
             key: format!("{}\nroles: {}", plan.display_indent(), roles.join(",")),
-            sources: sources.into_iter().collect(),
+            sources,
             ttl,
         })
     }
 
-    /// Keeps the complete result of a [`CacheUse::Miss`].
+    /// Keeps the complete result of a [`CacheUse::Miss`], unless a source it read may have
+    /// changed through the engine since the query was looked up.
     pub fn insert(&self, key: &CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        let unchanged = self.generations.lock().is_ok_and(|generations| {
+            key.sources
+                .iter()
+                .all(|(source, seen)| generations.get(source).copied().unwrap_or(0) == *seen)
+        });
+        if !unchanged {
+            return;
+        }
         self.entries.insert(
             key.key.clone(),
             Arc::new(CachedResult {
                 schema,
                 batches,
-                sources: key.sources.clone(),
+                sources: key
+                    .sources
+                    .iter()
+                    .map(|(source, _)| source.clone())
+                    .collect(),
                 ttl: key.ttl,
             }),
         );
     }
 
-    /// Forgets every result that read `source` (refreshed, or written to).
+    /// Forgets every result that read `source` (refreshed, or written to), and keeps none of
+    /// the queries running now.
     pub fn invalidate_source(&self, source: &str) {
+        if let Ok(mut generations) = self.generations.lock() {
+            *generations.entry(source.to_string()).or_default() += 1;
+        }
         let source = source.to_string();
         // Only fails when the cache was built without invalidation closures.
         let _ = self
@@ -235,6 +290,19 @@ impl ResultCache {
             max_bytes: self.max_entry_bytes,
         }
     }
+}
+
+/// The sources the plan writes into, wherever its `Dml` node stands (`EXPLAIN ANALYZE INSERT`
+/// writes too).
+fn written_sources(plan: &LogicalPlan, state: &SessionState) -> Vec<String> {
+    let mut written = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Dml(dml) = node {
+            written.insert(crate::access::table_name(&dml.table_name, state).0);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    written.into_iter().collect()
 }
 
 /// Why `node` keeps its statement out of the cache, if it does; the sources of its scans go
@@ -273,7 +341,10 @@ fn refusal(
     let volatile = node.expressions().iter().any(|expr| {
         expr.exists(|e| {
             Ok(matches!(e, Expr::ScalarFunction(f)
-                if f.func.signature().volatility != Volatility::Immutable))
+                if f.func.signature().volatility != Volatility::Immutable
+                    // Access control's placeholder for a denied column: it fails when
+                    // evaluated and never gives a value (src/access/rewrite.rs).
+                    && f.func.name() != crate::access::DENIED_COLUMN_FUNCTION))
         })
         .unwrap_or(true)
     });
@@ -309,5 +380,36 @@ impl ResultCollector {
         if let Some((batches, _)) = kept {
             cache.insert(&self.key, Arc::clone(&self.schema), batches);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Schema;
+
+    #[test]
+    fn a_result_that_overlapped_a_change_of_its_source_is_not_kept() {
+        let cache = ResultCache::new(&ResultCacheConfig::default());
+        let key = |name: &str, generation| CacheKey {
+            key: name.to_string(),
+            sources: vec![("pg".to_string(), generation)],
+            ttl: Duration::from_secs(60),
+        };
+        let schema = Arc::new(Schema::empty());
+        // Looked up before the write (generation 0), finished after it.
+        let before = key("q1", 0);
+        cache.invalidate_source("pg");
+        cache.insert(&before, Arc::clone(&schema), Vec::new());
+        assert!(cache.entries.get("q1").is_none());
+        // Looked up after it.
+        cache.insert(&key("q2", 1), Arc::clone(&schema), Vec::new());
+        assert!(cache.entries.get("q2").is_some());
+        // Another source's change leaves it alone; its own forgets it.
+        cache.invalidate_source("maria");
+        assert!(cache.entries.get("q2").is_some());
+        cache.invalidate_source("pg");
+        cache.entries.run_pending_tasks();
+        assert!(cache.entries.get("q2").is_none());
     }
 }

@@ -195,6 +195,31 @@ async fn changing_functions_passthrough_and_opted_out_sources_are_never_cached(p
         assert_eq!(last_cache_use(&engine), "bypass", "{sql}");
     }
 
+    // Parameters are bound after the look-up: each binding runs.
+    let sql = format!("SELECT name FROM {table} WHERE id = $1");
+    for (id, name) in [(1, "one"), (2, "two")] {
+        let frame = root.sql(&sql).await.unwrap();
+        let frame = frame
+            .with_param_values(vec![datafusion::scalar::ScalarValue::Int64(Some(id))])
+            .unwrap();
+        let batches: Vec<RecordBatch> = root
+            .execute(frame, &sql)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let names = cast(batches[0].column(0), &DataType::Utf8).unwrap();
+        assert_eq!(names.as_string::<i32>().value(0), name);
+        assert_eq!(last_cache_use(&engine), "bypass");
+    }
+    // A result whose columns share a name is not kept (it could not be read back as a table).
+    let sql = format!("SELECT a.id, b.id FROM {table} a JOIN {table} b ON a.id = b.id ORDER BY 1");
+    for _ in 0..2 {
+        assert_eq!(rows(&root, &sql).await, ["1|1", "2|2"]);
+        assert_eq!(last_cache_use(&engine), "bypass");
+    }
+
     let opted_out = fixture
         .engine("ttl_secs = 600", "result_cache_ttl_secs = 0")
         .await;

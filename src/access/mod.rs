@@ -19,7 +19,7 @@ pub use listing::GovernedCatalogs;
 pub use pattern::NamePattern;
 pub use policy::{AccessPolicy, ColumnAccess, Grants, RowFilter, TableAccess, TableName};
 pub use report::{AccessReport, TableRead};
-pub(crate) use rewrite::{govern, table_name};
+pub(crate) use rewrite::{DENIED_COLUMN_FUNCTION, govern, table_name};
 
 /// The state a session of `grants` plans in: the engine's, with the catalogs filtered for the
 /// user and `information_schema` served from the filtered catalogs.

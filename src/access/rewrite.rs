@@ -305,6 +305,9 @@ fn governed_scan(
     Ok(Transformed::yes(plan))
 }
 
+/// The name of the placeholder of a denied column.
+pub(crate) const DENIED_COLUMN_FUNCTION: &str = "ibarrow_denied_column";
+
 /// `ibarrow_denied_column(column)`: fails with the denial when evaluated.
 fn denied_value(column: Expr, data_type: &DataType, message: String) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(
@@ -326,7 +329,7 @@ struct DeniedColumn {
 
 impl ScalarUDFImpl for DeniedColumn {
     fn name(&self) -> &str {
-        "ibarrow_denied_column"
+        DENIED_COLUMN_FUNCTION
     }
 
     fn signature(&self) -> &Signature {
