@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     column: Some("id".into()),
                     partitions,
                     min_rows: 0,
+                    automatic: false,
                 },
                 ..SourceOptions::default()
             };

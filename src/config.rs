@@ -175,6 +175,9 @@ pub struct ResultCacheConfig {
     pub ttl_secs: Option<u64>,
 }
 
+/// The most ranges a table is read in when its source does not set `partitions`.
+const MAX_AUTOMATIC_PARTITIONS: usize = 8;
+
 /// A size in bytes, written as a number of bytes or with a unit: `"512MB"` (10^6), `"2GiB"`
 /// (2^30), `"64KB"`, `"1.5GB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,7 +299,8 @@ pub struct SourceConfig {
     pub dsn: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,
-    /// Range partitions per large table (1: no splitting).
+    /// Range partitions per large table (1: no splitting; default: one per `min_partition_rows`
+    /// of its row estimate, up to the cores).
     pub partitions: Option<usize>,
     /// Tables estimated below this many rows are not split (default 100 000).
     pub min_partition_rows: Option<u64>,
@@ -496,8 +500,15 @@ impl SourceConfig {
             scan.query_timeout = Some(Duration::from_secs(secs.max(1)));
         }
         let partitioning: &mut RangePartitioning = &mut options.partitioning;
-        if let Some(partitions) = self.partitions {
-            partitioning.partitions = partitions.max(1);
+        match self.partitions {
+            Some(partitions) => partitioning.partitions = partitions.max(1),
+            // Large tables are split over the cores unless the source says otherwise.
+            None => {
+                partitioning.partitions = std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZeroUsize::get)
+                    .min(MAX_AUTOMATIC_PARTITIONS);
+                partitioning.automatic = true;
+            }
         }
         if let Some(rows) = self.min_partition_rows {
             partitioning.min_rows = rows;

@@ -64,13 +64,14 @@ impl Fixture {
 
     /// An engine under the limit with the table reachable from two sources (`a` and `b`), so
     /// that a join between them runs in DataFusion rather than in the database. One target
-    /// partition: one sort, whose share of the limit is known.
+    /// partition and one range per scan: one sort, whose share of the limit is known (each
+    /// sort partition holds `sort_spill_reservation_bytes`, 10 MB, back for its merge).
     async fn engine(&self, limit: Option<&str>) -> Engine {
         let conn = self.table.db.connection_string.replace('\\', "\\\\");
         let limit = limit.map_or(String::new(), |l| format!("memory_limit = \"{l}\""));
         let text = format!(
             "[engine]\ntarget_partitions = 1\n{limit}\n[sources.a]\nconnection_string = \"{conn}\"\n\
-             [sources.b]\nconnection_string = \"{conn}\"\n"
+             partitions = 1\n[sources.b]\nconnection_string = \"{conn}\"\npartitions = 1\n"
         );
         Engine::from_config(Config::parse(&text, "test").unwrap())
             .await

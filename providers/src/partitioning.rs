@@ -17,6 +17,9 @@ pub struct RangePartitioning {
     pub partitions: usize,
     /// Tables estimated below this many rows are read in one statement.
     pub min_rows: u64,
+    /// `partitions` was chosen by ibarrow (the cores), not set: a table is read in one range
+    /// per `min_rows` of its row estimate, up to `partitions`, and in one without an estimate.
+    pub automatic: bool,
 }
 
 impl Default for RangePartitioning {
@@ -25,6 +28,7 @@ impl Default for RangePartitioning {
             column: None,
             partitions: 1,
             min_rows: 100_000,
+            automatic: false,
         }
     }
 }
@@ -36,9 +40,39 @@ pub(crate) struct PartitionKey {
     pub is_date: bool,
     pub partitions: usize,
     pub min_rows: u64,
+    pub automatic: bool,
 }
 
 impl PartitionKey {
+    /// How many ranges a table of `estimate` rows is read in (before the key's range is
+    /// known); below 2, one statement.
+    pub fn count_for(&self, estimate: Option<u64>) -> usize {
+        match estimate {
+            Some(rows) if rows < self.min_rows => 1,
+            Some(rows) if self.automatic => usize::try_from(rows / self.min_rows.max(1))
+                .unwrap_or(usize::MAX)
+                .clamp(1, self.partitions),
+            None if self.automatic => 1,
+            _ => self.partitions,
+        }
+    }
+
+    /// Why a scan has its number of ranges, for EXPLAIN.
+    pub fn reason(&self, estimate: Option<u64>, count: usize) -> String {
+        match (self.automatic, estimate) {
+            (true, Some(rows)) => format!(
+                "automatic: ~{rows} rows, one range per {} rows, at most {} (the cores); \
+                 set `partitions` to choose",
+                self.min_rows, self.partitions
+            ),
+            (true, None) => "automatic: no row estimate; set `partitions` to split".into(),
+            (false, _) => format!(
+                "partitions = {} (configured), {count} used",
+                self.partitions
+            ),
+        }
+    }
+
     /// Checks the configured (or primary-key) column. A configured column that cannot be used
     /// is an error; an unsuitable primary key just means no splitting.
     pub fn choose(
@@ -99,13 +133,20 @@ impl PartitionKey {
             is_date,
             partitions: spec.partitions,
             min_rows: spec.min_rows,
+            automatic: spec.automatic,
         }))
     }
 
-    /// One predicate per partition for a key ranging over `min..=max` (integers, or days since
-    /// 1970 for dates); `None` when the range is too narrow to split.
-    pub fn predicates(&self, dialect: Dialect, min: i64, max: i64) -> Option<Vec<String>> {
-        let points = integer_split_points(min, max, self.partitions);
+    /// One predicate for each of `parts` ranges of a key ranging over `min..=max` (integers,
+    /// or days since 1970 for dates); `None` when the range is too narrow to split.
+    pub fn predicates(
+        &self,
+        dialect: Dialect,
+        min: i64,
+        max: i64,
+        parts: usize,
+    ) -> Option<Vec<String>> {
+        let points = integer_split_points(min, max, parts);
         if points.is_empty() {
             return None;
         }
@@ -153,6 +194,7 @@ mod tests {
             column: column.map(str::to_string),
             partitions: 4,
             min_rows: 0,
+            automatic: false,
         }
     }
 
@@ -194,6 +236,7 @@ mod tests {
             is_date: true,
             partitions: 2,
             min_rows: 0,
+            automatic: false,
         };
         assert_eq!(date.parse_bound("2024-01-01"), Some(19_723));
         assert_eq!(date.parse_bound("1970-01-02 00:00:00"), Some(1));
@@ -203,5 +246,36 @@ mod tests {
         };
         assert_eq!(int.parse_bound(" -42 "), Some(-42));
         assert_eq!(int.parse_bound("x"), None);
+    }
+
+    #[test]
+    fn automatic_partitions_follow_the_row_estimate_up_to_the_cores() {
+        let key = PartitionKey {
+            column: "id".into(),
+            is_date: false,
+            partitions: 4,
+            min_rows: 100_000,
+            automatic: true,
+        };
+        let counts: Vec<usize> = [
+            None,
+            Some(50_000),
+            Some(150_000),
+            Some(250_000),
+            Some(10_000_000),
+        ]
+        .into_iter()
+        .map(|rows| key.count_for(rows))
+        .collect();
+        assert_eq!(counts, [1, 1, 1, 2, 4]);
+        let configured = PartitionKey {
+            automatic: false,
+            ..key
+        };
+        let counts: Vec<usize> = [None, Some(50_000), Some(250_000)]
+            .into_iter()
+            .map(|rows| configured.count_for(rows))
+            .collect();
+        assert_eq!(counts, [4, 1, 4]);
     }
 }

@@ -129,14 +129,22 @@ impl OdbcTable {
         let Some(key) = &self.partition_key else {
             return Ok(None);
         };
-        if limit.is_some() || self.row_estimate.is_some_and(|rows| rows < key.min_rows) {
+        let parts = key.count_for(self.row_estimate);
+        if limit.is_some() || parts < 2 {
             return Ok(None);
         }
         let range = self
             .key_range
             .get_or_try_init(|| self.read_key_range(key))
             .await?;
-        Ok(range.and_then(|(min, max)| key.predicates(self.source.dialect(), min, max)))
+        Ok(range.and_then(|(min, max)| key.predicates(self.source.dialect(), min, max, parts)))
+    }
+
+    /// Why this table's scans have the ranges they have, for EXPLAIN (`None`: no key).
+    fn partitioning_reason(&self, statements: usize) -> Option<String> {
+        self.partition_key
+            .as_ref()
+            .map(|key| key.reason(self.row_estimate, statements))
     }
 
     async fn read_key_range(&self, key: &PartitionKey) -> Result<Option<(i64, i64)>, OdbcError> {
@@ -278,6 +286,7 @@ impl TableProvider for OdbcTable {
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec![render(&select)?],
         };
+        let count = statements.len();
         let (schema, fetch) = match projection {
             Some(indices) => (
                 Arc::new(
@@ -291,6 +300,7 @@ impl TableProvider for OdbcTable {
         };
         Ok(Arc::new(
             OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
+                .with_partitioning_reason(self.partitioning_reason(count))
                 .built_by_ibarrow()
                 .with_row_estimate(self.scan_row_estimate(
                     &select,

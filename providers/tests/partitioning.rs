@@ -13,6 +13,7 @@ fn split_in(partitions: usize) -> SourceOptions {
             column: None,
             partitions,
             min_rows: 0,
+            automatic: false,
         },
         ..SourceOptions::default()
     }
@@ -107,6 +108,7 @@ async fn small_tables_are_read_in_one_statement() {
             column: None,
             partitions: 4,
             min_rows: 1000,
+            automatic: false,
         },
         ..SourceOptions::default()
     };

@@ -58,6 +58,8 @@ pub struct OdbcExec {
     /// The database's estimate of the rows all statements return, for DataFusion's choice of
     /// hash-join build sides ([`Self::with_row_estimate`]).
     row_estimate: Option<usize>,
+    /// Why the table is read in this many ranges, for EXPLAIN.
+    partitioning_reason: Option<String>,
 }
 
 impl OdbcExec {
@@ -87,6 +89,7 @@ impl OdbcExec {
             join_filters: Vec::new(),
             sent: SentConditions::default(),
             row_estimate: None,
+            partitioning_reason: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl OdbcExec {
         copy.runtime_filters = self.runtime_filters.clone();
         copy.join_filters = self.join_filters.clone();
         copy.row_estimate = self.row_estimate;
+        copy.partitioning_reason = self.partitioning_reason.clone();
         copy.properties = Arc::clone(&self.properties);
         copy
     }
@@ -137,6 +141,12 @@ impl OdbcExec {
     /// simply the side written first.
     pub fn with_row_estimate(mut self, rows: Option<usize>) -> Self {
         self.row_estimate = rows;
+        self
+    }
+
+    /// Why the table is read in this many ranges (automatic or configured), shown by EXPLAIN.
+    pub fn with_partitioning_reason(mut self, reason: Option<String>) -> Self {
+        self.partitioning_reason = reason;
         self
     }
 
@@ -244,6 +254,9 @@ impl DisplayAs for OdbcExec {
                     self.source.dialect(),
                     self.statements.len()
                 )?;
+                if let Some(reason) = &self.partitioning_reason {
+                    write!(f, "partitioning=({reason}), ")?;
+                }
                 if self.read_whole {
                     write!(f, "read_whole_below={SMALL_RESULT_ROWS}, ")?;
                 }
