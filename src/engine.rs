@@ -650,9 +650,11 @@ impl Session {
         record.opened_by = self.opened_by.clone();
         // Taken, not read: a later run of the same text without planning it again keeps
         // nothing rather than another planning's decision.
-        record.cache = inner
-            .cache_uses
-            .remove(&(self.user.clone(), sql.to_string()));
+        if inner.result_cache.is_some() {
+            record.cache = inner
+                .cache_uses
+                .remove(&(self.user.clone(), sql.to_string()));
+        }
         if inner.audited {
             record.roles = self
                 .grants()
@@ -668,11 +670,14 @@ impl Session {
     /// [`Self::stream`]) so that its run is monitored too.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let inner = &self.engine.inner;
+        // One reading of the policy for planning and the cache key alike, also when a reload
+        // comes in between.
+        let grants = self.grants();
         let planned = match inner
             .rate_limits
             .check(&self.user, &self.client, self.ip.as_deref())
         {
-            Ok(()) => self.engine.sql_for(sql, self.grants().as_ref()).await,
+            Ok(()) => self.engine.sql_for(sql, grants.as_ref()).await,
             Err(err) => Err(err),
         };
         match planned {
@@ -681,7 +686,7 @@ impl Session {
                     let key = (self.user.clone(), sql.to_string());
                     inner.reports.insert(key, Arc::new(report));
                 }
-                self.through_cache(frame, sql)
+                self.through_cache(frame, sql, grants.as_deref())
             }
             Err(err) => {
                 inner.monitor.refused(self.begin(sql), &err);
@@ -692,16 +697,24 @@ impl Session {
 
     /// The planned `frame`, or its kept result when the result cache has it; what the cache
     /// did is noted for the query's record (src/result_cache.rs).
-    fn through_cache(&self, frame: DataFrame, sql: &str) -> Result<DataFrame> {
+    fn through_cache(
+        &self,
+        frame: DataFrame,
+        sql: &str,
+        grants: Option<&Grants>,
+    ) -> Result<DataFrame> {
         let inner = &self.engine.inner;
         let Some(cache) = &inner.result_cache else {
             return Ok(frame);
         };
-        let roles = self
-            .grants()
-            .map(|grants| grants.role_names())
-            .unwrap_or_default();
-        let (used, kept) = cache.lookup(frame.logical_plan(), &roles, &inner.ctx.state());
+        let roles = grants.map(Grants::role_names).unwrap_or_default();
+        // The engine's state is read in place (its default catalog resolves table names), not
+        // copied for every statement.
+        let (used, kept) = {
+            let state = inner.ctx.state_ref();
+            let state = state.read();
+            cache.lookup(frame.logical_plan(), &roles, &state)
+        };
         inner
             .cache_uses
             .insert((self.user.clone(), sql.to_string()), used);
@@ -756,10 +769,12 @@ impl Session {
             Ok::<_, Error>(plan)
         };
         // Native text is never cached: drop any decision a planning of the same text left.
-        self.engine
-            .inner
-            .cache_uses
-            .invalidate(&(self.user.clone(), sql.to_string()));
+        if self.engine.inner.result_cache.is_some() {
+            self.engine
+                .inner
+                .cache_uses
+                .invalidate(&(self.user.clone(), sql.to_string()));
+        }
         match described.await {
             Ok(plan) => self.execute_plan(plan, sql),
             Err(err) => {

@@ -67,6 +67,8 @@ pub struct CachedResult {
     pub batches: Vec<RecordBatch>,
     sources: Vec<String>,
     ttl: Duration,
+    /// The batches' size, counted while they were collected.
+    bytes: usize,
 }
 
 struct PerEntryTtl;
@@ -112,12 +114,7 @@ impl ResultCache {
             // Weighed in KiB, so that a weight fits in a u32.
             .max_capacity((max_bytes / 1024).max(1))
             .weigher(|_key: &String, value: &Arc<CachedResult>| {
-                let bytes: usize = value
-                    .batches
-                    .iter()
-                    .map(RecordBatch::get_array_memory_size)
-                    .sum();
-                u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
+                u32::try_from(value.bytes / 1024 + 1).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
@@ -244,7 +241,13 @@ impl ResultCache {
 
     /// Keeps the complete result of a [`CacheUse::Miss`], unless a source it read may have
     /// changed through the engine since the query was looked up.
-    pub fn insert(&self, key: &CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
+    pub fn insert(
+        &self,
+        key: &CacheKey,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        bytes: usize,
+    ) {
         let unchanged = self.generations.lock().is_ok_and(|generations| {
             key.sources
                 .iter()
@@ -264,6 +267,7 @@ impl ResultCache {
                     .map(|(source, _)| source.clone())
                     .collect(),
                 ttl: key.ttl,
+                bytes,
             }),
         );
     }
@@ -377,8 +381,8 @@ impl ResultCollector {
     /// Keeps the result in `cache` when it was collected whole.
     pub fn finish(&self, cache: &ResultCache) {
         let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
-        if let Some((batches, _)) = kept {
-            cache.insert(&self.key, Arc::clone(&self.schema), batches);
+        if let Some((batches, bytes)) = kept {
+            cache.insert(&self.key, Arc::clone(&self.schema), batches, bytes);
         }
     }
 }
@@ -400,10 +404,10 @@ mod tests {
         // Looked up before the write (generation 0), finished after it.
         let before = key("q1", 0);
         cache.invalidate_source("pg");
-        cache.insert(&before, Arc::clone(&schema), Vec::new());
+        cache.insert(&before, Arc::clone(&schema), Vec::new(), 0);
         assert!(cache.entries.get("q1").is_none());
         // Looked up after it.
-        cache.insert(&key("q2", 1), Arc::clone(&schema), Vec::new());
+        cache.insert(&key("q2", 1), Arc::clone(&schema), Vec::new(), 0);
         assert!(cache.entries.get("q2").is_some());
         // Another source's change leaves it alone; its own forgets it.
         cache.invalidate_source("maria");
