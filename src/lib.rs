@@ -9,10 +9,10 @@ pub mod access;
 pub mod audit;
 mod catalog;
 pub mod config;
-pub mod demo;
 mod engine;
 mod error;
 pub mod governance;
+#[cfg(feature = "log-setup")]
 pub mod logging;
 pub mod monitor;
 mod passthrough;

@@ -37,7 +37,7 @@ pub struct TableEntry {
 
 /// The remote table for a resolved schema and table name.
 pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable {
-    match dialect.schema_level() {
+    match dialect.capabilities().schema_level() {
         SchemaLevel::None => RemoteTable::new(None::<String>, table),
         _ => RemoteTable::new(Some(schema), table),
     }
@@ -48,7 +48,9 @@ pub fn remote_table(dialect: Dialect, schema: &str, table: &str) -> RemoteTable 
 fn pattern_literal(dialect: Dialect, name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if matches!(c, '%' | '_') || (c == '\\' && dialect.escapes_backslash_in_patterns()) {
+        if matches!(c, '%' | '_')
+            || (c == '\\' && dialect.capabilities().escapes_backslash_in_patterns())
+        {
             out.push('\\');
         }
         out.push(c);
@@ -71,7 +73,7 @@ pub fn list_schemas(
     dialect: Dialect,
 ) -> Result<Vec<String>, odbc_api::Error> {
     let mut names = Vec::new();
-    match dialect.schema_level() {
+    match dialect.capabilities().schema_level() {
         SchemaLevel::None => names.push(DEFAULT_SCHEMA.to_string()),
         // SQL_ALL_CATALOGS / SQL_ALL_SCHEMAS: `%` at one level, empty strings elsewhere.
         SchemaLevel::Catalog => {
@@ -102,7 +104,7 @@ pub fn list_tables(
     schema: &str,
 ) -> Result<Vec<TableEntry>, odbc_api::Error> {
     let schema = pattern_literal(dialect, schema);
-    let rows = match dialect.schema_level() {
+    let rows = match dialect.capabilities().schema_level() {
         SchemaLevel::None => conn.tables("", "", "%", "")?,
         SchemaLevel::Catalog => conn.tables(&schema, "", "%", "")?,
         SchemaLevel::Schema => conn.tables("", &schema, "%", "")?,
@@ -145,7 +147,7 @@ pub fn table_columns(
     table: &str,
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let table = pattern_literal(dialect, table);
-    let rows = match dialect.schema_level() {
+    let rows = match dialect.capabilities().schema_level() {
         SchemaLevel::None => conn.columns("", "", &table, "%")?,
         // The catalog argument of SQLColumns is not a pattern.
         SchemaLevel::Catalog => conn.columns(schema, "", &table, "%")?,
@@ -187,7 +189,7 @@ pub fn primary_key(
     schema: &str,
     table: &str,
 ) -> Result<Vec<String>, odbc_api::Error> {
-    let rows = match dialect.schema_level() {
+    let rows = match dialect.capabilities().schema_level() {
         SchemaLevel::None => conn.primary_keys(None, None, table)?,
         SchemaLevel::Catalog => conn.primary_keys(Some(schema), None, table)?,
         SchemaLevel::Schema => conn.primary_keys(None, Some(schema), table)?,
@@ -262,7 +264,7 @@ pub fn row_estimate(
 ) -> Option<u64> {
     use odbc_api::IntoParameter;
     let params = (&schema.into_parameter(), &table.into_parameter());
-    let text = match dialect.table_rows_query()? {
+    let text = match dialect.capabilities().table_rows_query()? {
         TableRowsQuery::Statistics(statement) => first_row_as_text(conn, statement, params),
         TableRowsQuery::CountRows => {
             let quoted = dialect.quote_identifier(table).ok()?;
@@ -277,7 +279,7 @@ pub fn row_estimate(
 /// PostgreSQL's estimate of the rows `sql` (a SELECT) returns, from `EXPLAIN`, which plans
 /// the statement without running it. `None` for other databases or when it cannot be had.
 pub fn statement_row_estimate(conn: &Connection<'_>, dialect: Dialect, sql: &str) -> Option<u64> {
-    if !dialect.estimates_statement_rows() {
+    if !dialect.capabilities().estimates_statement_rows() {
         return None;
     }
     let plan = first_row_as_text(conn, &explain_statement(sql), ()).ok()??;

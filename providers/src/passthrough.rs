@@ -13,6 +13,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use odbc_api::ResultSetMetadata;
 use odbc_api::handles::Nullability;
 
+use ibarrow_sql::ScanStatement;
+
 use crate::call::CallSpec;
 use crate::error::OdbcError;
 use crate::pool::PooledConnection;
@@ -76,19 +78,19 @@ impl PassthroughTable {
 
     /// The statement narrowed by `filters` (over this table's columns), when it is one
     /// ibarrow built and every filter can run remotely exactly as in DataFusion.
-    pub fn filtered_sql(&self, filters: &[Expr]) -> Option<String> {
+    pub fn narrowed(&self, filters: &[Expr]) -> Option<ScanStatement> {
+        let statement = ScanStatement::new(self.source.dialect(), self.sql.as_str());
         if filters.is_empty() {
-            return Some(self.sql.clone());
+            return Some(statement);
         }
         if !self.built_by_ibarrow {
             return None;
         }
-        let dialect = self.source.dialect();
         let conditions = filters
             .iter()
             .map(|filter| self.render_filter(filter))
             .collect::<Option<Vec<_>>>()?;
-        ibarrow_sql::filtered_statement(dialect, &self.sql, &conditions.join(" AND ")).ok()
+        Some(statement.narrow(conditions))
     }
 
     /// `filter` as SQL over the statement's columns.
@@ -213,9 +215,8 @@ impl TableProvider for PassthroughTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let dialect = self.source.dialect();
         // Only the filters declared Exact above arrive here.
-        let Some(filtered) = self.filtered_sql(filters) else {
+        let Some(narrowed) = self.narrowed(filters) else {
             return Err(DataFusionError::Internal(format!(
                 "a filter on a statement of source {} cannot be sent to it",
                 self.source.name()
@@ -223,35 +224,31 @@ impl TableProvider for PassthroughTable {
         };
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let indices = projection.unwrap_or(&all);
-        let sql = if indices == &all {
-            filtered
+        let statement = if indices == &all {
+            narrowed
         } else {
-            let columns = indices
+            let names: Vec<&str> = indices
                 .iter()
-                .map(|&i| dialect.quote_identifier(self.schema.field(i).name()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| {
-                    DataFusionError::from(OdbcError::Sql {
-                        source_name: self.source.name().to_string(),
-                        source,
-                    })
-                })?;
-            let columns = if columns.is_empty() {
-                "1".to_string()
-            } else {
-                columns.join(", ")
-            };
-            format!("SELECT {columns} FROM ({filtered}) ibarrow_passthrough")
+                .map(|&i| self.schema.field(i).name().as_str())
+                .collect();
+            narrowed.project(&names).map_err(|source| {
+                DataFusionError::from(OdbcError::Sql {
+                    source_name: self.source.name().to_string(),
+                    source,
+                })
+            })?
         };
         let schema = Arc::new(self.schema.project(indices)?);
         let fetch = indices.iter().map(|&i| self.fetch[i].clone()).collect();
         // A pushed sub-plan: PostgreSQL's estimate of its rows guides the joins above.
         let rows = if self.built_by_ibarrow {
-            self.source.statement_row_estimate(&sql).await
+            self.source
+                .statement_row_estimate(&statement.render())
+                .await
         } else {
             None
         };
-        let mut exec = OdbcExec::new(Arc::clone(&self.source), vec![sql], schema, fetch)
+        let mut exec = OdbcExec::new(Arc::clone(&self.source), vec![statement], schema, fetch)
             .with_row_estimate(rows.and_then(|rows| usize::try_from(rows).ok()));
         if self.built_by_ibarrow {
             exec = exec.built_by_ibarrow();

@@ -14,7 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use ibarrow_sql::{RemoteSelect, RemoteTable, SelectColumn, render_filter};
+use ibarrow_sql::{RemoteSelect, RemoteTable, ScanStatement, SelectColumn, render_filter};
 
 use tokio::sync::OnceCell;
 
@@ -270,10 +270,13 @@ impl TableProvider for OdbcTable {
         let select = self.remote_select(projection, filters, limit)?;
         let dialect = self.source.dialect();
         let render = |select: &RemoteSelect| {
-            select.to_sql(dialect).map_err(|source| OdbcError::Sql {
-                source_name: self.source.name().to_string(),
-                source,
-            })
+            select
+                .to_sql(dialect)
+                .map(|sql| ScanStatement::new(dialect, sql))
+                .map_err(|source| OdbcError::Sql {
+                    source_name: self.source.name().to_string(),
+                    source,
+                })
         };
         let statements = match self.partition_predicates(select.limit).await? {
             Some(predicates) => predicates
@@ -415,7 +418,7 @@ impl OdbcSource {
                 };
                 let mut columns = discovery::table_columns(conn, dialect, &schema, &entry.name)
                     .map_err(|err| conn.failure("reading columns", err))?;
-                if dialect.hides_unconstrained_numerics() {
+                if dialect.capabilities().hides_unconstrained_numerics() {
                     let unconstrained =
                         discovery::postgres_unconstrained_numerics(conn, &schema, &entry.name)
                             .map_err(|err| conn.failure("reading numeric precisions", err))?;

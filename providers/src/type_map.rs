@@ -119,8 +119,10 @@ pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
         fetch_type: fetch_type(&output, dialect),
         read_as_text: output == DataType::Utf8
             && !character
-            && dialect.converts_unmapped_types_to_text(),
-        trim_trailing_blanks: fixed_char && output == DataType::Utf8 && dialect.pads_fixed_char(),
+            && dialect.capabilities().converts_unmapped_types_to_text(),
+        trim_trailing_blanks: fixed_char
+            && output == DataType::Utf8
+            && dialect.capabilities().pads_fixed_char(),
         max_text_bytes: enforced_text_bytes(column, dialect),
         zoneless_timestamp: is_postgres_zoneless_timestamp(column, dialect),
     };
@@ -134,7 +136,9 @@ fn is_postgres_zoneless_timestamp(column: &ColumnInfo, dialect: Dialect) -> bool
     matches!(
         column.data_type,
         sql_type::TYPE_TIMESTAMP | sql_type::TIMESTAMP_V2
-    ) && dialect.is_zoneless_timestamp(&column.type_name.to_ascii_lowercase())
+    ) && dialect
+        .capabilities()
+        .is_zoneless_timestamp(&column.type_name.to_ascii_lowercase())
 }
 
 /// CHAR/VARCHAR columns' longest value in UTF-8 bytes, where the declared length binds.
@@ -147,7 +151,9 @@ fn enforced_text_bytes(column: &ColumnInfo, dialect: Dialect) -> Option<usize> {
         sql_type::CHAR | sql_type::VARCHAR | sql_type::WCHAR | sql_type::WVARCHAR
     );
     match column.column_size {
-        Some(chars @ 1..=LONGEST_BOUNDED) if bounded && dialect.enforces_text_lengths() => {
+        Some(chars @ 1..=LONGEST_BOUNDED)
+            if bounded && dialect.capabilities().enforces_text_lengths() =>
+        {
             Some(chars as usize * 4)
         }
         _ => None,
@@ -159,7 +165,7 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
     use sql_type as t;
     let type_name = column.type_name.to_ascii_lowercase();
     let unsigned = type_name.contains("unsigned");
-    if dialect.maps_types_by_declared_name() {
+    if dialect.capabilities().maps_types_by_declared_name() {
         if let Some(mapped) = sqlite_declared_type(&type_name) {
             return mapped;
         }
@@ -211,7 +217,9 @@ pub fn arrow_type(column: &ColumnInfo, dialect: Dialect) -> DataType {
 pub fn fetch_type(output: &DataType, dialect: Dialect) -> DataType {
     match output {
         DataType::Float32 => DataType::Float64,
-        DataType::Boolean if dialect.fetches_booleans_as_integers() => DataType::Int8,
+        DataType::Boolean if dialect.capabilities().fetches_booleans_as_integers() => {
+            DataType::Int8
+        }
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,
         DataType::UInt64 => DataType::Decimal128(20, 0),
@@ -233,7 +241,10 @@ fn decimal_type(precision: Option<i32>, scale: Option<i16>) -> DataType {
 /// Fractional-second digits of a time or timestamp column, as reported or as the dialect
 /// assumes where its driver's report cannot be trusted.
 fn fraction_digits(column: &ColumnInfo, dialect: Dialect) -> Option<i16> {
-    dialect.assumed_fraction_digits().or(column.decimal_digits)
+    dialect
+        .capabilities()
+        .assumed_fraction_digits()
+        .or(column.decimal_digits)
 }
 
 fn time_unit(fraction_digits: Option<i16>) -> TimeUnit {

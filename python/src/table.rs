@@ -211,7 +211,7 @@ pub fn odbc_table(
         .await?;
         let (schema, table) = match wanted.split_once('.') {
             Some((schema, table)) => (schema.to_string(), table.to_string()),
-            None if let Some(schema) = source.dialect().single_schema() => {
+            None if let Some(schema) = source.dialect().capabilities().single_schema() => {
                 (schema.to_string(), wanted.clone())
             }
             None => {

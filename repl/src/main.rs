@@ -303,10 +303,10 @@ pub(crate) async fn with_demo(
 ) -> Result<Config, String> {
     if demo {
         let dir = demo_dir();
-        if interactive && !ibarrow::demo::DemoFiles::in_dir(&dir).shop.exists() {
+        if interactive && !ibarrow_repl::demo::DemoFiles::in_dir(&dir).shop.exists() {
             eprintln!("creating the demo databases in {} …", dir.display());
         }
-        let files = ibarrow::demo::prepare(&dir)
+        let files = ibarrow_repl::demo::prepare(&dir)
             .await
             .map_err(|e| e.to_string())?;
         for (name, source) in files.config().map_err(|e| e.to_string())?.sources {
@@ -403,7 +403,7 @@ fn run_interactive(session: &mut Session, demo: bool) -> Outcome {
     if demo {
         println!(
             "This is the demo: a shop and a CRM in two SQLite databases. Try a join across both:\n\n{}\n",
-            ibarrow::demo::FIRST_QUERY
+            ibarrow_repl::demo::FIRST_QUERY
         );
     }
     loop {

@@ -519,7 +519,7 @@ fn demo_join_matches_sqlite() {
             "--format",
             "csv",
             "-c",
-            ibarrow::demo::FIRST_QUERY,
+            ibarrow_repl::demo::FIRST_QUERY,
         ])
         .output()
         .unwrap();
@@ -530,7 +530,7 @@ fn demo_join_matches_sqlite() {
         .map(str::to_string)
         .collect();
 
-    let files = ibarrow::demo::DemoFiles::in_dir(dir.path());
+    let files = ibarrow_repl::demo::DemoFiles::in_dir(dir.path());
     let (shop, crm) = (files.shop, files.crm);
     let theirs = sqlite_rows(
         &shop,

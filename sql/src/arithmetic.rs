@@ -22,9 +22,7 @@ pub fn render_exact_decimal(
     schema: &Schema,
     expr: &Expr,
 ) -> Option<(String, DataType)> {
-    if !matches!(dialect, Dialect::PostgreSql | Dialect::MySql) {
-        return None;
-    }
+    dialect.capabilities().exact_decimal_arithmetic_scale()?;
     let typed = DFSchema::try_from(schema.clone()).ok()?;
     // Columns are the table's own, by name, whatever qualifier the plan gave them.
     let unqualified = expr
@@ -98,8 +96,7 @@ fn exact(
                 Operator::Multiply => i16::from(*s1) + i16::from(*s2),
                 _ => i16::from(*s1.max(s2)),
             };
-            // MariaDB keeps at most 30 decimals.
-            if dialect == Dialect::MySql && database_scale > 30 {
+            if database_scale > dialect.capabilities().exact_decimal_arithmetic_scale()? {
                 return None;
             }
             // DataFusion's result must have that scale too (it caps the precision at 38

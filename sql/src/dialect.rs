@@ -68,15 +68,7 @@ impl Dialect {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Dialect::PostgreSql => "PostgreSQL",
-            Dialect::MySql => "MySQL/MariaDB",
-            Dialect::Sqlite => "SQLite",
-            Dialect::MsSql => "SQL Server",
-            Dialect::Firebird => "Firebird",
-            Dialect::Db2 => "DB2",
-            Dialect::Ansi => "ANSI SQL",
-        }
+        self.capabilities().name()
     }
 
     /// The cheapest statement that proves a connection answers.
@@ -208,24 +200,6 @@ impl Dialect {
         }
     }
 
-    /// Whether `LIKE` compares case-sensitively, as DataFusion's does. SQLite's folds ASCII case.
-    /// MySQL's is byte-wise because its patterns are hex literals; SQL Server's and unknown
-    /// databases' depend on a collation ibarrow cannot see.
-    pub fn like_is_case_sensitive(self) -> bool {
-        matches!(
-            self,
-            Dialect::PostgreSql | Dialect::MySql | Dialect::Firebird | Dialect::Db2
-        )
-    }
-
-    /// Whether `<`/`>` on strings need an explicit byte-order collation to match DataFusion.
-    pub fn string_order_collation(self) -> Option<&'static str> {
-        match self {
-            Dialect::PostgreSql => Some(" COLLATE \"C\""),
-            _ => None,
-        }
-    }
-
     /// An expression converted to unbounded text.
     pub fn cast_to_text(self, expr: &str) -> String {
         match self {
@@ -248,13 +222,6 @@ impl Dialect {
             Dialect::MySql => format!("CAST(CONVERT({quoted_column} USING utf8mb4) AS BINARY)"),
             _ => quoted_column,
         }
-    }
-
-    /// Whether string comparisons in this dialect are byte-wise (as in DataFusion) once the
-    /// literal is rendered by [`Dialect::string_literal`] (and, for ordering, with
-    /// [`Dialect::string_order_collation`]). Unknown databases may compare case-insensitively.
-    pub fn compares_strings_bytewise(self) -> bool {
-        matches!(self, Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite)
     }
 }
 

@@ -60,7 +60,7 @@ impl Renderer<'_> {
             Expr::Like(like) => {
                 if like.case_insensitive
                     || like.escape_char.is_some()
-                    || !self.dialect.like_is_case_sensitive()
+                    || !self.dialect.capabilities().like_is_case_sensitive()
                     || !self.is_string(&like.expr)
                 {
                     return None;
@@ -167,11 +167,10 @@ impl Renderer<'_> {
         if !strings {
             return Some(());
         }
-        if !self.dialect.compares_strings_bytewise() {
-            return None;
-        }
-        if ordering && self.dialect == Dialect::Sqlite {
-            // SQLite orders by the column's declared collation, which may be NOCASE.
+        let capabilities = self.dialect.capabilities();
+        if !capabilities.compares_strings_bytewise()
+            || (ordering && !capabilities.orders_strings_bytewise())
+        {
             return None;
         }
         for operand in operands {
@@ -190,7 +189,10 @@ impl Renderer<'_> {
 
     fn order_collation(&self, operands: &[&Expr]) -> &'static str {
         if operands.iter().any(|e| self.is_string(e)) {
-            self.dialect.string_order_collation().unwrap_or("")
+            self.dialect
+                .capabilities()
+                .string_order_collation()
+                .unwrap_or("")
         } else {
             ""
         }

@@ -9,7 +9,8 @@
 //!   whole sub-plans of one source as one statement.
 //! - [`render_runtime_filter`]: the key ranges and lists a hash join learns at run time, as a
 //!   condition the probe side's statement can carry.
-//! - [`packed_row_statement`]: a statement whose rows come back as one text value each.
+//! - [`ScanStatement`]: the statement one scan partition sends, in parts (query, columns kept,
+//!   conditions, run-time filter, packed rows) rendered once when sent.
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
@@ -25,23 +26,22 @@ mod packed_row;
 mod partition;
 mod read_only;
 mod runtime_filter;
+mod scan_statement;
 mod select;
 mod session;
 
 pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use arithmetic::render_exact_decimal;
-pub use capabilities::{SchemaLevel, TableRowsQuery, UNNAMED_SCHEMA};
+pub use capabilities::{Capabilities, KeyUse, SchemaLevel, TableRowsQuery, UNNAMED_SCHEMA};
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;
 pub use join::{JoinKind, RemoteJoin, Side};
 pub use literal::render_literal;
-pub use packed_row::{PackedColumn, PackedValue, packed_row_statement, packed_rows_proven};
+pub use packed_row::{PackedColumn, PackedValue};
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
-pub use runtime_filter::{
-    FilterColumn, MAX_RUNTIME_FILTER_VALUES, filtered_statement, render_runtime_filter,
-    runtime_filters_proven,
-};
+pub use runtime_filter::{FilterColumn, MAX_RUNTIME_FILTER_VALUES, render_runtime_filter};
+pub use scan_statement::ScanStatement;
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
 pub use session::{IsolationLevel, SessionSettings};

@@ -9,11 +9,6 @@
 
 use crate::{Dialect, SqlError};
 
-/// Dialects whose record text the scan's parser has been proven against.
-pub fn packed_rows_proven(dialect: Dialect) -> bool {
-    dialect == Dialect::PostgreSql
-}
-
 /// One column of the statement being packed, by its output name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedColumn {
@@ -35,17 +30,12 @@ pub enum PackedValue {
     Microseconds,
 }
 
-/// `statement` with each row as one text value holding `columns` in order.
-pub fn packed_row_statement(
+/// `ROW(<columns>)::text`: a row of a derived table as one text value holding `columns` in
+/// order (the select list of a [`crate::ScanStatement`] with packed rows).
+pub(crate) fn packed_row_value(
     dialect: Dialect,
-    statement: &str,
     columns: &[PackedColumn],
 ) -> Result<String, SqlError> {
-    if !packed_rows_proven(dialect) {
-        return Err(SqlError::Unsupported(format!(
-            "packed rows are only read from PostgreSQL, not {dialect}"
-        )));
-    }
     if columns.is_empty() {
         return Err(SqlError::NotRemote("a statement without columns".into()));
     }
@@ -63,11 +53,7 @@ pub fn packed_row_statement(
             })
         })
         .collect::<Result<Vec<_>, SqlError>>()?;
-    let alias = dialect.quote_identifier("ibarrow_row")?;
-    Ok(format!(
-        "SELECT ROW({})::text FROM ({statement}) AS {alias}",
-        values.join(", ")
-    ))
+    Ok(format!("ROW({})::text", values.join(", ")))
 }
 
 #[cfg(test)]
@@ -82,10 +68,9 @@ mod tests {
     }
 
     #[test]
-    fn wraps_the_statement_and_sends_dates_and_timestamps_as_integers() {
-        let sql = packed_row_statement(
+    fn sends_dates_and_timestamps_as_integers() {
+        let row = packed_row_value(
             Dialect::PostgreSql,
-            "SELECT \"a\", \"d\", \"ts\" FROM \"t\"",
             &[
                 column("a", PackedValue::AsIs),
                 column("d\"x", PackedValue::Days),
@@ -94,24 +79,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            sql,
-            "SELECT ROW(\"a\", (\"d\"\"x\" - DATE '1970-01-01'), \
+            row,
+            "ROW(\"a\", (\"d\"\"x\" - DATE '1970-01-01'), \
              ((\"ts\"::date - DATE '1970-01-01')::bigint * 86400000000 \
-             + (EXTRACT(EPOCH FROM \"ts\"::time) * 1000000)::bigint))::text \
-             FROM (SELECT \"a\", \"d\", \"ts\" FROM \"t\") AS \"ibarrow_row\""
+             + (EXTRACT(EPOCH FROM \"ts\"::time) * 1000000)::bigint))::text"
         );
-    }
-
-    #[test]
-    fn refuses_unproven_dialects_and_empty_rows() {
-        assert!(matches!(
-            packed_row_statement(
-                Dialect::MySql,
-                "SELECT 1",
-                &[column("a", PackedValue::AsIs)]
-            ),
-            Err(SqlError::Unsupported(_))
-        ));
-        assert!(packed_row_statement(Dialect::PostgreSql, "SELECT 1", &[]).is_err());
+        assert!(packed_row_value(Dialect::PostgreSql, &[]).is_err());
     }
 }

@@ -26,6 +26,7 @@ use datafusion::physical_expr::expressions::{
 };
 use datafusion::scalar::ScalarValue;
 
+use crate::capabilities::KeyUse;
 use crate::dialect::Dialect;
 use crate::literal::render_literal;
 
@@ -38,35 +39,6 @@ pub const MAX_RUNTIME_FILTER_VALUES: usize = 262_144;
 /// Lists of more keys than this that fill more than half of their range are sent as the range
 /// ([`dense_key_columns`]).
 const DENSE_LIST_MIN_VALUES: usize = 1_000;
-
-/// How many listed keys `dialect` is sent: SQLite refuses statements over 1 000 000 bytes
-/// (its default limit), which 32 768 keys of up to 20 characters stay under.
-pub fn runtime_filter_value_budget(dialect: Dialect) -> usize {
-    match dialect {
-        Dialect::Sqlite => 32_768,
-        _ => MAX_RUNTIME_FILTER_VALUES,
-    }
-}
-
-/// The longest condition with key lists sent to `dialect`: SQLite refuses statements over
-/// 1 000 000 bytes, MySQL 5.7 packets over 4 MiB (MariaDB's default is 16 MiB; its text keys
-/// travel as hexadecimal, twice their length).
-fn max_condition_bytes(dialect: Dialect) -> usize {
-    match dialect {
-        Dialect::Sqlite => 900_000,
-        Dialect::MySql => 4 * 1024 * 1024 - 64 * 1024,
-        _ => 16 * 1024 * 1024,
-    }
-}
-
-/// Whether run-time filters are sent to this database: derived tables, IN lists and literals
-/// are proven on these.
-pub fn runtime_filters_proven(dialect: Dialect) -> bool {
-    matches!(
-        dialect,
-        Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite
-    )
-}
 
 /// A column of the probe side's statement, as a run-time filter may name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,20 +59,21 @@ pub fn render_runtime_filter(
     columns: &[FilterColumn],
     filter: &Arc<dyn PhysicalExpr>,
 ) -> Option<String> {
-    if !runtime_filters_proven(dialect) {
+    let capabilities = dialect.capabilities();
+    if !capabilities.sends_runtime_filters() {
         return None;
     }
     let dense = dense_key_columns(filter);
     let with_lists = Weakener {
         dialect,
         columns,
-        list_budget: Some(Cell::new(runtime_filter_value_budget(dialect))),
+        list_budget: Some(Cell::new(capabilities.runtime_filter_value_budget())),
         dense: &dense,
     };
     let condition = with_lists.condition(filter.as_ref());
     let fits = condition
         .as_ref()
-        .is_none_or(|condition| condition.len() <= max_condition_bytes(dialect));
+        .is_none_or(|condition| condition.len() <= capabilities.max_condition_bytes());
     if fits && with_lists.list_budget.is_some_and(|left| left.get() > 0) {
         return condition;
     }
@@ -221,19 +194,6 @@ fn key_column_index(expr: &dyn PhysicalExpr) -> Option<usize> {
         return key_column_index(cast.expr().as_ref());
     }
     expr.downcast_ref::<Column>().map(Column::index)
-}
-
-/// `SELECT * FROM (<statement>) AS <alias> WHERE <condition>`: the statement's own result,
-/// narrowed. Its column names must be unique (they are for every statement ibarrow builds).
-pub fn filtered_statement(
-    dialect: Dialect,
-    statement: &str,
-    condition: &str,
-) -> Result<String, crate::SqlError> {
-    let alias = dialect.quote_identifier("ibarrow_filtered")?;
-    Ok(format!(
-        "SELECT * FROM ({statement}) AS {alias} WHERE {condition}"
-    ))
 }
 
 struct Weakener<'a> {
@@ -407,17 +367,10 @@ impl Weakener<'_> {
             .then_some(inner);
         }
         let column = self.columns.get(expr.downcast_ref::<Column>()?.index())?;
-        let comparable = match &column.data_type {
-            t if t.is_integer() => true,
-            // SQLite keeps dates as text and decimals as floating point, and a column without
-            // a declared type (read as text) holds numbers that never equal a text literal.
-            DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Date32
-            | DataType::Decimal128(..) => self.dialect != Dialect::Sqlite,
-            _ => false,
-        };
+        let comparable = self
+            .dialect
+            .capabilities()
+            .compares_keys_exactly(KeyUse::RuntimeFilter, &column.data_type);
         (comparable && column.stored_as_read).then_some(column)
     }
 
@@ -648,7 +601,7 @@ mod tests {
             "((`id` >= 0) OR (`id` >= 1000000))"
         );
         // SQLite's budget is smaller (its statement length limit).
-        let sqlite_budget = runtime_filter_value_budget(Dialect::Sqlite) as i64;
+        let sqlite_budget = Dialect::Sqlite.capabilities().runtime_filter_value_budget() as i64;
         let within = list((0..sqlite_budget - 1).map(|i| Some(3 * i)).collect());
         let past = list((0..sqlite_budget).map(|i| Some(3 * i)).collect());
         assert!(render(Dialect::Sqlite, &within).unwrap().contains(" IN ("));
@@ -787,14 +740,6 @@ mod tests {
         assert_eq!(
             render(Dialect::Sqlite, &case).unwrap(),
             r#"((("id" >= 2) AND ("id" <= 4)) OR (("id" >= 7) AND ("id" <= 9)))"#
-        );
-    }
-
-    #[test]
-    fn wraps_the_statement_as_a_derived_table() {
-        assert_eq!(
-            filtered_statement(Dialect::MySql, "SELECT `a` FROM `t`", "(`a` = 1)").unwrap(),
-            "SELECT * FROM (SELECT `a` FROM `t`) AS `ibarrow_filtered` WHERE (`a` = 1)"
         );
     }
 }

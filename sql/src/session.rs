@@ -68,66 +68,35 @@ pub struct SessionSettings {
 }
 
 impl Dialect {
-    /// Whether [`Self::session_setup`] can open this database's sessions read-only.
-    pub fn has_read_only_sessions(self) -> bool {
-        matches!(self, Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite)
-    }
-
     /// The statements that put a new connection into `settings`, or an error naming the
     /// setting this database cannot honour.
     pub fn session_setup(self, settings: &SessionSettings) -> Result<Vec<String>, SqlError> {
+        let capabilities = self.capabilities();
         let mut statements = Vec::new();
-        let refuse = |what: String| Err(SqlError::Unsupported(what));
         if settings.read_only {
-            match self {
-                Dialect::PostgreSql => statements
-                    .push("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY".to_string()),
-                Dialect::MySql => statements.push("SET SESSION TRANSACTION READ ONLY".to_string()),
-                Dialect::Sqlite => statements.push("PRAGMA query_only = ON".to_string()),
-                other => {
-                    return refuse(format!(
-                        "read-only sessions are not supported for {other}; connect with a \
+            match capabilities.read_only_session() {
+                Some(statement) => statements.push(statement.to_string()),
+                None => {
+                    return Err(SqlError::Unsupported(format!(
+                        "read-only sessions are not supported for {self}; connect with a \
                          database user that may only read instead"
-                    ));
+                    )));
                 }
             }
         }
         if let Some(level) = settings.isolation {
-            match (self, level) {
-                (Dialect::PostgreSql, IsolationLevel::Snapshot)
-                | (Dialect::MySql, IsolationLevel::Snapshot) => {
-                    return refuse(format!(
-                        "{self} has no SNAPSHOT isolation level (its REPEATABLE READ reads \
-                         from a snapshot); use repeatable_read"
-                    ));
-                }
-                (Dialect::PostgreSql, level) => statements.push(format!(
-                    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}"
-                )),
-                (Dialect::MySql, level) => {
-                    statements.push(format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}"))
-                }
-                (Dialect::MsSql, level) => {
-                    statements.push(format!("SET TRANSACTION ISOLATION LEVEL {level}"))
-                }
-                // SQLite transactions are always serializable; read_uncommitted only applies
-                // to shared-cache connections, which ibarrow does not open.
-                (Dialect::Sqlite, IsolationLevel::Serializable) => {}
-                (Dialect::Sqlite, level) => {
-                    return refuse(format!(
-                        "SQLite runs every transaction SERIALIZABLE and cannot use {level}; \
-                         leave isolation_level unset or use serializable"
-                    ));
-                }
-                (other, level) => {
-                    return refuse(format!(
-                        "setting the isolation level ({level}) is not supported for {other}; \
-                         leave isolation_level unset"
-                    ));
-                }
+            match capabilities.set_isolation(level) {
+                Ok(Some(statement)) => statements.push(statement),
+                Ok(None) => {}
+                Err(reason) => return Err(SqlError::Unsupported(reason)),
             }
         }
         Ok(statements)
+    }
+
+    /// Whether [`Self::session_setup`] can open this database's sessions read-only.
+    pub fn has_read_only_sessions(self) -> bool {
+        self.capabilities().read_only_session().is_some()
     }
 }
 

@@ -20,16 +20,9 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::scalar::ScalarValue;
-use ibarrow_sql::{AggregateCall, RemoteAggregate, render_exact_decimal};
+use ibarrow_sql::{AggregateCall, KeyUse, RemoteAggregate, render_exact_decimal};
 
 use super::average::DecimalAverage;
-
-fn is_string(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
-}
 
 fn is_exact_number(data_type: &DataType) -> bool {
     data_type.is_integer() || matches!(data_type, DataType::Decimal128(..))
@@ -118,10 +111,9 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
             return Ok(None);
         }
         group_fetch.push(column_fetch.clone());
-        let groupable = data_type.is_integer()
-            || matches!(data_type, DataType::Date32 | DataType::Boolean)
-            || (matches!(data_type, DataType::Decimal128(..)) && dialect.keeps_decimals_exact())
-            || (is_string(&data_type) && dialect.groups_strings_bytewise());
+        let groupable = dialect
+            .capabilities()
+            .compares_keys_exactly(KeyUse::GroupBy, &data_type);
         if !groupable {
             return Ok(None);
         }
@@ -183,7 +175,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
                     return Ok(None);
                 };
                 // SQLite keeps DECIMAL values as floating point.
-                let exact = if !dialect.keeps_decimals_exact() {
+                let exact = if !dialect.capabilities().keeps_decimals_exact() {
                     data_type.is_integer()
                 } else {
                     is_exact_number(&data_type)

@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{NullEquality, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection, TableScan};
-use ibarrow_sql::{Dialect, JoinKind, RemoteJoin, Side};
+use ibarrow_sql::{Dialect, JoinKind, KeyUse, RemoteJoin, Side};
 
 use super::{PUSHED_PREFIX, remote_scan};
 
@@ -86,7 +86,7 @@ fn scan_relation(scan: &TableScan) -> Option<Relation> {
     if !scan.table_name.table().starts_with(PUSHED_PREFIX) {
         return None;
     }
-    let sql = pushed.filtered_sql(&scan.filters)?;
+    let sql = pushed.narrowed(&scan.filters)?.render();
     let all: Vec<usize> = (0..pushed.fetch().len()).collect();
     let indices = scan.projection.as_ref().unwrap_or(&all);
     let columns = indices
@@ -133,10 +133,9 @@ fn comparable_key(dialect: Dialect, data_type: &DataType, fetch: &ColumnFetch) -
     if fetch.read_as_text || fetch.trim_trailing_blanks {
         return false;
     }
-    data_type.is_integer()
-        || (matches!(data_type, DataType::Date32 | DataType::Decimal128(..))
-            && dialect.joins_dates_and_decimals_exactly())
-        || (matches!(data_type, DataType::Utf8) && dialect.joins_strings_exactly())
+    dialect
+        .capabilities()
+        .compares_keys_exactly(KeyUse::Join, data_type)
 }
 
 pub(super) fn pushed_join(join: &Join) -> Result<Option<LogicalPlan>> {

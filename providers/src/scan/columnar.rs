@@ -149,7 +149,7 @@ pub(super) fn check_silent_truncation(
     pool: &ConnectionPool,
     batch: &RecordBatch,
 ) -> Result<(), OdbcError> {
-    if !dialect.truncates_values_silently() {
+    if !dialect.capabilities().truncates_values_silently() {
         return Ok(());
     }
     for (index, column) in batch.columns().iter().enumerate() {
@@ -187,7 +187,7 @@ fn truncated(
     } else {
         ("max_text_size", options.max_text_size)
     };
-    let hint = if !dialect.enforces_text_lengths() {
+    let hint = if !dialect.capabilities().enforces_text_lengths() {
         format!(
             "SQLite does not enforce declared lengths, but its driver sizes buffers by them: \
              declare the column as TEXT or BLOB (the limit is then `{setting}` = {limit} bytes)"

@@ -4,7 +4,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::metrics::{Count, Time};
-use ibarrow_sql::{Dialect, packed_row_statement};
+use ibarrow_sql::{Dialect, ScanStatement};
 use odbc_api::handles::{AsStatementRef, Statement};
 
 use super::columnar::{ColumnarBatches, check_silent_truncation, fetch_schema, output_batch};
@@ -24,10 +24,10 @@ pub const SMALL_RESULT_ROWS: u64 = 100_000;
 pub(super) struct RemoteScan {
     /// Whether a batch went to the query already (then a retry could double rows).
     pub delivered: std::cell::Cell<bool>,
-    /// With a run-time filter: the statement without it, and where to record that it was
-    /// dropped. A key the column's type cannot hold (text that is no valid UUID or enum
-    /// label) makes the database refuse the statement, though such a key matches nothing.
-    pub unfiltered: Option<(String, SentConditions, usize)>,
+    /// With a run-time filter in the statement: where to record that it was dropped. A key
+    /// the column's type cannot hold (text that is no valid UUID or enum label) makes the
+    /// database refuse the statement, though such a key matches nothing.
+    pub runtime_filter_record: Option<(SentConditions, usize)>,
     /// See [`crate::OdbcExec::read_whole_when_small`].
     pub read_whole_when_small: bool,
     /// The database's estimate of this statement's rows made while planning (one-statement
@@ -40,7 +40,8 @@ pub(super) struct RemoteScan {
     /// Time spent executing and fetching in the driver (and converting to Arrow).
     pub remote_time: Time,
     pub dialect: Dialect,
-    pub sql: String,
+    /// The statement, in parts until it is sent (the run-time filter can be dropped again).
+    pub statement: ScanStatement,
     pub schema: SchemaRef,
     pub fetch: Vec<ColumnFetch>,
     /// Rows come packed into one text value each; `None`: column by column.
@@ -49,20 +50,6 @@ pub(super) struct RemoteScan {
 }
 
 impl RemoteScan {
-    /// The statement as sent: `sql`, rows packed where they are.
-    pub(super) fn statement_to_send(&self) -> Result<String, OdbcError> {
-        match &self.packed {
-            Some(layout) => {
-                packed_row_statement(self.dialect, &self.sql, &layout.columns(&self.schema))
-                    .map_err(|source| OdbcError::Sql {
-                        source_name: String::new(),
-                        source,
-                    })
-            }
-            None => Ok(self.sql.clone()),
-        }
-    }
-
     /// One run of the scan's call. A statement refused with a run-time filter runs once more
     /// without it, on the same connection; the call retries lost connections.
     pub(super) fn run(
@@ -78,7 +65,7 @@ impl RemoteScan {
             if self.delivered.get() || call.was_cancelled() || call.is_discarded() {
                 return Err(err);
             }
-            let Some((plain, sent, partition)) = self.unfiltered.take() else {
+            let Some((sent, partition)) = self.runtime_filter_record.take() else {
                 return Err(err);
             };
             tracing::warn!(
@@ -86,7 +73,7 @@ impl RemoteScan {
                 error = %err,
                 "the database refused a join's run-time filter; reading without it"
             );
-            self.sql = plain;
+            self.statement.set_runtime_condition(None);
             record_sent(&sent, partition, None);
         }
     }
@@ -118,13 +105,7 @@ impl RemoteScan {
         let connection = call.connection();
         let started = std::time::Instant::now();
         let executing = self.remote_time.timer();
-        let mut sql = self.statement_to_send().map_err(|err| match err {
-            OdbcError::Sql { source, .. } => OdbcError::Sql {
-                source_name: pool.source_name().to_string(),
-                source,
-            },
-            other => other,
-        })?;
+        let mut sql = self.statement.render();
         if self.read_whole_when_small && self.estimated_small(statement) {
             self.read_whole.add(1);
             // psqlODBC declares a cursor only for statements that start with SELECT or WITH.
@@ -160,14 +141,14 @@ impl RemoteScan {
                 layout,
                 &fetch_schema,
                 pool,
-                &self.sql,
+                &sql,
                 &self.options,
             )?),
             None => Batches::Columnar(ColumnarBatches::new(
                 cursor,
                 &fetch_schema,
                 pool,
-                &self.sql,
+                &sql,
                 self.dialect,
                 &self.options,
             )?),
@@ -205,10 +186,10 @@ impl RemoteScan {
         statement: &mut odbc_api::Preallocated<odbc_api::handles::StatementImpl<'_>>,
     ) -> bool {
         use odbc_api::Cursor;
-        if let (Some(rows), None) = (self.planned_rows, &self.unfiltered) {
+        if let (Some(rows), None) = (self.planned_rows, self.statement.runtime_condition()) {
             return rows as u64 <= SMALL_RESULT_ROWS;
         }
-        let explain = crate::discovery::explain_statement(&self.sql);
+        let explain = crate::discovery::explain_statement(&self.statement.render_unpacked());
         let Ok(Some(mut cursor)) = statement.execute(&explain, ()) else {
             return false;
         };

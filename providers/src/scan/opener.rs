@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
-use ibarrow_sql::{FilterColumn, filtered_statement};
+use ibarrow_sql::{FilterColumn, ScanStatement};
 use tokio::sync::mpsc;
 
 use super::dynamic_filters::{
@@ -22,14 +22,13 @@ use super::fetch::RemoteScan;
 use super::packed::PackedLayout;
 use super::stream::batches_of_call;
 use crate::call::CallSpec;
-use crate::error::OdbcError;
 use crate::source::OdbcSource;
 use crate::type_map::ColumnFetch;
 
 /// What one partition of a scan needs from its plan node.
 pub(super) struct PartitionScan {
     pub source: Arc<OdbcSource>,
-    pub sql: String,
+    pub statement: ScanStatement,
     pub schema: SchemaRef,
     pub fetch: Vec<ColumnFetch>,
     /// The columns run-time filters may name (empty: the statement cannot be wrapped).
@@ -52,7 +51,7 @@ impl PartitionScan {
     ) -> SendableRecordBatchStream {
         let Self {
             source,
-            sql,
+            statement,
             schema,
             fetch,
             filter_columns,
@@ -65,14 +64,14 @@ impl PartitionScan {
         } = self;
         let mut scan = RemoteScan {
             dialect: source.dialect(),
-            sql,
+            statement,
             schema: Arc::clone(&schema),
             fetch,
             options: source.options().scan.clone(),
             remote_time: MetricBuilder::new(metrics).subset_time("remote_time", partition),
             read_whole: MetricBuilder::new(metrics).counter("read_whole", partition),
             delivered: std::cell::Cell::new(false),
-            unfiltered: None,
+            runtime_filter_record: None,
             read_whole_when_small,
             planned_rows,
             packed,
@@ -89,20 +88,14 @@ impl PartitionScan {
         let batches = futures::stream::once(async move {
             // The filters as they stand now (see the module notes of `scan`).
             let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
-            if let Some(condition) = &condition {
-                let filtered = filtered_statement(source.dialect(), &scan.sql, condition).map_err(
-                    |source_error| OdbcError::Sql {
-                        source_name: source.name().to_string(),
-                        source: source_error,
-                    },
-                )?;
-                let plain = std::mem::replace(&mut scan.sql, filtered);
-                scan.unfiltered = Some((plain, Arc::clone(&sent), partition));
+            if condition.is_some() {
+                scan.runtime_filter_record = Some((Arc::clone(&sent), partition));
             }
             if !runtime_filters.is_empty() {
-                record_sent(&sent, partition, condition);
+                record_sent(&sent, partition, condition.clone());
             }
-            let spec = CallSpec::new(&source, "a scan").statement(scan.statement_to_send()?);
+            scan.statement.set_runtime_condition(condition);
+            let spec = CallSpec::new(&source, "a scan").statement(scan.statement.render());
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let call = async move { source.call(spec, move |call| scan.run(call, &sender)).await };
             Ok::<_, DataFusionError>(batches_of_call(receiver, call))

@@ -1,4 +1,4 @@
-//! Reading packed rows (the statement comes from [`ibarrow_sql::packed_row_statement`]): each
+//! Reading packed rows (the statement is a [`ibarrow_sql::ScanStatement`] with packed rows): each
 //! row arrives as one text value, PostgreSQL's record text `(v1,v2,…)`, fetched into one text
 //! buffer ([`PackedBatches`]) and split and parsed here straight into Arrow arrays
 //! ([`PackedLayout`]).

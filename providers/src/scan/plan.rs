@@ -25,19 +25,21 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use ibarrow_sql::{FilterColumn, packed_rows_proven, runtime_filters_proven};
+use ibarrow_sql::{FilterColumn, ScanStatement};
 
 use super::dynamic_filters::SentConditions;
 use super::fetch::SMALL_RESULT_ROWS;
 use super::opener::PartitionScan;
 use super::packed::PackedLayout;
+use crate::error::OdbcError;
 use crate::source::OdbcSource;
 use crate::type_map::ColumnFetch;
 
 #[derive(Debug)]
 pub struct OdbcExec {
     source: Arc<OdbcSource>,
-    statements: Vec<String>,
+    /// One per partition, as planned (run-time filters and packing are added when sent).
+    statements: Vec<ScanStatement>,
     schema: SchemaRef,
     fetch: Vec<ColumnFetch>,
     properties: Arc<PlanProperties>,
@@ -66,7 +68,7 @@ impl OdbcExec {
     /// `schema` is what the plan yields; `fetch` how each of its columns is read.
     pub fn new(
         source: Arc<OdbcSource>,
-        statements: Vec<String>,
+        statements: Vec<ScanStatement>,
         schema: SchemaRef,
         fetch: Vec<ColumnFetch>,
     ) -> Self {
@@ -156,7 +158,11 @@ impl OdbcExec {
     /// parallel workers (a pushed TPC-H Q1 takes 0.68 s so, 0.49 s read whole). Meant for
     /// statements whose answers are usually small, such as pushed aggregates.
     pub fn read_whole_when_small(mut self) -> Self {
-        self.read_whole = self.source.dialect().reads_small_results_whole();
+        self.read_whole = self
+            .source
+            .dialect()
+            .capabilities()
+            .reads_small_results_whole();
         self
     }
 
@@ -182,7 +188,7 @@ impl OdbcExec {
     /// to fetch them column by column.
     fn packed_layout(&self) -> Option<PackedLayout> {
         if !self.source.options().packed_rows
-            || !packed_rows_proven(self.source.dialect())
+            || !self.source.dialect().capabilities().packs_rows()
             || !self.wrappable()
         {
             return None;
@@ -194,7 +200,7 @@ impl OdbcExec {
     /// cannot be wrapped.
     fn filter_columns(&self) -> Option<Vec<FilterColumn>> {
         if !self.source.options().runtime_filters
-            || !runtime_filters_proven(self.source.dialect())
+            || !self.source.dialect().capabilities().sends_runtime_filters()
             || !self.wrappable()
         {
             return None;
@@ -233,9 +239,13 @@ impl OdbcExec {
         self.sent.lock().is_ok_and(|sent| !sent.is_empty())
     }
 
-    /// The statements sent to the database, one per partition.
-    pub fn statements(&self) -> &[String] {
-        &self.statements
+    /// The statements sent to the database as planned, one per partition (without the
+    /// run-time filters added when they start, and with rows unpacked).
+    pub fn statements(&self) -> Vec<String> {
+        self.statements
+            .iter()
+            .map(ScanStatement::render_unpacked)
+            .collect()
     }
 
     pub fn source(&self) -> &Arc<OdbcSource> {
@@ -264,10 +274,10 @@ impl DisplayAs for OdbcExec {
                     write!(f, "rows=packed, ")?;
                 }
                 write!(f, "sql=")?;
-                if let [single] = self.statements.as_slice() {
+                if let [single] = self.statements().as_slice() {
                     write!(f, "{single}")?;
                 } else {
-                    write!(f, "[{}]", self.statements.join("; "))?;
+                    write!(f, "[{}]", self.statements().join("; "))?;
                 }
                 self.fmt_runtime_filter(f, ", ")
             }
@@ -277,7 +287,7 @@ impl DisplayAs for OdbcExec {
                 if self.packed_layout().is_some() {
                     writeln!(f, "rows=packed")?;
                 }
-                write!(f, "sql={}", self.statements.join("; "))?;
+                write!(f, "sql={}", self.statements().join("; "))?;
                 self.fmt_runtime_filter(f, "\n")
             }
         }
@@ -427,15 +437,28 @@ impl ExecutionPlan for OdbcExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let Some(sql) = self.statements.get(partition) else {
+        let Some(statement) = self.statements.get(partition) else {
             return Err(DataFusionError::Internal(format!(
                 "OdbcExec has {} partitions, partition {partition} was requested",
                 self.statements.len()
             )));
         };
+        let packed = self.packed_layout();
+        let statement = match &packed {
+            Some(layout) => statement
+                .clone()
+                .pack_rows(&layout.columns(&self.schema))
+                .map_err(|source| {
+                    DataFusionError::from(OdbcError::Sql {
+                        source_name: self.source.name().to_string(),
+                        source,
+                    })
+                })?,
+            None => statement.clone(),
+        };
         let scan = PartitionScan {
             source: Arc::clone(&self.source),
-            sql: sql.clone(),
+            statement,
             schema: Arc::clone(&self.schema),
             fetch: self.fetch.clone(),
             filter_columns: self.filter_columns().unwrap_or_default(),
@@ -444,7 +467,7 @@ impl ExecutionPlan for OdbcExec {
             sent: Arc::clone(&self.sent),
             read_whole_when_small: self.read_whole,
             planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
-            packed: self.packed_layout(),
+            packed,
         };
         Ok(scan.open(partition, &self.metrics, context))
     }

@@ -71,7 +71,7 @@ impl OdbcSource {
             .breaker
             .as_ref()
             .is_some_and(|b| b.state() == crate::breaker::BreakerState::Open);
-        if !self.dialect().estimates_statement_rows() || breaker_open {
+        if !self.dialect().capabilities().estimates_statement_rows() || breaker_open {
             return None;
         }
         let wait = self
@@ -127,7 +127,7 @@ impl OdbcSource {
 
     /// The remote spelling of a schema name a user typed.
     pub async fn resolve_schema(&self, schema: &str) -> Result<String, OdbcError> {
-        if self.dialect.single_schema().is_some() {
+        if self.dialect.capabilities().single_schema().is_some() {
             return if schema.eq_ignore_ascii_case(discovery::DEFAULT_SCHEMA) {
                 Ok(discovery::DEFAULT_SCHEMA.to_string())
             } else {

@@ -280,7 +280,7 @@ pub fn remote_sql(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
         type Error = std::convert::Infallible;
         fn pre_visit(&mut self, plan: &dyn ExecutionPlan) -> Result<bool, Self::Error> {
             if let Some(exec) = plan.downcast_ref::<OdbcExec>() {
-                self.0.extend(exec.statements().iter().cloned());
+                self.0.extend(exec.statements());
             }
             Ok(true)
         }

@@ -6,10 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ibarrow_providers::{OdbcSource, SourceOptions};
-
-use crate::config::{Config, SourceConfig};
-use crate::error::{Error, Result};
+use ibarrow::providers::{OdbcSource, SourceOptions};
+use ibarrow::{Config, Error, Result, SourceConfig};
 
 /// Part of the file names: bumped when the generated data changes, so older demo files are
 /// not reused.
@@ -100,7 +98,7 @@ async fn build_if_needed(path: &Path, script: Vec<String>) -> Result<()> {
     let partial = path.with_extension("sqlite.partial");
     let _ = std::fs::remove_file(&partial);
     let source = connect(&partial).await?;
-    let spec = ibarrow_providers::CallSpec::new(&source, "creating the demo data").once();
+    let spec = ibarrow::providers::CallSpec::new(&source, "creating the demo data").once();
     source
         .call(spec, move |conn| {
             for statement in &script {

@@ -1,0 +1,100 @@
+//! PostgreSQL through psqlODBC.
+
+use datafusion::arrow::datatypes::DataType;
+
+use super::{Capabilities, KeyUse, TableRowsQuery, is_text};
+use crate::session::IsolationLevel;
+
+#[derive(Debug)]
+pub struct PostgreSql;
+
+impl Capabilities for PostgreSql {
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    /// `timestamp` keeps a wall-clock value, which packed rows send as a number.
+    fn is_zoneless_timestamp(&self, type_name: &str) -> bool {
+        matches!(type_name, "timestamp" | "timestamp without time zone")
+    }
+
+    /// psqlODBC describes NUMERIC without a precision as having one.
+    fn hides_unconstrained_numerics(&self) -> bool {
+        true
+    }
+
+    /// psqlODBC takes a backslash in a catalog pattern literally.
+    fn escapes_backslash_in_patterns(&self) -> bool {
+        false
+    }
+
+    fn table_rows_query(&self) -> Option<TableRowsQuery> {
+        Some(TableRowsQuery::Statistics(
+            "SELECT c.reltuples FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ? AND c.relname = ?",
+        ))
+    }
+
+    /// `EXPLAIN` estimates a statement's rows without running it.
+    fn estimates_statement_rows(&self) -> bool {
+        true
+    }
+
+    /// psqlODBC streams through a cursor, whose query PostgreSQL runs without parallel
+    /// workers: a small result is better read whole.
+    fn reads_small_results_whole(&self) -> bool {
+        true
+    }
+
+    /// The record text of `ROW(…)::text` is what `providers/src/scan/packed.rs` parses.
+    fn packs_rows(&self) -> bool {
+        true
+    }
+
+    /// Byte-wise text everywhere (with `COLLATE "C"` for ordering); exact decimals and dates.
+    fn compares_keys_exactly(&self, key_use: KeyUse, data_type: &DataType) -> bool {
+        data_type.is_integer()
+            || is_text(data_type)
+            || matches!(data_type, DataType::Date32 | DataType::Decimal128(..))
+            || (key_use == KeyUse::GroupBy && *data_type == DataType::Boolean)
+    }
+
+    /// NUMERIC keeps every digit.
+    fn exact_decimal_arithmetic_scale(&self) -> Option<i16> {
+        Some(i16::MAX)
+    }
+
+    fn compares_strings_bytewise(&self) -> bool {
+        true
+    }
+
+    fn string_order_collation(&self) -> Option<&'static str> {
+        Some(" COLLATE \"C\"")
+    }
+
+    fn like_is_case_sensitive(&self) -> bool {
+        true
+    }
+
+    fn sends_runtime_filters(&self) -> bool {
+        true
+    }
+
+    fn read_only_session(&self) -> Option<&'static str> {
+        Some("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    }
+
+    fn set_isolation(&self, level: IsolationLevel) -> Result<Option<String>, String> {
+        match level {
+            IsolationLevel::Snapshot => Err(
+                "PostgreSQL has no SNAPSHOT isolation level (its REPEATABLE READ reads from a \
+                 snapshot); use repeatable_read"
+                    .to_string(),
+            ),
+            level => Ok(Some(format!(
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}"
+            ))),
+        }
+    }
+}
