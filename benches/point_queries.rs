@@ -1,7 +1,7 @@
 //! Latency and throughput of small queries in-process: point lookups on distinct keys (each one
 //! goes to the database), the same query repeated with the result cache (each one a hit), and
 //! point lookups from 1, 2, 8 and 32 concurrent sessions. Prints p50/p99 latency and
-//! queries/s per database, and where a lookup's time goes.
+//! queries/s per database, and where a lookup's time goes, planned from text and prepared once.
 //!
 //! `cargo bench --bench point_queries` (IBARROW_BENCH_QUERIES lookups per figure, default
 //! 2000). Reads the local PostgreSQL of `scripts/test-services` (IBARROW_TEST_POSTGRES) and a
@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 use ibarrow::{Config, Engine, Session};
 use odbc_api::ConnectionOptions;
@@ -96,25 +97,74 @@ async fn breakdown(engine: &Engine, table: &str, count: usize, first: usize) {
         let at = Instant::now();
         let frame = session.sql(&sql).await.expect("plan");
         logical.push(at.elapsed());
-        let at = Instant::now();
-        let plan = frame.create_physical_plan().await.expect("physical plan");
-        physical.push(at.elapsed());
-        let at = Instant::now();
-        let batches: Vec<_> = session
-            .execute_plan(plan, &sql)
-            .expect("run")
-            .try_collect()
-            .await
-            .expect("rows");
-        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-        running.push(at.elapsed());
+        let (plan_time, run_time) = physical_and_run(&session, frame, &sql).await;
+        physical.push(plan_time);
+        running.push(run_time);
     }
+    print_breakdown("one lookup", logical, physical, running);
+}
+
+/// [`breakdown`] of a statement prepared once: each run binds its key (instead of parsing,
+/// checking and planning the text), then plans physically and runs.
+async fn prepared_breakdown(engine: &Engine, table: &str, count: usize, first: usize) {
+    let session = engine.session("bench", "bench");
+    let sql = format!("SELECT id, name FROM {table} WHERE id = $1");
+    let prepared = session.prepare(&sql).await.expect("prepare");
+    let (mut bound, mut physical, mut running) = (Vec::new(), Vec::new(), Vec::new());
+    let started = Instant::now();
+    let mut totals = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = ((first + i) as i64 * 7919) % ROWS + 1;
+        let at = Instant::now();
+        let frame = prepared
+            .bind(vec![ScalarValue::Int64(Some(key))])
+            .await
+            .expect("bind");
+        bound.push(at.elapsed());
+        let (plan_time, run_time) = physical_and_run(&session, frame, &sql).await;
+        physical.push(plan_time);
+        running.push(run_time);
+        totals.push(at.elapsed());
+    }
+    print_breakdown("one prepared lookup", bound, physical, running);
+    report(
+        "  prepared, distinct keys, 1 session",
+        totals,
+        started.elapsed(),
+    );
+}
+
+async fn physical_and_run(
+    session: &Session,
+    frame: datafusion::dataframe::DataFrame,
+    sql: &str,
+) -> (Duration, Duration) {
+    let at = Instant::now();
+    let query = session.physical_plan(frame).await.expect("physical plan");
+    let planned = at.elapsed();
+    let at = Instant::now();
+    let batches: Vec<_> = session
+        .execute_plan(query, sql)
+        .expect("run")
+        .try_collect()
+        .await
+        .expect("rows");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    (planned, at.elapsed())
+}
+
+fn print_breakdown(
+    what: &str,
+    logical: Vec<Duration>,
+    physical: Vec<Duration>,
+    running: Vec<Duration>,
+) {
     let median = |mut samples: Vec<Duration>| {
         samples.sort();
         samples[samples.len() / 2].as_secs_f64() * 1000.0
     };
     println!(
-        "  one lookup, median: {:.3} ms to a logical plan, {:.3} ms to a physical plan, \
+        "  {what}, median: {:.3} ms to a logical plan, {:.3} ms to a physical plan, \
          {:.3} ms running",
         median(logical),
         median(physical),
@@ -192,6 +242,7 @@ async fn main() {
             lookups(&engine, table, sessions, count, line * count).await;
         }
         breakdown(&engine, table, count, 4 * count).await;
+        prepared_breakdown(&engine, table, count, 5 * count).await;
         repeated(&engine, table, count).await;
     }
 }

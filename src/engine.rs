@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use datafusion::common::ParamValues;
+use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -41,13 +43,9 @@ struct Inner {
     monitor: Arc<crate::monitor::Monitor>,
     /// `[roles]`: `None` lets every user read everything. Replaced by [`Engine::reload_access`].
     access: RwLock<Option<Arc<AccessPolicy>>>,
-    /// What the statements planned for the audit log read, by (user, SQL), until they run.
-    reports: moka::sync::Cache<(String, String), Arc<AccessReport>>,
     audited: bool,
     /// `[engine] result_cache`, when set.
     result_cache: Option<Arc<crate::result_cache::ResultCache>>,
-    /// What the result cache did for the statements planned, by (user, SQL), until they run.
-    cache_uses: moka::sync::Cache<(String, String), crate::result_cache::CacheUse>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -199,16 +197,8 @@ impl Engine {
                     .with_result_cache(result_cache.clone()),
                 ),
                 access: RwLock::new(access),
-                reports: moka::sync::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(Duration::from_secs(3600))
-                    .build(),
                 audited,
                 result_cache,
-                cache_uses: moka::sync::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(Duration::from_secs(3600))
-                    .build(),
             }),
         };
         let registrations = config
@@ -642,25 +632,22 @@ impl Session {
         Ok(provider)
     }
 
-    /// A record for the monitor and the audit log of a statement of this session.
-    fn begin(&self, sql: &str) -> crate::monitor::QueryRecord {
+    /// A record for the monitor and the audit log of a statement of this session, with what
+    /// its planning decided (`None`: refused before it was planned, or native text).
+    fn begin(&self, sql: &str, planning: Option<&Planning>) -> crate::monitor::QueryRecord {
         let inner = &self.engine.inner;
         let mut record = inner.monitor.begin(&self.user, &self.client, sql);
         record.ip = self.ip.clone();
         record.opened_by = self.opened_by.clone();
-        // Taken, not read: a later run of the same text without planning it again keeps
-        // nothing rather than another planning's decision.
-        if inner.result_cache.is_some() {
-            record.cache = inner
-                .cache_uses
-                .remove(&(self.user.clone(), sql.to_string()));
+        if let Some(planning) = planning {
+            record.cache = planning.cache.clone();
+            record.access = planning.access.clone();
         }
         if inner.audited {
             record.roles = self
                 .grants()
                 .map(|grants| grants.role_names())
                 .unwrap_or_default();
-            record.access = inner.reports.get(&(self.user.clone(), sql.to_string()));
         }
         record
     }
@@ -669,6 +656,49 @@ impl Session {
     /// refusal is counted and logged; run the plan with [`Self::execute`] (or use
     /// [`Self::stream`]) so that its run is monitored too.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.plan_statement(sql, None).await
+    }
+
+    /// [`Self::sql`] with values for the statement's placeholders (`$1`, `$2` … in order, or
+    /// `$name` by name): each value is cast to the type the plan infers for its placeholder and
+    /// replaces it in the plan, never in the text, so a value cannot change the statement.
+    pub async fn sql_with_params(
+        &self,
+        sql: &str,
+        params: impl Into<ParamValues>,
+    ) -> Result<DataFrame> {
+        self.plan_statement(sql, Some(params.into())).await
+    }
+
+    /// Plans `sql` once for running many times with new values ([`PreparedStatement`]): the
+    /// text is parsed, checked and planned under this session's grants now, and each run
+    /// only binds its values (planned again when the access policy has changed since).
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
+        let policy = self.engine.access_policy();
+        let grants = self.grants();
+        match self.engine.sql_for(sql, grants.as_ref()).await {
+            Ok((frame, report)) => Ok(PreparedStatement {
+                session: self.clone(),
+                sql: sql.to_string(),
+                planned: Arc::new(Prepared {
+                    frame,
+                    report: report.filter(|_| self.engine.inner.audited).map(Arc::new),
+                    grants,
+                    user: self.user.clone(),
+                    policy,
+                }),
+            }),
+            Err(err) => {
+                self.engine
+                    .inner
+                    .monitor
+                    .refused(self.begin(sql, None), &err);
+                Err(err)
+            }
+        }
+    }
+
+    async fn plan_statement(&self, sql: &str, params: Option<ParamValues>) -> Result<DataFrame> {
         let inner = &self.engine.inner;
         // One reading of the policy for planning and the cache key alike, also when a reload
         // comes in between.
@@ -680,32 +710,44 @@ impl Session {
             Ok(()) => self.engine.sql_for(sql, grants.as_ref()).await,
             Err(err) => Err(err),
         };
+        let planned = planned.and_then(|(frame, report)| match params {
+            Some(params) => Ok((bind_params(frame, params)?, report)),
+            None => Ok((frame, report)),
+        });
         match planned {
             Ok((frame, report)) => {
-                if let Some(report) = report.filter(|_| inner.audited) {
-                    let key = (self.user.clone(), sql.to_string());
-                    inner.reports.insert(key, Arc::new(report));
-                }
-                self.through_cache(frame, sql, grants.as_deref())
+                let report = report.filter(|_| inner.audited).map(Arc::new);
+                self.planned(frame, report, grants.as_deref())
             }
             Err(err) => {
-                inner.monitor.refused(self.begin(sql), &err);
+                inner.monitor.refused(self.begin(sql, None), &err);
                 Err(err)
             }
         }
     }
 
-    /// The planned `frame`, or its kept result when the result cache has it; what the cache
-    /// did is noted for the query's record (src/result_cache.rs).
+    /// The planned `frame` (values bound), through the result cache, carrying what planning
+    /// decided for its run.
+    fn planned(
+        &self,
+        frame: DataFrame,
+        report: Option<Arc<AccessReport>>,
+        grants: Option<&Grants>,
+    ) -> Result<DataFrame> {
+        let (frame, cache) = self.through_cache(frame, grants)?;
+        Ok(Planning::attach(frame, cache, report))
+    }
+
+    /// The planned `frame`, or its kept result when the result cache has it, and what the
+    /// cache did (`None`: no cache; src/result_cache.rs).
     fn through_cache(
         &self,
         frame: DataFrame,
-        sql: &str,
         grants: Option<&Grants>,
-    ) -> Result<DataFrame> {
+    ) -> Result<(DataFrame, Option<crate::result_cache::CacheUse>)> {
         let inner = &self.engine.inner;
         let Some(cache) = &inner.result_cache else {
-            return Ok(frame);
+            return Ok((frame, None));
         };
         let roles = grants.map(Grants::role_names).unwrap_or_default();
         // The engine's state is read in place (its default catalog resolves table names), not
@@ -715,18 +757,15 @@ impl Session {
             let state = state.read();
             cache.lookup(frame.logical_plan(), &roles, &state)
         };
-        inner
-            .cache_uses
-            .insert((self.user.clone(), sql.to_string()), used);
         match kept {
             Some(kept) => {
                 let table = datafusion::datasource::MemTable::try_new(
                     Arc::clone(&kept.schema),
                     vec![kept.batches.clone()],
                 )?;
-                Ok(inner.ctx.read_table(Arc::new(table))?)
+                Ok((inner.ctx.read_table(Arc::new(table))?, Some(used)))
             }
-            None => Ok(frame),
+            None => Ok((frame, Some(used))),
         }
     }
 
@@ -743,8 +782,17 @@ impl Session {
 
     /// Runs a frame planned by [`Self::sql`], monitored.
     pub async fn execute(&self, frame: DataFrame, sql: &str) -> Result<SendableRecordBatchStream> {
+        let query = self.physical_plan(frame).await?;
+        self.execute_plan(query, sql)
+    }
+
+    /// The physical plan of a frame planned by [`Self::sql`], with what planning decided for
+    /// its run ([`Self::execute_plan`], [`Self::run_partitions`]). A frame changed since it
+    /// was planned (a builder step added) runs without the result cache.
+    pub async fn physical_plan(&self, frame: DataFrame) -> Result<PhysicalQuery> {
+        let planning = Planning::of(&frame);
         let plan = frame.create_physical_plan().await?;
-        self.execute_plan(plan, sql)
+        Ok(PhysicalQuery { plan, planning })
     }
 
     /// Runs `sql` as written on the source `source` (a native statement, as `query()` runs
@@ -768,17 +816,16 @@ impl Session {
                 datafusion::catalog::TableProvider::scan(&table, &state, None, &[], None).await?;
             Ok::<_, Error>(plan)
         };
-        // Native text is never cached: drop any decision a planning of the same text left.
-        if self.engine.inner.result_cache.is_some() {
-            self.engine
-                .inner
-                .cache_uses
-                .invalidate(&(self.user.clone(), sql.to_string()));
-        }
         match described.await {
-            Ok(plan) => self.execute_plan(plan, sql),
+            Ok(plan) => self.execute_plan(
+                PhysicalQuery {
+                    plan,
+                    planning: None,
+                },
+                sql,
+            ),
             Err(err) => {
-                monitor.refused(self.begin(sql), &err);
+                monitor.refused(self.begin(sql, None), &err);
                 Err(err)
             }
         }
@@ -787,10 +834,11 @@ impl Session {
     /// Runs a physical plan of one of this session's queries, monitored.
     pub fn execute_plan(
         &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        query: PhysicalQuery,
         sql: &str,
     ) -> Result<SendableRecordBatchStream> {
-        let run = self.start_run(Arc::clone(&plan), sql, 1)?;
+        let plan = Arc::clone(&query.plan);
+        let run = self.start_run(query, sql, 1)?;
         match datafusion::physical_plan::execute_stream(plan, Arc::clone(&run.task)) {
             Ok(stream) => Ok(run.monitored(stream)),
             Err(err) => Err(run.failed_to_start(err)),
@@ -801,28 +849,221 @@ impl Session {
     /// ([`PartitionedRun::execute`]; the network service hands each to the client as an
     /// endpoint). The query is monitored and audited once, when its last partition ends or
     /// when the run and its streams are dropped.
-    pub fn run_partitions(
-        &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-        sql: &str,
-    ) -> Result<PartitionedRun> {
-        let partitions = plan.properties().partitioning.partition_count();
-        self.start_run(plan, sql, partitions)
+    pub fn run_partitions(&self, query: PhysicalQuery, sql: &str) -> Result<PartitionedRun> {
+        let partitions = query.plan.properties().partitioning.partition_count();
+        self.start_run(query, sql, partitions)
     }
 
-    fn start_run(
-        &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-        sql: &str,
-        streams: usize,
-    ) -> Result<PartitionedRun> {
-        let record = self.begin(sql);
+    fn start_run(&self, query: PhysicalQuery, sql: &str, streams: usize) -> Result<PartitionedRun> {
+        let record = self.begin(sql, query.planning.as_deref());
         let (task, memory) = self.engine.task_with_own_memory()?;
         let monitor = Arc::clone(&self.engine.inner.monitor);
+        let plan = query.plan;
         let run =
             crate::monitor::QueryRun::new(Arc::clone(&plan), monitor, memory, record, streams);
         Ok(PartitionedRun { plan, task, run })
     }
+}
+
+/// What planning decided for a statement's run: the result cache's use and what the
+/// statement reads, for the audit log. It travels inside the planned [`DataFrame`] (an
+/// extension of the frame's own session configuration), so a run takes the decisions made
+/// for its own planning, never another's of the same text (two plannings of one statement
+/// with different values, or under a policy reloaded in between).
+#[derive(Debug)]
+pub struct Planning {
+    /// The plan the decisions were made for.
+    plan: datafusion::logical_expr::LogicalPlan,
+    cache: Option<crate::result_cache::CacheUse>,
+    access: Option<Arc<AccessReport>>,
+}
+
+impl Planning {
+    fn attach(
+        frame: DataFrame,
+        cache: Option<crate::result_cache::CacheUse>,
+        access: Option<Arc<AccessReport>>,
+    ) -> DataFrame {
+        let (mut state, plan) = frame.into_parts();
+        state.config_mut().set_extension(Arc::new(Planning {
+            plan: plan.clone(),
+            cache,
+            access,
+        }));
+        DataFrame::new(state, plan)
+    }
+
+    /// The decisions carried by `frame`. A frame changed after planning keeps its access
+    /// report but bypasses the cache: the kept result or the key would be another plan's.
+    fn of(frame: &DataFrame) -> Option<Arc<Planning>> {
+        let planning = frame
+            .task_ctx()
+            .session_config()
+            .get_extension::<Planning>()?;
+        if planning.plan == *frame.logical_plan() {
+            return Some(planning);
+        }
+        Some(Arc::new(Planning {
+            plan: frame.logical_plan().clone(),
+            cache: planning
+                .cache
+                .as_ref()
+                .map(|_| crate::result_cache::CacheUse::Bypass("changed after planning")),
+            access: planning.access.clone(),
+        }))
+    }
+}
+
+/// A statement of a [`Session`] planned down to its physical plan ([`Session::physical_plan`]),
+/// with what planning decided for its run.
+#[derive(Debug, Clone)]
+pub struct PhysicalQuery {
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    planning: Option<Arc<Planning>>,
+}
+
+impl PhysicalQuery {
+    pub fn plan(&self) -> &Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+        &self.plan
+    }
+}
+
+/// A statement planned once by [`Session::prepare`], run many times with new values.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    session: Session,
+    sql: String,
+    planned: Arc<Prepared>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    /// The plan with its placeholders, governed by `grants`.
+    frame: DataFrame,
+    report: Option<Arc<AccessReport>>,
+    grants: Option<Arc<Grants>>,
+    /// The user it was planned for, under the access policy in force then: another user or a
+    /// reload means planning again.
+    user: String,
+    policy: Option<Arc<AccessPolicy>>,
+}
+
+impl PreparedStatement {
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The session it runs in.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// This statement run in `session` (another connection of a network client, say): its
+    /// quotas and query log apply. The plan is kept for the same user; another user's runs
+    /// plan the text again under their own grants.
+    pub fn for_session(&self, session: &Session) -> PreparedStatement {
+        PreparedStatement {
+            session: session.clone(),
+            sql: self.sql.clone(),
+            planned: Arc::clone(&self.planned),
+        }
+    }
+
+    /// The columns of its result.
+    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        Arc::new(self.planned.frame.schema().as_arrow().clone())
+    }
+
+    /// The placeholders (`$1` …, `$name`) and the types the plan infers for them (`None`:
+    /// any value).
+    pub fn parameter_types(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Option<datafusion::arrow::datatypes::DataType>>>
+    {
+        Ok(self.planned.frame.logical_plan().get_parameter_types()?)
+    }
+
+    /// The statement with `params` bound, ready to run ([`Session::execute`]): within the
+    /// session's rate limits, through the result cache. Planned again when the access
+    /// policy has been reloaded since it was prepared.
+    pub async fn bind(&self, params: impl Into<ParamValues>) -> Result<DataFrame> {
+        let session = &self.session;
+        let policy = session.engine.access_policy();
+        let unchanged = match (&policy, &self.planned.policy) {
+            (None, None) => true,
+            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+            _ => false,
+        };
+        if !unchanged || session.user != self.planned.user {
+            return session.sql_with_params(&self.sql, params).await;
+        }
+        let inner = &session.engine.inner;
+        let bound = inner
+            .rate_limits
+            .check(&session.user, &session.client, session.ip.as_deref())
+            .and_then(|()| bind_params(self.planned.frame.clone(), params.into()));
+        match bound {
+            Ok(frame) => session.planned(
+                frame,
+                self.planned.report.clone(),
+                self.planned.grants.as_deref(),
+            ),
+            Err(err) => {
+                inner.monitor.refused(session.begin(&self.sql, None), &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Binds `params` and runs the statement, monitored like [`Session::stream`].
+    pub async fn stream(
+        &self,
+        params: impl Into<ParamValues>,
+    ) -> Result<SendableRecordBatchStream> {
+        let frame = self.bind(params).await?;
+        self.session.execute(frame, &self.sql).await
+    }
+}
+
+/// `frame` with `params` in place of its placeholders, each value cast to the type the plan
+/// infers for its placeholder (a `$1` compared with an INTEGER column takes a 64-bit 7 as a
+/// 32-bit 7); a value that cannot be cast is an error naming the placeholder.
+fn bind_params(frame: DataFrame, params: ParamValues) -> Result<DataFrame> {
+    let types = frame.logical_plan().get_parameter_types()?;
+    let cast = |name: String, value: ScalarAndMetadata| -> Result<ScalarAndMetadata> {
+        let (value, metadata) = value.into_inner();
+        let value = match types.get(&name) {
+            Some(Some(wanted)) if !value.is_null() && value.data_type() != *wanted => {
+                value.cast_to(wanted).map_err(|err| {
+                    Error::InputRejected(format!(
+                        "the value given for {name} ({value}) cannot be converted to {wanted},                          the type the statement needs there: {err}"
+                    ))
+                })?
+            }
+            _ => value,
+        };
+        Ok(ScalarAndMetadata::new(value, metadata))
+    };
+    let params = match params {
+        ParamValues::List(values) => ParamValues::List(
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(n, value)| cast(format!("${}", n + 1), value))
+                .collect::<Result<_>>()?,
+        ),
+        ParamValues::Map(values) => ParamValues::Map(
+            values
+                .into_iter()
+                .map(|(name, value)| Ok((name.clone(), cast(format!("${name}"), value)?)))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    frame.with_param_values(params).map_err(|err| {
+        Error::InputRejected(format!(
+            "{err}; pass one value per placeholder ($1, $2 … in order, or $name by name)"
+        ))
+    })
 }
 
 /// A monitored query of a [`Session`] whose output partitions are read one stream each

@@ -27,6 +27,8 @@ pub use config::{
     AuditConfig, BreakerConfig, ByteSize, Config, RateLimitConfig, ResultCacheConfig, RetryConfig,
     RoleConfig, ServerConfig, ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
-pub use engine::{Engine, EngineBuilder, PartitionedRun, Session};
+pub use engine::{
+    Engine, EngineBuilder, PartitionedRun, PhysicalQuery, Planning, PreparedStatement, Session,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};

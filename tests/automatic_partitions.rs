@@ -54,13 +54,11 @@ async fn a_large_table_is_split_over_the_cores_unless_configured(profile: Profil
         let session = engine.session("test", "partitions");
         // An aggregate would be pushed into one statement: read the rows, sum them here.
         let rows_sql = format!("SELECT v FROM {} WHERE v > 0", table.in_source("db"));
-        let plan = session
-            .sql(&rows_sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
+        let query = session
+            .physical_plan(session.sql(&rows_sql).await.unwrap())
             .await
             .unwrap();
+        let plan = std::sync::Arc::clone(query.plan());
         assert_eq!(
             common::remote_sql(&plan).len(),
             statements,
@@ -74,7 +72,7 @@ async fn a_large_table_is_split_over_the_cores_unless_configured(profile: Profil
             "{profile:?} `{setting}`: {shown}"
         );
         let batches: Vec<_> = session
-            .execute_plan(plan, &rows_sql)
+            .execute_plan(query, &rows_sql)
             .unwrap()
             .try_collect()
             .await

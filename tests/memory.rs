@@ -101,9 +101,10 @@ async fn a_sort_larger_than_the_limit_spills_and_keeps_every_row(profile: Profil
     let session = engine.session("test", "memory");
     let sql = format!("SELECT id, pad FROM {} ORDER BY k", fixture.table("a"));
     let frame = session.sql(&sql).await.expect("plan");
-    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let query = session.physical_plan(frame).await.expect("physical plan");
+    let plan = Arc::clone(query.plan());
     let batches: Vec<_> = session
-        .execute_plan(Arc::clone(&plan), &sql)
+        .execute_plan(query, &sql)
         .expect("run")
         .try_collect()
         .await

@@ -92,10 +92,21 @@ impl PyEngine {
         wait_for_future(py, self.engine.register_odbc(name, connection_string))?.map_err(to_py)
     }
 
-    /// Plans `query` (str, or UTF-8 bytes) in the engine's own session; nothing runs until
-    /// the result is read.
-    fn sql(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyQueryResult> {
-        plan_in(py, &self.session, query)
+    /// Plans `query` (str, or UTF-8 bytes) in the engine's own session, with `params` for its
+    /// placeholders; nothing runs until the result is read.
+    #[pyo3(signature = (query, params=None))]
+    fn sql(
+        &self,
+        py: Python<'_>,
+        query: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyQueryResult> {
+        plan_in(py, &self.session, query, params)
+    }
+
+    /// Plans `query` once in the engine's own session, for running with new values.
+    fn prepare(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyPreparedStatement> {
+        prepare_in(py, &self.session, query)
     }
 
     /// A session of this engine for another user or client (a web app's end user, say).
@@ -178,8 +189,18 @@ pub struct PySession {
 
 #[pymethods]
 impl PySession {
-    fn sql(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyQueryResult> {
-        plan_in(py, &self.session, query)
+    #[pyo3(signature = (query, params=None))]
+    fn sql(
+        &self,
+        py: Python<'_>,
+        query: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyQueryResult> {
+        plan_in(py, &self.session, query, params)
+    }
+
+    fn prepare(&self, py: Python<'_>, query: &Bound<'_, PyAny>) -> PyResult<PyPreparedStatement> {
+        prepare_in(py, &self.session, query)
     }
 
     #[getter]
@@ -201,22 +222,105 @@ impl PySession {
     }
 }
 
-/// Plans `query` (str, or bytes that must be UTF-8) in `session`.
+/// A statement planned once ([`ibarrow::PreparedStatement`]); every `execute` binds new
+/// values and gives a result that runs when read.
+#[pyclass(name = "PreparedStatement", module = "ibarrow._internal", frozen)]
+pub struct PyPreparedStatement {
+    prepared: ibarrow::PreparedStatement,
+}
+
+#[pymethods]
+impl PyPreparedStatement {
+    #[pyo3(signature = (params=None))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyQueryResult> {
+        let params = match params {
+            Some(params) => crate::params::param_values(params)?,
+            None => datafusion::common::ParamValues::List(Vec::new()),
+        };
+        let frame = wait_for_future(py, self.prepared.bind(params))?.map_err(to_py)?;
+        result_of(
+            py,
+            self.prepared.session(),
+            frame,
+            self.prepared.sql().to_string(),
+        )
+    }
+
+    /// The placeholders and the type each needs (`None`: any).
+    fn parameter_types(&self) -> PyResult<Vec<(String, Option<String>)>> {
+        let mut types: Vec<_> = self
+            .prepared
+            .parameter_types()
+            .map_err(to_py)?
+            .into_iter()
+            .map(|(name, data_type)| (name, data_type.map(|t| t.to_string())))
+            .collect();
+        types.sort();
+        Ok(types)
+    }
+
+    #[getter]
+    fn sql(&self) -> &str {
+        self.prepared.sql()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ibarrow.PreparedStatement({:?})", self.prepared.sql())
+    }
+}
+
+/// `query` as text: str, or bytes that must be UTF-8.
+fn query_text(query: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(bytes) = query.cast::<pyo3::types::PyBytes>() {
+        Ok(ibarrow::governance::decode(bytes.as_bytes())
+            .map_err(to_py)?
+            .to_string())
+    } else {
+        query.extract::<String>()
+    }
+}
+
+/// Plans `query` in `session`, with `params` bound to its placeholders when given.
 fn plan_in(
     py: Python<'_>,
     session: &ibarrow::Session,
     query: &Bound<'_, PyAny>,
+    params: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyQueryResult> {
-    let text = if let Ok(bytes) = query.cast::<pyo3::types::PyBytes>() {
-        ibarrow::governance::decode(bytes.as_bytes())
-            .map_err(to_py)?
-            .to_string()
-    } else {
-        query.extract::<String>()?
-    };
-    let frame = wait_for_future(py, session.sql(&text))?.map_err(to_py)?;
-    // A result is read again on every read: an INSERT runs once, here, and its result holds
-    // the row count.
+    let text = query_text(query)?;
+    let frame = match params {
+        Some(params) => {
+            let params = crate::params::param_values(params)?;
+            wait_for_future(py, session.sql_with_params(&text, params))?
+        }
+        None => wait_for_future(py, session.sql(&text))?,
+    }
+    .map_err(to_py)?;
+    result_of(py, session, frame, text)
+}
+
+fn prepare_in(
+    py: Python<'_>,
+    session: &ibarrow::Session,
+    query: &Bound<'_, PyAny>,
+) -> PyResult<PyPreparedStatement> {
+    let text = query_text(query)?;
+    let prepared = wait_for_future(py, session.prepare(&text))?.map_err(to_py)?;
+    Ok(PyPreparedStatement { prepared })
+}
+
+/// The result of a planned `frame`. A result is read again on every read: an INSERT runs
+/// once, here, and its result holds the row count.
+fn result_of(
+    py: Python<'_>,
+    session: &ibarrow::Session,
+    frame: datafusion::dataframe::DataFrame,
+    text: String,
+) -> PyResult<PyQueryResult> {
     if matches!(
         frame.logical_plan(),
         datafusion::logical_expr::LogicalPlan::Dml(_)

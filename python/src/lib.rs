@@ -4,6 +4,7 @@
 mod engine;
 mod errors;
 mod legacy;
+mod params;
 mod result;
 mod runtime;
 mod table;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 fn _internal(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
     module.add_class::<engine::PySession>()?;
+    module.add_class::<engine::PyPreparedStatement>()?;
     module.add_class::<result::PyQueryResult>()?;
     module.add_class::<result::PyArrowBatches>()?;
     module.add_class::<result::PyBatchStream>()?;

@@ -66,6 +66,10 @@ pub fn help_text() -> String {
     for (name, args, help) in COMMANDS {
         text.push_str(&format!("  {:<28} {help}\n", format!("{name} {args}")));
     }
+    text.push_str(
+        "PREPARE name [(type, ...)] AS <query with $1 ...>; EXECUTE name(value, ...); \
+         DEALLOCATE name\n",
+    );
     text
 }
 

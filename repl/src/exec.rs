@@ -13,6 +13,7 @@ use futures::StreamExt;
 use ibarrow::Engine;
 use ibarrow::providers::OdbcExec;
 
+use crate::prepared::Command;
 use crate::print_format::{Format, Sink, Summary, writer};
 
 /// What a statement or command ended with.
@@ -38,6 +39,8 @@ pub struct Session {
     pub max_rows: Option<usize>,
     /// Ctrl-C cancels the running query (interactive mode) instead of ending the process.
     pub cancel_on_interrupt: bool,
+    /// PREPARE'd statements, by name.
+    pub prepared: crate::prepared::Prepared,
 }
 
 /// The REPL's client name in the query log and the audit log.
@@ -51,6 +54,69 @@ pub fn user_session(engine: &Engine, user: &str, login: &str) -> ibarrow::Sessio
 
 impl Session {
     pub fn run_sql(&mut self, sql: &str) -> Outcome {
+        if let Some(command) = crate::prepared::parse(sql) {
+            return match command {
+                Ok(command) => self.run_prepared(command),
+                Err(message) => Outcome::Failed(message),
+            };
+        }
+        let user = self.user.clone();
+        let planning = async move { plan(&user, sql).await };
+        self.run_planned(planning, sql)
+    }
+
+    /// PREPARE, EXECUTE and DEALLOCATE (`repl/src/prepared.rs`).
+    fn run_prepared(&mut self, command: Command) -> Outcome {
+        match command {
+            Command::Prepare { name, types, sql } => {
+                let user = self.user.clone();
+                match self.runtime.block_on(user.prepare(&sql)) {
+                    Ok(statement) => match self.prepared.insert(name, statement, types) {
+                        Ok(()) => Outcome::Done,
+                        Err(message) => Outcome::Failed(message),
+                    },
+                    Err(err) => Outcome::Failed(error_message(&as_datafusion(err))),
+                }
+            }
+            Command::Deallocate { name } => match self.prepared.remove(name.as_deref()) {
+                Ok(()) => Outcome::Done,
+                Err(message) => Outcome::Failed(message),
+            },
+            Command::Execute { name, values } => {
+                let (statement, types) = match self.prepared.get(&name) {
+                    Ok((statement, types)) => (statement.clone(), types.clone()),
+                    Err(message) => return Outcome::Failed(message),
+                };
+                let sql = statement.sql().to_string();
+                // The literals are evaluated without any table, so they read nothing.
+                let context = self.engine.context().clone();
+                let planning = async move {
+                    let values = if values.is_empty() {
+                        Vec::new()
+                    } else {
+                        let query = crate::prepared::values_query(&values, &types);
+                        let batches = context.sql(&query).await?.collect().await?;
+                        crate::prepared::row_values(&batches)?
+                    };
+                    let frame = statement.bind(values).await.map_err(as_datafusion)?;
+                    statement
+                        .session()
+                        .physical_plan(frame)
+                        .await
+                        .map_err(as_datafusion)
+                };
+                self.run_planned(planning, &sql)
+            }
+        }
+    }
+
+    /// Runs what `planning` plans, streaming the result into the session's format; Ctrl-C
+    /// cancels it in interactive mode.
+    fn run_planned(
+        &mut self,
+        planning: impl std::future::Future<Output = Result<ibarrow::PhysicalQuery, DataFusionError>>,
+        sql: &str,
+    ) -> Outcome {
         let started = Instant::now();
         let user = self.user.clone();
         let cancellable = self.cancel_on_interrupt;
@@ -59,7 +125,9 @@ impl Session {
         let timing = self.timing;
         let sink = &mut self.sink;
         self.runtime.block_on(async move {
-            let run = run_query(&user, sql, format, sink, max_rows, timing, started);
+            let run = run_query(
+                &user, planning, sql, format, sink, max_rows, timing, started,
+            );
             if !cancellable {
                 return run.await;
             }
@@ -84,9 +152,12 @@ impl Session {
     }
 }
 
-/// Plans and runs `sql`, writing its result to `sink`; a progress line is shown while it runs.
+/// Runs the query `planning` plans (its text `sql`), writing its result to `sink`; a progress
+/// line is shown while it runs.
+#[allow(clippy::too_many_arguments)]
 async fn run_query(
     session: &ibarrow::Session,
+    planning: impl std::future::Future<Output = Result<ibarrow::PhysicalQuery, DataFusionError>>,
     sql: &str,
     format: Format,
     sink: &mut Sink,
@@ -96,13 +167,14 @@ async fn run_query(
 ) -> Outcome {
     // A session of the engine, so the REPL gets the same input checks, rate limits and
     // query monitoring as every other caller.
-    let plan = match plan(session, sql).await {
-        Ok(plan) => plan,
+    let query = match planning.await {
+        Ok(query) => query,
         Err(err) => return Outcome::Failed(error_message(&err)),
     };
+    let plan = Arc::clone(query.plan());
     // Stops (and clears its line) when dropped: at the end, or when Ctrl-C drops the query.
     let _progress = Progress::start(Arc::clone(&plan), started);
-    let mut stream = match session.execute_plan(Arc::clone(&plan), sql) {
+    let mut stream = match session.execute_plan(query, sql) {
         Ok(stream) => stream,
         Err(err) => return Outcome::Failed(error_message(&as_datafusion(err))),
     };
@@ -201,9 +273,9 @@ impl Drop for Progress {
 async fn plan(
     session: &ibarrow::Session,
     sql: &str,
-) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+) -> Result<ibarrow::PhysicalQuery, DataFusionError> {
     let frame = session.sql(sql).await.map_err(as_datafusion)?;
-    frame.create_physical_plan().await
+    session.physical_plan(frame).await.map_err(as_datafusion)
 }
 
 pub fn as_datafusion(err: ibarrow::Error) -> DataFusionError {

@@ -3,6 +3,7 @@
 mod command;
 mod exec;
 mod helper;
+mod prepared;
 mod print_format;
 mod serve;
 mod statement;
@@ -222,6 +223,7 @@ fn main() -> ExitCode {
             None => Some(40),
         },
         cancel_on_interrupt: !batch,
+        prepared: Default::default(),
     };
     let outcome = if batch {
         run_batch(&mut session, &args)

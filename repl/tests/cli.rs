@@ -225,6 +225,50 @@ fn csv_over_three_databases() {
     assert_eq!(rows, fed.expected_regions());
 }
 
+/// PREPARE once, EXECUTE with values cast to the declared type, DEALLOCATE: as in psql.
+#[test]
+fn prepare_execute_and_deallocate_as_in_psql() {
+    let fed = Federation::new();
+    let s = &fed.suffix;
+    let script = format!(
+        "PREPARE by_customer (INT) AS SELECT count(*) AS n, sum(amount) AS total \
+         FROM pg.public.cli_orders_{s} WHERE customer_id = $1;\n\
+         EXECUTE by_customer(3);\nEXECUTE by_customer('7');\n\
+         DEALLOCATE by_customer;\nEXECUTE by_customer(3);"
+    );
+    let output = fed.run(&["-c", &script, "--format", "csv"]);
+    // From the generator: order i belongs to customer 1 + i % CUSTOMERS, amount i * 1.25.
+    let expected = |customer: i64| {
+        let ids: Vec<i64> = (1..=ORDERS)
+            .filter(|i| 1 + i % CUSTOMERS == customer)
+            .collect();
+        let cents: i64 = ids.iter().map(|i| i * 125).sum();
+        format!(
+            "n,total\n{},{}.{:02}\n",
+            ids.len(),
+            cents / 100,
+            cents % 100
+        )
+    };
+    assert_eq!(stdout(&output), format!("{}{}", expected(3), expected(7)));
+    assert!(
+        !output.status.success(),
+        "EXECUTE after DEALLOCATE succeeded"
+    );
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+
+    let refused = fed.run(&["-c", "EXECUTE by_customer((SELECT 1))"]);
+    assert!(
+        stderr(&refused).contains("literal values"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
 #[test]
 fn json_and_ndjson_hold_the_same_rows() {
     let fed = Federation::new();

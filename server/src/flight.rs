@@ -39,7 +39,9 @@ use crate::Shared;
 use crate::auth::Identity;
 use crate::error::ServerError;
 use crate::listener::Peer;
-use crate::query::{PlannedQuery, StopSignals, endpoint_count, guarded, plan_with_params};
+use crate::query::{
+    PlannedQuery, StopSignals, endpoint_count, guarded, number_placeholders, plan_with_params,
+};
 use crate::quota::PerUser;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -49,10 +51,10 @@ pub fn service(shared: Arc<Shared>) -> Result<FlightServiceServer<FlightSql>, Se
     Ok(FlightServiceServer::new(FlightSql::new(shared)?).max_decoding_message_size(64 << 20))
 }
 
-/// A prepared statement: its text and the values bound last.
+/// A prepared statement: planned once when created, the values bound last.
 struct Prepared {
     user: String,
-    sql: String,
+    statement: ibarrow::PreparedStatement,
     params: std::sync::Mutex<Option<Vec<ScalarValue>>>,
 }
 
@@ -196,9 +198,20 @@ impl FlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, ServerError> {
         let frame = plan_with_params(&session, sql, params).await?;
-        let plan = frame.create_physical_plan().await?;
-        let schema = plan.schema();
-        let endpoints = endpoint_count(&plan);
+        self.plan_frame(session, sql, frame, descriptor).await
+    }
+
+    /// Keeps the physical plan of a planned `frame` and describes its tickets.
+    async fn plan_frame(
+        &self,
+        session: Session,
+        sql: &str,
+        frame: datafusion::dataframe::DataFrame,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, ServerError> {
+        let plan = session.physical_plan(frame).await?;
+        let schema = plan.plan().schema();
+        let endpoints = endpoint_count(plan.plan());
         self.plan_quota.take(session.user())?;
         let handle = random_handle();
         let mut info = FlightInfo::new()
@@ -427,7 +440,23 @@ async fn run_update(
     params: Option<Vec<ScalarValue>>,
 ) -> Result<i64, ServerError> {
     let frame = plan_with_params(session, sql, params).await?;
-    let mut stream = session.execute(frame, sql).await?;
+    let stream = session.execute(frame, sql).await?;
+    rows_changed(stream).await
+}
+
+/// Runs a prepared INSERT with one row's values; the rows it inserted.
+async fn run_prepared_update(
+    statement: &ibarrow::PreparedStatement,
+    params: Vec<ScalarValue>,
+) -> Result<i64, ServerError> {
+    let stream = statement.stream(params).await?;
+    rows_changed(stream).await
+}
+
+/// The row count an INSERT's result holds.
+async fn rows_changed(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+) -> Result<i64, ServerError> {
     let mut count = 0i64;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(ServerError::from)?;
@@ -493,9 +522,16 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let (identity, session) = self.caller(&request).await?;
         let prepared = self.prepared_for(&query.prepared_statement_handle, &identity.user)?;
-        let params = prepared.params.lock().ok().and_then(|p| p.clone());
+        let params = prepared
+            .params
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .unwrap_or_default();
+        let statement = prepared.statement.for_session(&session);
+        let frame = statement.bind(params).await.map_err(ServerError::from)?;
         let info = self
-            .plan(session, &prepared.sql, params, request.into_inner())
+            .plan_frame(session, statement.sql(), frame, request.into_inner())
             .await?;
         Ok(Response::new(info))
     }
@@ -532,9 +568,7 @@ impl FlightSqlService for FlightSql {
         };
         let query = &planned.query;
         let stream = if query.endpoints == 1 {
-            query
-                .session
-                .execute_plan(Arc::clone(&query.plan), &query.sql)
+            query.session.execute_plan(query.plan.clone(), &query.sql)
         } else {
             let mut run = planned
                 .run
@@ -544,7 +578,7 @@ impl FlightSqlService for FlightSql {
                 Some(started) => started,
                 None => query
                     .session
-                    .run_partitions(Arc::clone(&query.plan), &query.sql)
+                    .run_partitions(query.plan.clone(), &query.sql)
                     .map_err(ServerError::from)?,
             };
             let stream = started.execute(partition);
@@ -601,15 +635,17 @@ impl FlightSqlService for FlightSql {
     ) -> Result<i64, Status> {
         let (identity, session) = self.caller(&request).await?;
         let prepared = self.prepared_for(&query.prepared_statement_handle, &identity.user)?;
+        let statement = prepared.statement.for_session(&session);
         let batches = put_batches(request.into_inner()).await?;
         let rows: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
         if rows.is_empty() {
-            return Ok(run_update(&session, &prepared.sql, None).await?);
+            return Ok(run_prepared_update(&statement, Vec::new()).await?);
         }
+        // Planned once; each row only binds its values.
         let mut count = 0;
         for batch in rows {
             for row in 0..batch.num_rows() {
-                count += run_update(&session, &prepared.sql, Some(row_params(batch, row)?)).await?;
+                count += run_prepared_update(&statement, row_params(batch, row)?).await?;
             }
         }
         Ok(count)
@@ -621,11 +657,13 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let (identity, session) = self.caller(&request).await?;
-        let frame = plan_with_params(&session, &query.query, None).await?;
-        let dataset_schema = frame.schema().as_arrow().clone();
-        let mut parameters: Vec<(usize, Field)> = frame
-            .logical_plan()
-            .get_parameter_types()
+        let statement = session
+            .prepare(&number_placeholders(&query.query)?)
+            .await
+            .map_err(ServerError::from)?;
+        let dataset_schema = statement.schema().as_ref().clone();
+        let mut parameters: Vec<(usize, Field)> = statement
+            .parameter_types()
             .map_err(ServerError::from)?
             .into_iter()
             .map(|(id, data_type)| {
@@ -648,7 +686,7 @@ impl FlightSqlService for FlightSql {
             handle.clone(),
             Arc::new(Prepared {
                 user: identity.user,
-                sql: query.query,
+                statement,
                 params: std::sync::Mutex::new(None),
             }),
         );

@@ -95,43 +95,20 @@ pub fn number_placeholders(sql: &str) -> Result<String, ServerError> {
     Ok(out)
 }
 
-/// `frame` with its `$n` placeholders bound to `params`, each value converted to the type
-/// the plan expects where it knows one (clients send 64-bit integers for 32-bit columns).
-pub fn bind(
-    frame: datafusion::dataframe::DataFrame,
-    params: Vec<ScalarValue>,
-) -> Result<datafusion::dataframe::DataFrame, ServerError> {
-    let types = frame.logical_plan().get_parameter_types()?;
-    let params = params
-        .into_iter()
-        .enumerate()
-        .map(|(n, value)| match types.get(&format!("${}", n + 1)) {
-            Some(Some(wanted)) if value.data_type() != *wanted => {
-                value.cast_to(wanted).map_err(|err| {
-                    ServerError::BadRequest(format!(
-                        "parameter {} cannot be converted to {wanted}: {err}",
-                        n + 1
-                    ))
-                })
-            }
-            _ => Ok(value),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(frame.with_param_values(params)?)
-}
-
 /// Plans `sql` in `session` with its placeholders numbered and, when given, bound to
-/// `params`: the one path of both protocols from text and values to a plan.
+/// `params` (`Session::sql_with_params` casts each to the type the plan expects: clients send
+/// 64-bit integers for 32-bit columns): the one path of both protocols from text and values
+/// to a plan.
 pub async fn plan_with_params(
     session: &Session,
     sql: &str,
     params: Option<Vec<ScalarValue>>,
 ) -> Result<datafusion::dataframe::DataFrame, ServerError> {
-    let frame = session.sql(&number_placeholders(sql)?).await?;
-    match params {
-        Some(params) if !params.is_empty() => bind(frame, params),
-        _ => Ok(frame),
-    }
+    let sql = number_placeholders(sql)?;
+    Ok(match params {
+        Some(params) if !params.is_empty() => session.sql_with_params(&sql, params).await?,
+        _ => session.sql(&sql).await?,
+    })
 }
 
 /// The JSON parameters of an HTTP or WebSocket request as typed values.
@@ -168,7 +145,7 @@ fn json_param(value: &serde_json::Value, position: usize) -> Result<ScalarValue,
 pub struct PlannedQuery {
     pub session: Session,
     pub sql: String,
-    pub plan: Arc<dyn ExecutionPlan>,
+    pub plan: ibarrow::PhysicalQuery,
     pub schema: SchemaRef,
     /// How many tickets it was given: one per output partition, or one for all.
     pub endpoints: usize,

@@ -12,7 +12,15 @@ releases the GIL, and Ctrl-C cancels a running query.
 from __future__ import annotations
 
 from ibarrow import _internal
-from ibarrow._engine import Engine, QueryResult, Session, Table, odbc_table
+from ibarrow._engine import (
+    Engine,
+    Params,
+    PreparedStatement,
+    QueryResult,
+    Session,
+    Table,
+    odbc_table,
+)
 from ibarrow._errors import (
     AccessDeniedError,
     ArrowError,
@@ -49,6 +57,8 @@ def init_logging(level: str | None = None, format: str = "human") -> None:
 # (they derive from them; use ibarrow.ConnectionError and ibarrow.TimeoutError).
 __all__ = [
     "Engine",
+    "Params",
+    "PreparedStatement",
     "QueryResult",
     "Session",
     "Table",

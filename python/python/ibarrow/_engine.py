@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +110,39 @@ class Table:
         return f"ibarrow.Table({self.name})"
 
 
+Params = Sequence[Any] | Mapping[str, Any]
+"""Values for a statement's placeholders: a list for ``$1``, ``$2`` …, a dict for ``$name``.
+
+Each value is ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
+``datetime.date``, ``datetime.datetime`` (naive as written, aware in UTC) or
+``decimal.Decimal``. Values replace their placeholders in the plan, never in the text, so a
+value cannot change the statement."""
+
+
+class PreparedStatement:
+    """A statement planned once (:meth:`Engine.prepare`): each :meth:`execute` binds new
+    values and skips parsing, checking and planning the text again."""
+
+    def __init__(self, inner: _internal.PreparedStatement) -> None:
+        self._inner = inner
+
+    @property
+    def sql(self) -> str:
+        """The statement's text."""
+        return self._inner.sql
+
+    def execute(self, params: Params | None = None) -> QueryResult:
+        """The statement with ``params`` bound; read the result to run it."""
+        return QueryResult(self._inner.execute(params))
+
+    def parameter_types(self) -> list[tuple[str, str | None]]:
+        """Each placeholder and the Arrow type the statement needs there (``None``: any)."""
+        return self._inner.parameter_types()
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
 class Session:
     """Queries of one user and client on an :class:`Engine` (see :meth:`Engine.session`)."""
 
@@ -124,9 +157,13 @@ class Session:
     def client(self) -> str:
         return self._inner.client
 
-    def sql(self, query: str | bytes) -> QueryResult:
+    def sql(self, query: str | bytes, params: Params | None = None) -> QueryResult:
         """:meth:`Engine.sql` on behalf of this session's user and client."""
-        return QueryResult(self._inner.sql(query))
+        return QueryResult(self._inner.sql(query, params))
+
+    def prepare(self, query: str | bytes) -> PreparedStatement:
+        """:meth:`Engine.prepare` on behalf of this session's user and client."""
+        return PreparedStatement(self._inner.prepare(query))
 
     def __repr__(self) -> str:
         return repr(self._inner)
@@ -171,15 +208,25 @@ class Engine:
         """Connect an ODBC database as source ``name``."""
         self._inner.register_odbc(name, connection_string)
 
-    def sql(self, query: str | bytes) -> QueryResult:
+    def sql(self, query: str | bytes, params: Params | None = None) -> QueryResult:
         """Plan ``query`` (DataFusion SQL; bytes must be UTF-8); read the result to run it.
 
         One statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE), or an INSERT INTO a
         table of a source configured ``writable``; anything else, text over the size limit or
         with control characters raises :class:`ibarrow.InputError`. Runs on behalf of the
         engine's ``user`` and ``client``; :meth:`session` gives other identities.
+
+        ``params`` gives values for the statement's placeholders (:data:`Params`):
+        ``eng.sql("SELECT * FROM pg.public.orders WHERE id = $1", params=[7])`` or
+        ``params={"id": 7}`` for ``$id``.
         """
-        return QueryResult(self._inner.sql(query))
+        return QueryResult(self._inner.sql(query, params))
+
+    def prepare(self, query: str | bytes) -> PreparedStatement:
+        """Plan ``query`` once for running many times with new values
+        (:meth:`PreparedStatement.execute`). It is planned again by itself when the access
+        policy is reloaded."""
+        return PreparedStatement(self._inner.prepare(query))
 
     def session(self, user: str, client: str = "python") -> Session:
         """Queries on behalf of ``user`` from ``client`` (a web application's end user,
