@@ -1,9 +1,11 @@
 //! The configuration file (README.md, section "Configuration file"): `[engine]` settings,
 //! `[sources.<name>]`, and for `ibarrow serve` the `[server]` section and `[users.<name>]`.
 //!
-//! Unknown keys are errors (a typo must not be ignored silently), and `${NAME}` in a
-//! connection setting is replaced from the environment; a missing variable is an error that
-//! names it.
+//! Unknown keys are errors (a typo must not be ignored silently). In a connection setting,
+//! `${NAME}` or `${env:NAME}` is replaced from the environment and `${file:/run/secrets/pg}` by
+//! the file's contents (trimmed); a missing variable or file is an error that names it, never
+//! the value. `[profiles.<name>]` tables override any key of the file when that profile is
+//! chosen (`--profile`, `IBARROW_PROFILE`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +35,29 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     /// The audit log: one line per statement, hash-chained.
     pub audit: Option<AuditConfig>,
+    /// `[profiles.<name>]`: keys that replace those of the file when the profile is chosen
+    /// ([`Config::from_file_with_profile`]); tables merge key by key.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Keys>,
+    /// The file's keys as written, for applying a profile to them.
+    #[serde(skip)]
+    written: Option<Keys>,
 }
+
+/// Keys of the file as written (a profile, or the whole file). Debug output names the keys
+/// only: values may hold passwords.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Keys(pub toml::Table);
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The environment variable naming the profile to apply when none is given.
+pub const PROFILE_ENV: &str = "IBARROW_PROFILE";
 
 /// `[roles.<name>]`: tables (`source.schema.table`, `*` and `?` match) the role reads and
 /// writes, columns it may not read or reads masked, and filters on the rows it sees.
@@ -379,20 +403,87 @@ impl std::fmt::Debug for Connect {
 }
 
 impl Config {
+    /// The file at `path`, with the profile named by `IBARROW_PROFILE` applied when it is set.
     pub fn from_file(path: &Path) -> Result<Self> {
+        let profile = std::env::var(PROFILE_ENV).ok().filter(|p| !p.is_empty());
+        Self::from_file_with_profile(path, profile.as_deref())
+    }
+
+    /// The file at `path` with `[profiles.<profile>]` applied (`None`: the file as written).
+    pub fn from_file_with_profile(path: &Path, profile: Option<&str>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|err| Error::Config {
             location: path.display().to_string(),
             message: format!("cannot be read: {err}"),
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&text, &path.display().to_string())?.with_profile(profile)
     }
 
-    /// Parses TOML text; `origin` names it in errors (a path, or "text").
+    /// Parses TOML text; `origin` names it in errors (a path, or "text"). Every profile is
+    /// checked too, so a mistyped key in one is an error before it is ever chosen.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|err| Error::Config {
+        let invalid = |err: toml::de::Error| Error::Config {
             location: origin.to_string(),
             message: err.to_string().trim().to_string(),
-        })
+        };
+        let mut config: Config = toml::from_str(text).map_err(invalid)?;
+        config.written = Some(Keys(toml::from_str(text).map_err(invalid)?));
+        for name in config.profiles.keys() {
+            config.with_profile(Some(name))?;
+        }
+        Ok(config)
+    }
+
+    /// This configuration with the keys of `[profiles.<profile>]` in place of its own (tables
+    /// merge key by key, anything else is replaced); `None` leaves it as it is. An unknown
+    /// profile is an error listing the known ones.
+    pub fn with_profile(&self, profile: Option<&str>) -> Result<Self> {
+        let Some(name) = profile else {
+            return Ok(self.clone());
+        };
+        let location = format!("[profiles.{name}]");
+        let Some(overrides) = self.profiles.get(name) else {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            return Err(Error::Config {
+                location: format!("profile `{name}`"),
+                message: if known.is_empty() {
+                    "the configuration has no [profiles]; add [profiles.<name>] tables or \
+                     leave the profile out"
+                        .into()
+                } else {
+                    format!(
+                        "no such profile; the configuration has {}",
+                        known.join(", ")
+                    )
+                },
+            });
+        };
+        let mut base = self.written.clone().unwrap_or_default().0;
+        base.remove("profiles");
+        merge_table(&mut base, &overrides.0);
+        let mut merged: Config =
+            toml::Value::Table(base)
+                .try_into()
+                .map_err(|err: toml::de::Error| Error::Config {
+                    location,
+                    message: err.to_string().trim().to_string(),
+                })?;
+        merged.profiles = self.profiles.clone();
+        merged.written = self.written.clone();
+        Ok(merged)
+    }
+}
+
+/// Puts `overrides` into `base`: a table into a table key by key, anything else in place.
+fn merge_table(base: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(overriding)) => {
+                merge_table(inner, overriding)
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
     }
 }
 
@@ -556,7 +647,10 @@ impl SourceConfig {
     }
 }
 
-/// Replaces each `${NAME}` with the environment variable NAME.
+/// Replaces each reference in `text`: `${NAME}` and `${env:NAME}` with the environment variable
+/// NAME, `${file:PATH}` with the contents of the file at PATH without surrounding blanks and
+/// line ends (a secret mounted as a file). Errors name the reference and `location`, never a
+/// value.
 pub fn expand_env(text: &str, location: &str) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -567,16 +661,74 @@ pub fn expand_env(text: &str, location: &str) -> Result<String> {
             location: location.to_string(),
             message: "`${` without a closing `}`".into(),
         })?;
-        let name = &after[..end];
-        let value = std::env::var(name).map_err(|_| Error::MissingVariable {
-            name: name.to_string(),
-            location: location.to_string(),
-        })?;
+        let reference = &after[..end];
+        let value = match reference.split_once(':') {
+            Some(("file", path)) => secret_file(Path::new(path), location)?,
+            Some(("env", name)) => environment_variable(name, location)?,
+            Some((kind, _)) => {
+                return Err(Error::Config {
+                    location: location.to_string(),
+                    message: format!(
+                        "`${{{kind}:...}}` is no kind of reference; use ${{NAME}}, \
+                         ${{env:NAME}} or ${{file:/path/to/secret}}"
+                    ),
+                });
+            }
+            None => environment_variable(reference, location)?,
+        };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn environment_variable(name: &str, location: &str) -> Result<String> {
+    std::env::var(name).map_err(|_| Error::MissingVariable {
+        name: name.to_string(),
+        location: location.to_string(),
+    })
+}
+
+/// The contents of a secret file, trimmed. A file others may write is refused: whoever can
+/// change it can send ibarrow's logins elsewhere.
+fn secret_file(path: &Path, location: &str) -> Result<String> {
+    let problem = |message: String| Error::Config {
+        location: format!("{location} ${{file:{}}}", path.display()),
+        message,
+    };
+    if !path.is_absolute() {
+        return Err(problem(
+            "give the secret file's absolute path (e.g. ${file:/run/secrets/pg_password})".into(),
+        ));
+    }
+    let metadata =
+        std::fs::metadata(path).map_err(|err| problem(format!("cannot be read: {err}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(problem(format!(
+                "other users may write it (mode {mode:04o}); make it writable by its owner \
+                 only: chmod go-w {}",
+                path.display()
+            )));
+        }
+        if mode & 0o004 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "a secret file is readable by every user (mode {mode:04o}); chmod o-r it unless \
+                 the container mounts it so"
+            );
+        }
+    }
+    if !metadata.is_file() {
+        return Err(problem("is not a file".into()));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|err| problem(format!("cannot be read: {err}")))?;
+    Ok(text.trim().to_string())
 }
 
 #[cfg(test)]
@@ -681,6 +833,86 @@ mod tests {
             )
         );
         assert!(!format!("{connect:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_profile_overrides_any_key_and_merges_tables() {
+        let text = r#"
+            [engine]
+            pool_size = 4
+            query_timeout_secs = 30
+            [sources.pg]
+            connection_string = "Driver={PostgreSQL Unicode};Server=dev"
+            [profiles.prod.engine]
+            query_timeout_secs = 5
+            [profiles.prod.sources.pg]
+            connection_string = "Driver={PostgreSQL Unicode};Server=prod"
+            [profiles.prod.sources.lite]
+            connection_string = "Driver={SQLite3};Database=/data/x.sqlite"
+        "#;
+        let config = Config::parse(text, "text").unwrap();
+        assert_eq!(config.with_profile(None).unwrap(), config);
+        let prod = config.with_profile(Some("prod")).unwrap();
+        assert_eq!(prod.engine.query_timeout_secs, Some(5));
+        assert_eq!(prod.engine.pool_size, Some(4), "kept from the file");
+        assert_eq!(
+            prod.sources["pg"].connection_string.as_deref(),
+            Some("Driver={PostgreSQL Unicode};Server=prod")
+        );
+        assert_eq!(prod.sources.len(), 2);
+        let err = config
+            .with_profile(Some("staging"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("staging") && err.contains("prod"), "{err}");
+        // A mistyped key in a profile is an error even while the profile is not chosen.
+        let typo = format!("{text}\n[profiles.qa.engine]\nquery_timeout = 1\n");
+        let err = Config::parse(&typo, "text").unwrap_err().to_string();
+        assert!(
+            err.contains("[profiles.qa]") && err.contains("query_timeout"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_come_from_files_and_never_appear_in_errors() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pg_password");
+        std::fs::write(&secret, "s3cr3t-from-file\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let reference = format!(
+            "Pwd=${{file:{}}};Uid=${{env:IBARROW_CONFIG_TEST_USER}}",
+            secret.display()
+        );
+        // SAFETY: only this test reads or writes this variable.
+        unsafe { std::env::set_var("IBARROW_CONFIG_TEST_USER", "ibarrow") };
+        assert_eq!(
+            expand_env(&reference, "[sources.pg] connection_string").unwrap(),
+            "Pwd=s3cr3t-from-file;Uid=ibarrow"
+        );
+        // A file others may change is refused, naming what to do but not the secret.
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = expand_env(&reference, "[sources.pg] connection_string")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chmod go-w") && !err.contains("s3cr3t"),
+            "{err}"
+        );
+        let missing = format!("${{file:{}}}", dir.path().join("absent").display());
+        let err = expand_env(&missing, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("absent") && err.contains("cannot be read"),
+            "{err}"
+        );
+        let relative = expand_env("${file:pg_password}", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(relative.contains("absolute path"), "{relative}");
+        let unknown = expand_env("${vault:pg}", "x").unwrap_err().to_string();
+        assert!(unknown.contains("${file:"), "{unknown}");
     }
 
     #[test]

@@ -46,6 +46,9 @@ struct Inner {
     audited: bool,
     /// `[engine] result_cache`, when set.
     result_cache: Option<Arc<crate::result_cache::ResultCache>>,
+    /// Counts sources added and refreshed: a prepared statement planned under an older count
+    /// is planned again.
+    catalog_generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -199,6 +202,7 @@ impl Engine {
                 access: RwLock::new(access),
                 audited,
                 result_cache,
+                catalog_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         let registrations = config
@@ -269,6 +273,7 @@ impl Engine {
         if let Ok(mut sources) = self.inner.sources.write() {
             sources.insert(name.to_string(), source);
         }
+        self.bump_catalog_generation();
         Ok(())
     }
 
@@ -422,7 +427,20 @@ impl Engine {
         forget();
         let refreshed = catalog.refresh().await;
         forget();
+        self.bump_catalog_generation();
         refreshed
+    }
+
+    fn bump_catalog_generation(&self) {
+        self.inner
+            .catalog_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn catalog_generation(&self) -> u64 {
+        self.inner
+            .catalog_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn source_names(&self) -> Vec<String> {
@@ -671,31 +689,48 @@ impl Session {
     }
 
     /// Plans `sql` once for running many times with new values ([`PreparedStatement`]): the
-    /// text is parsed, checked and planned under this session's grants now, and each run
-    /// only binds its values (planned again when the access policy has changed since).
+    /// text is parsed, checked and planned under this session's grants now, within its rate
+    /// limits, and each run only binds its values (planned again when the access policy was
+    /// reloaded or a source refreshed since).
     pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
-        let policy = self.engine.access_policy();
-        let grants = self.grants();
-        match self.engine.sql_for(sql, grants.as_ref()).await {
-            Ok((frame, report)) => Ok(PreparedStatement {
+        let inner = &self.engine.inner;
+        let planned = match inner
+            .rate_limits
+            .check(&self.user, &self.client, self.ip.as_deref())
+        {
+            Ok(()) => self.plan_prepared(sql).await,
+            Err(err) => Err(err),
+        };
+        match planned {
+            Ok(planned) => Ok(PreparedStatement {
                 session: self.clone(),
                 sql: sql.to_string(),
-                planned: Arc::new(Prepared {
-                    frame,
-                    report: report.filter(|_| self.engine.inner.audited).map(Arc::new),
-                    grants,
-                    user: self.user.clone(),
-                    policy,
-                }),
+                planned: Arc::new(std::sync::RwLock::new(Arc::new(planned))),
             }),
             Err(err) => {
-                self.engine
-                    .inner
-                    .monitor
-                    .refused(self.begin(sql, None), &err);
+                inner.monitor.refused(self.begin(sql, None), &err);
                 Err(err)
             }
         }
+    }
+
+    /// `sql` planned with its placeholders under this session's grants, as the policy and
+    /// the catalogs stand now.
+    async fn plan_prepared(&self, sql: &str) -> Result<Prepared> {
+        let catalogs = self.engine.catalog_generation();
+        let policy = self.engine.access_policy();
+        let grants = policy
+            .as_ref()
+            .map(|policy| Arc::new(policy.grants(&self.user)));
+        let (frame, report) = self.engine.sql_for(sql, grants.as_ref()).await?;
+        Ok(Prepared {
+            frame,
+            report: report.filter(|_| self.engine.inner.audited).map(Arc::new),
+            grants,
+            user: self.user.clone(),
+            policy,
+            catalogs,
+        })
     }
 
     async fn plan_statement(&self, sql: &str, params: Option<ParamValues>) -> Result<DataFrame> {
@@ -928,12 +963,14 @@ impl PhysicalQuery {
     }
 }
 
-/// A statement planned once by [`Session::prepare`], run many times with new values.
+/// A statement planned once by [`Session::prepare`], run many times with new values. Clones
+/// share the plan.
 #[derive(Debug, Clone)]
 pub struct PreparedStatement {
     session: Session,
     sql: String,
-    planned: Arc<Prepared>,
+    /// The plan in use, replaced when a run finds it out of date.
+    planned: Arc<std::sync::RwLock<Arc<Prepared>>>,
 }
 
 #[derive(Debug)]
@@ -942,10 +979,24 @@ struct Prepared {
     frame: DataFrame,
     report: Option<Arc<AccessReport>>,
     grants: Option<Arc<Grants>>,
-    /// The user it was planned for, under the access policy in force then: another user or a
-    /// reload means planning again.
+    /// Whom it was planned for, under which access policy and catalogs: another user, a
+    /// reload of the policy or a refreshed source means planning again.
     user: String,
     policy: Option<Arc<AccessPolicy>>,
+    catalogs: u64,
+}
+
+impl Prepared {
+    fn is_current_for(&self, session: &Session) -> bool {
+        let same_policy = match (&session.engine.access_policy(), &self.policy) {
+            (None, None) => true,
+            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+            _ => false,
+        };
+        same_policy
+            && self.user == session.user
+            && self.catalogs == session.engine.catalog_generation()
+    }
 }
 
 impl PreparedStatement {
@@ -959,19 +1010,44 @@ impl PreparedStatement {
     }
 
     /// This statement run in `session` (another connection of a network client, say): its
-    /// quotas and query log apply. The plan is kept for the same user; another user's runs
-    /// plan the text again under their own grants.
+    /// quotas and query log apply. The plan is shared with the same user; another user's
+    /// runs plan the text again under their own grants, kept apart.
     pub fn for_session(&self, session: &Session) -> PreparedStatement {
+        let planned = if session.user == self.session.user {
+            Arc::clone(&self.planned)
+        } else {
+            Arc::new(std::sync::RwLock::new(self.plan_in_use()))
+        };
         PreparedStatement {
             session: session.clone(),
             sql: self.sql.clone(),
-            planned: Arc::clone(&self.planned),
+            planned,
         }
+    }
+
+    fn plan_in_use(&self) -> Arc<Prepared> {
+        match self.planned.read() {
+            Ok(planned) => Arc::clone(&planned),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The plan for a run now: the one in use, or a new one when it is out of date.
+    async fn current_plan(&self) -> Result<Arc<Prepared>> {
+        let planned = self.plan_in_use();
+        if planned.is_current_for(&self.session) {
+            return Ok(planned);
+        }
+        let fresh = Arc::new(self.session.plan_prepared(&self.sql).await?);
+        if let Ok(mut in_use) = self.planned.write() {
+            *in_use = Arc::clone(&fresh);
+        }
+        Ok(fresh)
     }
 
     /// The columns of its result.
     pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        Arc::new(self.planned.frame.schema().as_arrow().clone())
+        Arc::new(self.plan_in_use().frame.schema().as_arrow().clone())
     }
 
     /// The placeholders (`$1` …, `$name`) and the types the plan infers for them (`None`:
@@ -980,34 +1056,35 @@ impl PreparedStatement {
         &self,
     ) -> Result<std::collections::HashMap<String, Option<datafusion::arrow::datatypes::DataType>>>
     {
-        Ok(self.planned.frame.logical_plan().get_parameter_types()?)
+        Ok(self
+            .plan_in_use()
+            .frame
+            .logical_plan()
+            .get_parameter_types()?)
     }
 
     /// The statement with `params` bound, ready to run ([`Session::execute`]): within the
-    /// session's rate limits, through the result cache. Planned again when the access
-    /// policy has been reloaded since it was prepared.
+    /// session's rate limits, through the result cache; planned again first when the access
+    /// policy was reloaded or a source refreshed since.
     pub async fn bind(&self, params: impl Into<ParamValues>) -> Result<DataFrame> {
         let session = &self.session;
-        let policy = session.engine.access_policy();
-        let unchanged = match (&policy, &self.planned.policy) {
-            (None, None) => true,
-            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
-            _ => false,
-        };
-        if !unchanged || session.user != self.planned.user {
-            return session.sql_with_params(&self.sql, params).await;
-        }
         let inner = &session.engine.inner;
-        let bound = inner
-            .rate_limits
-            .check(&session.user, &session.client, session.ip.as_deref())
-            .and_then(|()| bind_params(self.planned.frame.clone(), params.into()));
+        let params = params.into();
+        let bound =
+            match inner
+                .rate_limits
+                .check(&session.user, &session.client, session.ip.as_deref())
+            {
+                Ok(()) => match self.current_plan().await {
+                    Ok(planned) => bind_params(planned.frame.clone(), params).map(|f| (f, planned)),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            };
         match bound {
-            Ok(frame) => session.planned(
-                frame,
-                self.planned.report.clone(),
-                self.planned.grants.as_deref(),
-            ),
+            Ok((frame, planned)) => {
+                session.planned(frame, planned.report.clone(), planned.grants.as_deref())
+            }
             Err(err) => {
                 inner.monitor.refused(session.begin(&self.sql, None), &err);
                 Err(err)
@@ -1034,9 +1111,11 @@ fn bind_params(frame: DataFrame, params: ParamValues) -> Result<DataFrame> {
         let (value, metadata) = value.into_inner();
         let value = match types.get(&name) {
             Some(Some(wanted)) if !value.is_null() && value.data_type() != *wanted => {
-                value.cast_to(wanted).map_err(|err| {
+                lossless_cast(&value, wanted).map_err(|reason| {
                     Error::InputRejected(format!(
-                        "the value given for {name} ({value}) cannot be converted to {wanted},                          the type the statement needs there: {err}"
+                        "the value given for {name} ({}) cannot be used as {wanted}, the type \
+                         the statement needs there: {reason}; pass a value of that type",
+                        value.data_type()
                     ))
                 })?
             }
@@ -1064,6 +1143,26 @@ fn bind_params(frame: DataFrame, params: ParamValues) -> Result<DataFrame> {
             "{err}; pass one value per placeholder ($1, $2 … in order, or $name by name)"
         ))
     })
+}
+
+/// `value` as `wanted` when nothing is lost: text is parsed, anything else must come back
+/// unchanged when cast back (1.5 is no integer, 1.005 no NUMERIC(10,2), a timestamp with a time
+/// of day no date).
+fn lossless_cast(
+    value: &datafusion::scalar::ScalarValue,
+    wanted: &datafusion::arrow::datatypes::DataType,
+) -> std::result::Result<datafusion::scalar::ScalarValue, String> {
+    use datafusion::arrow::datatypes::DataType;
+    let cast = value.cast_to(wanted).map_err(|err| err.to_string())?;
+    let from_text = matches!(
+        value.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    if from_text || cast.cast_to(&value.data_type()).ok().as_ref() == Some(value) {
+        Ok(cast)
+    } else {
+        Err("the conversion would change the value".into())
+    }
 }
 
 /// A monitored query of a [`Session`] whose output partitions are read one stream each

@@ -447,17 +447,17 @@ async fn single_source_aggregates_run_remotely_and_answer_like_datafusion() {
         // HAVING runs in the database too, on the aggregate's result.
         (
             "SELECT customer_id, sum(total) AS t FROM orders GROUP BY customer_id HAVING sum(total) > 50 ORDER BY customer_id",
-            r#"AS "ibarrow_scan" WHERE ("c1" > "#.to_string(),
+            r#") "ibarrow_scan" WHERE ("c1" > "#.to_string(),
             true,
         ),
         (
             "SELECT region_id, count(*) AS n FROM customers GROUP BY region_id HAVING count(*) >= 2 ORDER BY region_id",
-            "AS `ibarrow_scan` WHERE (`c1` >= 2)".to_string(),
+            ") `ibarrow_scan` WHERE (`c1` >= 2)".to_string(),
             true,
         ),
         (
             "SELECT count(*) AS n, max(id) AS top FROM regions HAVING max(id) > 1",
-            r#"AS "ibarrow_scan" WHERE ("c1" > 1)"#.to_string(),
+            r#") "ibarrow_scan" WHERE ("c1" > 1)"#.to_string(),
             true,
         ),
         // Averages of integers are floating point in DataFusion: stay local.

@@ -268,6 +268,54 @@ async fn missing_and_unconvertible_values_are_refused_with_what_to_do() {
         message.contains("$2") && message.contains("Date32"),
         "{message}"
     );
+    // A conversion that would change the value is refused, not rounded.
+    let by_id = format!("SELECT name FROM {} WHERE id = $1", fixture.name());
+    let err = session
+        .sql_with_params(&by_id, vec![ScalarValue::Float64(Some(1.5))])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would change the value"), "{err}");
+    let by_amount = format!("SELECT id FROM {} WHERE amount = $1", fixture.name());
+    let err = session
+        .sql_with_params(&by_amount, vec![ScalarValue::Decimal128(Some(1005), 4, 3)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would change the value"), "{err}");
+    // Widening keeps the value: 2.0 is the integer 2.
+    let frame = session
+        .sql_with_params(&by_id, vec![ScalarValue::Float64(Some(2.0))])
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&session, frame, &by_id).await, [ROWS[1].1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_sees_a_refreshed_table() {
+    let fixture = Fixture::create(Profile::Sqlite);
+    let engine = fixture.engine("").await;
+    let session = engine.session("tester", "test");
+    let sql = format!("SELECT * FROM {} WHERE id = $1", fixture.name());
+    let prepared = session.prepare(&sql).await.unwrap();
+    assert_eq!(prepared.schema().fields().len(), 4);
+    fixture.table.db.execute(&[&format!(
+        "ALTER TABLE {} ADD COLUMN note VARCHAR(10)",
+        fixture.table.quoted()
+    )]);
+    engine.refresh("db").await.unwrap();
+    let frame = prepared
+        .bind(vec![ScalarValue::Int64(Some(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        frame.schema().fields().len(),
+        5,
+        "planned again after the refresh"
+    );
+    assert_eq!(
+        prepared.schema().fields().len(),
+        5,
+        "and the new plan is kept"
+    );
 }
 
 #[test_case(Profile::Postgres; "postgres")]

@@ -72,17 +72,23 @@ impl PyEngine {
         Ok(Self { engine, session })
     }
 
-    /// An engine with the sources of a TOML configuration file.
+    /// An engine with the sources of a TOML configuration file, `profile` applied (default:
+    /// the one IBARROW_PROFILE names).
     #[staticmethod]
-    #[pyo3(signature = (path, user=None, client="python"))]
+    #[pyo3(signature = (path, user=None, client="python", profile=None))]
     fn from_config(
         py: Python<'_>,
         path: std::path::PathBuf,
         user: Option<&str>,
         client: &str,
+        profile: Option<&str>,
     ) -> PyResult<Self> {
-        let engine =
-            wait_for_future(py, ibarrow::Engine::from_config_file(path))?.map_err(to_py)?;
+        let config = match profile {
+            Some(profile) => ibarrow::Config::from_file_with_profile(&path, Some(profile)),
+            None => ibarrow::Config::from_file(&path),
+        }
+        .map_err(to_py)?;
+        let engine = wait_for_future(py, ibarrow::Engine::from_config(config))?.map_err(to_py)?;
         let session = session_of(&engine, user, client);
         Ok(Self { engine, session })
     }
@@ -259,7 +265,11 @@ impl PyPreparedStatement {
             .into_iter()
             .map(|(name, data_type)| (name, data_type.map(|t| t.to_string())))
             .collect();
-        types.sort();
+        // $1, $2 … $10 in their order, then names.
+        types.sort_by_key(|(name, _)| {
+            let position = name.trim_start_matches('$').parse::<u64>().ok();
+            (position.is_none(), position, name.clone())
+        });
         Ok(types)
     }
 

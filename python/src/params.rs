@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{ParamValues, ScalarValue};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PySet, PyString,
+};
 
 use crate::errors::error_of_kind;
 
@@ -32,6 +34,14 @@ pub fn param_values(params: &Bound<'_, PyAny>) -> PyResult<ParamValues> {
         return Err(input_error(
             "params is a list (for $1, $2 …) or a dict (for $name), not a single string; \
              pass [value] for one parameter"
+                .into(),
+        ));
+    }
+    // A set has no order to give $1, $2 ….
+    if params.is_instance_of::<PySet>() || params.is_instance_of::<PyFrozenSet>() {
+        return Err(input_error(
+            "params is a list (for $1, $2 …) or a dict (for $name), not a set, whose order \
+             is arbitrary"
                 .into(),
         ));
     }
@@ -82,10 +92,13 @@ fn scalar(value: &Bound<'_, PyAny>, placeholder: &str) -> PyResult<ScalarValue> 
     let datetime = py.import("datetime")?;
     // datetime before date: a datetime is a date.
     if value.is_instance(&datetime.getattr("datetime")?)? {
-        let aware = !value.getattr("tzinfo")?.is_none();
+        // Aware as Python defines it: a tzinfo that gives an offset.
+        let aware = !value.call_method0("utcoffset")?.is_none();
         let (value, zone) = if aware {
             let utc = datetime.getattr("timezone")?.getattr("utc")?;
-            let in_utc = value.call_method1("astimezone", (utc,))?;
+            let in_utc = value.call_method1("astimezone", (utc,)).map_err(|err| {
+                input_error(format!("{placeholder}: {value} has no time in UTC: {err}"))
+            })?;
             let kwargs = PyDict::new(py);
             kwargs.set_item("tzinfo", py.None())?;
             (

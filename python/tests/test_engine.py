@@ -128,6 +128,27 @@ def test_from_config_reads_sources_and_their_settings(
         ibarrow.Engine.from_config(config)
 
 
+def test_from_config_applies_a_profile_and_reads_secret_files(
+    tmp_path, lite: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+    path_file = tmp_path / "db_path"
+    path_file.write_text(f"{lite.sqlite_path}\n")
+    path_file.chmod(0o600)
+    config = tmp_path / "ibarrow.toml"
+    config.write_text(
+        '[sources.lite]\nconnection_string = "Driver={SQLite3};Database=/nonexistent/dir/x.sqlite;"\n'
+        "[profiles.test.sources.lite]\n"
+        f'connection_string = "Driver={{SQLite3}};Database=${{file:{path_file}}};"\n'
+    )
+    engine = ibarrow.Engine.from_config(config, profile="test")
+    assert engine.sql("SELECT count(*) AS n FROM lite.main.t").to_arrow().column("n").to_pylist() == [3]
+    monkeypatch.setenv("IBARROW_PROFILE", "test")
+    assert ibarrow.Engine.from_config(config).sources == ["lite"]
+    with pytest.raises(ibarrow.ConfigError, match="test"):
+        ibarrow.Engine.from_config(config, profile="prod")
+
+
 def test_health_reports_each_source(lite: Database, pg: Database) -> None:
     engine = ibarrow.Engine()
     engine.register_odbc("pg", pg.connection_string)

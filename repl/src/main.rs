@@ -1,6 +1,7 @@
 //! `ibarrow`: the interactive REPL and batch client of the ibarrow engine.
 
 mod command;
+mod config_check;
 mod exec;
 mod helper;
 mod prepared;
@@ -43,6 +44,9 @@ struct Args {
     /// Sources from this TOML file (default: ./ibarrow.toml when present)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Apply [profiles.NAME] of the configuration file (default: IBARROW_PROFILE)
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Add a source (repeatable)
     #[arg(long = "source", value_name = "NAME=CONNSTR")]
     sources: Vec<String>,
@@ -84,6 +88,9 @@ enum Command {
         /// Sources, [server] and [users] from this TOML file (default: ./ibarrow.toml)
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Apply [profiles.NAME] of the configuration file (default: IBARROW_PROFILE)
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
         /// Serve the embedded demo (on 127.0.0.1 when the configuration has no [server])
         #[arg(long)]
         demo: bool,
@@ -98,6 +105,29 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
+    },
+    /// Work with the configuration file
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Read the configuration (profile applied, ${...} resolved), open and ping every source,
+    /// and report each; exit status 0 when all answer, 1 when one does not, 2 when the
+    /// configuration is refused
+    Check {
+        /// The TOML file (default: ./ibarrow.toml)
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Apply [profiles.NAME] (default: IBARROW_PROFILE)
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        log_format: String,
     },
 }
 
@@ -162,9 +192,18 @@ fn main() -> ExitCode {
     match &args.command {
         Some(Command::Serve {
             config,
+            profile,
             demo,
             log_format,
-        }) => return serve::run(config.as_deref(), *demo, log_format),
+        }) => return serve::run(config.as_deref(), profile.as_deref(), *demo, log_format),
+        Some(Command::Config {
+            action:
+                ConfigCommand::Check {
+                    config,
+                    profile,
+                    log_format,
+                },
+        }) => return config_check::run(config.as_deref(), profile.as_deref(), log_format),
         Some(Command::Passwd) => return serve::passwd(),
         Some(Command::Audit {
             action: AuditCommand::Verify { files },
@@ -179,7 +218,10 @@ fn main() -> ExitCode {
     let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
     let login = ibarrow::governance::os_user();
     let opened = runtime.block_on(async {
-        let mut config = with_sources(read_config(args.config.as_deref())?, &args.sources)?;
+        let mut config = with_sources(
+            read_config(args.config.as_deref(), args.profile.as_deref())?,
+            &args.sources,
+        )?;
         if let Some(limit) = args.memory_limit {
             config.engine.memory_limit = Some(limit);
         }
@@ -265,15 +307,28 @@ fn has_sources(args: &Args) -> bool {
 }
 
 /// The configuration for the command line: the config file, or ./ibarrow.toml when present.
-pub(crate) fn read_config(path: Option<&Path>) -> Result<Config, String> {
-    let config = match path {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None if Path::new(DEFAULT_CONFIG).exists() => {
-            Config::from_file(Path::new(DEFAULT_CONFIG)).map_err(|e| e.to_string())?
-        }
-        None => Config::default(),
+/// The configuration file (`path`, else ./ibarrow.toml when present) with `profile` applied
+/// (else the one IBARROW_PROFILE names); without a file, an empty configuration.
+pub(crate) fn read_config(path: Option<&Path>, profile: Option<&str>) -> Result<Config, String> {
+    let profile = profile.map(str::to_string).or_else(|| {
+        std::env::var(ibarrow::config::PROFILE_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+    });
+    let path = match path {
+        Some(path) => Some(path),
+        None => Some(Path::new(DEFAULT_CONFIG)).filter(|p| p.exists()),
     };
-    Ok(config)
+    match (path, profile) {
+        (Some(path), profile) => {
+            Config::from_file_with_profile(path, profile.as_deref()).map_err(|e| e.to_string())
+        }
+        (None, Some(profile)) => Err(format!(
+            "profile `{profile}` needs a configuration file with [profiles.{profile}]; give \
+             --config FILE or unset IBARROW_PROFILE"
+        )),
+        (None, None) => Ok(Config::default()),
+    }
 }
 
 /// Adds the `--source NAME=CONNSTR` arguments.

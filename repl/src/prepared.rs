@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use datafusion::common::ScalarValue;
-use datafusion::sql::sqlparser::ast::{Expr, Statement, UnaryOperator};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Statement, UnaryOperator};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -56,7 +56,7 @@ fn command(statement: &Statement) -> Result<Command, String> {
             data_types,
             statement,
         } => Ok(Command::Prepare {
-            name: name.value.clone(),
+            name: statement_name(name),
             types: data_types.iter().map(ToString::to_string).collect(),
             sql: statement.to_string(),
         }),
@@ -81,16 +81,30 @@ fn command(statement: &Statement) -> Result<Command, String> {
                     }
                 })
                 .collect::<Result<_, _>>()?;
+            let [part] = name.0.as_slice() else {
+                return Err(format!("`{name}` is no statement name; {USAGE}"));
+            };
+            let Some(name) = part.as_ident() else {
+                return Err(format!("`{name}` is no statement name; {USAGE}"));
+            };
             Ok(Command::Execute {
-                name: name.to_string(),
+                name: statement_name(name),
                 values,
             })
         }
         Statement::Deallocate { name, .. } => Ok(Command::Deallocate {
             name: (!name.value.eq_ignore_ascii_case("all") || name.quote_style.is_some())
-                .then(|| name.value.clone()),
+                .then(|| statement_name(name)),
         }),
         _ => Err(USAGE.to_string()),
+    }
+}
+
+/// A statement's name as PostgreSQL keeps it: folded to lower case unless quoted.
+fn statement_name(name: &Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
     }
 }
 
@@ -209,6 +223,20 @@ mod tests {
         assert_eq!(
             parse("DEALLOCATE ALL").unwrap(),
             Ok(Command::Deallocate { name: None })
+        );
+        // Names fold to lower case unless quoted, as in PostgreSQL.
+        assert_eq!(
+            parse("EXECUTE By_Id(1)").unwrap(),
+            Ok(Command::Execute {
+                name: "by_id".into(),
+                values: vec!["1".into()],
+            })
+        );
+        assert_eq!(
+            parse("DEALLOCATE \"Q\"").unwrap(),
+            Ok(Command::Deallocate {
+                name: Some("Q".into())
+            })
         );
     }
 

@@ -9,14 +9,14 @@ use ibarrow::{Engine, ServerConfig};
 use ibarrow_server::Server;
 
 /// Runs the server until SIGTERM or SIGINT; exit status 2 for a configuration it refuses.
-pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
+pub fn run(config: Option<&Path>, profile: Option<&str>, demo: bool, log_format: &str) -> ExitCode {
     let runtime = match crate::start("ibarrow serve", log_format) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     let config_path = config.map(Path::to_path_buf);
     let outcome = runtime.block_on(async {
-        let mut config = crate::read_config(config)?;
+        let mut config = crate::read_config(config, profile)?;
         if demo && config.server.is_none() {
             config.server = Some(ServerConfig {
                 flight_sql: Some("127.0.0.1:50051".into()),
@@ -28,7 +28,7 @@ pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
         let engine = Engine::from_config(config.clone())
             .await
             .map_err(|e| e.to_string())?;
-        reload_roles_on_hangup(&engine, config_path.clone());
+        reload_roles_on_hangup(&engine, config_path.clone(), profile.map(str::to_string));
         let server = Server::bind(engine, &config)
             .await
             .map_err(|e| e.to_string())?;
@@ -66,7 +66,11 @@ pub fn run(config: Option<&Path>, demo: bool, log_format: &str) -> ExitCode {
 /// On SIGHUP, reads the configuration file again and puts its `[roles]` and the users' roles
 /// in force: the next statements of every session plan under them. A file that does not parse
 /// or names an unknown role is logged and the roles in force stay.
-fn reload_roles_on_hangup(engine: &Engine, path: Option<std::path::PathBuf>) {
+fn reload_roles_on_hangup(
+    engine: &Engine,
+    path: Option<std::path::PathBuf>,
+    profile: Option<String>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -77,7 +81,7 @@ fn reload_roles_on_hangup(engine: &Engine, path: Option<std::path::PathBuf>) {
         let engine = engine.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                let reloaded = crate::read_config(path.as_deref())
+                let reloaded = crate::read_config(path.as_deref(), profile.as_deref())
                     .and_then(|config| engine.reload_access(&config).map_err(|e| e.to_string()));
                 match reloaded {
                     Ok(()) => eprintln!("ibarrow serve: roles reloaded"),

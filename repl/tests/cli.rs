@@ -269,6 +269,103 @@ fn prepare_execute_and_deallocate_as_in_psql() {
     );
 }
 
+/// `ibarrow config check`: one line per source, exit status 0 when all answer, 1 when one does
+/// not, 2 when the file is refused; `--profile` checks the sources the profile makes, and a
+/// password read from a secret file works without ever being printed.
+#[test]
+fn config_check_reports_every_source_and_sets_the_exit_status() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("pg_password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let lite = dir.path().join("checked.sqlite");
+    let text = format!(
+        r#"
+[sources.lite]
+connection_string = "Driver={{SQLite3}};Database={lite}"
+[sources.pg]
+connection_string = "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=5432;Database=ibarrow_test;Uid=ibarrow;Pwd=${{file:{secret}}};"
+[profiles.broken.sources.pg]
+connection_string = "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=1;Database=ibarrow_test;Uid=ibarrow;Pwd=hunter2;"
+[profiles.broken.sources.gone]
+connection_string = "Driver={{No Such ODBC Driver}};Database=x"
+"#,
+        lite = lite.display(),
+        secret = secret.display()
+    );
+    let config = dir.path().join("checked.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().expect("UTF-8 path");
+
+    let all = ibarrow(&["config", "check", "--config", config]);
+    assert_success(&all);
+    let report = stdout(&all);
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {report}"))
+            .to_string()
+    };
+    assert!(
+        line("lite").contains(" ok ") && line("lite").contains("SQLite"),
+        "{report}"
+    );
+    assert!(
+        line("pg").contains(" ok ") && line("pg").contains("PostgreSQL"),
+        "{report}"
+    );
+    assert!(report.contains("2 of 2 sources answer"), "{report}");
+
+    let broken = ibarrow(&["config", "check", "--config", config, "--profile", "broken"]);
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    let report = stdout(&broken);
+    let lite = report
+        .lines()
+        .find(|l| l.starts_with("lite "))
+        .unwrap_or_default();
+    assert!(lite.contains(" ok "), "{report}");
+    let pg = report
+        .lines()
+        .find(|l| l.starts_with("pg "))
+        .unwrap_or_default();
+    assert!(pg.contains("FAILED"), "{report}");
+    let gone = report
+        .lines()
+        .find(|l| l.starts_with("gone "))
+        .unwrap_or_default();
+    assert!(
+        gone.contains("FAILED") && gone.contains("No Such ODBC Driver"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 of 3 sources answer (profile broken)"),
+        "{report}"
+    );
+    assert!(!report.contains("hunter2") && !stderr(&broken).contains("hunter2"));
+
+    let unknown = ibarrow(&[
+        "config",
+        "check",
+        "--config",
+        config,
+        "--profile",
+        "staging",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("broken"), "{}", stderr(&unknown));
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[sources.lite]\nconection_string = \"x\"\n").unwrap();
+    let refused = ibarrow(&["config", "check", "--config", typo.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("conection_string"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
 #[test]
 fn json_and_ndjson_hold_the_same_rows() {
     let fed = Federation::new();

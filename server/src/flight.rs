@@ -657,30 +657,38 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let (identity, session) = self.caller(&request).await?;
-        let statement = session
-            .prepare(&number_placeholders(&query.query)?)
-            .await
-            .map_err(ServerError::from)?;
-        let dataset_schema = statement.schema().as_ref().clone();
-        let mut parameters: Vec<(usize, Field)> = statement
-            .parameter_types()
-            .map_err(ServerError::from)?
-            .into_iter()
-            .map(|(id, data_type)| {
-                let position = id
-                    .trim_start_matches('$')
-                    .parse::<usize>()
-                    .unwrap_or(usize::MAX);
-                (
-                    position,
-                    Field::new(id, data_type.unwrap_or(DataType::Null), true),
-                )
-            })
-            .collect();
-        parameters.sort_by_key(|(position, _)| *position);
-        let parameter_schema =
-            Schema::new(parameters.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
+        // The quota first: planning may already ask the database (a query() describe).
         self.prepared_quota.take(&identity.user)?;
+        let prepared = async {
+            let sql = number_placeholders(&query.query)?;
+            let statement = session.prepare(&sql).await?;
+            let mut parameters: Vec<(usize, Field)> = statement
+                .parameter_types()?
+                .into_iter()
+                .map(|(id, data_type)| {
+                    let position = id
+                        .trim_start_matches('$')
+                        .parse::<usize>()
+                        .unwrap_or(usize::MAX);
+                    (
+                        position,
+                        Field::new(id, data_type.unwrap_or(DataType::Null), true),
+                    )
+                })
+                .collect();
+            parameters.sort_by_key(|(position, _)| *position);
+            let parameter_schema =
+                Schema::new(parameters.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
+            Ok::<_, ServerError>((statement, parameter_schema))
+        };
+        let (statement, parameter_schema) = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.prepared_quota.give_back(&identity.user);
+                return Err(err.into());
+            }
+        };
+        let dataset_schema = statement.schema().as_ref().clone();
         let handle = random_handle();
         self.prepared.insert(
             handle.clone(),

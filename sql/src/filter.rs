@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, expr::InList};
 use datafusion::scalar::ScalarValue;
 
+use crate::capabilities::is_text;
 use crate::dialect::Dialect;
 use crate::literal::render_literal;
 
@@ -199,10 +200,7 @@ impl Renderer<'_> {
     }
 
     fn is_string(&self, expr: &Expr) -> bool {
-        matches!(
-            self.data_type(expr),
-            Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-        )
+        self.data_type(expr).is_some_and(|t| is_text(&t))
     }
 
     fn data_type(&self, expr: &Expr) -> Option<DataType> {

@@ -26,7 +26,7 @@ use datafusion::physical_expr::expressions::{
 };
 use datafusion::scalar::ScalarValue;
 
-use crate::capabilities::KeyUse;
+use crate::capabilities::{KeyUse, is_text};
 use crate::dialect::Dialect;
 use crate::literal::render_literal;
 
@@ -395,13 +395,6 @@ impl Weakener<'_> {
         }
         render_literal(self.dialect, value)
     }
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
 }
 
 fn literal(expr: &dyn PhysicalExpr) -> Option<&ScalarValue> {

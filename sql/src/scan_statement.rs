@@ -115,7 +115,8 @@ impl ScanStatement {
             .dialect
             .quote_identifier(WRAPPED_ALIAS)
             .unwrap_or_else(|_| WRAPPED_ALIAS.to_string());
-        let mut sql = format!("SELECT {select_list} FROM ({}) AS {alias}", self.query);
+        // No `AS` before the alias: Oracle refuses it, every database takes the alias without.
+        let mut sql = format!("SELECT {select_list} FROM ({}) {alias}", self.query);
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
@@ -144,7 +145,7 @@ mod tests {
             .narrow(["(`a` > 0)".to_string()]);
         assert_eq!(
             statement.render(),
-            "SELECT * FROM (SELECT `a` FROM `t`) AS `ibarrow_scan` WHERE (`a` > 0)"
+            "SELECT * FROM (SELECT `a` FROM `t`) `ibarrow_scan` WHERE (`a` > 0)"
         );
         assert_eq!(
             statement.set_runtime_condition(Some("(`a` IN (1, 2))".into())),
@@ -152,14 +153,14 @@ mod tests {
         );
         assert_eq!(
             statement.render(),
-            "SELECT * FROM (SELECT `a` FROM `t`) AS `ibarrow_scan` \
+            "SELECT * FROM (SELECT `a` FROM `t`) `ibarrow_scan` \
              WHERE (`a` > 0) AND (`a` IN (1, 2))"
         );
         // Dropped again (the database refused it): the planned statement comes back.
         assert!(statement.set_runtime_condition(None).is_some());
         assert_eq!(
             statement.render(),
-            "SELECT * FROM (SELECT `a` FROM `t`) AS `ibarrow_scan` WHERE (`a` > 0)"
+            "SELECT * FROM (SELECT `a` FROM `t`) `ibarrow_scan` WHERE (`a` > 0)"
         );
     }
 
@@ -170,14 +171,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             statement.render(),
-            "SELECT \"d\", \"we\"\"ird\" FROM (SELECT \"a\", \"d\" FROM \"t\") AS \"ibarrow_scan\""
+            "SELECT \"d\", \"we\"\"ird\" FROM (SELECT \"a\", \"d\" FROM \"t\") \"ibarrow_scan\""
         );
         let none = ScanStatement::new(Dialect::Sqlite, QUERY)
             .project::<&str>(&[])
             .unwrap();
         assert_eq!(
             none.render(),
-            "SELECT 1 FROM (SELECT \"a\", \"d\" FROM \"t\") AS \"ibarrow_scan\""
+            "SELECT 1 FROM (SELECT \"a\", \"d\" FROM \"t\") \"ibarrow_scan\""
         );
         assert!(
             ScanStatement::new(Dialect::Sqlite, QUERY)
@@ -205,13 +206,13 @@ mod tests {
         assert_eq!(
             statement.render(),
             "SELECT ROW(\"a\", (\"d\" - DATE '1970-01-01'))::text \
-             FROM (SELECT \"a\", \"d\" FROM \"t\") AS \"ibarrow_scan\" \
+             FROM (SELECT \"a\", \"d\" FROM \"t\") \"ibarrow_scan\" \
              WHERE (\"a\" > 0) AND (\"a\" = 7)"
         );
         // What the database estimates: the same rows, as columns.
         assert_eq!(
             statement.render_unpacked(),
-            "SELECT * FROM (SELECT \"a\", \"d\" FROM \"t\") AS \"ibarrow_scan\" \
+            "SELECT * FROM (SELECT \"a\", \"d\" FROM \"t\") \"ibarrow_scan\" \
              WHERE (\"a\" > 0) AND (\"a\" = 7)"
         );
     }

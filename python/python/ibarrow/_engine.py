@@ -197,11 +197,17 @@ class Engine:
 
     @classmethod
     def from_config(
-        cls, path: str | PathLike[str], user: str | None = None, client: str = "python"
+        cls,
+        path: str | PathLike[str],
+        user: str | None = None,
+        client: str = "python",
+        profile: str | None = None,
     ) -> Engine:
-        """An engine with the sources of a TOML configuration file (``${VAR}`` expanded)."""
+        """An engine with the sources of a TOML configuration file: ``${VAR}``,
+        ``${env:VAR}`` and ``${file:/run/secrets/x}`` resolved, and ``[profiles.<profile>]``
+        applied (default: the profile ``IBARROW_PROFILE`` names)."""
         engine = cls.__new__(cls)
-        engine._inner = _internal.Engine.from_config(path, user, client)
+        engine._inner = _internal.Engine.from_config(path, user, client, profile)
         return engine
 
     def register_odbc(self, name: str, connection_string: str) -> None:

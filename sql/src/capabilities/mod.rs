@@ -260,7 +260,7 @@ impl Dialect {
 }
 
 /// Text of any width DataFusion has.
-fn is_text(data_type: &DataType) -> bool {
+pub(crate) fn is_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View

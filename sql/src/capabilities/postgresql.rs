@@ -55,9 +55,13 @@ impl Capabilities for PostgreSql {
     /// Byte-wise text everywhere (with `COLLATE "C"` for ordering); exact decimals and dates.
     fn compares_keys_exactly(&self, key_use: KeyUse, data_type: &DataType) -> bool {
         data_type.is_integer()
-            || is_text(data_type)
             || matches!(data_type, DataType::Date32 | DataType::Decimal128(..))
-            || (key_use == KeyUse::GroupBy && *data_type == DataType::Boolean)
+            || match key_use {
+                KeyUse::GroupBy => is_text(data_type) || *data_type == DataType::Boolean,
+                // The join pushdown is proven with plain text columns.
+                KeyUse::Join => *data_type == DataType::Utf8,
+                KeyUse::RuntimeFilter => is_text(data_type),
+            }
     }
 
     /// NUMERIC keeps every digit.
