@@ -341,6 +341,57 @@ impl Engine {
         self.inner.monitor.recent()
     }
 
+    /// What ran through sessions so far (src/insights.rs): statements by total and p95 time,
+    /// users, sources, the result cache's hit rate, and index advice. For advice, the indexes of
+    /// each table that scans found selective are read from its database (a call like any
+    /// other, under its deadline and breaker); a table with an index that leads with one of the
+    /// filter columns gets none, and neither does a database whose indexes cannot be listed.
+    pub async fn insights(&self) -> crate::insights::Insights {
+        /// Candidates looked at, the most scanned first.
+        const MOST_CANDIDATES: usize = 20;
+        let (mut report, candidates) = self.inner.monitor.insights();
+        for candidate in candidates.into_iter().take(MOST_CANDIDATES) {
+            let Ok(source) = self.source(&candidate.source) else {
+                continue;
+            };
+            if source.dialect().capabilities().index_query().is_none() {
+                continue;
+            }
+            let Ok(indexes) = source.index_columns(&candidate.table).await else {
+                continue;
+            };
+            let covered = indexes.iter().any(|index| {
+                index.first().is_some_and(|lead| {
+                    candidate
+                        .columns
+                        .iter()
+                        .any(|column| column.eq_ignore_ascii_case(lead))
+                })
+            });
+            if covered {
+                continue;
+            }
+            let Some(create_index) = crate::insights::create_index(
+                source.dialect(),
+                &candidate.table,
+                &candidate.columns,
+            ) else {
+                continue;
+            };
+            report.index_advice.push(crate::insights::IndexAdvice {
+                source: candidate.source,
+                table: candidate.table.to_string(),
+                columns: candidate.columns,
+                create_index,
+                scans: candidate.scans,
+                rows_returned: candidate.rows_returned,
+                table_rows: candidate.table_rows,
+                example: candidate.example,
+            });
+        }
+        report
+    }
+
     /// Counters and the duration histogram of the queries run through sessions.
     pub fn metrics(&self) -> crate::monitor::MetricsSnapshot {
         self.inner.monitor.snapshot()

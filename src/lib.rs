@@ -12,6 +12,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod governance;
+pub mod insights;
 #[cfg(feature = "log-setup")]
 pub mod logging;
 pub mod monitor;

@@ -160,6 +160,8 @@ pub struct Monitor {
     audit: Option<Arc<crate::audit::AuditLog>>,
     /// Where completed results of cacheable queries go.
     result_cache: Option<Arc<crate::result_cache::ResultCache>>,
+    /// What `Engine::insights` reports (src/insights.rs).
+    insights: Mutex<crate::insights::InsightsStore>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -198,6 +200,7 @@ impl Monitor {
             totals: Mutex::new(Totals::default()),
             slow_query,
             mask_literals,
+            insights: Mutex::default(),
             audit: None,
             result_cache: None,
         }
@@ -275,6 +278,9 @@ impl Monitor {
             *totals.errors.entry(kind.as_str()).or_default() += 1;
             remember(&mut totals.recent, &record, 0, "refused", kind.as_str(), 0);
         }
+        if let Ok(mut insights) = self.insights.lock() {
+            insights.refused(&record.user);
+        }
         tracing::info!(
             query_id = record.id,
             user = %record.user,
@@ -302,8 +308,24 @@ impl Monitor {
             _ => None,
         };
         self.audit(&record, rows, outcome.label(), failed, None);
+        let scans = scan_facts(plan);
         let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        collect_scans(plan, &mut per_source);
+        for scan in &scans {
+            let entry = per_source.entry(scan.source.clone()).or_default();
+            entry.0 += scan.rows;
+            entry.1 += scan.bytes;
+        }
+        if let Ok(mut insights) = self.insights.lock() {
+            insights.finished(
+                &record.sql,
+                &record.user,
+                elapsed,
+                rows,
+                failed.is_some(),
+                record.cache.as_ref().map_or("", |c| c.label()),
+                &scans,
+            );
+        }
         if let Ok(mut totals) = self.totals.lock() {
             *totals.queries.entry(outcome.label()).or_default() += 1;
             if let Outcome::Failed(kind) = outcome {
@@ -367,6 +389,19 @@ impl Monitor {
         }
     }
 
+    /// The insights report without index advice, and the candidates for it.
+    pub fn insights(
+        &self,
+    ) -> (
+        crate::insights::Insights,
+        Vec<crate::insights::AdviceCandidate>,
+    ) {
+        self.insights
+            .lock()
+            .map(|store| store.report())
+            .unwrap_or_default()
+    }
+
     /// The last finished or refused queries, newest first.
     pub fn recent(&self) -> Vec<RecentQuery> {
         self.totals
@@ -422,30 +457,43 @@ fn remember(
     });
 }
 
-/// Rows and bytes each source's scans delivered, from the plan's `OdbcExec` metrics.
+/// Whether `plan` reads a source (holds an `OdbcExec`).
 fn reads_a_source(plan: &dyn ExecutionPlan) -> bool {
-    let mut scans = BTreeMap::new();
-    collect_scans(plan, &mut scans);
-    !scans.is_empty()
+    plan.is::<OdbcExec>() || plan.children().iter().any(|c| reads_a_source(c.as_ref()))
 }
 
-fn collect_scans(plan: &dyn ExecutionPlan, per_source: &mut BTreeMap<String, (u64, u64)>) {
-    if let Some(scan) = plan.downcast_ref::<OdbcExec>() {
-        let metrics = scan.metrics();
-        let rows = metrics.as_ref().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
-        let bytes = metrics
-            .as_ref()
-            .and_then(|m| m.sum(|metric| matches!(metric.value(), MetricValue::OutputBytes(_))))
-            .map_or(0, |v| v.as_usize()) as u64;
-        let entry = per_source
-            .entry(scan.source().name().to_string())
-            .or_default();
-        entry.0 += rows;
-        entry.1 += bytes;
+/// What each remote scan of `plan` did, from its `OdbcExec` metrics.
+fn scan_facts(plan: &dyn ExecutionPlan) -> Vec<crate::insights::ScanFacts> {
+    let mut facts = Vec::new();
+    let mut walk = vec![plan];
+    while let Some(node) = walk.pop() {
+        if let Some(scan) = node.downcast_ref::<OdbcExec>() {
+            let metrics = scan.metrics();
+            let rows = metrics.as_ref().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+            let bytes = metrics
+                .as_ref()
+                .and_then(|m| m.sum(|metric| matches!(metric.value(), MetricValue::OutputBytes(_))))
+                .map_or(0, |v| v.as_usize()) as u64;
+            let driver_nanos = metrics
+                .as_ref()
+                .and_then(|m| m.sum_by_name("remote_time"))
+                .map_or(0, |v| v.as_usize()) as u64;
+            // A join's run-time filter narrowed the scan: its rows say nothing of the filter's.
+            let filtered = scan
+                .filtered_scan()
+                .filter(|_| scan.runtime_conditions_sent().is_empty())
+                .cloned();
+            facts.push(crate::insights::ScanFacts {
+                source: scan.source().name().to_string(),
+                rows,
+                bytes,
+                driver_time: Duration::from_nanos(driver_nanos),
+                filtered,
+            });
+        }
+        walk.extend(node.children().into_iter().map(|c| c.as_ref()));
     }
-    for child in plan.children() {
-        collect_scans(child.as_ref(), per_source);
-    }
+    facts
 }
 
 /// `sql` with the contents of every single-quoted string literal replaced by `?`, so the

@@ -5,7 +5,7 @@
 //! Server, DB2 …), the databases of MariaDB/MySQL (ODBC catalogs), and the single schema
 //! `main` of SQLite. These functions block; call them on a blocking thread.
 
-use ibarrow_sql::{Dialect, RemoteTable, SchemaLevel, TableRowsQuery};
+use ibarrow_sql::{Dialect, IndexQuery, RemoteTable, SchemaLevel, TableRowsQuery};
 use odbc_api::Connection;
 
 use crate::type_map::ColumnInfo;
@@ -237,21 +237,78 @@ pub fn first_row_as_text(
     sql: &str,
     params: impl odbc_api::ParameterCollectionRef,
 ) -> Result<Option<Vec<Option<String>>>, odbc_api::Error> {
+    Ok(rows_as_text(conn, sql, params, Some(1))?.into_iter().next())
+}
+
+/// The rows of `sql` (at most `limit`), every value as text.
+pub fn rows_as_text(
+    conn: &Connection<'_>,
+    sql: &str,
+    params: impl odbc_api::ParameterCollectionRef,
+    limit: Option<usize>,
+) -> Result<Vec<Vec<Option<String>>>, odbc_api::Error> {
     use odbc_api::{Cursor, ResultSetMetadata};
     let Some(mut cursor) = conn.execute(sql, params, None)? else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let columns = cursor.num_result_cols()?;
-    let Some(mut row) = cursor.next_row()? else {
-        return Ok(None);
-    };
-    let mut values = Vec::new();
+    let mut rows = Vec::new();
     let mut buffer = Vec::new();
-    for column in 1..=columns as u16 {
-        let present = row.get_text(column, &mut buffer)?;
-        values.push(present.then(|| String::from_utf8_lossy(&buffer).into_owned()));
+    while limit.is_none_or(|limit| rows.len() < limit) {
+        let Some(mut row) = cursor.next_row()? else {
+            break;
+        };
+        let mut values = Vec::new();
+        for column in 1..=columns as u16 {
+            let present = row.get_text(column, &mut buffer)?;
+            values.push(present.then(|| String::from_utf8_lossy(&buffer).into_owned()));
+        }
+        rows.push(values);
     }
-    Ok(Some(values))
+    Ok(rows)
+}
+
+/// The columns of each index of `table`, in their order within the index (empty where the
+/// database's indexes cannot be listed).
+pub fn index_columns(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    table: &RemoteTable,
+) -> Result<Vec<Vec<String>>, odbc_api::Error> {
+    use odbc_api::IntoParameter;
+    let Some(query) = dialect.capabilities().index_query() else {
+        return Ok(Vec::new());
+    };
+    let rows = match query {
+        IndexQuery::BySchemaAndTable(sql) => {
+            let schema = table.qualifier.as_deref().unwrap_or_default();
+            let params = (
+                &schema.into_parameter(),
+                &table.name.as_str().into_parameter(),
+            );
+            rows_as_text(conn, sql, params, None)?
+        }
+        IndexQuery::ByTableTwice(sql) => {
+            let name = table.name.as_str();
+            rows_as_text(
+                conn,
+                sql,
+                (&name.into_parameter(), &name.into_parameter()),
+                None,
+            )?
+        }
+    };
+    let mut indexes: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let (Some(Some(index)), Some(Some(column))) = (row.first(), row.get(1)) else {
+            continue;
+        };
+        match indexes.last_mut() {
+            Some((name, columns)) if name == index => columns.push(column.clone()),
+            _ => indexes.push((index.clone(), vec![column.clone()])),
+        }
+    }
+    Ok(indexes.into_iter().map(|(_, columns)| columns).collect())
 }
 
 /// The database's own estimate of a table's rows, for planning and for deciding whether a

@@ -23,7 +23,7 @@ use crate::discovery::{self, NameMatch, TableKind};
 use crate::error::OdbcError;
 use crate::insert::OdbcSink;
 use crate::partitioning::{PartitionKey, RangePartitioning};
-use crate::scan::OdbcExec;
+use crate::scan::{FilteredScan, OdbcExec};
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, MappedColumn, map_column};
 
@@ -113,6 +113,29 @@ impl OdbcTable {
             rows.saturating_mul(usize::from(selectivity_percent.min(100))) / 100
         };
         Some(select.limit.map_or(rows, |limit| rows.min(limit)))
+    }
+
+    /// The columns the filters sent with a scan compare (those the database evaluates), for
+    /// index advice; `None` without any, or without the table's row estimate.
+    fn filtered_scan(&self, filters: &[Expr]) -> Option<FilteredScan> {
+        let table_rows = self.row_estimate?;
+        let dialect = self.source.dialect();
+        let mut columns: Vec<String> = Vec::new();
+        for filter in filters {
+            if render_filter(dialect, &self.filter_schema, filter).is_none() {
+                continue;
+            }
+            for column in filter.column_refs() {
+                if !columns.contains(&column.name) {
+                    columns.push(column.name.clone());
+                }
+            }
+        }
+        (!columns.is_empty()).then(|| FilteredScan {
+            table: self.table.clone(),
+            columns,
+            table_rows,
+        })
     }
 
     /// The column scans split on, if any.
@@ -303,6 +326,7 @@ impl TableProvider for OdbcTable {
         };
         Ok(Arc::new(
             OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
+                .with_filtered_scan(self.filtered_scan(filters))
                 .with_partitioning_reason(self.partitioning_reason(count))
                 .built_by_ibarrow()
                 .with_row_estimate(self.scan_row_estimate(

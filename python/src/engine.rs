@@ -123,6 +123,14 @@ impl PyEngine {
         }
     }
 
+    /// The engine's insights (slowest statements, users, sources, cache, index advice) as
+    /// JSON text; `ibarrow.Engine.insights()` returns it parsed.
+    fn insights_json(&self, py: Python<'_>) -> PyResult<String> {
+        let insights = wait_for_future(py, self.engine.insights())?;
+        serde_json::to_string(&insights)
+            .map_err(|err| crate::errors::error_of_kind("Error", err.to_string()))
+    }
+
     /// Counters of the queries run so far, as Prometheus text.
     fn metrics_prometheus(&self) -> String {
         self.engine.metrics().to_prometheus()

@@ -385,3 +385,18 @@ def test_a_join_over_the_memory_limit_raises_memory_limit_error(lite: Database) 
     assert "limit of 1.0 MB ([engine] memory_limit)" in str(raised.value)
     with pytest.raises(ibarrow.ConfigError, match="not a size"):
         ibarrow.Engine(memory_limit="lots")
+
+
+def test_insights_count_statements_users_and_sources(lite: Database) -> None:
+    lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+    engine = engine_with(lite)
+    for n in (1, 2, 3):
+        assert engine.sql(f"SELECT x FROM src.main.t WHERE x = {n}").to_arrow().num_rows == 1
+    insights = engine.insights()
+    statement = next(
+        s for s in insights["statements_by_total_time"]
+        if s["statement"] == "SELECT x FROM src.main.t WHERE x = ?"
+    )
+    assert (statement["runs"], statement["rows"]) == (3, 3)
+    assert [s["rows"] for s in insights["sources"] if s["source"] == "src"] == [3]
+    assert insights["index_advice"] == []

@@ -23,6 +23,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "query counters and durations (Prometheus text)",
     ),
+    (
+        "\\stats",
+        "",
+        "slowest statements, users, sources, cache hit rate, index advice",
+    ),
     ("\\dn", "[source]", "list schemas"),
     (
         "\\dt",
@@ -90,6 +95,7 @@ pub fn run(session: &mut Session, line: &str) -> Outcome {
             print!("{}", session.engine.metrics().to_prometheus());
             Outcome::Done
         }
+        "\\stats" => stats(session),
         "\\dn" => schemas(session, args),
         "\\dt" => tables(session, args),
         "\\d" if args.is_empty() => tables(session, ""),
@@ -136,6 +142,102 @@ fn sources(session: &mut Session) -> Outcome {
         rows.iter().map(|r| r.to_vec()).collect(),
     );
     session.print_batch(batch)
+}
+
+/// `\stats`: the engine's insights (src/insights.rs), one table per part.
+fn stats(session: &mut Session) -> Outcome {
+    let engine = session.engine.clone();
+    let insights = session
+        .runtime
+        .block_on(async move { engine.insights().await });
+    let ms = |value: f64| format!("{value:.1}");
+    let statements = string_batch(
+        &[
+            "statement (by total time)",
+            "runs",
+            "errors",
+            "total_ms",
+            "p95_ms",
+            "rows",
+        ],
+        insights
+            .statements_by_total_time
+            .iter()
+            .map(|s| {
+                vec![
+                    s.statement.clone(),
+                    s.runs.to_string(),
+                    s.errors.to_string(),
+                    ms(s.total_ms),
+                    ms(s.p95_ms),
+                    s.rows.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    let users = string_batch(
+        &["user", "queries", "errors", "total_ms", "rows"],
+        insights
+            .users
+            .iter()
+            .map(|u| {
+                vec![
+                    u.user.clone(),
+                    u.queries.to_string(),
+                    u.errors.to_string(),
+                    ms(u.total_ms),
+                    u.rows.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    let sources = string_batch(
+        &["source", "rows", "bytes", "driver_ms"],
+        insights
+            .sources
+            .iter()
+            .map(|s| {
+                vec![
+                    s.source.clone(),
+                    s.rows.to_string(),
+                    s.bytes.to_string(),
+                    ms(s.driver_ms),
+                ]
+            })
+            .collect(),
+    );
+    let advice = string_batch(
+        &["index advice", "scans", "rows_returned", "table_rows"],
+        insights
+            .index_advice
+            .iter()
+            .map(|a| {
+                vec![
+                    format!("{}: {}", a.source, a.create_index),
+                    a.scans.to_string(),
+                    a.rows_returned.to_string(),
+                    a.table_rows.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    for batch in [statements, users, sources, advice] {
+        if let Outcome::Failed(message) = session.print_batch(batch) {
+            return Outcome::Failed(message);
+        }
+    }
+    let cache = &insights.cache;
+    match cache.hit_rate {
+        Some(rate) => println!(
+            "result cache: {} hits, {} misses, {} bypassed ({:.0} % hits)",
+            cache.hits,
+            cache.misses,
+            cache.bypassed,
+            rate * 100.0
+        ),
+        None => println!("result cache: no cacheable query yet"),
+    }
+    Outcome::Done
 }
 
 fn health(session: &mut Session) -> Outcome {

@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(crate::status::page))
         .route("/v1/status", get(crate::status::status))
+        .route("/v1/insights", get(crate::status::insights))
         .route("/v1/query", post(query))
         .route("/v1/query/ws", get(crate::websocket::upgrade))
         .route("/v1/login", post(login))

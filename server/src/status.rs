@@ -73,3 +73,15 @@ pub async fn status(
     }))
     .into_response())
 }
+
+/// `GET /v1/insights`: the engine's insights (src/insights.rs) as JSON, for a logged-in user
+/// (statements are shown with their literals masked).
+pub async fn insights(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    identify(&shared, &headers, peer).await?;
+    let insights = shared.engine.insights().await;
+    Ok(axum::Json(insights).into_response())
+}

@@ -85,6 +85,21 @@ def test_a_token_cannot_log_in_for_another_token(server):
     assert again.status_code == 401 and "basic credentials" in again.json()["error"]["message"]
 
 
+def test_insights_group_runs_by_statement_and_need_a_login(server):
+    sql = "SELECT name FROM pg.public.srv_customers WHERE id = {}"
+    for n in (3, 4, 5):
+        assert post(server, {"sql": sql.format(n)}).status_code == 200
+    assert httpx.get(f"{server.http}/v1/insights", timeout=30).status_code == 401
+    insights = httpx.get(f"{server.http}/v1/insights", auth=AUTH, timeout=30).json()
+    runs = {s["statement"]: s["runs"] for s in insights["statements_by_total_time"]
+            + insights["statements_by_p95"]}
+    assert runs.get(sql.format("?"), 0) >= 3, runs
+    assert any(u["user"] == "alice" and u["queries"] >= 3 for u in insights["users"])
+    assert any(s["source"] == "pg" and s["rows"] >= 3 for s in insights["sources"])
+    assert set(insights) == {"statements_by_total_time", "statements_by_p95", "users", "sources",
+                             "cache", "index_advice"}
+
+
 def test_errors_are_json_with_fitting_statuses(server):
     def error(response, status, kind):
         assert response.status_code == status, response.text

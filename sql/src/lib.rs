@@ -32,7 +32,9 @@ mod session;
 
 pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use arithmetic::render_exact_decimal;
-pub use capabilities::{Capabilities, KeyUse, SchemaLevel, TableRowsQuery, UNNAMED_SCHEMA};
+pub use capabilities::{
+    Capabilities, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, UNNAMED_SCHEMA,
+};
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;
 pub use filter::render_filter;

@@ -25,7 +25,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use ibarrow_sql::{FilterColumn, ScanStatement};
+use ibarrow_sql::{FilterColumn, RemoteTable, ScanStatement};
 
 use super::dynamic_filters::SentConditions;
 use super::fetch::SMALL_RESULT_ROWS;
@@ -34,6 +34,17 @@ use super::packed::PackedLayout;
 use crate::error::OdbcError;
 use crate::source::OdbcSource;
 use crate::type_map::ColumnFetch;
+
+/// A scan of one table narrowed by filters sent with it: what index advice looks at (the
+/// engine's monitor compares the rows it returned with the table's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredScan {
+    pub table: RemoteTable,
+    /// The columns the sent filters compare, in the order they first appear.
+    pub columns: Vec<String>,
+    /// The database's estimate of the table's rows.
+    pub table_rows: u64,
+}
 
 #[derive(Debug)]
 pub struct OdbcExec {
@@ -62,6 +73,8 @@ pub struct OdbcExec {
     row_estimate: Option<usize>,
     /// Why the table is read in this many ranges, for EXPLAIN.
     partitioning_reason: Option<String>,
+    /// The table and columns its sent filters compare, for index advice.
+    filtered_scan: Option<FilteredScan>,
 }
 
 impl OdbcExec {
@@ -92,6 +105,7 @@ impl OdbcExec {
             sent: SentConditions::default(),
             row_estimate: None,
             partitioning_reason: None,
+            filtered_scan: None,
         }
     }
 
@@ -109,6 +123,7 @@ impl OdbcExec {
         copy.join_filters = self.join_filters.clone();
         copy.row_estimate = self.row_estimate;
         copy.partitioning_reason = self.partitioning_reason.clone();
+        copy.filtered_scan = self.filtered_scan.clone();
         copy.properties = Arc::clone(&self.properties);
         copy
     }
@@ -144,6 +159,16 @@ impl OdbcExec {
     pub fn with_row_estimate(mut self, rows: Option<usize>) -> Self {
         self.row_estimate = rows;
         self
+    }
+
+    /// The table and the columns its sent filters compare, for index advice.
+    pub fn with_filtered_scan(mut self, scan: Option<FilteredScan>) -> Self {
+        self.filtered_scan = scan;
+        self
+    }
+
+    pub fn filtered_scan(&self) -> Option<&FilteredScan> {
+        self.filtered_scan.as_ref()
     }
 
     /// Why the table is read in this many ranges (automatic or configured), shown by EXPLAIN.

@@ -93,6 +93,23 @@ impl OdbcSource {
         .ok()?
     }
 
+    /// The columns of each index of `table`, in order within the index (index advice). A call
+    /// like any other: under the breaker and the query timeout.
+    pub async fn index_columns(
+        &self,
+        table: &ibarrow_sql::RemoteTable,
+    ) -> Result<Vec<Vec<String>>, OdbcError> {
+        let (dialect, table) = (self.dialect(), table.clone());
+        self.call(
+            CallSpec::new(self, "listing a table's indexes"),
+            move |conn| {
+                discovery::index_columns(conn, dialect, &table)
+                    .map_err(|err| conn.failure("listing a table's indexes", err))
+            },
+        )
+        .await
+    }
+
     /// Schemas of the source (docs/architecture.md, "A query's path", step 4), system schemas left out.
     pub async fn schemas(&self) -> Result<Vec<String>, OdbcError> {
         let dialect = self.dialect;

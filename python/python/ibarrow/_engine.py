@@ -252,6 +252,16 @@ class Engine:
         """The registered sources' names."""
         return self._inner.sources()
 
+    def insights(self) -> dict[str, Any]:
+        """What ran so far: ``statements_by_total_time`` and ``statements_by_p95`` (text with
+        literals masked, runs, errors, total/mean/p95 milliseconds, rows), ``users``,
+        ``sources`` (rows, bytes, time in the driver), ``cache`` (hits, misses, bypassed,
+        hit_rate) and ``index_advice`` (``CREATE INDEX`` statements for filter columns no index
+        covers, with the scans and rows that show why)."""
+        import json
+
+        return json.loads(self._inner.insights_json())
+
     def metrics_prometheus(self) -> str:
         """Counters of the queries run so far (by outcome, errors by kind, rows and bytes per
         source, a duration histogram) in the Prometheus text format."""

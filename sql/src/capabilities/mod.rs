@@ -47,6 +47,16 @@ pub enum TableRowsQuery {
     CountRows,
 }
 
+/// How a table's indexes are listed: a query whose rows are (index name, column name), each
+/// index's columns in their order within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexQuery {
+    /// Parameters: the schema, then the table.
+    BySchemaAndTable(&'static str),
+    /// Parameters: the table, twice (SQLite, whose pragma functions know no schema).
+    ByTableTwice(&'static str),
+}
+
 /// Where keys are compared, for [`Capabilities::compares_keys_exactly`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyUse {
@@ -144,6 +154,11 @@ pub trait Capabilities: Send + Sync {
     /// The database estimates a statement's rows without running it.
     fn estimates_statement_rows(&self) -> bool {
         false
+    }
+
+    /// How a table's indexes are listed, for index advice; `None` where ibarrow cannot.
+    fn index_query(&self) -> Option<IndexQuery> {
+        None
     }
 
     // Scans.

@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, KeyUse, SchemaLevel, TableRowsQuery, is_text};
+use super::{Capabilities, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -42,6 +42,13 @@ impl Capabilities for MySql {
         Some(TableRowsQuery::Statistics(
             "SELECT TABLE_ROWS FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        ))
+    }
+
+    fn index_query(&self) -> Option<IndexQuery> {
+        Some(IndexQuery::BySchemaAndTable(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
         ))
     }
 

@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, KeyUse, TableRowsQuery, is_text};
+use super::{Capabilities, IndexQuery, KeyUse, TableRowsQuery, is_text};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -33,6 +33,19 @@ impl Capabilities for PostgreSql {
             "SELECT c.reltuples FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = ? AND c.relname = ?",
+        ))
+    }
+
+    /// Expression indexes (column 0) list no column, so they are never taken for one.
+    fn index_query(&self) -> Option<IndexQuery> {
+        Some(IndexQuery::BySchemaAndTable(
+            "SELECT i.relname, a.attname FROM pg_catalog.pg_index x \
+             JOIN pg_catalog.pg_class t ON t.oid = x.indrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+             JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+             JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) ON true \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+             WHERE n.nspname = ? AND t.relname = ? ORDER BY i.relname, k.position",
         ))
     }
 

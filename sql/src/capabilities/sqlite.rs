@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, KeyUse, SchemaLevel, TableRowsQuery, is_text};
+use super::{Capabilities, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -46,6 +46,17 @@ impl Capabilities for Sqlite {
     /// No statistics are kept, and counting is cheap (no network, a B-tree walk).
     fn table_rows_query(&self) -> Option<TableRowsQuery> {
         Some(TableRowsQuery::CountRows)
+    }
+
+    /// An INTEGER PRIMARY KEY is the rowid, which no index lists: it counts as one.
+    fn index_query(&self) -> Option<IndexQuery> {
+        Some(IndexQuery::ByTableTwice(
+            "SELECT idx, col FROM (\
+             SELECT il.name AS idx, ii.seqno AS seq, ii.name AS col \
+             FROM pragma_index_list(?) AS il JOIN pragma_index_info(il.name) AS ii \
+             UNION ALL SELECT 'rowid', 0, name FROM pragma_table_info(?) \
+             WHERE pk = 1 AND upper(type) = 'INTEGER') ORDER BY idx, seq",
+        ))
     }
 
     /// Text groups byte-wise (BINARY collation); decimals are floating point and dates text,
