@@ -59,6 +59,11 @@ impl std::fmt::Debug for Keys {
 /// The environment variable naming the profile to apply when none is given.
 pub const PROFILE_ENV: &str = "IBARROW_PROFILE";
 
+/// The profile `IBARROW_PROFILE` names, if it is set and not empty.
+pub fn profile_from_env() -> Option<String> {
+    std::env::var(PROFILE_ENV).ok().filter(|p| !p.is_empty())
+}
+
 /// `[roles.<name>]`: tables (`source.schema.table`, `*` and `?` match) the role reads and
 /// writes, columns it may not read or reads masked, and filters on the rows it sees.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -405,8 +410,7 @@ impl std::fmt::Debug for Connect {
 impl Config {
     /// The file at `path`, with the profile named by `IBARROW_PROFILE` applied when it is set.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let profile = std::env::var(PROFILE_ENV).ok().filter(|p| !p.is_empty());
-        Self::from_file_with_profile(path, profile.as_deref())
+        Self::from_file_with_profile(path, profile_from_env().as_deref())
     }
 
     /// The file at `path` with `[profiles.<profile>]` applied (`None`: the file as written).
@@ -441,6 +445,14 @@ impl Config {
             return Ok(self.clone());
         };
         let location = format!("[profiles.{name}]");
+        let Some(written) = &self.written else {
+            return Err(Error::Config {
+                location,
+                message: "profiles apply to a configuration read from a file or text \
+                          (Config::parse); this one was built in code"
+                    .into(),
+            });
+        };
         let Some(overrides) = self.profiles.get(name) else {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
             return Err(Error::Config {
@@ -457,7 +469,7 @@ impl Config {
                 },
             });
         };
-        let mut base = self.written.clone().unwrap_or_default().0;
+        let mut base = written.0.clone();
         base.remove("profiles");
         merge_table(&mut base, &overrides.0);
         let mut merged: Config =
@@ -492,7 +504,7 @@ impl SourceConfig {
     pub fn connect(&self, source: &str) -> Result<Connect> {
         let location = |key: &str| format!("[sources.{source}] {key}");
         match (&self.connection_string, &self.dsn) {
-            (Some(text), None) => Ok(Connect::ConnectionString(expand_env(
+            (Some(text), None) => Ok(Connect::ConnectionString(expand_in_connection_string(
                 text,
                 &location("connection_string"),
             )?)),
@@ -652,6 +664,17 @@ impl SourceConfig {
 /// line ends (a secret mounted as a file). Errors name the reference and `location`, never a
 /// value.
 pub fn expand_env(text: &str, location: &str) -> Result<String> {
+    expand(text, location, false)
+}
+
+/// [`expand_env`] for an ODBC connection string: a value that holds `;`, `{` or `}` and is a
+/// whole attribute's value (`Pwd=${file:/run/secrets/pg};`) is put in braces, so that it
+/// stays one value.
+pub fn expand_in_connection_string(text: &str, location: &str) -> Result<String> {
+    expand(text, location, true)
+}
+
+fn expand(text: &str, location: &str, connection_string: bool) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -676,8 +699,15 @@ pub fn expand_env(text: &str, location: &str) -> Result<String> {
             }
             None => environment_variable(reference, location)?,
         };
-        out.push_str(&value);
         rest = &after[end + 1..];
+        let whole_value = out.ends_with('=') && (rest.is_empty() || rest.starts_with(';'));
+        if connection_string && whole_value && value.contains([';', '{', '}']) {
+            out.push('{');
+            out.push_str(&value.replace('}', "}}"));
+            out.push('}');
+        } else {
+            out.push_str(&value);
+        }
     }
     out.push_str(rest);
     Ok(out)
@@ -913,6 +943,14 @@ mod tests {
         assert!(relative.contains("absolute path"), "{relative}");
         let unknown = expand_env("${vault:pg}", "x").unwrap_err().to_string();
         assert!(unknown.contains("${file:"), "{unknown}");
+        // A secret with a `;` stays one value of the connection string.
+        std::fs::write(&secret, "semi;colon}brace").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!("Uid=u;Pwd=${{file:{}}};Server=x", secret.display());
+        assert_eq!(
+            expand_in_connection_string(&text, "x").unwrap(),
+            "Uid=u;Pwd={semi;colon}}brace};Server=x"
+        );
     }
 
     #[test]

@@ -333,6 +333,7 @@ impl Engine {
             client: client.to_string(),
             ip: None,
             opened_by: None,
+            settings: Arc::default(),
         }
     }
 
@@ -360,15 +361,17 @@ impl Engine {
             let Ok(indexes) = source.index_columns(&candidate.table).await else {
                 continue;
             };
+            // An index whose first key part is one of the filter columns serves the filter.
             let covered = indexes.iter().any(|index| {
-                index.first().is_some_and(|lead| {
+                index.first().cloned().flatten().is_some_and(|lead| {
                     candidate
                         .columns
                         .iter()
-                        .any(|column| column.eq_ignore_ascii_case(lead))
+                        .any(|column| column.eq_ignore_ascii_case(&lead))
                 })
             });
             if covered {
+                self.inner.monitor.covered(&candidate);
                 continue;
             }
             let Some(create_index) = crate::insights::create_index(
@@ -575,6 +578,58 @@ pub struct Session {
     ip: Option<String>,
     /// Who opened the session, when it runs as another user (`ibarrow --user`).
     opened_by: Option<String>,
+    /// What `SET ibarrow.<name> = <value>` changed, shared by the session's clones.
+    settings: Arc<SessionSettings>,
+}
+
+/// The settings a session changes with `SET ibarrow.<name> = <value>`.
+#[derive(Debug)]
+struct SessionSettings {
+    /// `ibarrow.result_cache`: whether this session's statements use the result cache.
+    result_cache: std::sync::atomic::AtomicBool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            result_cache: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+/// `SET ibarrow.<name> = <value>` (or `TO`), parsed: `None` when `sql` is no such statement.
+fn session_setting(sql: &str) -> Option<Result<(&'static str, bool)>> {
+    let text = sql.trim().trim_end_matches(';').replace('=', " = ");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [set, name, rest @ ..] = words.as_slice() else {
+        return None;
+    };
+    if !set.eq_ignore_ascii_case("set") || !name.to_ascii_lowercase().starts_with("ibarrow.") {
+        return None;
+    }
+    let value = match rest {
+        [op, value] if *op == "=" || op.eq_ignore_ascii_case("to") => *value,
+        _ => {
+            return Some(Err(Error::InputRejected(format!(
+                "write SET {name} = true (or false)"
+            ))));
+        }
+    };
+    if !name.eq_ignore_ascii_case("ibarrow.result_cache") {
+        return Some(Err(Error::InputRejected(format!(
+            "no setting {name}; the session settings are: ibarrow.result_cache"
+        ))));
+    }
+    let on = match value.trim_matches('\'').to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" => true,
+        "false" | "off" | "0" => false,
+        other => {
+            return Some(Err(Error::InputRejected(format!(
+                "{name} takes true or false, not `{other}`"
+            ))));
+        }
+    };
+    Some(Ok(("ibarrow.result_cache", on)))
 }
 
 impl Session {
@@ -786,6 +841,19 @@ impl Session {
 
     async fn plan_statement(&self, sql: &str, params: Option<ParamValues>) -> Result<DataFrame> {
         let inner = &self.engine.inner;
+        match session_setting(sql) {
+            Some(Ok((_, on))) => {
+                self.settings
+                    .result_cache
+                    .store(on, std::sync::atomic::Ordering::Relaxed);
+                return Ok(inner.ctx.read_empty()?);
+            }
+            Some(Err(err)) => {
+                inner.monitor.refused(self.begin(sql, None), &err);
+                return Err(err);
+            }
+            None => {}
+        }
         // One reading of the policy for planning and the cache key alike, also when a reload
         // comes in between.
         let grants = self.grants();
@@ -835,6 +903,7 @@ impl Session {
         let Some(cache) = &inner.result_cache else {
             return Ok((frame, None));
         };
+
         let roles = grants.map(Grants::role_names).unwrap_or_default();
         // The engine's state is read in place (its default catalog resolves table names), not
         // copied for every statement.
@@ -842,6 +911,20 @@ impl Session {
             let state = inner.ctx.state_ref();
             let state = state.read();
             cache.lookup(frame.logical_plan(), &roles, &state)
+        };
+        // Turned off for this session: nothing is read from or kept in the cache, but its
+        // writes still make the cache forget their sources for everyone.
+        let turned_off = !self
+            .settings
+            .result_cache
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (used, kept) = match used {
+            crate::result_cache::CacheUse::Write(_) => (used, None),
+            _ if turned_off => (
+                crate::result_cache::CacheUse::Bypass("SET ibarrow.result_cache = false"),
+                None,
+            ),
+            _ => (used, kept),
         };
         match kept {
             Some(kept) => {
@@ -1101,17 +1184,23 @@ impl PreparedStatement {
         Arc::new(self.plan_in_use().frame.schema().as_arrow().clone())
     }
 
-    /// The placeholders (`$1` …, `$name`) and the types the plan infers for them (`None`:
-    /// any value).
+    /// The placeholders and the types the plan infers for them (`None`: any value): `$1`,
+    /// `$2` … in their order, then `$name`s by name.
     pub fn parameter_types(
         &self,
-    ) -> Result<std::collections::HashMap<String, Option<datafusion::arrow::datatypes::DataType>>>
-    {
-        Ok(self
+    ) -> Result<Vec<(String, Option<datafusion::arrow::datatypes::DataType>)>> {
+        let mut types: Vec<_> = self
             .plan_in_use()
             .frame
             .logical_plan()
-            .get_parameter_types()?)
+            .get_parameter_types()?
+            .into_iter()
+            .collect();
+        types.sort_by_key(|(name, _)| {
+            let position = name.trim_start_matches('$').parse::<u64>().ok();
+            (position.is_none(), position, name.clone())
+        });
+        Ok(types)
     }
 
     /// The statement with `params` bound, ready to run ([`Session::execute`]): within the
@@ -1204,12 +1293,22 @@ fn lossless_cast(
     wanted: &datafusion::arrow::datatypes::DataType,
 ) -> std::result::Result<datafusion::scalar::ScalarValue, String> {
     use datafusion::arrow::datatypes::DataType;
-    let cast = value.cast_to(wanted).map_err(|err| err.to_string())?;
     let from_text = matches!(
         value.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
     );
-    if from_text || cast.cast_to(&value.data_type()).ok().as_ref() == Some(value) {
+    // Text for a decimal is read with room for more digits first, so that '1.005' for
+    // NUMERIC(10,2) is refused rather than rounded.
+    let value = match (from_text, wanted) {
+        (true, DataType::Decimal128(_, scale)) => {
+            let wide = DataType::Decimal128(38, scale.saturating_add(10).min(38));
+            value.cast_to(&wide).map_err(|err| err.to_string())?
+        }
+        _ => value.clone(),
+    };
+    let cast = value.cast_to(wanted).map_err(|err| err.to_string())?;
+    let exact = value.data_type().is_numeric() || value.data_type().is_temporal();
+    if (from_text && !exact) || cast.cast_to(&value.data_type()).ok().as_ref() == Some(&value) {
         Ok(cast)
     } else {
         Err("the conversion would change the value".into())

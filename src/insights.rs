@@ -23,8 +23,12 @@ const TOP: usize = 10;
 pub const ADVICE_MIN_TABLE_ROWS: u64 = 10_000;
 /// A scan counts as selective when it returns at most this share of the table.
 const ADVICE_MAX_SHARE: f64 = 0.01;
-/// Candidates kept for index advice.
+/// Candidates kept for index advice; past it, the one with the fewest scans goes.
 const MAX_CANDIDATES: usize = 200;
+/// Users counted; past it, new users' queries count in the other totals only.
+const MAX_USERS: usize = 10_000;
+/// The longest statement text kept (longer ones are cut, and count together).
+const MAX_STATEMENT_CHARS: usize = 2_000;
 
 /// What insights know about one remote scan of a finished query.
 #[derive(Debug, Clone)]
@@ -152,12 +156,12 @@ pub struct InsightsStore {
 }
 
 impl InsightsStore {
-    /// A query that ran: its text (as logged), user, time, rows, whether it failed, what the
+    /// A query that ran: its [`fingerprint`], user, time, rows, whether it failed, what the
     /// result cache did (`hit`, `miss`, `bypass`, or empty) and its scans.
     #[allow(clippy::too_many_arguments)]
     pub fn finished(
         &mut self,
-        sql: &str,
+        statement: String,
         user: &str,
         elapsed: Duration,
         rows: u64,
@@ -165,7 +169,6 @@ impl InsightsStore {
         cache: &str,
         scans: &[ScanFacts],
     ) {
-        let statement = fingerprint(sql);
         if !self.statements.contains_key(&statement) && self.statements.len() >= MAX_STATEMENTS {
             let least = self
                 .statements
@@ -185,11 +188,12 @@ impl InsightsStore {
             totals.recent.pop_front();
         }
         totals.recent.push_back(elapsed);
-        let totals = self.users.entry(user.to_string()).or_default();
-        totals.queries += 1;
-        totals.errors += u64::from(failed);
-        totals.total += elapsed;
-        totals.rows += rows;
+        if let Some(totals) = self.user(user) {
+            totals.queries += 1;
+            totals.errors += u64::from(failed);
+            totals.total += elapsed;
+            totals.rows += rows;
+        }
         match cache {
             "hit" => self.cache.hits += 1,
             "miss" => self.cache.misses += 1,
@@ -212,13 +216,16 @@ impl InsightsStore {
             if !selective {
                 continue;
             }
-            let key = (
-                scan.source.clone(),
-                filtered.table.clone(),
-                filtered.columns.clone(),
-            );
+            let key = candidate_key(&scan.source, &filtered.table, &filtered.columns);
             if !self.candidates.contains_key(&key) && self.candidates.len() >= MAX_CANDIDATES {
-                continue;
+                let fewest = self
+                    .candidates
+                    .iter()
+                    .min_by_key(|(_, candidate)| candidate.scans)
+                    .map(|(key, _)| key.clone());
+                if let Some(fewest) = fewest {
+                    self.candidates.remove(&fewest);
+                }
             }
             let candidate = self
                 .candidates
@@ -240,9 +247,26 @@ impl InsightsStore {
 
     /// A query refused before it ran.
     pub fn refused(&mut self, user: &str) {
-        let totals = self.users.entry(user.to_string()).or_default();
-        totals.queries += 1;
-        totals.errors += 1;
+        if let Some(totals) = self.user(user) {
+            totals.queries += 1;
+            totals.errors += 1;
+        }
+    }
+
+    fn user(&mut self, user: &str) -> Option<&mut UserTotals> {
+        if !self.users.contains_key(user) && self.users.len() >= MAX_USERS {
+            return None;
+        }
+        Some(self.users.entry(user.to_string()).or_default())
+    }
+
+    /// Forgets `candidate`: its table has a fitting index.
+    pub fn forget(&mut self, candidate: &AdviceCandidate) {
+        self.candidates.remove(&candidate_key(
+            &candidate.source,
+            &candidate.table,
+            &candidate.columns,
+        ));
     }
 
     /// The report without index advice, and the candidates for it.
@@ -313,6 +337,17 @@ impl InsightsStore {
     }
 }
 
+/// Filters on the same columns in another order are one candidate.
+fn candidate_key(
+    source: &str,
+    table: &RemoteTable,
+    columns: &[String],
+) -> (String, RemoteTable, Vec<String>) {
+    let mut columns = columns.to_vec();
+    columns.sort_unstable();
+    (source.to_string(), table.clone(), columns)
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -348,7 +383,17 @@ pub fn fingerprint(sql: &str) -> String {
         out.push(c);
         previous = Some(c);
     }
-    out.trim_end().to_string()
+    // Lists of another length are the same statement: `IN (?, ?, ?)` is `IN (?)`.
+    for list in ["'?', '?'", "?, ?"] {
+        while out.contains(list) {
+            out = out.replace(list, &list[..list.len() / 2 - 1]);
+        }
+    }
+    let out = out.trim_end();
+    match out.char_indices().nth(MAX_STATEMENT_CHARS) {
+        Some((cut, _)) => format!("{}…", &out[..cut]),
+        None => out.to_string(),
+    }
 }
 
 /// `CREATE INDEX` for `columns` of `table`, in `dialect`; `None` when a name cannot be quoted.
@@ -357,9 +402,11 @@ pub fn create_index(
     table: &RemoteTable,
     columns: &[String],
 ) -> Option<String> {
+    // MySQL takes names of at most 64 characters.
     let name: String = format!("{}_{}_idx", table.name, columns.join("_"))
         .chars()
         .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .take(60)
         .collect();
     let quoted: Vec<String> = columns
         .iter()
@@ -387,6 +434,10 @@ mod tests {
             fingerprint("SELECT * FROM t WHERE id = $1"),
             "SELECT * FROM t WHERE id = $1"
         );
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE id IN (1, 2, 3) OR s IN ('a', 'b')"),
+            fingerprint("SELECT * FROM t WHERE id IN (4) OR s IN ('c')")
+        );
     }
 
     fn scan(rows: u64, table_rows: u64) -> ScanFacts {
@@ -409,7 +460,7 @@ mod tests {
         for id in 0..20 {
             let sql = format!("SELECT * FROM pg.public.orders WHERE customer = {id}");
             store.finished(
-                &sql,
+                fingerprint(&sql),
                 "alice",
                 Duration::from_millis(10 + id),
                 3,
@@ -419,7 +470,7 @@ mod tests {
             );
         }
         store.finished(
-            "SELECT 1",
+            fingerprint("SELECT 1"),
             "bob",
             Duration::from_millis(200),
             1,
@@ -429,7 +480,7 @@ mod tests {
         );
         // Not selective (half the table), and a small table: no advice from these.
         store.finished(
-            "SELECT * FROM pg.public.orders WHERE customer > 1",
+            fingerprint("SELECT * FROM pg.public.orders WHERE customer > 1"),
             "bob",
             Duration::from_millis(1),
             50_000,
@@ -438,7 +489,7 @@ mod tests {
             &[scan(50_000, 100_000)],
         );
         store.finished(
-            "SELECT * FROM pg.public.small WHERE customer = 1",
+            fingerprint("SELECT * FROM pg.public.small WHERE customer = 1"),
             "bob",
             Duration::from_millis(1),
             1,

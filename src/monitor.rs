@@ -308,7 +308,17 @@ impl Monitor {
             _ => None,
         };
         self.audit(&record, rows, outcome.label(), failed, None);
-        let scans = scan_facts(plan);
+        // Advice needs scans read to their end: a query cancelled, failed or cut short by a
+        // limit anywhere in its plan returns few rows whatever its filters.
+        let read_to_the_end = outcome == Outcome::Ok && !stops_early(plan);
+        let mut scans = scan_facts(plan);
+        if !read_to_the_end {
+            for scan in &mut scans {
+                scan.filtered = None;
+            }
+        }
+        // Outside the lock: the text may be long.
+        let statement = crate::insights::fingerprint(&record.sql);
         let mut per_source: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for scan in &scans {
             let entry = per_source.entry(scan.source.clone()).or_default();
@@ -317,7 +327,7 @@ impl Monitor {
         }
         if let Ok(mut insights) = self.insights.lock() {
             insights.finished(
-                &record.sql,
+                statement,
                 &record.user,
                 elapsed,
                 rows,
@@ -386,6 +396,13 @@ impl Monitor {
             log_query!(warn, "slow query");
         } else {
             log_query!(info, "query finished");
+        }
+    }
+
+    /// Forgets an advice candidate whose table turned out to have a fitting index.
+    pub fn covered(&self, candidate: &crate::insights::AdviceCandidate) {
+        if let Ok(mut insights) = self.insights.lock() {
+            insights.forget(candidate);
         }
     }
 
@@ -460,6 +477,12 @@ fn remember(
 /// Whether `plan` reads a source (holds an `OdbcExec`).
 fn reads_a_source(plan: &dyn ExecutionPlan) -> bool {
     plan.is::<OdbcExec>() || plan.children().iter().any(|c| reads_a_source(c.as_ref()))
+}
+
+/// Whether some operator of `plan` stops reading its input before the end (a limit, a
+/// top-k sort).
+fn stops_early(plan: &dyn ExecutionPlan) -> bool {
+    plan.fetch().is_some() || plan.children().iter().any(|c| stops_early(c.as_ref()))
 }
 
 /// What each remote scan of `plan` did, from its `OdbcExec` metrics.

@@ -220,8 +220,9 @@ async fn a_prepared_statement_runs_again_with_new_values(profile: Profile) {
     let prepared = session.prepare(&sql).await.unwrap();
     let types = prepared.parameter_types().unwrap();
     assert_eq!(types.len(), 1, "{types:?}");
+    assert_eq!(types[0].0, "$1");
     assert!(
-        types["$1"].as_ref().is_some_and(DataType::is_integer),
+        types[0].1.as_ref().is_some_and(DataType::is_integer),
         "{types:?}"
     );
     for (id, name, day, _) in ROWS.iter().rev() {
@@ -278,6 +279,11 @@ async fn missing_and_unconvertible_values_are_refused_with_what_to_do() {
     let by_amount = format!("SELECT id FROM {} WHERE amount = $1", fixture.name());
     let err = session
         .sql_with_params(&by_amount, vec![ScalarValue::Decimal128(Some(1005), 4, 3)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would change the value"), "{err}");
+    let err = session
+        .sql_with_params(&by_amount, vec![text("1.005")])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("would change the value"), "{err}");

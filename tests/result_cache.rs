@@ -251,3 +251,42 @@ async fn users_whose_masks_differ_never_share_a_result(profile: Profile) {
     assert_eq!(rows(&alice, &sql).await, ["1|***", "2|***"]);
     assert_eq!(last_cache_use(&engine), "hit");
 }
+
+/// `SET ibarrow.result_cache = false` turns the cache off for one session (its clones share
+/// the setting); another session of the same user keeps using it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_turns_the_cache_off_and_on_for_itself() {
+    let fixture = Fixture::create(Profile::Sqlite);
+    let engine = fixture.engine("ttl_secs = 600", "").await;
+    let root = engine.session("root", "test");
+    let other = engine.session("root", "test");
+    let sql = format!("SELECT count(*) FROM {}", fixture.name());
+    assert_eq!(rows(&root, &sql).await, ["2"]);
+    root.sql("SET ibarrow.result_cache = false").await.unwrap();
+    fixture.add_behind_the_engine(3);
+    assert_eq!(
+        rows(&root.clone(), &sql).await,
+        ["3"],
+        "read from the cache"
+    );
+    assert_eq!(last_cache_use(&engine), "bypass");
+    assert_eq!(
+        rows(&other, &sql).await,
+        ["2"],
+        "the other session lost the cache"
+    );
+    assert_eq!(last_cache_use(&engine), "hit");
+    root.sql("SET ibarrow.result_cache TO on;").await.unwrap();
+    assert_eq!(rows(&root, &sql).await, ["2"]);
+    assert_eq!(last_cache_use(&engine), "hit");
+    let err = root
+        .sql("SET ibarrow.result_cahce = false")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ibarrow.result_cache"), "{err}");
+    let err = root
+        .sql("SET ibarrow.result_cache = maybe")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("true or false"), "{err}");
+}

@@ -268,13 +268,13 @@ pub fn rows_as_text(
     Ok(rows)
 }
 
-/// The columns of each index of `table`, in their order within the index (empty where the
-/// database's indexes cannot be listed).
+/// The key parts of each index of `table`, in order: a column name, or `None` for an
+/// expression (empty where the database's indexes cannot be listed).
 pub fn index_columns(
     conn: &Connection<'_>,
     dialect: Dialect,
     table: &RemoteTable,
-) -> Result<Vec<Vec<String>>, odbc_api::Error> {
+) -> Result<Vec<Vec<Option<String>>>, odbc_api::Error> {
     use odbc_api::IntoParameter;
     let Some(query) = dialect.capabilities().index_query() else {
         return Ok(Vec::new());
@@ -298,14 +298,15 @@ pub fn index_columns(
             )?
         }
     };
-    let mut indexes: Vec<(String, Vec<String>)> = Vec::new();
+    let mut indexes: Vec<(String, Vec<Option<String>>)> = Vec::new();
     for row in rows {
-        let (Some(Some(index)), Some(Some(column))) = (row.first(), row.get(1)) else {
+        let Some(Some(index)) = row.first() else {
             continue;
         };
+        let column = row.get(2).cloned().flatten();
         match indexes.last_mut() {
-            Some((name, columns)) if name == index => columns.push(column.clone()),
-            _ => indexes.push((index.clone(), vec![column.clone()])),
+            Some((name, columns)) if name == index => columns.push(column),
+            _ => indexes.push((index.clone(), vec![column])),
         }
     }
     Ok(indexes.into_iter().map(|(_, columns)| columns).collect())

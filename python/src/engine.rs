@@ -266,19 +266,13 @@ impl PyPreparedStatement {
 
     /// The placeholders and the type each needs (`None`: any).
     fn parameter_types(&self) -> PyResult<Vec<(String, Option<String>)>> {
-        let mut types: Vec<_> = self
+        Ok(self
             .prepared
             .parameter_types()
             .map_err(to_py)?
             .into_iter()
             .map(|(name, data_type)| (name, data_type.map(|t| t.to_string())))
-            .collect();
-        // $1, $2 … $10 in their order, then names.
-        types.sort_by_key(|(name, _)| {
-            let position = name.trim_start_matches('$').parse::<u64>().ok();
-            (position.is_none(), position, name.clone())
-        });
-        Ok(types)
+            .collect())
     }
 
     #[getter]

@@ -151,30 +151,29 @@ fn stats(session: &mut Session) -> Outcome {
         .runtime
         .block_on(async move { engine.insights().await });
     let ms = |value: f64| format!("{value:.1}");
-    let statements = string_batch(
-        &[
-            "statement (by total time)",
-            "runs",
-            "errors",
-            "total_ms",
-            "p95_ms",
-            "rows",
-        ],
-        insights
-            .statements_by_total_time
-            .iter()
-            .map(|s| {
-                vec![
-                    s.statement.clone(),
-                    s.runs.to_string(),
-                    s.errors.to_string(),
-                    ms(s.total_ms),
-                    ms(s.p95_ms),
-                    s.rows.to_string(),
-                ]
-            })
-            .collect(),
+    let ranking = |title: &str, statements: &[ibarrow::insights::StatementInsight]| {
+        string_batch(
+            &[title, "runs", "errors", "total_ms", "p95_ms", "rows"],
+            statements
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.statement.clone(),
+                        s.runs.to_string(),
+                        s.errors.to_string(),
+                        ms(s.total_ms),
+                        ms(s.p95_ms),
+                        s.rows.to_string(),
+                    ]
+                })
+                .collect(),
+        )
+    };
+    let by_total = ranking(
+        "statement (by total time)",
+        &insights.statements_by_total_time,
     );
+    let by_p95 = ranking("statement (by p95)", &insights.statements_by_p95);
     let users = string_batch(
         &["user", "queries", "errors", "total_ms", "rows"],
         insights
@@ -221,7 +220,7 @@ fn stats(session: &mut Session) -> Outcome {
             })
             .collect(),
     );
-    for batch in [statements, users, sources, advice] {
+    for batch in [by_total, by_p95, users, sources, advice] {
         if let Outcome::Failed(message) = session.print_batch(batch) {
             return Outcome::Failed(message);
         }

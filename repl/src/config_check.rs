@@ -25,12 +25,22 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    let profile = profile
+        .map(str::to_string)
+        .or_else(ibarrow::config::profile_from_env);
     let checked = runtime.block_on(async {
-        let config = crate::read_config(config, profile)?;
+        let config = crate::read_config(config, profile.as_deref())?;
         if config.sources.is_empty() {
             return Err("the configuration has no [sources.<name>]; add one to check".to_string());
         }
         ibarrow::access::AccessPolicy::from_config(&config).map_err(|e| e.to_string())?;
+        // The server resolves these when it starts: a missing secret fails it there.
+        for (name, user) in &config.users {
+            if let Some(password) = &user.password {
+                ibarrow::config::expand_env(password, &format!("[users.{name}] password"))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         Ok(check_sources(config).await)
     });
     runtime.shutdown_timeout(crate::EXIT_GRACE);
@@ -53,7 +63,7 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
         "{} of {} sources answer{}",
         checked.len() - failed,
         checked.len(),
-        match profile {
+        match &profile {
             Some(profile) => format!(" (profile {profile})"),
             None => String::new(),
         }
@@ -68,8 +78,10 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
 /// Opens each source of `config` alone, under the engine's settings, so one that fails does
 /// not hide the others.
 async fn check_sources(config: Config) -> Vec<Checked> {
+    // The engine's settings only: no sources yet, and no audit file opened by a check.
     let mut settings = config.clone();
     settings.sources.clear();
+    settings.audit = None;
     let engine = match Engine::from_config(settings).await {
         Ok(engine) => engine,
         Err(err) => {

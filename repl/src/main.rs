@@ -308,24 +308,21 @@ fn has_sources(args: &Args) -> bool {
 
 /// The configuration for the command line: the config file, or ./ibarrow.toml when present.
 /// The configuration file (`path`, else ./ibarrow.toml when present) with `profile` applied
-/// (else the one IBARROW_PROFILE names); without a file, an empty configuration.
+/// (else the one IBARROW_PROFILE names); without a file, an empty configuration (a profile
+/// given with --profile is then an error, one set in the environment is not looked at).
 pub(crate) fn read_config(path: Option<&Path>, profile: Option<&str>) -> Result<Config, String> {
-    let profile = profile.map(str::to_string).or_else(|| {
-        std::env::var(ibarrow::config::PROFILE_ENV)
-            .ok()
-            .filter(|p| !p.is_empty())
-    });
     let path = match path {
         Some(path) => Some(path),
         None => Some(Path::new(DEFAULT_CONFIG)).filter(|p| p.exists()),
     };
     match (path, profile) {
-        (Some(path), profile) => {
-            Config::from_file_with_profile(path, profile.as_deref()).map_err(|e| e.to_string())
+        (Some(path), Some(profile)) => {
+            Config::from_file_with_profile(path, Some(profile)).map_err(|e| e.to_string())
         }
+        (Some(path), None) => Config::from_file(path).map_err(|e| e.to_string()),
         (None, Some(profile)) => Err(format!(
-            "profile `{profile}` needs a configuration file with [profiles.{profile}]; give \
-             --config FILE or unset IBARROW_PROFILE"
+            "--profile {profile} needs a configuration file with [profiles.{profile}]; give \
+             --config FILE"
         )),
         (None, None) => Ok(Config::default()),
     }

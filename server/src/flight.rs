@@ -51,6 +51,21 @@ pub fn service(shared: Arc<Shared>) -> Result<FlightServiceServer<FlightSql>, Se
     Ok(FlightServiceServer::new(FlightSql::new(shared)?).max_decoding_message_size(64 << 20))
 }
 
+/// A place in a per-user quota, given back when dropped unless `kept`.
+struct QuotaHeld<'a> {
+    quota: &'a PerUser,
+    user: &'a str,
+    kept: bool,
+}
+
+impl Drop for QuotaHeld<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.quota.give_back(self.user);
+        }
+    }
+}
+
 /// A prepared statement: planned once when created, the values bound last.
 struct Prepared {
     user: String,
@@ -657,37 +672,29 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let (identity, session) = self.caller(&request).await?;
-        // The quota first: planning may already ask the database (a query() describe).
+        // The quota first: planning may already ask the database (a query() describe). It is
+        // given back unless the statement is kept, also when the client goes away meanwhile.
         self.prepared_quota.take(&identity.user)?;
+        let mut held = QuotaHeld {
+            quota: &self.prepared_quota,
+            user: &identity.user,
+            kept: false,
+        };
         let prepared = async {
             let sql = number_placeholders(&query.query)?;
             let statement = session.prepare(&sql).await?;
-            let mut parameters: Vec<(usize, Field)> = statement
+            // In the order of their positions ($1, $2 …), as clients bind them.
+            let parameters: Vec<Field> = statement
                 .parameter_types()?
                 .into_iter()
-                .map(|(id, data_type)| {
-                    let position = id
-                        .trim_start_matches('$')
-                        .parse::<usize>()
-                        .unwrap_or(usize::MAX);
-                    (
-                        position,
-                        Field::new(id, data_type.unwrap_or(DataType::Null), true),
-                    )
-                })
+                .map(|(id, data_type)| Field::new(id, data_type.unwrap_or(DataType::Null), true))
                 .collect();
-            parameters.sort_by_key(|(position, _)| *position);
-            let parameter_schema =
-                Schema::new(parameters.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
+            let parameter_schema = Schema::new(parameters);
             Ok::<_, ServerError>((statement, parameter_schema))
         };
-        let (statement, parameter_schema) = match prepared.await {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                self.prepared_quota.give_back(&identity.user);
-                return Err(err.into());
-            }
-        };
+        let (statement, parameter_schema) = prepared.await?;
+        held.kept = true;
+        drop(held);
         let dataset_schema = statement.schema().as_ref().clone();
         let handle = random_handle();
         self.prepared.insert(

@@ -93,12 +93,12 @@ impl OdbcSource {
         .ok()?
     }
 
-    /// The columns of each index of `table`, in order within the index (index advice). A call
-    /// like any other: under the breaker and the query timeout.
+    /// The key parts of each index of `table`, in order: a column, or `None` for an expression
+    /// (index advice). A call like any other: under the breaker and the query timeout.
     pub async fn index_columns(
         &self,
         table: &ibarrow_sql::RemoteTable,
-    ) -> Result<Vec<Vec<String>>, OdbcError> {
+    ) -> Result<Vec<Vec<Option<String>>>, OdbcError> {
         let (dialect, table) = (self.dialect(), table.clone());
         self.call(
             CallSpec::new(self, "listing a table's indexes"),

@@ -47,8 +47,9 @@ pub enum TableRowsQuery {
     CountRows,
 }
 
-/// How a table's indexes are listed: a query whose rows are (index name, column name), each
-/// index's columns in their order within it.
+/// How a table's indexes are listed: a query whose rows are (index name, position, column
+/// name), each index's key parts in their order; an expression's column name is NULL. Partial
+/// indexes (which cover some rows only) are left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexQuery {
     /// Parameters: the schema, then the table.

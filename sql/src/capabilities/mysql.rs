@@ -47,8 +47,9 @@ impl Capabilities for MySql {
 
     fn index_query(&self) -> Option<IndexQuery> {
         Some(IndexQuery::BySchemaAndTable(
-            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            "SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             AND INDEX_TYPE NOT IN ('FULLTEXT', 'SPATIAL') ORDER BY INDEX_NAME, SEQ_IN_INDEX",
         ))
     }
 

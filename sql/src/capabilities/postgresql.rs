@@ -36,16 +36,18 @@ impl Capabilities for PostgreSql {
         ))
     }
 
-    /// Expression indexes (column 0) list no column, so they are never taken for one.
+    /// Valid, whole-table indexes only; an expression key part (column 0) has no name.
     fn index_query(&self) -> Option<IndexQuery> {
         Some(IndexQuery::BySchemaAndTable(
-            "SELECT i.relname, a.attname FROM pg_catalog.pg_index x \
+            "SELECT i.relname, k.position, a.attname FROM pg_catalog.pg_index x \
              JOIN pg_catalog.pg_class t ON t.oid = x.indrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
              JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
-             JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) ON true \
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
-             WHERE n.nspname = ? AND t.relname = ? ORDER BY i.relname, k.position",
+             CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) \
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+             AND k.attnum <> 0 \
+             WHERE n.nspname = ? AND t.relname = ? AND x.indisvalid AND x.indpred IS NULL \
+             ORDER BY i.relname, k.position",
         ))
     }
 

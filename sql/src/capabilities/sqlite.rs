@@ -51,9 +51,10 @@ impl Capabilities for Sqlite {
     /// An INTEGER PRIMARY KEY is the rowid, which no index lists: it counts as one.
     fn index_query(&self) -> Option<IndexQuery> {
         Some(IndexQuery::ByTableTwice(
-            "SELECT idx, col FROM (\
+            "SELECT idx, seq, col FROM (\
              SELECT il.name AS idx, ii.seqno AS seq, ii.name AS col \
              FROM pragma_index_list(?) AS il JOIN pragma_index_info(il.name) AS ii \
+             WHERE il.partial = 0 \
              UNION ALL SELECT 'rowid', 0, name FROM pragma_table_info(?) \
              WHERE pk = 1 AND upper(type) = 'INTEGER') ORDER BY idx, seq",
         ))
