@@ -8,15 +8,15 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/rows.rs"]
+mod rows;
 
 use common::{OwnedTable, Profile};
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
-use futures::TryStreamExt;
 use ibarrow::{Config, Engine, ErrorKind, Session};
+use rows::rows_of;
 use test_case::test_case;
 
 /// (id, name, day, amount) as the test writes them.
@@ -78,37 +78,6 @@ impl Fixture {
         );
         Config::parse(&text, "test").unwrap()
     }
-}
-
-/// The rows of `frame`, each column as text, joined by `|`.
-async fn rows_of(
-    session: &Session,
-    frame: datafusion::dataframe::DataFrame,
-    sql: &str,
-) -> Vec<String> {
-    let batches: Vec<RecordBatch> = session
-        .execute(frame, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    for batch in &batches {
-        let columns: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let fields: Vec<&str> = columns
-                .iter()
-                .map(|c| c.as_string::<i32>().value(row))
-                .collect();
-            out.push(fields.join("|"));
-        }
-    }
-    out
 }
 
 async fn with_params(session: &Session, sql: &str, params: impl Into<ParamValues>) -> Vec<String> {

@@ -7,13 +7,16 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/rows.rs"]
+mod rows;
 
 use common::{OwnedTable, Profile};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use futures::TryStreamExt;
-use ibarrow::{Config, Engine, Session};
+use ibarrow::{Config, Engine};
+use rows::rows;
 use test_case::test_case;
 
 struct Fixture {
@@ -76,36 +79,6 @@ impl Fixture {
             .await
             .expect("engine")
     }
-}
-
-async fn rows(session: &Session, sql: &str) -> Vec<String> {
-    let frame = session
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let batches: Vec<RecordBatch> = session
-        .execute(frame, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    for batch in &batches {
-        let columns: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let fields: Vec<&str> = columns
-                .iter()
-                .map(|c| c.as_string::<i32>().value(row))
-                .collect();
-            out.push(fields.join("|"));
-        }
-    }
-    out
 }
 
 fn last_cache_use(engine: &Engine) -> &'static str {
