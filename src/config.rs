@@ -321,7 +321,7 @@ pub struct RetryConfig {
     pub max_backoff_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub connection_string: Option<String>,
@@ -373,6 +373,45 @@ pub struct SourceConfig {
     pub result_cache_ttl_secs: Option<u64>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+}
+
+/// Shows the connection string redacted and no password: a configuration may be logged.
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connection_string = self.connection_string.as_ref().map(|text| {
+            ibarrow_providers::ConnectionString::parse(text)
+                .map(|cs| cs.redacted())
+                .unwrap_or_else(|_| "<unparsable connection string>".into())
+        });
+        f.debug_struct("SourceConfig")
+            .field("connection_string", &connection_string)
+            .field("dsn", &self.dsn)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("partitions", &self.partitions)
+            .field("min_partition_rows", &self.min_partition_rows)
+            .field("max_text_size", &self.max_text_size)
+            .field("max_binary_size", &self.max_binary_size)
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("max_lifetime_secs", &self.max_lifetime_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("leak_warning_secs", &self.leak_warning_secs)
+            .field("writable", &self.writable)
+            .field("isolation_level", &self.isolation_level)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("query_timeout_secs", &self.query_timeout_secs)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("tls", &self.tls)
+            .field("pushdown_aggregates", &self.pushdown_aggregates)
+            .field("pushdown_joins", &self.pushdown_joins)
+            .field("runtime_filters", &self.runtime_filters)
+            .field("packed_rows", &self.packed_rows)
+            .field("result_cache_ttl_secs", &self.result_cache_ttl_secs)
+            .field("tables", &self.tables)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -863,6 +902,22 @@ mod tests {
             )
         );
         assert!(!format!("{connect:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn debug_output_keeps_passwords_out() {
+        let config = Config::parse(
+            "[sources.pg]\nconnection_string = \"Driver={PostgreSQL Unicode};Uid=u;Pwd=hunter2\"\n\
+             [profiles.prod.sources.pg]\nconnection_string = \"Driver=x;Pwd=hunter3\"\n",
+            "text",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        assert!(shown.contains("Uid=u"), "{shown}");
     }
 
     #[test]
