@@ -599,6 +599,15 @@ impl Default for SessionSettings {
 
 /// `SET ibarrow.<name> = <value>` (or `TO`), parsed: `None` when `sql` is no such statement.
 fn session_setting(sql: &str) -> Option<Result<(&'static str, bool)>> {
+    // Every statement passes here: most are let go without a copy.
+    let trimmed = sql.trim_start();
+    let is_set = trimmed
+        .get(..3)
+        .is_some_and(|w| w.eq_ignore_ascii_case("set"))
+        && trimmed[3..].starts_with(char::is_whitespace);
+    if !is_set {
+        return None;
+    }
     let text = sql.trim().trim_end_matches(';').replace('=', " = ");
     let words: Vec<&str> = text.split_whitespace().collect();
     let [set, name, rest @ ..] = words.as_slice() else {
@@ -959,8 +968,10 @@ impl Session {
     /// its run ([`Self::execute_plan`], [`Self::run_partitions`]). A frame changed since it
     /// was planned (a builder step added) runs without the result cache.
     pub async fn physical_plan(&self, frame: DataFrame) -> Result<PhysicalQuery> {
-        let planning = Planning::of(&frame);
-        let plan = frame.create_physical_plan().await?;
+        // The frame's own state, taken apart rather than copied into a task context.
+        let (state, logical) = frame.into_parts();
+        let planning = Planning::of(&state, &logical);
+        let plan = state.create_physical_plan(&logical).await?;
         Ok(PhysicalQuery { plan, planning })
     }
 
@@ -1062,18 +1073,19 @@ impl Planning {
         DataFrame::new(state, plan)
     }
 
-    /// The decisions carried by `frame`. A frame changed after planning keeps its access
-    /// report but bypasses the cache: the kept result or the key would be another plan's.
-    fn of(frame: &DataFrame) -> Option<Arc<Planning>> {
-        let planning = frame
-            .task_ctx()
-            .session_config()
-            .get_extension::<Planning>()?;
-        if planning.plan == *frame.logical_plan() {
+    /// The decisions a planned frame's `state` carries for its `plan`. A frame changed after
+    /// planning keeps its access report but bypasses the cache: the kept result or the key
+    /// would be another plan's.
+    fn of(
+        state: &datafusion::execution::SessionState,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Option<Arc<Planning>> {
+        let planning = state.config().get_extension::<Planning>()?;
+        if planning.plan == *plan {
             return Some(planning);
         }
         Some(Arc::new(Planning {
-            plan: frame.logical_plan().clone(),
+            plan: plan.clone(),
             cache: planning
                 .cache
                 .as_ref()

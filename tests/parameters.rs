@@ -210,9 +210,12 @@ async fn a_prepared_statement_runs_again_with_new_values(profile: Profile) {
     assert_eq!(recent.iter().filter(|q| q.sql == sql).count(), ROWS.len());
 }
 
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_and_unconvertible_values_are_refused_with_what_to_do() {
-    let fixture = Fixture::create(Profile::Sqlite);
+async fn missing_and_unconvertible_values_are_refused_with_what_to_do(profile: Profile) {
+    let fixture = Fixture::create(profile);
     let engine = fixture.engine("").await;
     let session = engine.session("tester", "test");
     let sql = format!(
