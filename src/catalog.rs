@@ -170,3 +170,39 @@ impl SchemaProvider for SchemaAdapter {
         )
     }
 }
+
+/// The engine's catalogs: DataFusion's default one and one per source. Unlike DataFusion's
+/// own list, a source's catalog can be taken out again when a reload removes the source
+/// (`Engine::reload`); a query planned before keeps the tables it resolved.
+#[derive(Debug, Default)]
+pub struct EngineCatalogs {
+    catalogs: RwLock<BTreeMap<String, Arc<dyn CatalogProvider>>>,
+}
+
+impl EngineCatalogs {
+    /// Takes the catalog `name` out of the list.
+    pub fn remove(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs.write().ok()?.remove(name)
+    }
+}
+
+impl datafusion::catalog::CatalogProviderList for EngineCatalogs {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs.write().ok()?.insert(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.catalogs
+            .read()
+            .map(|catalogs| catalogs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs.read().ok()?.get(name).cloned()
+    }
+}

@@ -1,4 +1,4 @@
-//! The configuration file (README.md, section "Configuration file"): `[engine]` settings,
+//! The configuration file (docs/configuration.md): `[engine]` settings,
 //! `[sources.<name>]`, and for `ibarrow serve` the `[server]` section and `[users.<name>]`.
 //!
 //! Unknown keys are errors (a typo must not be ignored silently). In a connection setting,
@@ -193,6 +193,9 @@ pub struct EngineConfig {
     /// `result_cache = { max_bytes = "256MB", ttl_secs = 60 }`: keep results of repeated
     /// queries (off unless set; src/result_cache.rs).
     pub result_cache: Option<ResultCacheConfig>,
+    /// The log filter (`warn`, `info`, `ibarrow=debug`) of the REPL and the server when
+    /// `IBARROW_LOG` is not set; a reload applies a new one (default `warn`).
+    pub log_level: Option<String>,
 }
 
 /// `[engine] result_cache`: the memory results may take (default 256 MiB) and how long one

@@ -19,6 +19,9 @@ use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{Described, QueryFunction, SourceMap, describe_query_calls};
 
+mod reload;
+pub use reload::ReloadReport;
+
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The embeddable query engine. Cheap to clone (clones share everything); `Send + Sync`, so
@@ -30,18 +33,28 @@ pub struct Engine {
 
 struct Inner {
     ctx: SessionContext,
-    /// Engine-wide defaults for sources registered later.
-    defaults: crate::config::EngineConfig,
+    /// The context's catalogs, which a reload can take a source's catalog out of.
+    catalog_list: Arc<crate::catalog::EngineCatalogs>,
+    /// Engine-wide defaults for sources registered later; replaced by a reload.
+    defaults: RwLock<crate::config::EngineConfig>,
+    /// The configuration (with the engine's defaults applied) of each source a configuration
+    /// named, which a reload compares the new one with; sources added in code are not here,
+    /// and a reload leaves them alone.
+    configured: RwLock<BTreeMap<String, SourceConfig>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// `[roles]` and the users' roles as last applied, which a reload compares.
+    access_settings: RwLock<String>,
     cache_ttl: Duration,
     catalogs: RwLock<BTreeMap<String, Arc<SourceCatalog>>>,
     /// The same sources by name, shared with the `query()` table function.
     sources: SourceMap,
     /// `query()` descriptions made for the statements being planned.
     described: Arc<Described>,
-    limits: crate::governance::InputLimits,
-    rate_limits: crate::rate_limit::RateLimits,
+    limits: RwLock<crate::governance::InputLimits>,
+    rate_limits: RwLock<Arc<crate::rate_limit::RateLimits>>,
     monitor: Arc<crate::monitor::Monitor>,
-    /// `[roles]`: `None` lets every user read everything. Replaced by [`Engine::reload_access`].
+    /// `[roles]`: `None` lets every user read everything. Replaced by [`Engine::reload`].
     access: RwLock<Option<Arc<AccessPolicy>>>,
     audited: bool,
     /// `[engine] result_cache`, when set.
@@ -49,6 +62,30 @@ struct Inner {
     /// Counts sources added and refreshed: a prepared statement planned under an older count
     /// is planned again.
     catalog_generation: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// The quotas in force (a reload may replace them).
+    fn rate_limits(&self) -> Arc<crate::rate_limit::RateLimits> {
+        match self.rate_limits.read() {
+            Ok(limits) => Arc::clone(&limits),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn limits(&self) -> crate::governance::InputLimits {
+        match self.limits.read() {
+            Ok(limits) => limits.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn defaults(&self) -> crate::config::EngineConfig {
+        match self.defaults.read() {
+            Ok(defaults) => defaults.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -76,6 +113,15 @@ fn runtime_env(
         )));
     }
     Ok(builder.build_arc()?)
+}
+
+/// `[engine] max_sql_bytes`, or the default.
+fn input_limits(engine: &crate::config::EngineConfig) -> crate::governance::InputLimits {
+    crate::governance::InputLimits {
+        max_sql_bytes: engine
+            .max_sql_bytes
+            .unwrap_or(crate::governance::InputLimits::default().max_sql_bytes),
+    }
 }
 
 /// Builds an [`Engine`] in code: `Engine::builder().source("pg", conn).build().await`.
@@ -130,7 +176,7 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// An engine from a TOML file (README.md, section "Configuration file").
+    /// An engine from a TOML file (docs/configuration.md).
     pub async fn from_config_file(path: impl AsRef<Path>) -> Result<Self> {
         Self::from_config(Config::from_file(path.as_ref())?).await
     }
@@ -140,18 +186,20 @@ impl Engine {
         if let Some(partitions) = config.engine.target_partitions {
             session = session.with_target_partitions(partitions.max(1));
         }
+        let catalog_list = Arc::new(crate::catalog::EngineCatalogs::default());
         let state = ibarrow_providers::install(
             SessionStateBuilder::new()
                 .with_config(session)
+                .with_catalog_list(Arc::clone(&catalog_list) as _)
                 .with_runtime_env(runtime_env(&config.engine)?)
                 .with_default_features(),
         )
         .build();
         let ctx = SessionContext::new_with_state(state);
         let sources = SourceMap::default();
-        let rate_limits = crate::rate_limit::RateLimits::new(
+        let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(
             &config.engine.rate_limits.clone().unwrap_or_default(),
-        )?;
+        )?);
         let described = Arc::new(Described::default());
         let access = AccessPolicy::from_config(&config)?.map(Arc::new);
         let audit = config
@@ -176,7 +224,11 @@ impl Engine {
         let engine = Self {
             inner: Arc::new(Inner {
                 ctx,
-                defaults: config.engine.clone(),
+                catalog_list,
+                defaults: RwLock::new(config.engine.clone()),
+                configured: RwLock::new(BTreeMap::new()),
+                reloading: tokio::sync::Mutex::new(()),
+                access_settings: RwLock::new(reload::access_settings(&config)),
                 cache_ttl: config
                     .engine
                     .schema_cache_ttl_secs
@@ -184,13 +236,8 @@ impl Engine {
                 catalogs: RwLock::new(BTreeMap::new()),
                 sources,
                 described,
-                limits: crate::governance::InputLimits {
-                    max_sql_bytes: config
-                        .engine
-                        .max_sql_bytes
-                        .unwrap_or(crate::governance::InputLimits::default().max_sql_bytes),
-                },
-                rate_limits,
+                limits: RwLock::new(input_limits(&config.engine)),
+                rate_limits: RwLock::new(rate_limits),
                 monitor: Arc::new(
                     crate::monitor::Monitor::new(
                         config.engine.slow_query_ms.map(Duration::from_millis),
@@ -210,6 +257,13 @@ impl Engine {
             .iter()
             .map(|(name, source)| engine.register_source(name, source));
         futures::future::try_join_all(registrations).await?;
+        if let Ok(mut configured) = engine.inner.configured.write() {
+            *configured = config
+                .sources
+                .iter()
+                .map(|(name, source)| (name.clone(), source.with_defaults(&config.engine)))
+                .collect();
+        }
         Ok(engine)
     }
 
@@ -227,7 +281,18 @@ impl Engine {
         if self.catalog(name).is_ok() {
             return Err(Error::DuplicateSource(name.to_string()));
         }
-        let config = &config.with_defaults(&self.inner.defaults);
+        let config = &config.with_defaults(&self.inner.defaults());
+        let source = Self::connect_source(name, config).await?;
+        // The TTL first: a source with `result_cache_ttl_secs = 0` is never cached, not even
+        // by a query planned the moment it appears.
+        if let Some(cache) = &self.inner.result_cache {
+            cache.set_source_ttl(name, config.result_cache_ttl_secs);
+        }
+        self.add_source(name, source, config.tables.clone()).await
+    }
+
+    /// Opens the source `name` of `config` (defaults already applied).
+    async fn connect_source(name: &str, config: &SourceConfig) -> Result<Arc<OdbcSource>> {
         let options: SourceOptions = config.source_options(name)?;
         let source = match config.connect(name)? {
             Connect::ConnectionString(text) => OdbcSource::connect(name, &text, options).await?,
@@ -240,12 +305,7 @@ impl Engine {
                     .await?
             }
         };
-        // The TTL first: a source with `result_cache_ttl_secs = 0` is never cached, not even
-        // by a query planned the moment it appears.
-        if let Some(cache) = &self.inner.result_cache {
-            cache.set_source_ttl(name, config.result_cache_ttl_secs);
-        }
-        self.add_source(name, source, config.tables.clone()).await
+        Ok(source)
     }
 
     /// Adds a source connected elsewhere (by a Rust caller, or the Python 0.1 API) under
@@ -264,6 +324,13 @@ impl Engine {
         tables: std::collections::BTreeMap<String, crate::config::TableConfig>,
     ) -> Result<()> {
         let catalog = SourceCatalog::new(Arc::clone(&source), tables, self.inner.cache_ttl).await?;
+        self.install_source(name, source, catalog);
+        Ok(())
+    }
+
+    /// Puts `source` and its `catalog` under `name`, replacing a source of that name: queries
+    /// planned before keep the tables they resolved.
+    fn install_source(&self, name: &str, source: Arc<OdbcSource>, catalog: Arc<SourceCatalog>) {
         self.inner
             .ctx
             .register_catalog(name, Arc::new(CatalogAdapter(Arc::clone(&catalog))));
@@ -274,7 +341,6 @@ impl Engine {
             sources.insert(name.to_string(), source);
         }
         self.bump_catalog_generation();
-        Ok(())
     }
 
     /// Plans `sql`, one statement that reads (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) or an
@@ -405,7 +471,7 @@ impl Engine {
         state: &datafusion::execution::SessionState,
         sql: &str,
     ) -> Result<Vec<datafusion::sql::parser::Statement>> {
-        crate::governance::check_text(sql, &self.inner.limits)?;
+        crate::governance::check_text(sql, &self.inner.limits())?;
         let dialect_name = state.config().options().sql_parser.dialect;
         let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect_name)
             .ok_or_else(|| Error::Config {
@@ -449,18 +515,6 @@ impl Engine {
     /// The access policy in force (`None`: no `[roles]`).
     pub fn access_policy(&self) -> Option<Arc<AccessPolicy>> {
         self.inner.access.read().ok().and_then(|a| a.clone())
-    }
-
-    /// Replaces the roles and the users' roles by those of `config` (the rest of it is not
-    /// looked at); sessions plan their next statements under the new grants. An invalid
-    /// policy is an error and the one in force stays.
-    pub fn reload_access(&self, config: &Config) -> Result<()> {
-        let policy = AccessPolicy::from_config(config)?.map(Arc::new);
-        if let Ok(mut access) = self.inner.access.write() {
-            *access = policy;
-        }
-        tracing::info!(roles = config.roles.len(), "access policy reloaded");
-        Ok(())
     }
 
     /// Runs `sql` and streams its result.
@@ -810,7 +864,7 @@ impl Session {
     pub async fn prepare(&self, sql: &str) -> Result<PreparedStatement> {
         let inner = &self.engine.inner;
         let planned = match inner
-            .rate_limits
+            .rate_limits()
             .check(&self.user, &self.client, self.ip.as_deref())
         {
             Ok(()) => self.plan_prepared(sql).await,
@@ -867,7 +921,7 @@ impl Session {
         // comes in between.
         let grants = self.grants();
         let planned = match inner
-            .rate_limits
+            .rate_limits()
             .check(&self.user, &self.client, self.ip.as_deref())
         {
             Ok(()) => self.engine.sql_for(sql, grants.as_ref()).await,
@@ -884,6 +938,53 @@ impl Session {
             }
             Err(err) => {
                 inner.monitor.refused(self.begin(sql, None), &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// The state a query builder of this session resolves tables and checks steps in, and
+    /// the grants it was read under (src/query.rs).
+    pub(crate) fn builder_state(
+        &self,
+    ) -> (datafusion::execution::SessionState, Option<Arc<Grants>>) {
+        let state = self.engine.inner.ctx.state();
+        let grants = self.grants();
+        let state = match &grants {
+            Some(grants) => crate::access::governed_state(state, grants),
+            None => state,
+        };
+        (state, grants)
+    }
+
+    /// A builder's plan made ready to run as a statement of this session: within the rate
+    /// limits, checked and rewritten for `grants` like planned text, through the result cache.
+    /// `text` names it in the query log.
+    pub(crate) fn built(
+        &self,
+        state: datafusion::execution::SessionState,
+        plan: datafusion::logical_expr::LogicalPlan,
+        grants: Option<&Arc<Grants>>,
+        text: &str,
+    ) -> Result<DataFrame> {
+        let inner = &self.engine.inner;
+        let governed = inner
+            .rate_limits()
+            .check(&self.user, &self.client, self.ip.as_deref())
+            .and_then(|()| {
+                if grants.is_none() && !inner.audited {
+                    return Ok((DataFrame::new(state, plan), None));
+                }
+                let (plan, report) = crate::access::govern(plan, grants.map(Arc::as_ref), &state)?;
+                Ok((DataFrame::new(state, plan), Some(report)))
+            });
+        match governed {
+            Ok((frame, report)) => {
+                let report = report.filter(|_| inner.audited).map(Arc::new);
+                self.planned(frame, report, grants.map(Arc::as_ref))
+            }
+            Err(err) => {
+                inner.monitor.refused(self.begin(text, None), &err);
                 Err(err)
             }
         }
@@ -983,9 +1084,9 @@ impl Session {
         let described = async {
             self.engine
                 .inner
-                .rate_limits
+                .rate_limits()
                 .check(&self.user, &self.client, self.ip.as_deref())?;
-            crate::governance::check_text(sql, &self.engine.inner.limits)?;
+            crate::governance::check_text(sql, &self.engine.inner.limits())?;
             if let Some(grants) = self.grants() {
                 grants.check_native_sql(source)?;
             }
@@ -1224,7 +1325,7 @@ impl PreparedStatement {
         let params = params.into();
         let bound =
             match inner
-                .rate_limits
+                .rate_limits()
                 .check(&session.user, &session.client, session.ip.as_deref())
             {
                 Ok(()) => match self.current_plan().await {

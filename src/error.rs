@@ -18,6 +18,15 @@ pub enum Error {
     /// The query text was refused before planning (size, characters, statement kind).
     #[error("{0}")]
     InputRejected(String),
+    /// A table or column a query builder step names does not exist (src/query.rs).
+    #[error("{message}")]
+    UnknownName {
+        /// The name as given.
+        name: String,
+        /// The existing names closest to it, closest first.
+        close: Vec<String>,
+        message: String,
+    },
     /// A quota of `[engine] rate_limits` is used up.
     #[error("rate limit: {message}")]
     RateLimited {
@@ -127,13 +136,56 @@ impl ErrorKind {
 }
 
 impl Error {
+    /// The ODBC error at the root of this one, when a database call failed (DataFusion
+    /// wraps a scan's error on its way up).
+    pub fn odbc(&self) -> Option<&ibarrow_providers::OdbcError> {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = current {
+            if let Some(odbc) = err.downcast_ref::<ibarrow_providers::OdbcError>() {
+                return Some(odbc);
+            }
+            current = match err.downcast_ref::<datafusion::error::DataFusionError>() {
+                // `source()` of a DataFusion error skips some wrappers; walk them by hand.
+                Some(datafusion::error::DataFusionError::External(inner)) => Some(inner.as_ref()),
+                Some(datafusion::error::DataFusionError::Shared(inner)) => Some(inner.as_ref()),
+                Some(datafusion::error::DataFusionError::Context(_, inner)) => Some(inner.as_ref()),
+                Some(datafusion::error::DataFusionError::ArrowError(inner, _)) => {
+                    match inner.as_ref() {
+                        datafusion::arrow::error::ArrowError::ExternalError(inner) => {
+                            Some(inner.as_ref())
+                        }
+                        _ => None,
+                    }
+                }
+                _ => err.source(),
+            };
+        }
+        None
+    }
+
+    /// The source the error happened on, when it names one.
+    pub fn source_name(&self) -> Option<&str> {
+        self.odbc().and_then(|odbc| odbc.source_name())
+    }
+
+    /// The SQLSTATE the database reported, when it did.
+    pub fn sqlstate(&self) -> Option<String> {
+        self.odbc().and_then(|odbc| odbc.sqlstate())
+    }
+
+    /// The statement sent to the database when it failed, when the error is about one.
+    pub fn statement(&self) -> Option<&str> {
+        self.odbc().and_then(|odbc| odbc.statement())
+    }
+
+    /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. }
             | Error::MissingVariable { .. }
             | Error::DuplicateSource(_)
             | Error::UnknownSource(..) => ErrorKind::Config,
-            Error::InputRejected(_) => ErrorKind::Input,
+            Error::InputRejected(_) | Error::UnknownName { .. } => ErrorKind::Input,
             Error::RateLimited { .. } => ErrorKind::RateLimit,
             Error::AccessDenied(_) => ErrorKind::AccessDenied,
             Error::Odbc(odbc) => ErrorKind::of_odbc(odbc),

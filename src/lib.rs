@@ -17,6 +17,7 @@ pub mod insights;
 pub mod logging;
 pub mod monitor;
 mod passthrough;
+mod query;
 pub mod rate_limit;
 pub mod result_cache;
 
@@ -24,12 +25,36 @@ pub use datafusion;
 pub use ibarrow_providers as providers;
 pub use ibarrow_sql as sql;
 
+/// What a query builder needs in scope: [`Query`], expressions (`col`, `lit`, operators,
+/// scalar functions) and the aggregate functions (`count`, `sum`, `avg`, `min`, `max`,
+/// `count_distinct`).
+pub mod prelude {
+    pub use crate::{Engine, Query, Session};
+    pub use datafusion::functions_aggregate::expr_fn::{avg, count, count_distinct, max, min, sum};
+    pub use datafusion::logical_expr::SortExpr;
+    pub use datafusion::prelude::*;
+}
+
 pub use config::{
     AuditConfig, BreakerConfig, ByteSize, Config, RateLimitConfig, ResultCacheConfig, RetryConfig,
     RoleConfig, ServerConfig, ServerTlsConfig, SourceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use engine::{
-    Engine, EngineBuilder, PartitionedRun, PhysicalQuery, Planning, PreparedStatement, Session,
+    Engine, EngineBuilder, PartitionedRun, PhysicalQuery, Planning, PreparedStatement,
+    ReloadReport, Session,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};
+pub use query::Query;
+
+/// The Rust blocks of the user documentation, compiled as doctests so that they stay true
+/// (python/tests/test_docs.py runs the other blocks).
+#[cfg(doctest)]
+mod documentation {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../docs/rust.md")]
+    struct Rust;
+}

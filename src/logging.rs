@@ -42,13 +42,66 @@ pub fn filter_from_env() -> String {
     std::env::var(LOG_ENV).unwrap_or_else(|_| "warn".to_string())
 }
 
-/// [`init`] with a filter given by the caller (Python's `init_logging(level)`).
+/// The filter of the installed subscriber, which [`set_filter`] replaces.
+static FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// [`init`] with a filter given by the caller (Python's `init_logging(level)`, the REPL and
+/// the server with `[engine] log_level`).
 pub fn init_with_filter(format: LogFormat, filter: &str) -> Result<()> {
-    let subscriber = subscriber(format, filter, std::io::stderr)?;
+    let (subscriber, handle) = reloadable(format, filter, std::io::stderr)?;
     tracing::subscriber::set_global_default(subscriber).map_err(|err| Error::Config {
         location: "logging".into(),
         message: format!("a log subscriber is already installed: {err}"),
+    })?;
+    let _ = FILTER.set(handle);
+    Ok(())
+}
+
+/// Replaces the filter of the subscriber [`init`] installed (a reloaded `[engine]
+/// log_level`); an invalid filter is an error and the one in force stays.
+pub fn set_filter(filter: &str) -> Result<()> {
+    let parsed = parse_filter(filter)?;
+    let Some(handle) = FILTER.get() else {
+        return Err(Error::Config {
+            location: "logging".into(),
+            message: "no log subscriber of ibarrow is installed, so there is no level to change"
+                .into(),
+        });
+    };
+    handle.reload(parsed).map_err(|err| Error::Config {
+        location: "logging".into(),
+        message: format!("the log level cannot be changed: {err}"),
     })
+}
+
+fn parse_filter(filter: &str) -> Result<EnvFilter> {
+    EnvFilter::try_new(filter).map_err(|err| Error::Config {
+        location: format!("log filter `{filter}`"),
+        message: format!("{err}; use a level such as warn, info or debug"),
+    })
+}
+
+type Reloadable = (
+    Box<dyn tracing::Subscriber + Send + Sync>,
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+);
+
+/// A subscriber writing to `writer` whose filter can be replaced through the handle.
+fn reloadable<W>(format: LogFormat, filter: &str, writer: W) -> Result<Reloadable>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(parse_filter(filter)?);
+    let registry = tracing_subscriber::registry().with(filter);
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        LogFormat::Human => Box::new(registry.with(lines)),
+        LogFormat::Json => Box::new(registry.with(lines.json().flatten_event(true))),
+    };
+    Ok((subscriber, handle))
 }
 
 /// The subscriber [`init`] installs, writing to `writer` (tests capture the lines).
@@ -60,15 +113,5 @@ pub fn subscriber<W>(
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).map_err(|err| Error::Config {
-        location: format!("{LOG_ENV}={filter}"),
-        message: format!("{err}; use a level such as warn, info or debug"),
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    Ok(match format {
-        LogFormat::Human => Box::new(builder.finish()),
-        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
-    })
+    Ok(reloadable(format, filter, writer)?.0)
 }

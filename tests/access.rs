@@ -437,7 +437,7 @@ async fn a_reloaded_policy_applies_to_the_next_statement() {
         .unwrap()
         .read
         .push(fixture.orders_table());
-    engine.reload_access(&config).unwrap();
+    engine.reload(&config).await.unwrap();
     let got = rows(&alice, &sql).await.unwrap();
     assert_eq!(texts(&got, "n"), vec![customer_rows().len().to_string()]);
     // A broken policy is refused and the one in force stays.
@@ -448,7 +448,7 @@ async fn a_reloaded_policy_applies_to_the_next_statement() {
         .unwrap()
         .roles
         .push("nonexistent".into());
-    let err = engine.reload_access(&broken).unwrap_err().to_string();
+    let err = engine.reload(&broken).await.unwrap_err().to_string();
     assert!(err.contains("nonexistent"), "{err}");
     assert!(rows(&alice, &sql).await.is_ok());
 }

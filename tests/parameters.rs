@@ -364,7 +364,8 @@ async fn a_prepared_statement_follows_a_reloaded_access_policy() {
     assert_eq!(rows_of(&session, frame, &sql).await, ["plain"]);
 
     engine
-        .reload_access(&fixture.config(&roles(&format!("\"{table}.name\""))))
+        .reload(&fixture.config(&roles(&format!("\"{table}.name\""))))
+        .await
         .unwrap();
     let err = prepared
         .bind(vec![ScalarValue::Int64(Some(1))])

@@ -157,6 +157,61 @@ pub enum OdbcError {
 }
 
 impl OdbcError {
+    /// The source the error happened on (`None`: an invalid connection string, before a
+    /// source has a name).
+    pub fn source_name(&self) -> Option<&str> {
+        use OdbcError as E;
+        match self {
+            E::DriverNotInstalled { source_name, .. }
+            | E::LoginFailed { source_name, .. }
+            | E::ConnectFailed { source_name, .. }
+            | E::PoolTimeout { source_name, .. }
+            | E::TableNotFound { source_name, .. }
+            | E::SchemaNotFound { source_name, .. }
+            | E::AmbiguousName { source_name, .. }
+            | E::UnsupportedType { source_name, .. }
+            | E::Truncated { source_name, .. }
+            | E::InvalidPartitionColumn { source_name, .. }
+            | E::Timeout { source_name, .. }
+            | E::ConnectionLost { source_name, .. }
+            | E::CircuitOpen { source_name, .. }
+            | E::Odbc { source_name, .. }
+            | E::Sql { source_name, .. }
+            | E::Task { source_name, .. }
+            | E::ReadOnly { source_name, .. } => Some(source_name),
+            E::InvalidConnectionString(_) => None,
+            E::Shared(inner) => inner.source_name(),
+        }
+    }
+
+    /// The statement sent to the database when it failed, when the error is about one.
+    pub fn statement(&self) -> Option<&str> {
+        match self {
+            OdbcError::Timeout { statement, .. } => Some(statement),
+            // Contexts quote what was sent: "running `SELECT …`".
+            OdbcError::Odbc { context, .. } => {
+                let start = context.find('`')?;
+                let end = context.rfind('`')?;
+                (end > start + 1).then(|| &context[start + 1..end])
+            }
+            OdbcError::Shared(inner) => inner.statement(),
+            _ => None,
+        }
+    }
+
+    /// The five-character SQLSTATE the driver reported (`42P01`), when there is one.
+    pub fn sqlstate(&self) -> Option<String> {
+        let text = match self {
+            OdbcError::Shared(inner) => return inner.sqlstate(),
+            OdbcError::Odbc { message, .. }
+            | OdbcError::LoginFailed { message, .. }
+            | OdbcError::ConnectFailed { message, .. }
+            | OdbcError::ConnectionLost { message, .. } => message,
+            _ => return None,
+        };
+        sqlstate_in(text)
+    }
+
     /// Whether a read that failed this way may succeed on a fresh connection.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -183,5 +238,45 @@ impl OdbcError {
 impl From<OdbcError> for datafusion::error::DataFusionError {
     fn from(err: OdbcError) -> Self {
         datafusion::error::DataFusionError::External(Box::new(err))
+    }
+}
+
+/// The SQLSTATE of a diagnostic: `[42P01] …` as the pool writes it (providers/src/pool.rs,
+/// `failure`), or `State: 42P01, Native error: …` as odbc-api prints one.
+fn sqlstate_in(text: &str) -> Option<String> {
+    let at = if text.starts_with('[') {
+        1
+    } else {
+        text.find("State: ")? + "State: ".len()
+    };
+    let state: String = text.get(at..)?.chars().take(5).collect();
+    (state.len() == 5 && state.chars().all(|c| c.is_ascii_alphanumeric())).then_some(state)
+}
+
+#[cfg(test)]
+mod diagnostics_tests {
+    use super::*;
+
+    #[test]
+    fn sqlstate_and_statement_are_read_from_a_diagnostic() {
+        let err = OdbcError::Odbc {
+            source_name: "pg".into(),
+            context: "running `SELECT 1 FROM nowhere`".into(),
+            message:
+                "ODBC emitted an error calling 'SQLExecDirect': State: 42P01, Native error: 7, \
+                      Message: relation does not exist"
+                    .into(),
+        };
+        assert_eq!(err.sqlstate().as_deref(), Some("42P01"));
+        assert_eq!(err.statement(), Some("SELECT 1 FROM nowhere"));
+        assert_eq!(err.source_name(), Some("pg"));
+        let shared = OdbcError::Shared(std::sync::Arc::new(err));
+        assert_eq!(shared.sqlstate().as_deref(), Some("42P01"));
+        assert_eq!(sqlstate_in("State: 4"), None);
+        assert_eq!(
+            sqlstate_in("[HY000] server closed").as_deref(),
+            Some("HY000")
+        );
+        assert_eq!(sqlstate_in("[] nothing"), None);
     }
 }

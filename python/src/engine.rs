@@ -146,8 +146,13 @@ impl PyEngine {
         self.engine.source_names()
     }
 
+    /// The table `name` (`source.schema.table`) as the start of a query built step by step.
+    fn table(&self, py: Python<'_>, name: &str) -> PyResult<crate::query::PyQuery> {
+        query_table(py, &self.session, name)
+    }
+
     /// A table of the engine (`source.schema.table`) for a datafusion-python context.
-    fn table(&self, py: Python<'_>, name: &str) -> PyResult<PyTable> {
+    fn export_table(&self, py: Python<'_>, name: &str) -> PyResult<PyTable> {
         // Handed to another context, the table escapes the engine's plan checks: only a table
         // the user reads whole is given out (ibarrow::Session::export_table).
         let session = self.session.clone();
@@ -217,6 +222,11 @@ impl PySession {
         prepare_in(py, &self.session, query)
     }
 
+    /// The table `name` as the start of a query of this session.
+    fn table(&self, py: Python<'_>, name: &str) -> PyResult<crate::query::PyQuery> {
+        query_table(py, &self.session, name)
+    }
+
     #[getter]
     fn user(&self) -> &str {
         self.session.user()
@@ -283,6 +293,16 @@ impl PyPreparedStatement {
     fn __repr__(&self) -> String {
         format!("ibarrow.PreparedStatement({:?})", self.prepared.sql())
     }
+}
+
+/// The table `name` of `session` as a [`crate::query::PyQuery`].
+fn query_table(
+    py: Python<'_>,
+    session: &ibarrow::Session,
+    name: &str,
+) -> PyResult<crate::query::PyQuery> {
+    let query = wait_for_future(py, session.table(name))?.map_err(to_py)?;
+    Ok(crate::query::PyQuery::new(query))
 }
 
 /// `query` as text: str, or bytes that must be UTF-8.

@@ -34,8 +34,17 @@ pub fn class_of(kind: ibarrow::ErrorKind) -> &'static str {
     }
 }
 
-/// `?` on engine results inside `#[pymethods]`.
+/// `?` on engine results inside `#[pymethods]`: the exception of the error's kind, with
+/// `kind`, `source`, `sqlstate` and `statement` attributes (`None` when not known).
 pub fn to_py(err: impl Into<ibarrow::Error>) -> PyErr {
     let err = err.into();
-    error_of_kind(class_of(err.kind()), err.to_string())
+    let py_err = error_of_kind(class_of(err.kind()), err.to_string());
+    Python::attach(|py| {
+        let value = py_err.value(py);
+        let _ = value.setattr("kind", err.kind().as_str());
+        let _ = value.setattr("source", err.source_name());
+        let _ = value.setattr("sqlstate", err.sqlstate());
+        let _ = value.setattr("statement", err.statement());
+    });
+    py_err
 }

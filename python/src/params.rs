@@ -60,7 +60,7 @@ pub fn param_values(params: &Bound<'_, PyAny>) -> PyResult<ParamValues> {
 
 /// One Python value as a scalar: None, bool, int (64-bit), float, str, bytes, date,
 /// datetime (naive: as written; aware: in UTC) and decimal.Decimal.
-fn scalar(value: &Bound<'_, PyAny>, placeholder: &str) -> PyResult<ScalarValue> {
+pub(crate) fn scalar(value: &Bound<'_, PyAny>, placeholder: &str) -> PyResult<ScalarValue> {
     let py = value.py();
     if value.is_none() {
         return Ok(ScalarValue::Null);

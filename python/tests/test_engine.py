@@ -359,7 +359,10 @@ def test_roles_govern_python_sessions(db: Database, people: str, tmp_path) -> No
         alice.sql(f"SELECT * FROM {table}").to_arrow()
     # Handed to another DataFusion context, the table would escape the checks.
     with pytest.raises(ibarrow.AccessDeniedError, match="cannot be handed"):
-        alice.table(table)
+        alice.table(table).__datafusion_table_provider__()
+    # Built on by the engine, the same table follows the policy.
+    built = alice.table(table).filter(ibarrow.col("id") <= 3).select("id", "name")
+    assert built.to_arrow().to_pylist() == [{"id": n, "name": "hidden"} for n in range(1, 4)]
     nobody = ibarrow.Engine.from_config(config, user="bob")
     with pytest.raises(ibarrow.AccessDeniedError, match=r"has no roles.*\[users\.bob\]"):
         nobody.sql(f"SELECT id FROM {table}").to_arrow()

@@ -56,6 +56,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "list tables again and forget cached metadata",
     ),
     ("\\connect", "<name> <connstr>", "add an ODBC source"),
+    (
+        "\\reload",
+        "",
+        "read the configuration again: sources, roles, limits, log level",
+    ),
     ("\\i", "<file>", "run the statements in a file"),
     (
         "\\o",
@@ -113,6 +118,7 @@ pub fn run(session: &mut Session, line: &str) -> Outcome {
         "\\explain" => session.run_sql(&format!("EXPLAIN {}", args.trim_end_matches(';'))),
         "\\refresh" => refresh(session, args),
         "\\connect" => connect(session, args),
+        "\\reload" => reload(session),
         "\\i" | "\\include" if !args.is_empty() => include(session, Path::new(args)),
         "\\o" | "\\out" => output(session, args),
         _ => Outcome::Failed(format!(
@@ -414,6 +420,30 @@ fn refresh(session: &mut Session, source: &str) -> Outcome {
             Outcome::Done
         }
         Err(err) => Outcome::Failed(err.to_string()),
+    }
+}
+
+/// Reads the configuration again as at start (file, profile, `--source`, demo) and applies
+/// it; a configuration that is refused leaves everything as it was.
+fn reload(session: &mut Session) -> Outcome {
+    let engine = session.engine.clone();
+    let loader = session.config.clone();
+    let reloaded = session.runtime.block_on(async {
+        let config = loader.load(false).await?;
+        let report = engine.reload(&config).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((config, report))
+    });
+    match reloaded {
+        Ok((config, report)) => {
+            if report.log_level.is_some() {
+                crate::apply_log_level(&config);
+            }
+            eprintln!("reloaded: {report}");
+            Outcome::Done
+        }
+        Err(message) => Outcome::Failed(format!(
+            "the configuration was not reloaded, the one in force stays: {message}"
+        )),
     }
 }
 

@@ -20,7 +20,12 @@ struct Checked {
     outcome: Result<String, String>,
 }
 
-pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> ExitCode {
+pub fn run(
+    config: Option<&Path>,
+    profile: Option<&str>,
+    no_connect: bool,
+    log_format: &str,
+) -> ExitCode {
     let runtime = match crate::start("ibarrow config check", log_format) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -30,7 +35,7 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
         .or_else(ibarrow::config::profile_from_env);
     let checked = runtime.block_on(async {
         let config = crate::read_config(config, profile.as_deref())?;
-        if config.sources.is_empty() {
+        if config.sources.is_empty() && !no_connect {
             return Err("the configuration has no [sources.<name>]; add one to check".to_string());
         }
         ibarrow::access::AccessPolicy::from_config(&config).map_err(|e| e.to_string())?;
@@ -40,6 +45,9 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
                 ibarrow::config::expand_env(password, &format!("[users.{name}] password"))
                     .map_err(|e| e.to_string())?;
             }
+        }
+        if no_connect {
+            return Ok(validate_sources(&config));
         }
         Ok(check_sources(config).await)
     });
@@ -60,9 +68,10 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
     }
     let failed = checked.iter().filter(|c| c.outcome.is_err()).count();
     println!(
-        "{} of {} sources answer{}",
+        "{} of {} sources {}{}",
         checked.len() - failed,
         checked.len(),
+        if no_connect { "are valid" } else { "answer" },
         match &profile {
             Some(profile) => format!(" (profile {profile})"),
             None => String::new(),
@@ -73,6 +82,27 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, log_format: &str) -> Ex
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `--no-connect`: each source's settings checked as opening it would check them (secrets
+/// resolved, connection string built, options valid), without a connection.
+fn validate_sources(config: &Config) -> Vec<Checked> {
+    config
+        .sources
+        .iter()
+        .map(|(name, source)| {
+            let source = source.with_defaults(&config.engine);
+            let outcome = source
+                .source_options(name)
+                .and_then(|_| source.connect(name))
+                .map(|_| "valid (not opened: --no-connect)".to_string())
+                .map_err(|e| e.to_string());
+            Checked {
+                name: name.clone(),
+                outcome,
+            }
+        })
+        .collect()
 }
 
 /// Opens each source of `config` alone, under the engine's settings, so one that fails does

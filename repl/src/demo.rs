@@ -62,6 +62,21 @@ impl DemoFiles {
     }
 }
 
+impl DemoFiles {
+    /// [`Self::config`] as the text of a configuration file.
+    pub fn config_text(&self) -> Result<String> {
+        let mut text = String::from("# The embedded demo's databases (`ibarrow demo`).\n");
+        for (name, path) in [("shop", &self.shop), ("crm", &self.crm)] {
+            let connection_string = sqlite_connection_string(path)?;
+            text.push_str(&format!(
+                "\n[sources.{name}]\nconnection_string = \"{}\"\npartitions = 2\n",
+                connection_string.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+        }
+        Ok(text)
+    }
+}
+
 /// Creates the demo databases in `dir` when missing or from an older version.
 pub async fn prepare(dir: &Path) -> Result<DemoFiles> {
     std::fs::create_dir_all(dir).map_err(|err| Error::Config {

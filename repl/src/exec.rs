@@ -41,6 +41,15 @@ pub struct Session {
     pub cancel_on_interrupt: bool,
     /// PREPARE'd statements, by name.
     pub prepared: crate::prepared::Prepared,
+    /// Where the configuration came from, for `\reload`.
+    pub config: crate::ConfigLoader,
+}
+
+/// `--verbose`: errors show their kind and cause chain.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The REPL's client name in the query log and the audit log.
@@ -210,11 +219,35 @@ async fn run_query(
 /// The message of a failed query: the ibarrow error itself (which names the source and the
 /// remote statement) rather than DataFusion's wrapping of it.
 pub fn error_message(err: &DataFusionError) -> String {
+    let message = short_message(err);
+    if !VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        return message;
+    }
+    let mut lines = vec![
+        message,
+        format!(
+            "  kind: {}",
+            ibarrow::ErrorKind::of_datafusion(err).as_str()
+        ),
+    ];
+    let mut cause = std::error::Error::source(err);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !lines.iter().any(|line| line.contains(&text)) {
+            lines.push(format!("  caused by: {text}"));
+        }
+        cause = err.source();
+    }
+    lines.join("\n")
+}
+
+/// The error's message without DataFusion's wrappers.
+fn short_message(err: &DataFusionError) -> String {
     match err {
         DataFusionError::External(inner) => inner.to_string(),
-        DataFusionError::Shared(inner) => error_message(inner),
+        DataFusionError::Shared(inner) => short_message(inner),
         DataFusionError::Context(context, inner) => {
-            format!("{context}: {}", error_message(inner))
+            format!("{context}: {}", short_message(inner))
         }
         DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
             arrow::error::ArrowError::ExternalError(e) => e.to_string(),

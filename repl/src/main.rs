@@ -76,7 +76,11 @@ struct Args {
     /// stay under it (overrides [engine] memory_limit)
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<ibarrow::ByteSize>,
-    /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG, default warn)
+    /// Errors show their cause chain and kind (what each layer reported)
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG, else
+    /// [engine] log_level, default warn)
     #[arg(long, value_name = "FORMAT", default_value = "human")]
     log_format: String,
 }
@@ -111,6 +115,13 @@ enum Command {
         #[command(subcommand)]
         action: ConfigCommand,
     },
+    /// Create the embedded demo's SQLite databases (IBARROW_DEMO_DIR, else the user's data
+    /// directory) and print a configuration naming them, or write it to FILE
+    Demo {
+        /// Write the configuration to FILE instead of standard output
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +136,9 @@ enum ConfigCommand {
         /// Apply [profiles.NAME] (default: IBARROW_PROFILE)
         #[arg(long, value_name = "NAME")]
         profile: Option<String>,
+        /// Validate every key, profile and secret reference without opening any source
+        #[arg(long)]
+        no_connect: bool,
         /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG)
         #[arg(long, value_name = "FORMAT", default_value = "human")]
         log_format: String,
@@ -201,15 +215,25 @@ fn main() -> ExitCode {
                 ConfigCommand::Check {
                     config,
                     profile,
+                    no_connect,
                     log_format,
                 },
-        }) => return config_check::run(config.as_deref(), profile.as_deref(), log_format),
+        }) => {
+            return config_check::run(
+                config.as_deref(),
+                profile.as_deref(),
+                *no_connect,
+                log_format,
+            );
+        }
+        Some(Command::Demo { write_config }) => return demo_command(write_config.as_deref()),
         Some(Command::Passwd) => return serve::passwd(),
         Some(Command::Audit {
             action: AuditCommand::Verify { files },
         }) => return audit_verify(files),
         None => {}
     }
+    exec::set_verbose(args.verbose);
     let runtime = match start("ibarrow", &args.log_format) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -217,17 +241,18 @@ fn main() -> ExitCode {
     let stdin_is_terminal = std::io::stdin().is_terminal();
     let batch = !args.commands.is_empty() || !args.files.is_empty() || !stdin_is_terminal;
     let login = ibarrow::governance::os_user();
+    let loader = ConfigLoader {
+        path: args.config.clone(),
+        profile: args.profile.clone(),
+        sources: args.sources.clone(),
+        memory_limit: args.memory_limit,
+        demo: args.demo || !has_sources(&args),
+    };
     let opened = runtime.block_on(async {
-        let mut config = with_sources(
-            read_config(args.config.as_deref(), args.profile.as_deref())?,
-            &args.sources,
-        )?;
-        if let Some(limit) = args.memory_limit {
-            config.engine.memory_limit = Some(limit);
-        }
+        let config = loader.load(!batch).await?;
         let user = ibarrow::access::session_user(&config, &login, args.user.as_deref())
             .map_err(|e| e.to_string())?;
-        let config = with_demo(config, args.demo || !has_sources(&args), !batch).await?;
+        apply_log_level(&config);
         let engine = Engine::from_config(config)
             .await
             .map_err(|e| e.to_string())?;
@@ -266,6 +291,7 @@ fn main() -> ExitCode {
         },
         cancel_on_interrupt: !batch,
         prepared: Default::default(),
+        config: loader,
     };
     let outcome = if batch {
         run_batch(&mut session, &args)
@@ -325,6 +351,83 @@ pub(crate) fn read_config(path: Option<&Path>, profile: Option<&str>) -> Result<
              --config FILE"
         )),
         (None, None) => Ok(Config::default()),
+    }
+}
+
+/// Where the REPL's configuration comes from, kept so that `\reload` reads it the same way.
+#[derive(Debug, Clone)]
+pub(crate) struct ConfigLoader {
+    path: Option<PathBuf>,
+    profile: Option<String>,
+    sources: Vec<String>,
+    memory_limit: Option<ibarrow::ByteSize>,
+    demo: bool,
+}
+
+impl ConfigLoader {
+    /// The configuration: the file with its profile, `--source` arguments, `--memory-limit`
+    /// and the demo's sources.
+    pub(crate) async fn load(&self, interactive: bool) -> Result<Config, String> {
+        let mut config = with_sources(
+            read_config(self.path.as_deref(), self.profile.as_deref())?,
+            &self.sources,
+        )?;
+        if let Some(limit) = self.memory_limit {
+            config.engine.memory_limit = Some(limit);
+        }
+        with_demo(config, self.demo, interactive).await
+    }
+}
+
+/// `[engine] log_level` in force, unless `IBARROW_LOG` chose the level.
+pub(crate) fn apply_log_level(config: &Config) {
+    if std::env::var_os(ibarrow::logging::LOG_ENV).is_some() {
+        return;
+    }
+    if let Some(level) = &config.engine.log_level
+        && let Err(err) = ibarrow::logging::set_filter(level)
+    {
+        eprintln!("ibarrow: [engine] log_level: {err}");
+    }
+}
+
+/// `ibarrow demo`: the demo databases, and a configuration naming them.
+fn demo_command(write_config: Option<&Path>) -> ExitCode {
+    let runtime = match start("ibarrow demo", "human") {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let dir = demo_dir();
+    let made = runtime.block_on(ibarrow_repl::demo::prepare(&dir));
+    runtime.shutdown_timeout(EXIT_GRACE);
+    let text = match made.and_then(|files| files.config_text()) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("ibarrow demo: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match write_config {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!(
+                    "ibarrow demo: the demo databases are in {}; {} names them (ibarrow \
+                     --config {})",
+                    dir.display(),
+                    path.display(),
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("ibarrow demo: cannot write {}: {err}", path.display());
+                ExitCode::from(2)
+            }
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -25,10 +25,16 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, demo: bool, log_format:
             });
         }
         let config = crate::with_demo(config, demo, false).await?;
+        crate::apply_log_level(&config);
         let engine = Engine::from_config(config.clone())
             .await
             .map_err(|e| e.to_string())?;
-        reload_roles_on_hangup(&engine, config_path.clone(), profile.map(str::to_string));
+        reload_on_hangup(
+            &engine,
+            config_path.clone(),
+            profile.map(str::to_string),
+            demo,
+        );
         let server = Server::bind(engine, &config)
             .await
             .map_err(|e| e.to_string())?;
@@ -63,37 +69,50 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, demo: bool, log_format:
     }
 }
 
-/// On SIGHUP, reads the configuration file again and puts its `[roles]` and the users' roles
-/// in force: the next statements of every session plan under them. A file that does not parse
-/// or names an unknown role is logged and the roles in force stay.
-fn reload_roles_on_hangup(
+/// On SIGHUP, reads the configuration file again and applies it (`Engine::reload`): sources
+/// added, removed or changed, roles, limits and the log level; statements running finish on
+/// what they started with. A file that is refused is logged and the settings in force stay.
+/// Logins (`[users]` passwords) and `[server]` are read at start only.
+fn reload_on_hangup(
     engine: &Engine,
     path: Option<std::path::PathBuf>,
     profile: Option<String>,
+    demo: bool,
 ) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            eprintln!("ibarrow serve: SIGHUP cannot be watched; roles reload only on restart");
+            eprintln!(
+                "ibarrow serve: SIGHUP cannot be watched; the configuration reloads only on restart"
+            );
             return;
         };
         let engine = engine.clone();
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                let reloaded = crate::read_config(path.as_deref(), profile.as_deref())
-                    .and_then(|config| engine.reload_access(&config).map_err(|e| e.to_string()));
-                match reloaded {
-                    Ok(()) => eprintln!("ibarrow serve: roles reloaded"),
+                let reloaded = async {
+                    let config = crate::read_config(path.as_deref(), profile.as_deref())?;
+                    let config = crate::with_demo(config, demo, false).await?;
+                    let report = engine.reload(&config).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((config, report))
+                };
+                match reloaded.await {
+                    Ok((config, report)) => {
+                        if report.log_level.is_some() {
+                            crate::apply_log_level(&config);
+                        }
+                        eprintln!("ibarrow serve: configuration reloaded: {report}");
+                    }
                     Err(message) => eprintln!(
-                        "ibarrow serve: roles not reloaded, the previous ones stay: {message}"
+                        "ibarrow serve: configuration not reloaded, the one in force stays: {message}"
                     ),
                 }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (engine, path);
+    let _ = (engine, path, profile, demo);
 }
 
 /// Prints the argon2id hash of a password read from the terminal (twice, without echo) or

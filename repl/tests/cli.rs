@@ -884,6 +884,60 @@ mod interactive {
         assert!(history.contains("SELECT 40"), "{history}");
     }
 
+    /// `\reload` applies the file as it is now: a source added is there at once, and a file
+    /// that is refused leaves the session as it was.
+    #[test]
+    fn reload_applies_the_configuration_file_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lite = Vec::new();
+        for (name, rows) in [("one", 3), ("two", 5)] {
+            let path = dir.path().join(format!("{name}.sqlite"));
+            let values: Vec<String> = (1..=rows).map(|i| format!("({i})")).collect();
+            execute(
+                &format!("Driver={{SQLite3}};Database={};", path.display()),
+                &[
+                    "CREATE TABLE t (a INTEGER)".into(),
+                    format!("INSERT INTO t VALUES {}", values.join(", ")),
+                ],
+            );
+            lite.push(format!(
+                "[sources.{name}]\nconnection_string = \"Driver={{SQLite3}};Database={}\"\n",
+                path.display()
+            ));
+        }
+        let config = dir.path().join("ibarrow.toml");
+        std::fs::write(&config, &lite[0]).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ibarrow"));
+        command
+            .env("IBARROW_HISTORY", dir.path().join("history"))
+            .env("TERM", "xterm")
+            .args(["--config", config.to_str().unwrap()]);
+        let options = Options::default()
+            .timeout_ms(Some(30_000))
+            .strip_ansi_escape_codes(true);
+        let mut p = spawn_with_options(command, options).expect("spawn under a pty");
+        p.exp_string("ibarrow> ").unwrap();
+        p.send_line("SELECT count(*) * 100 AS n FROM one.main.t;")
+            .unwrap();
+        p.exp_regex(r"\n\s+300\s*\r?\n").unwrap();
+
+        std::fs::write(&config, format!("{}{}", lite[0], lite[1])).unwrap();
+        p.send_line("\\reload").unwrap();
+        p.exp_string("reloaded: sources added: two").unwrap();
+        p.send_line("SELECT count(*) * 100 AS n FROM two.main.t;")
+            .unwrap();
+        p.exp_regex(r"\n\s+500\s*\r?\n").unwrap();
+
+        std::fs::write(&config, "[sources.one]\nconection_string = \"typo\"\n").unwrap();
+        p.send_line("\\reload").unwrap();
+        p.exp_string("not reloaded").unwrap();
+        p.send_line("SELECT count(*) * 100 AS n FROM two.main.t;")
+            .unwrap();
+        p.exp_regex(r"\n\s+500\s*\r?\n").unwrap();
+        p.send_line("\\q").unwrap();
+        p.exp_eof().unwrap();
+    }
+
     #[test]
     fn ctrl_c_cancels_a_running_query_and_keeps_the_session() {
         let dir = tempfile::tempdir().unwrap();
@@ -1069,5 +1123,107 @@ fn a_server_silent_mid_stream_frees_the_process_soon_after_the_deadline() {
         proxy.logins.load(Ordering::SeqCst),
         1,
         "the abandoned read was tried again on a new connection: {err}"
+    );
+}
+
+/// `ibarrow demo --write-config` makes a configuration the other commands open, and `config
+/// check --no-connect` validates a file without opening its sources.
+#[test]
+fn demo_config_and_checks_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    let output = command()
+        .env("IBARROW_DEMO_DIR", dir.path().join("demo"))
+        .args(["demo", "--write-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let output = ibarrow(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM crm.main.regions",
+    ]);
+    assert_success(&output);
+    let files = ibarrow_repl::demo::DemoFiles::in_dir(&dir.path().join("demo"));
+    let expected = sqlite_rows(&files.crm, "SELECT 1", "SELECT count(*) FROM regions");
+    assert_eq!(stdout(&output), format!("n\n{}\n", expected[0]));
+
+    // A driver that is not installed is not looked for: nothing is opened.
+    let offline = dir.path().join("offline.toml");
+    std::fs::write(
+        &offline,
+        "[engine]\nlog_level = \"info\"\n[sources.far]\nconnection_string = \
+         \"Driver={Not Installed};Server=db.invalid;Pwd=${env:IBARROW_CLI_TEST_PW}\"\n",
+    )
+    .unwrap();
+    let output = ibarrow(&[
+        "config",
+        "check",
+        "--no-connect",
+        "--config",
+        offline.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let report = stdout(&output);
+    assert!(
+        report.contains("far") && report.contains("not opened"),
+        "{report}"
+    );
+    assert!(!report.contains(PASSWORD), "{report}");
+
+    // A secret that is missing fails its source (1); an unknown key fails the file (2).
+    std::fs::write(
+        &offline,
+        "[sources.far]\nconnection_string = \"Driver={X};Pwd=${env:IBARROW_NOT_SET_ANYWHERE}\"\n",
+    )
+    .unwrap();
+    let output = ibarrow(&[
+        "config",
+        "check",
+        "--no-connect",
+        "--config",
+        offline.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("IBARROW_NOT_SET_ANYWHERE"),
+        "{}",
+        stdout(&output)
+    );
+    std::fs::write(&offline, "[engine]\nlog_levle = \"info\"\n").unwrap();
+    let output = ibarrow(&[
+        "config",
+        "check",
+        "--no-connect",
+        "--config",
+        offline.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("log_levle"), "{}", stderr(&output));
+}
+
+/// `--verbose` adds the error's kind and its causes to the message.
+#[test]
+fn verbose_errors_show_the_kind_and_the_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("x.sqlite");
+    execute(
+        &format!("Driver={{SQLite3}};Database={};", lite.display()),
+        &["CREATE TABLE t (a INTEGER)".into()],
+    );
+    let source = format!("lite=Driver={{SQLite3}};Database={};", lite.display());
+    let statement = "SELECT * FROM query('lite', 'SELECT nope FROM t')";
+    let quiet = ibarrow(&["--source", &source, "-c", statement]);
+    assert_eq!(quiet.status.code(), Some(1));
+    assert!(!stderr(&quiet).contains("kind:"), "{}", stderr(&quiet));
+    let verbose = ibarrow(&["--verbose", "--source", &source, "-c", statement]);
+    assert_eq!(verbose.status.code(), Some(1));
+    let errors = stderr(&verbose);
+    assert!(
+        errors.contains("kind: sql") && errors.contains("nope"),
+        "{errors}"
     );
 }

@@ -174,7 +174,6 @@ def users_section() -> str:
     return f"""
 [users.alice]
 password = "${{IBT_ALICE_PW}}"
-roles = ["analyst"]
 
 [users.bob]
 password_hash = "{bob_hash()}"

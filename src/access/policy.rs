@@ -125,6 +125,24 @@ impl AccessPolicy {
     /// The policy of `config`, or `None` without `[roles]` (then everyone reads everything, as
     /// before roles existed). A user naming an unknown role is a configuration error.
     pub fn from_config(config: &Config) -> Result<Option<Self>> {
+        // A user given a role that is not defined is an error also when no role is: without
+        // `[roles]` everyone reads everything, which the operator did not mean.
+        for (user, settings) in &config.users {
+            if let Some(unknown) = settings
+                .roles
+                .iter()
+                .find(|r| !config.roles.contains_key(*r))
+            {
+                return Err(Error::Config {
+                    location: format!("[users.{user}] roles"),
+                    message: format!(
+                        "no role named `{unknown}`; define it as [roles.{unknown}] or remove it \
+                         (roles: {})",
+                        config.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
         if config.roles.is_empty() {
             return Ok(None);
         }
@@ -133,18 +151,6 @@ impl AccessPolicy {
             .iter()
             .map(|(name, role)| Ok((name.clone(), Arc::new(Role::from_config(name, role)?))))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        for (user, settings) in &config.users {
-            if let Some(unknown) = settings.roles.iter().find(|r| !roles.contains_key(*r)) {
-                return Err(Error::Config {
-                    location: format!("[users.{user}] roles"),
-                    message: format!(
-                        "no role named `{unknown}`; define it as [roles.{unknown}] or remove it \
-                         (roles: {})",
-                        roles.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                });
-            }
-        }
         let users = config
             .users
             .iter()

@@ -18,8 +18,22 @@ from ibarrow._engine import (
     PreparedStatement,
     QueryResult,
     Session,
-    Table,
     odbc_table,
+)
+from ibarrow._query import (
+    Expr,
+    GroupBy,
+    Query,
+    SortExpr,
+    Table,
+    avg,
+    col,
+    count,
+    count_distinct,
+    lit,
+    max,
+    min,
+    sum,
 )
 from ibarrow._errors import (
     AccessDeniedError,
@@ -53,6 +67,8 @@ def init_logging(level: str | None = None, format: str = "human") -> None:
     _internal.init_logging(level, format)
 
 
+# The aggregate functions (count, sum, avg, min, max, count_distinct) stay out of
+# `import *`: they would shadow the builtins (use ib.sum, ib.max …).
 # ConnectionError and TimeoutError stay out of `import *`: they would shadow the builtins
 # (they derive from them; use ibarrow.ConnectionError and ibarrow.TimeoutError).
 __all__ = [
@@ -62,6 +78,12 @@ __all__ = [
     "QueryResult",
     "Session",
     "Table",
+    "Query",
+    "GroupBy",
+    "Expr",
+    "SortExpr",
+    "col",
+    "lit",
     "init_logging",
     "odbc_table",
     "connect",

@@ -11,6 +11,7 @@ from ibarrow._errors import Error
 
 if TYPE_CHECKING:
     import pandas
+    from ibarrow._query import Query, Table
     import polars
     import pyarrow
 
@@ -87,29 +88,6 @@ class QueryResult:
         return f"ibarrow.QueryResult(schema={self.schema})"
 
 
-class Table:
-    """A remote table for ``datafusion.SessionContext.register_table``.
-
-    Filters and projections DataFusion pushes into the table run in the database.
-    """
-
-    def __init__(self, inner: _internal.Table) -> None:
-        self._inner = inner
-
-    @property
-    def name(self) -> str:
-        """The table's name as given."""
-        return self._inner.name
-
-    def __datafusion_table_provider__(self, session: Any = None) -> object:
-        """The FFI capsule of the table. Refused (``ibarrow.Error``) unless the installed
-        ``datafusion`` has the major version this build speaks (``DATAFUSION_FFI_MAJOR``)."""
-        return self._inner.__datafusion_table_provider__(session)
-
-    def __repr__(self) -> str:
-        return f"ibarrow.Table({self.name})"
-
-
 Params = Sequence[Any] | Mapping[str, Any]
 """Values for a statement's placeholders: a list for ``$1``, ``$2`` …, a dict for ``$name``.
 
@@ -164,6 +142,13 @@ class Session:
     def prepare(self, query: str | bytes) -> PreparedStatement:
         """:meth:`Engine.prepare` on behalf of this session's user and client."""
         return PreparedStatement(self._inner.prepare(query))
+
+    def table(self, name: str) -> Query:
+        """:meth:`Engine.table` on behalf of this session's user: their roles apply when the
+        query runs."""
+        from ibarrow._query import Query
+
+        return Query(self._inner.table(name))
 
     def __repr__(self) -> str:
         return repr(self._inner)
@@ -240,8 +225,14 @@ class Engine:
         return Session(self._inner.session(user, client))
 
     def table(self, name: str) -> Table:
-        """One of the engine's tables (``source.schema.table``) for datafusion-python."""
-        return Table(self._inner.table(name))
+        """The table ``name`` (``source.schema.table``) as a lazy :class:`Query` to build on
+        (``.filter(ib.col("status") == "open").select(...)``); it can also be registered in a
+        ``datafusion.SessionContext``."""
+        from ibarrow._query import Query, Table
+
+        inner = self._inner
+        return Table(query=Query(inner.table(name)), name=name,
+                     export=lambda: inner.export_table(name))
 
     def refresh(self, source: str) -> None:
         """Forget the cached schemas and tables of ``source``."""
@@ -281,4 +272,6 @@ def odbc_table(connection_string: str, table: str, source_name: str = "odbc") ->
     >>> ctx = datafusion.SessionContext()
     >>> ctx.register_table("orders", ibarrow.odbc_table(conn_str, "public.orders"))
     """
+    from ibarrow._query import Table
+
     return Table(_internal.odbc_table(connection_string, table, source_name))
