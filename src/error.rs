@@ -139,10 +139,18 @@ impl Error {
     /// The ODBC error at the root of this one, when a database call failed (DataFusion
     /// wraps a scan's error on its way up).
     pub fn odbc(&self) -> Option<&ibarrow_providers::OdbcError> {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        // `#[error(transparent)]` makes `source()` skip the wrapped error itself: start from it.
+        let mut current: Option<&(dyn std::error::Error + 'static)> = match self {
+            Error::Odbc(odbc) => return Some(odbc),
+            Error::DataFusion(err) => Some(err),
+            _ => None,
+        };
         while let Some(err) = current {
             if let Some(odbc) = err.downcast_ref::<ibarrow_providers::OdbcError>() {
                 return Some(odbc);
+            }
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return ours.odbc();
             }
             current = match err.downcast_ref::<datafusion::error::DataFusionError>() {
                 // `source()` of a DataFusion error skips some wrappers; walk them by hand.
@@ -191,5 +199,44 @@ impl Error {
             Error::Odbc(odbc) => ErrorKind::of_odbc(odbc),
             Error::DataFusion(df) => ErrorKind::of_datafusion(df),
         }
+    }
+}
+
+#[cfg(test)]
+mod odbc_cause_tests {
+    use datafusion::error::DataFusionError;
+    use ibarrow_providers::OdbcError;
+
+    use super::*;
+
+    fn refused() -> OdbcError {
+        OdbcError::Odbc {
+            source_name: "pg".into(),
+            context: "running `SELECT nope`".into(),
+            message: "[42703] column \"nope\" does not exist".into(),
+        }
+    }
+
+    #[test]
+    fn the_database_error_is_found_under_every_wrapper() {
+        let wrapped = [
+            Error::Odbc(refused()),
+            Error::DataFusion(DataFusionError::External(Box::new(refused()))),
+            Error::DataFusion(DataFusionError::Context(
+                "planning".into(),
+                Box::new(DataFusionError::External(Box::new(Error::Odbc(refused())))),
+            )),
+            Error::DataFusion(DataFusionError::Shared(std::sync::Arc::new(
+                DataFusionError::External(Box::new(refused())),
+            ))),
+        ];
+        for err in wrapped {
+            assert_eq!(err.source_name(), Some("pg"), "{err:?}");
+            assert_eq!(err.sqlstate().as_deref(), Some("42703"), "{err:?}");
+            assert_eq!(err.statement(), Some("SELECT nope"), "{err:?}");
+            assert_eq!(err.kind(), ErrorKind::Sql);
+        }
+        let plain = Error::InputRejected("no".into());
+        assert_eq!((plain.source_name(), plain.sqlstate()), (None, None));
     }
 }

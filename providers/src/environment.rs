@@ -231,6 +231,32 @@ pub(crate) fn describe(err: &odbc_api::Error, connection: &ConnectionString) -> 
     (state, connection.scrub(message.trim()))
 }
 
+/// What to install for the driver named `driver`: the Debian/Ubuntu package of the drivers
+/// whose package is known, else a general hint.
+pub(crate) fn install_hint(driver: &str) -> String {
+    let name = driver.trim_matches(['{', '}']).to_ascii_lowercase();
+    let package = if name.contains("postgres") {
+        Some("odbc-postgresql")
+    } else if name.contains("mariadb") || name.contains("mysql") {
+        Some("odbc-mariadb")
+    } else if name.contains("sqlite") {
+        Some("libsqliteodbc")
+    } else if name.contains("freetds") {
+        Some("tdsodbc")
+    } else {
+        None
+    };
+    match package {
+        Some(package) => format!("Install it with `apt-get install {package}` (Debian, Ubuntu)"),
+        None if name.contains("sql server") => "Install Microsoft's ODBC Driver for SQL Server \
+             (package msodbcsql18 from Microsoft's repository)"
+            .to_string(),
+        None => {
+            "Install the database vendor's ODBC driver and register it in odbcinst.ini".to_string()
+        }
+    }
+}
+
 /// Classifies a failed connect: missing driver, bad login, or anything else. A driver the
 /// driver manager lists is never called missing: the driver's own words are kept.
 pub(crate) fn connect_error(
@@ -249,6 +275,7 @@ pub(crate) fn connect_error(
     {
         return OdbcError::DriverNotInstalled {
             source_name: source_name.to_string(),
+            install: install_hint(driver),
             driver: driver.to_string(),
             installed: if installed.is_empty() {
                 "none".into()

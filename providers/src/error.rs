@@ -9,13 +9,14 @@ use thiserror::Error;
 pub enum OdbcError {
     #[error(
         "source `{source_name}`: the ODBC driver `{driver}` is not installed. Installed drivers: \
-         {installed}. Install the driver (e.g. `apt-get install odbc-postgresql odbc-mariadb \
-         libsqliteodbc`) or list them with `odbcinst -q -d`"
+         {installed}. {install}, or name an installed driver (`odbcinst -q -d` lists them)"
     )]
     DriverNotInstalled {
         source_name: String,
         driver: String,
         installed: String,
+        /// What to install, for the drivers whose package is known.
+        install: String,
     },
     #[error(
         "source `{source_name}`: login failed for {connection}: {message}. Check the user name \

@@ -160,6 +160,19 @@ async fn missing_driver_says_how_to_install_one() {
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
+
+    // A known driver that is missing names its package.
+    let err = OdbcSource::connect(
+        "x",
+        "Driver={PostgreSQL Unicode 99};Server=127.0.0.1;",
+        SourceOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("apt-get install odbc-postgresql"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -83,14 +83,33 @@ impl PyEngine {
         client: &str,
         profile: Option<&str>,
     ) -> PyResult<Self> {
-        let config = match profile {
-            Some(profile) => ibarrow::Config::from_file_with_profile(&path, Some(profile)),
-            None => ibarrow::Config::from_file(&path),
-        }
-        .map_err(to_py)?;
+        let config = read_config(&path, profile)?;
         let engine = wait_for_future(py, ibarrow::Engine::from_config(config))?.map_err(to_py)?;
         let session = session_of(&engine, user, client);
         Ok(Self { engine, session })
+    }
+
+    /// Reads the configuration file again and applies it (`Engine::reload`): a dict of what
+    /// changed (`added`, `removed`, `changed`, `roles_changed`, `limits_changed`,
+    /// `log_level`, `needs_restart`). A file that is refused changes nothing.
+    #[pyo3(signature = (path, profile=None))]
+    fn reload<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        profile: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let config = read_config(&path, profile)?;
+        let report = wait_for_future(py, self.engine.reload(&config))?.map_err(to_py)?;
+        let dict = PyDict::new(py);
+        dict.set_item("added", report.added)?;
+        dict.set_item("removed", report.removed)?;
+        dict.set_item("changed", report.changed)?;
+        dict.set_item("roles_changed", report.roles_changed)?;
+        dict.set_item("limits_changed", report.limits_changed)?;
+        dict.set_item("log_level", report.log_level)?;
+        dict.set_item("needs_restart", report.needs_restart)?;
+        Ok(dict)
     }
 
     /// Connects an ODBC database as source `name` (tables become `name.schema.table`).
@@ -293,6 +312,15 @@ impl PyPreparedStatement {
     fn __repr__(&self) -> String {
         format!("ibarrow.PreparedStatement({:?})", self.prepared.sql())
     }
+}
+
+/// The configuration at `path` with `profile` applied (else the one `IBARROW_PROFILE` names).
+fn read_config(path: &std::path::Path, profile: Option<&str>) -> PyResult<ibarrow::Config> {
+    match profile {
+        Some(profile) => ibarrow::Config::from_file_with_profile(path, Some(profile)),
+        None => ibarrow::Config::from_file(path),
+    }
+    .map_err(to_py)
 }
 
 /// The table `name` of `session` as a [`crate::query::PyQuery`].

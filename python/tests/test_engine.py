@@ -403,3 +403,37 @@ def test_insights_count_statements_users_and_sources(lite: Database) -> None:
     assert (statement["runs"], statement["rows"]) == (3, 3)
     assert [s["rows"] for s in insights["sources"] if s["source"] == "src"] == [3]
     assert insights["index_advice"] == []
+
+
+def test_reload_applies_a_new_configuration_file(tmp_path) -> None:
+    import sqlite3
+
+    files = {}
+    for name, rows in (("one", 3), ("two", 5)):
+        path = tmp_path / f"{name}.sqlite"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (a INTEGER)")
+            conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+        files[name] = f'[sources.{name}]\nconnection_string = "Driver={{SQLite3}};Database={path}"\n'
+    config = tmp_path / "ibarrow.toml"
+    config.write_text(files["one"])
+    eng = ibarrow.Engine.from_config(config)
+    count = "SELECT count(*) AS n FROM {}.main.t"
+    assert eng.sql(count.format("one")).to_arrow().column("n").to_pylist() == [3]
+
+    config.write_text(files["one"] + files["two"])
+    report = eng.reload(config)
+    assert report["added"] == ["two"] and report["removed"] == [], report
+    assert eng.sql(count.format("two")).to_arrow().column("n").to_pylist() == [5]
+    assert sorted(eng.sources) == ["one", "two"]
+
+    config.write_text("[sources.one]\nconection_string = 'typo'\n")
+    with pytest.raises(ibarrow.ConfigError, match="conection_string"):
+        eng.reload(config)
+    assert eng.sql(count.format("two")).to_arrow().column("n").to_pylist() == [5]
+
+    config.write_text(files["two"])
+    report = eng.reload(config)
+    assert report["removed"] == ["one"], report
+    with pytest.raises(ibarrow.Error):
+        eng.sql(count.format("one")).to_arrow()

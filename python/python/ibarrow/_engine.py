@@ -195,6 +195,15 @@ class Engine:
         engine._inner = _internal.Engine.from_config(path, user, client, profile)
         return engine
 
+    def reload(self, path: str | PathLike[str], profile: str | None = None) -> dict[str, Any]:
+        """Read a configuration file again and apply it to the running engine: sources added,
+        removed or changed, roles, rate limits and defaults for sources. Queries already
+        planned finish on the settings they started with. A file that is refused (it does not
+        validate, or a new source cannot be opened) raises and changes nothing. Returns what
+        changed: ``added``, ``removed``, ``changed``, ``roles_changed``, ``limits_changed``,
+        ``log_level`` and ``needs_restart`` (keys read only at start)."""
+        return self._inner.reload(path, profile)
+
     def register_odbc(self, name: str, connection_string: str) -> None:
         """Connect an ODBC database as source ``name``."""
         self._inner.register_odbc(name, connection_string)
