@@ -1,12 +1,14 @@
 """Access control through the server with real clients (ADBC Flight SQL, httpx): a user
 without a grant gets a clear denial and an audit line, a masked column never reaches the
-client unmasked, listings show only what a user may read, and SIGHUP reloads the roles.
+client unmasked, listings show only what a user may read, and SIGHUP reloads the roles and
+the sources.
 Expected values come from the generator in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -107,18 +109,27 @@ def test_listings_name_only_readable_tables(governed):
     assert names == {"srv_customers"}, names
 
 
-def test_sighup_reloads_a_changed_grant(governed):
+def test_sighup_reloads_a_changed_grant_and_a_new_source(governed):
     sql = "SELECT count(*) AS n FROM maria.ibarrow_test.srv_orders"
+    extra = governed.config.parent / "extra.sqlite"
+    with sqlite3.connect(extra) as db:
+        db.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO readings VALUES (?)", [(i,) for i in range(1, 8)])
     text = governed.config.read_text().replace('roles = ["analyst"]', 'roles = ["analyst", "orders"]')
+    text = text.replace('read = ["maria.*.srv_orders"]', 'read = ["maria.*.srv_orders", "extra.main.*"]')
+    text += f'\n[sources.extra]\nconnection_string = "Driver={{SQLite3}};Database={extra}"\n'
     governed.config.write_text(text)
     governed.process.send_signal(signal.SIGHUP)
+    reloaded = "configuration reloaded: sources added: extra; roles changed"
     deadline = time.monotonic() + 30
-    while "roles reloaded" not in governed.stderr() and time.monotonic() < deadline:
+    while reloaded not in governed.stderr() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "roles reloaded" in governed.stderr(), governed.stderr()
+    assert reloaded in governed.stderr(), governed.stderr()
     with connect(governed) as conn, conn.cursor() as cur:
         cur.execute(sql)
         assert cur.fetchone() == (ORDERS,)
+        cur.execute("SELECT count(*) FROM extra.main.readings")
+        assert cur.fetchone() == (7,)
 
 
 def test_audit_verify_catches_an_edited_line(governed):
