@@ -1,9 +1,11 @@
 """Rows per second of a full read of a 1M-row PostgreSQL table into a pyarrow Table:
-`ibarrow.Engine.sql(...).to_arrow()` (1 and 2 range partitions) against the `arrow-odbc`
-PyPI package over the same ODBC driver, measured in one run, with peak memory per reader.
+`ibarrow.Engine.sql(...).to_arrow()` (1 and 2 range partitions) and the query builder
+(`Engine.table(...).select(...)`) against the `arrow-odbc` and `pyodbc` PyPI packages over the
+same ODBC driver (pyodbc's rows turned into columns), measured in one run, with peak memory per
+reader. A reader whose package is not installed is left out.
 
     python3 -m venv /tmp/benchvenv
-    /tmp/benchvenv/bin/pip install maturin pyarrow arrow-odbc
+    /tmp/benchvenv/bin/pip install maturin pyarrow arrow-odbc pyodbc
     (cd python && VIRTUAL_ENV=/tmp/benchvenv PATH=/tmp/benchvenv/bin:$PATH maturin develop --release)
     /tmp/benchvenv/bin/python benches/python_read.py
 
@@ -59,6 +61,28 @@ def read_ibarrow(partitions: int) -> int:
     return engine.sql(QUERY.replace(TABLE, f"pg.public.{TABLE}")).to_arrow().num_rows
 
 
+def read_ibarrow_builder(partitions: int) -> int:
+    import ibarrow
+
+    engine_config = f"/tmp/ibarrow_bench_{partitions}.toml"
+    with open(engine_config, "w") as f:
+        f.write(f'[sources.pg]\nconnection_string = "{CONN}"\npartitions = {partitions}\n')
+    engine = ibarrow.Engine.from_config(engine_config)
+    table = engine.table(f"pg.public.{TABLE}")
+    return table.select("id", "qty", "price", "shipped", "label", "ratio").to_arrow().num_rows
+
+
+def read_pyodbc() -> int:
+    import pyarrow as pa
+    import pyodbc
+
+    with pyodbc.connect(CONN) as conn:
+        rows = conn.cursor().execute(QUERY).fetchall()
+    names = ["id", "qty", "price", "shipped", "label", "ratio"]
+    columns = list(zip(*rows)) if rows else [[] for _ in names]
+    return pa.table({name: pa.array(values) for name, values in zip(names, columns)}).num_rows
+
+
 def read_arrow_odbc() -> int:
     import pyarrow as pa
     from arrow_odbc import read_arrow_batches_from_odbc
@@ -69,8 +93,12 @@ def read_arrow_odbc() -> int:
 
 def child(reader: str) -> None:
     started = time.perf_counter()
-    if reader.startswith("ibarrow"):
+    if reader.startswith("ibarrow-builder"):
+        rows = read_ibarrow_builder(int(reader.split(":")[1]))
+    elif reader.startswith("ibarrow"):
         rows = read_ibarrow(int(reader.split(":")[1]))
+    elif reader == "pyodbc":
+        rows = read_pyodbc()
     else:
         rows = read_arrow_odbc()
     elapsed = time.perf_counter() - started
@@ -85,12 +113,20 @@ def main() -> None:
     ensure_table()
     print(f"full read of {ROWS} rows (6 columns) from PostgreSQL into a pyarrow Table")
     print(f"{'reader':<28}{'seconds':>9}{'rows/s':>12}{'peak MB':>9}")
-    for reader in ["arrow-odbc", "ibarrow:1", "ibarrow:2", "arrow-odbc", "ibarrow:1", "ibarrow:2"]:
+    readers = ["ibarrow:1", "ibarrow:2", "ibarrow-builder:2"]
+    for package, reader in (("arrow_odbc", "arrow-odbc"), ("pyodbc", "pyodbc")):
+        try:
+            __import__(package)
+            readers.insert(0, reader)
+        except ImportError:
+            print(f"({package} is not installed: {reader} left out)")
+    for reader in readers * 2:
         out = subprocess.run([sys.executable, __file__, reader], check=True,
                              capture_output=True, text=True).stdout.split()
         rows, seconds, peak = int(out[0]), float(out[1]), out[2]
         assert rows == ROWS, f"{reader} read {rows} rows"
-        label = reader.replace("ibarrow:", "ibarrow, partitions=")
+        label = reader.replace("ibarrow-builder:", "ibarrow builder, partitions=")
+        label = label.replace("ibarrow:", "ibarrow, partitions=")
         print(f"{label:<28}{seconds:>9.2f}{rows / seconds:>12,.0f}{peak:>9}")
 
 

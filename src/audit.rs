@@ -24,20 +24,27 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// One statement, as the audit log records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry<'a> {
+    /// The user the statement ran as.
     pub user: &'a str,
+    /// The user's roles when it ran.
     pub roles: &'a [String],
+    /// The client the session named (`ibarrow-repl`, `python`, an HTTP `User-Agent`).
     pub client: &'a str,
+    /// The client's IP address, for a statement that came over the network.
     pub ip: Option<&'a str>,
     /// The OS user who opened a session that runs as `user` (`ibarrow --user`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<&'a str>,
     /// The statement with its string literals masked.
     pub statement: &'a str,
+    /// What the statement reads and writes, as the access check saw it (`None`: not checked).
     #[serde(flatten)]
     pub access: Option<&'a AccessReport>,
+    /// Rows the statement delivered (0 when refused).
     pub rows: u64,
     /// `ok`, `error`, `cancelled` or `refused`.
     pub outcome: &'a str,
+    /// The error kind (`sql`, `timeout`, ...) of a failed or refused statement.
     pub error_kind: Option<&'a str>,
     /// Why access was denied, for a refused statement.
     pub denial: Option<&'a str>,
@@ -75,6 +82,7 @@ pub struct AuditLog {
     to_log: bool,
 }
 
+/// The SHA-256 of `bytes` as 64 lowercase hex digits, as the chain links lines.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -220,8 +228,11 @@ fn last_link(path: &Path) -> std::io::Result<Option<(u64, String)>> {
 pub enum Verdict {
     /// Every line links to the one before it.
     Intact {
+        /// How many lines were checked.
         lines: u64,
+        /// The `seq` of the first line (0 without lines).
         first_seq: u64,
+        /// The `seq` of the last line (0 without lines).
         last_seq: u64,
         /// The hash of the last line, to keep elsewhere and compare later.
         head: String,
@@ -230,8 +241,11 @@ pub enum Verdict {
     },
     /// The first line that does not follow from the one before it.
     Broken {
+        /// The file that holds the line.
         file: String,
+        /// Its line number in that file, from 1.
         line: u64,
+        /// What is wrong with it.
         problem: String,
     },
 }

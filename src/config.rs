@@ -16,11 +16,14 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// The configuration file, parsed: every section (docs/configuration.md).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[engine]`: settings of the whole engine, and defaults for the sources.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// `[sources.<name>]`: the databases, by the catalog name their tables appear under.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     /// The network service (`ibarrow serve`); ignored by the library, the REPL and Python.
@@ -69,6 +72,7 @@ pub fn profile_from_env() -> Option<String> {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoleConfig {
+    /// Tables the role reads (`source.schema.table`).
     #[serde(default)]
     pub read: Vec<String>,
     /// `source.schema.table.column` names.
@@ -92,10 +96,12 @@ pub struct RoleConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
+    /// The file the lines are appended to, created when missing (default: no file).
     pub file: Option<String>,
     /// Rotate the file when it grows past this size: it is renamed `<file>.1` (older ones
     /// shift to `.2`, ...) and the new file continues the hash chain.
     pub max_bytes: Option<u64>,
+    /// Also write each line to the log (default true without `file`, false with it).
     pub log: Option<bool>,
 }
 
@@ -127,10 +133,13 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: Option<u64>,
 }
 
+/// `[server.tls]`: the certificate and key (PEM files) both listeners serve TLS with.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
+    /// The server's certificate chain, a PEM file (required).
     pub cert: String,
+    /// The certificate's private key, a PEM file (required).
     pub key: String,
 }
 
@@ -140,8 +149,13 @@ pub struct ServerTlsConfig {
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
+    /// The password, usually a secret reference such as `"${ALICE_PASSWORD}"`.
     pub password: Option<String>,
+    /// An argon2id hash instead of the password, as `ibarrow passwd` prints it; `ibarrow serve`
+    /// needs exactly one of the two.
     pub password_hash: Option<String>,
+    /// The user's roles (default none; once the file has `[roles]`, a user without roles reads
+    /// nothing).
     #[serde(default)]
     pub roles: Vec<String>,
     /// Users (`*` and `?` match) this OS user may run the REPL and batch client as, with
@@ -161,6 +175,7 @@ impl std::fmt::Debug for UserConfig {
     }
 }
 
+/// `[engine]`: settings of the whole engine, and defaults for the sources that set none.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
@@ -178,13 +193,25 @@ pub struct EngineConfig {
     pub log_mask_literals: Option<bool>,
     /// Defaults for every source that sets none itself.
     pub connect_timeout_secs: Option<u64>,
+    /// How long one remote statement may run, for sources that set none (default: no limit).
     pub query_timeout_secs: Option<u64>,
+    /// Retry settings for sources without a `retry` table of their own (taken whole, not key by
+    /// key).
     pub retry: Option<RetryConfig>,
+    /// Circuit-breaker settings for sources without a `breaker` table of their own (taken whole).
     pub breaker: Option<BreakerConfig>,
+    /// Connections open at once per source, for sources that set none (default 8).
     pub pool_size: Option<usize>,
+    /// How long a query waits for a free connection, for sources that set none (default 30 s).
     pub acquire_timeout_secs: Option<u64>,
+    /// Connections older than this are closed instead of reused, for sources that set none
+    /// (default 1800 s; 0: never).
     pub max_lifetime_secs: Option<u64>,
+    /// Connections unused this long are closed, for sources that set none (default 600 s;
+    /// 0: never).
     pub idle_timeout_secs: Option<u64>,
+    /// Warn about a connection checked out longer than this, for sources that set none (default
+    /// 600 s; 0: never).
     pub leak_warning_secs: Option<u64>,
     /// Memory all queries together may hold in DataFusion's operators and ibarrow's scans,
     /// e.g. "512MB" or "2GiB" (default: no limit). Sorts and aggregates spill to temporary
@@ -203,7 +230,11 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ResultCacheConfig {
+    /// The memory kept results may take (default 256 MiB); a result over an eighth of it is not
+    /// kept.
     pub max_bytes: Option<ByteSize>,
+    /// How long a result is kept, in seconds (default 60); a source's `result_cache_ttl_secs`
+    /// replaces it for results that read that source.
     pub ttl_secs: Option<u64>,
 }
 
@@ -282,12 +313,17 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
+    /// Queries one user may start per minute.
     pub per_user_per_minute: Option<u32>,
+    /// Queries one user may start per hour.
     pub per_user_per_hour: Option<u32>,
+    /// Queries one client (`ibarrow-repl`, `python`, an HTTP `User-Agent`) may start per minute.
     pub per_client_per_minute: Option<u32>,
+    /// Queries one client may start per hour.
     pub per_client_per_hour: Option<u32>,
     /// Per client IP address, for queries that arrive over the network (`ibarrow serve`).
     pub per_ip_per_minute: Option<u32>,
+    /// Per client IP address and hour, for queries that arrive over the network.
     pub per_ip_per_hour: Option<u32>,
 }
 
@@ -297,9 +333,15 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
+    /// `false` turns the breaker off (default true).
     pub enabled: Option<bool>,
+    /// The share of failed calls among the last `window` that opens the breaker (default 0.5,
+    /// kept between 0.01 and 1).
     pub failure_rate: Option<f64>,
+    /// How many recent calls are judged; fewer never open it (default 10).
     pub window: Option<usize>,
+    /// How long an open breaker fails calls at once before one probe call goes through (default
+    /// 30 s).
     pub open_secs: Option<u64>,
 }
 
@@ -307,9 +349,13 @@ pub struct BreakerConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// `disable`, `require`, `verify-ca` or `verify-full` (required).
     pub mode: String,
+    /// The CA certificate file the server's certificate must chain to.
     pub ca: Option<String>,
+    /// A client certificate file, for servers that ask for one.
     pub cert: Option<String>,
+    /// The client certificate's key file.
     pub key: Option<String>,
 }
 
@@ -320,23 +366,33 @@ pub struct TlsConfig {
 pub struct RetryConfig {
     /// Tries in all (1: no retry; default 3).
     pub attempts: Option<u32>,
+    /// The pause before the second try, in ms (default 100); it doubles for each further try.
     pub initial_backoff_ms: Option<u64>,
+    /// The longest pause between tries, in ms (default 2000).
     pub max_backoff_ms: Option<u64>,
 }
 
+/// `[sources.<name>]`: one ODBC database, whose tables appear as `<name>.<schema>.<table>`.
 #[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// The ODBC connection string, in which secret references are resolved; it or `dsn` is needed.
     pub connection_string: Option<String>,
+    /// A data source name from `odbc.ini`, instead of `connection_string`.
     pub dsn: Option<String>,
+    /// The user name, with `dsn` only (a connection string carries its own).
     pub user: Option<String>,
+    /// The password, with `dsn` only; usually a secret reference.
     pub password: Option<String>,
     /// Range partitions per large table (1: no splitting; default: one per `min_partition_rows`
     /// of its row estimate, up to the cores).
     pub partitions: Option<usize>,
     /// Tables estimated below this many rows are not split (default 100 000).
     pub min_partition_rows: Option<u64>,
+    /// Bytes per text value (default 16384); a longer value stops the query with an error naming
+    /// the column, nothing is cut.
     pub max_text_size: Option<usize>,
+    /// Bytes per binary value (default 16384), as `max_text_size`.
     pub max_binary_size: Option<usize>,
     /// Connections open at once (default 8).
     pub pool_size: Option<usize>,
@@ -357,7 +413,10 @@ pub struct SourceConfig {
     pub connect_timeout_secs: Option<u64>,
     /// How long one remote statement may run; enforced by ibarrow (default: no limit).
     pub query_timeout_secs: Option<u64>,
+    /// Retries of reads that lose their connection before any row arrived (default:
+    /// `[engine] retry`, else 3 tries).
     pub retry: Option<RetryConfig>,
+    /// The source's circuit breaker (default: `[engine] breaker`, else on with its defaults).
     pub breaker: Option<BreakerConfig>,
     /// `tls = { mode = "verify-full", ca = "/etc/ssl/db-ca.pem" }`, in the driver's own keys.
     pub tls: Option<TlsConfig>,
@@ -374,6 +433,7 @@ pub struct SourceConfig {
     /// How long the result cache keeps results that read this source (default: the
     /// `[engine] result_cache` TTL); 0 for data that changes under the engine, never cached.
     pub result_cache_ttl_secs: Option<u64>,
+    /// Settings per table, by the table's name without its schema.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
 }
@@ -417,6 +477,8 @@ impl std::fmt::Debug for SourceConfig {
     }
 }
 
+/// `[sources.<name>.tables.<table>]`: settings of one table, matched by name ignoring case, in
+/// every schema of the source.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
@@ -427,10 +489,15 @@ pub struct TableConfig {
 /// How to reach a source, secrets already expanded.
 #[derive(Clone, PartialEq)]
 pub enum Connect {
+    /// A full ODBC connection string (`connection_string`).
     ConnectionString(String),
+    /// A data source name from `odbc.ini`, with the login when one is configured.
     Dsn {
+        /// The data source name.
         dsn: String,
+        /// The user name (`user`).
         user: Option<String>,
+        /// The password (`password`).
         password: Option<String>,
     },
 }

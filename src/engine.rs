@@ -37,10 +37,13 @@ struct Inner {
     catalog_list: Arc<crate::catalog::EngineCatalogs>,
     /// Engine-wide defaults for sources registered later; replaced by a reload.
     defaults: RwLock<crate::config::EngineConfig>,
-    /// The configuration (with the engine's defaults applied) of each source a configuration
-    /// named, which a reload compares the new one with; sources added in code are not here,
-    /// and a reload leaves them alone.
-    configured: RwLock<BTreeMap<String, SourceConfig>>,
+    /// Each source of the configuration the engine was built from or last reloaded (with the
+    /// engine's defaults applied), which a reload compares the new one with. Sources added
+    /// later (`register_odbc`, `register_source`, `\connect`) are not here, and a reload
+    /// leaves them alone.
+    configured: RwLock<BTreeMap<String, reload::ConfiguredSource>>,
+    /// What the embedder reads only at start, which a reload reports as needing a restart.
+    start_only: RwLock<reload::StartOnly>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// `[roles]` and the users' roles as last applied, which a reload compares.
@@ -149,11 +152,14 @@ impl EngineBuilder {
         self
     }
 
+    /// DataFusion's parallelism (`[engine] target_partitions`; default: the number of cores).
     pub fn target_partitions(mut self, partitions: usize) -> Self {
         self.config.engine.target_partitions = Some(partitions);
         self
     }
 
+    /// How long table metadata is reused, in whole seconds (`[engine] schema_cache_ttl_secs`;
+    /// default 300 s).
     pub fn schema_cache_ttl(mut self, ttl: Duration) -> Self {
         self.config.engine.schema_cache_ttl_secs = Some(ttl.as_secs());
         self
@@ -172,6 +178,7 @@ impl EngineBuilder {
 }
 
 impl Engine {
+    /// An [`EngineBuilder`] with no sources and the default settings.
     pub fn builder() -> EngineBuilder {
         EngineBuilder::default()
     }
@@ -181,6 +188,8 @@ impl Engine {
         Self::from_config(Config::from_file(path.as_ref())?).await
     }
 
+    /// An engine from a parsed configuration: connects every source (concurrently) and lists its
+    /// catalog.
     pub async fn from_config(config: Config) -> Result<Self> {
         let mut session = SessionConfig::new().with_information_schema(true);
         if let Some(partitions) = config.engine.target_partitions {
@@ -227,6 +236,7 @@ impl Engine {
                 catalog_list,
                 defaults: RwLock::new(config.engine.clone()),
                 configured: RwLock::new(BTreeMap::new()),
+                start_only: RwLock::new(reload::StartOnly::of(&config)),
                 reloading: tokio::sync::Mutex::new(()),
                 access_settings: RwLock::new(reload::access_settings(&config)),
                 cache_ttl: config
@@ -257,12 +267,9 @@ impl Engine {
             .iter()
             .map(|(name, source)| engine.register_source(name, source));
         futures::future::try_join_all(registrations).await?;
-        if let Ok(mut configured) = engine.inner.configured.write() {
-            *configured = config
-                .sources
-                .iter()
-                .map(|(name, source)| (name.clone(), source.with_defaults(&config.engine)))
-                .collect();
+        let configured = reload::configured_sources(&config)?;
+        if let Ok(mut slot) = engine.inner.configured.write() {
+            *slot = configured;
         }
         Ok(engine)
     }
@@ -545,12 +552,19 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn catalog_generation(&self) -> u64 {
+    /// Whether `other` is this engine (or a clone of it).
+    pub(crate) fn same_as(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Counts reloads and refreshes: what was resolved under an older count is resolved again.
+    pub(crate) fn catalog_generation(&self) -> u64 {
         self.inner
             .catalog_generation
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The names of the registered sources, in alphabetical order.
     pub fn source_names(&self) -> Vec<String> {
         self.inner
             .catalogs
@@ -709,18 +723,22 @@ impl Session {
         self
     }
 
+    /// The client's IP address, when set with [`Session::at_ip`].
     pub fn ip(&self) -> Option<&str> {
         self.ip.as_deref()
     }
 
+    /// The user the session's queries run as.
     pub fn user(&self) -> &str {
         &self.user
     }
 
+    /// The client name the session was opened with (`ibarrow-repl`, `python`, ...).
     pub fn client(&self) -> &str {
         &self.client
     }
 
+    /// The engine the session runs in.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -958,26 +976,31 @@ impl Session {
     }
 
     /// A builder's plan made ready to run as a statement of this session: within the rate
-    /// limits, checked and rewritten for `grants` like planned text, through the result cache.
-    /// `text` names it in the query log.
+    /// limits (unless it runs with the engine's own rights), checked and rewritten for
+    /// `grants` like planned text, through the result cache. `text` names it in the query log.
     pub(crate) fn built(
         &self,
         state: datafusion::execution::SessionState,
         plan: datafusion::logical_expr::LogicalPlan,
         grants: Option<&Arc<Grants>>,
+        within_quotas: bool,
         text: &str,
     ) -> Result<DataFrame> {
         let inner = &self.engine.inner;
-        let governed = inner
-            .rate_limits()
-            .check(&self.user, &self.client, self.ip.as_deref())
-            .and_then(|()| {
-                if grants.is_none() && !inner.audited {
-                    return Ok((DataFrame::new(state, plan), None));
-                }
-                let (plan, report) = crate::access::govern(plan, grants.map(Arc::as_ref), &state)?;
-                Ok((DataFrame::new(state, plan), Some(report)))
-            });
+        let quota = if within_quotas {
+            inner
+                .rate_limits()
+                .check(&self.user, &self.client, self.ip.as_deref())
+        } else {
+            Ok(())
+        };
+        let governed = quota.and_then(|()| {
+            if grants.is_none() && !inner.audited {
+                return Ok((DataFrame::new(state, plan), None));
+            }
+            let (plan, report) = crate::access::govern(plan, grants.map(Arc::as_ref), &state)?;
+            Ok((DataFrame::new(state, plan), Some(report)))
+        });
         match governed {
             Ok((frame, report)) => {
                 let report = report.filter(|_| inner.audited).map(Arc::new);
@@ -1205,6 +1228,7 @@ pub struct PhysicalQuery {
 }
 
 impl PhysicalQuery {
+    /// The physical plan, as DataFusion will execute it.
     pub fn plan(&self) -> &Arc<dyn datafusion::physical_plan::ExecutionPlan> {
         &self.plan
     }
@@ -1247,6 +1271,7 @@ impl Prepared {
 }
 
 impl PreparedStatement {
+    /// The SQL text as prepared.
     pub fn sql(&self) -> &str {
         &self.sql
     }

@@ -2,17 +2,33 @@
 
 use thiserror::Error;
 
+/// What can go wrong in the engine; [`Error::kind`] says which kind of failure it is.
 #[derive(Debug, Error)]
 pub enum Error {
+    /// The configuration or a setting is invalid: a bad key or value, a file that cannot be read.
     #[error("configuration {location}: {message}")]
-    Config { location: String, message: String },
+    Config {
+        /// Where: the file, section or key.
+        location: String,
+        /// What is wrong, and what to do about it.
+        message: String,
+    },
+    /// A `${NAME}` reference in the configuration names an environment variable that is not set.
     #[error(
         "environment variable `{name}` is not set (used as ${{{name}}} in {location}); \
          export it or write the value into the configuration"
     )]
-    MissingVariable { name: String, location: String },
+    MissingVariable {
+        /// The variable's name.
+        name: String,
+        /// The key that refers to it.
+        location: String,
+    },
+    /// No source is registered under the name; holds the name and the registered names,
+    /// comma-separated.
     #[error("no source named `{0}`; register it first (sources: {1})")]
     UnknownSource(String, String),
+    /// A source is registered under a name already in use.
     #[error("a source named `{0}` is already registered; pick another name")]
     DuplicateSource(String),
     /// The query text was refused before planning (size, characters, statement kind).
@@ -25,24 +41,49 @@ pub enum Error {
         name: String,
         /// The existing names closest to it, closest first.
         close: Vec<String>,
+        /// The message: what was not found, where, and the closest names.
         message: String,
     },
     /// A quota of `[engine] rate_limits` is used up.
     #[error("rate limit: {message}")]
     RateLimited {
+        /// Which quota of whom is used up, and when to retry.
         message: String,
+        /// How long until the quota allows another query.
         retry_after: std::time::Duration,
     },
     /// The user's roles do not grant what the statement reads or writes (src/access/).
     #[error("{0}")]
     AccessDenied(String),
+    /// A database call failed: connecting, reading metadata or running a statement.
     #[error(transparent)]
     Odbc(#[from] ibarrow_providers::OdbcError),
+    /// Planning or running a query failed in DataFusion (a scan's ODBC error may be wrapped in it).
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 }
 
+/// The crate's result type, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The ODBC error in `err`'s chain of causes (DataFusion's `External`, `Context`, `Shared` and
+/// Arrow's `ExternalError` all give their inner error as their source), also inside an error
+/// of this crate.
+fn odbc_in<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a ibarrow_providers::OdbcError> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(odbc) = err.downcast_ref::<ibarrow_providers::OdbcError>() {
+            return Some(odbc);
+        }
+        if let Some(ours) = err.downcast_ref::<Error>() {
+            return ours.odbc();
+        }
+        current = err.source();
+    }
+    None
+}
 
 /// What kind of failure an error is, for callers that branch on it (Python's exception
 /// classes, the query log's error kind).
@@ -52,12 +93,15 @@ pub enum ErrorKind {
     Config,
     /// The query text was refused before planning.
     Input,
+    /// A quota of `[engine] rate_limits` is used up.
     RateLimit,
     /// The user's roles do not grant what the statement reads or writes.
     AccessDenied,
     /// The database could not be reached, refused the login or dropped the connection.
     Connection,
+    /// The source's circuit breaker is open after repeated failures: its calls fail at once.
     CircuitOpen,
+    /// A remote call did not finish within the source's `query_timeout_secs`.
     Timeout,
     /// The query was refused by the planner or the database.
     Sql,
@@ -65,10 +109,12 @@ pub enum ErrorKind {
     Arrow,
     /// The query needed more memory than `[engine] memory_limit` allows and could not spill.
     Memory,
+    /// A failure inside the engine (a task that failed, an unexpected DataFusion error).
     Internal,
 }
 
 impl ErrorKind {
+    /// The kind's name in the query log, metrics and audit log: `config`, `rate_limit`, `sql`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Config => "config",
@@ -85,6 +131,7 @@ impl ErrorKind {
         }
     }
 
+    /// The kind of an ODBC error from a source.
     pub fn of_odbc(err: &ibarrow_providers::OdbcError) -> Self {
         use ibarrow_providers::OdbcError as E;
         match err {
@@ -139,36 +186,11 @@ impl Error {
     /// The ODBC error at the root of this one, when a database call failed (DataFusion
     /// wraps a scan's error on its way up).
     pub fn odbc(&self) -> Option<&ibarrow_providers::OdbcError> {
-        // `#[error(transparent)]` makes `source()` skip the wrapped error itself: start from it.
-        let mut current: Option<&(dyn std::error::Error + 'static)> = match self {
-            Error::Odbc(odbc) => return Some(odbc),
-            Error::DataFusion(err) => Some(err),
+        match self {
+            Error::Odbc(odbc) => Some(odbc),
+            Error::DataFusion(err) => odbc_in(err),
             _ => None,
-        };
-        while let Some(err) = current {
-            if let Some(odbc) = err.downcast_ref::<ibarrow_providers::OdbcError>() {
-                return Some(odbc);
-            }
-            if let Some(ours) = err.downcast_ref::<Error>() {
-                return ours.odbc();
-            }
-            current = match err.downcast_ref::<datafusion::error::DataFusionError>() {
-                // `source()` of a DataFusion error skips some wrappers; walk them by hand.
-                Some(datafusion::error::DataFusionError::External(inner)) => Some(inner.as_ref()),
-                Some(datafusion::error::DataFusionError::Shared(inner)) => Some(inner.as_ref()),
-                Some(datafusion::error::DataFusionError::Context(_, inner)) => Some(inner.as_ref()),
-                Some(datafusion::error::DataFusionError::ArrowError(inner, _)) => {
-                    match inner.as_ref() {
-                        datafusion::arrow::error::ArrowError::ExternalError(inner) => {
-                            Some(inner.as_ref())
-                        }
-                        _ => None,
-                    }
-                }
-                _ => err.source(),
-            };
         }
-        None
     }
 
     /// The source the error happened on, when it names one.

@@ -29,6 +29,7 @@ pub fn os_user() -> String {
 /// Limits on the query text; `[engine] max_sql_bytes` sets the size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputLimits {
+    /// The longest SQL text accepted, in bytes (default 1 MiB).
     pub max_sql_bytes: usize,
 }
 

@@ -33,9 +33,13 @@ const MAX_STATEMENT_CHARS: usize = 2_000;
 /// What insights know about one remote scan of a finished query.
 #[derive(Debug, Clone)]
 pub struct ScanFacts {
+    /// The source scanned.
     pub source: String,
+    /// Rows the scan returned.
     pub rows: u64,
+    /// Arrow bytes the scan returned.
     pub bytes: u64,
+    /// Time spent executing and fetching in the driver.
     pub driver_time: Duration,
     /// The table and filter columns, when filters were sent, no join narrowed the scan
     /// further, and the table's size is known.
@@ -45,48 +49,75 @@ pub struct ScanFacts {
 /// The report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Insights {
+    /// The statements that took the most time in all, most first (at most 10).
     pub statements_by_total_time: Vec<StatementInsight>,
+    /// The statements with the slowest p95, slowest first (at most 10).
     pub statements_by_p95: Vec<StatementInsight>,
+    /// Totals per user, most time first.
     pub users: Vec<UserInsight>,
+    /// Totals per source, by name.
     pub sources: Vec<SourceInsight>,
+    /// What the result cache did.
     pub cache: CacheInsight,
+    /// Indexes the databases lack for filters sent to them, with the evidence.
     pub index_advice: Vec<IndexAdvice>,
 }
 
+/// One statement and its totals since the engine started.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatementInsight {
     /// The text with literals masked.
     pub statement: String,
+    /// Times it ran, failed runs included.
     pub runs: u64,
+    /// Runs that failed.
     pub errors: u64,
+    /// Time of all runs together, in milliseconds.
     pub total_ms: f64,
+    /// Mean time per run, in milliseconds.
     pub mean_ms: f64,
+    /// The 95th percentile of the last 256 runs' times, in milliseconds.
     pub p95_ms: f64,
+    /// Rows delivered, all runs together.
     pub rows: u64,
 }
 
+/// One user's queries and their totals.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserInsight {
+    /// The user's name.
     pub user: String,
+    /// Queries run, refused ones included.
     pub queries: u64,
+    /// Queries that failed or were refused.
     pub errors: u64,
+    /// Time of the user's queries together, in milliseconds.
     pub total_ms: f64,
+    /// Rows delivered to the user.
     pub rows: u64,
 }
 
+/// What the scans of one source returned, in all.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceInsight {
+    /// The source's name.
     pub source: String,
+    /// Rows its scans returned.
     pub rows: u64,
+    /// Arrow bytes its scans returned.
     pub bytes: u64,
     /// Time spent executing and fetching in the driver, all scans together.
     pub driver_ms: f64,
 }
 
+/// What the result cache did for the queries.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CacheInsight {
+    /// Queries answered from the cache.
     pub hits: u64,
+    /// Cacheable queries not found in it.
     pub misses: u64,
+    /// Queries that did not use it (not cacheable, writes, or turned off for the session).
     pub bypassed: u64,
     /// Hits among hits and misses; `None` before any cacheable query.
     pub hit_rate: Option<f64>,
@@ -95,13 +126,17 @@ pub struct CacheInsight {
 /// An index the database lacks for filters sent to it, with the evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexAdvice {
+    /// The source whose database lacks the index.
     pub source: String,
+    /// The table, as the database names it (`schema.table`).
     pub table: String,
+    /// The filter columns the index would be on.
     pub columns: Vec<String>,
     /// The statement to run on the database.
     pub create_index: String,
     /// Scans that returned a small share of the table through these columns.
     pub scans: u64,
+    /// Rows those scans returned, in all.
     pub rows_returned: u64,
     /// The table's rows, as the database estimates them (each scan read about these).
     pub table_rows: u64,
@@ -112,12 +147,19 @@ pub struct IndexAdvice {
 /// A table and filter columns that scans found selective; the engine checks its indexes.
 #[derive(Debug, Clone)]
 pub struct AdviceCandidate {
+    /// The source scanned.
     pub source: String,
+    /// The table in the source's database.
     pub table: RemoteTable,
+    /// The filter columns sent to the database.
     pub columns: Vec<String>,
+    /// Selective scans seen.
     pub scans: u64,
+    /// Rows those scans returned, in all.
     pub rows_returned: u64,
+    /// The table's rows, as the database estimates them.
     pub table_rows: u64,
+    /// One of the statements, literals masked.
     pub example: String,
 }
 

@@ -5,6 +5,8 @@
 //! crates below it: [`sql`] renders remote statements per dialect, [`providers`] turns ODBC
 //! databases into DataFusion tables.
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod audit;
 mod catalog;

@@ -12,10 +12,13 @@ use crate::error::{Error, Result};
 /// The environment variable holding the log filter.
 pub const LOG_ENV: &str = "IBARROW_LOG";
 
+/// How log lines are written to stderr (`--log-format human|json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     #[default]
     Human,
+    /// One JSON object per line.
     Json,
 }
 
@@ -74,6 +77,12 @@ pub fn set_filter(filter: &str) -> Result<()> {
         location: "logging".into(),
         message: format!("the log level cannot be changed: {err}"),
     })
+}
+
+/// Checks that `filter` is a log filter (`warn`, `ibarrow=debug,info`), as `[engine]
+/// log_level` must be, without installing it.
+pub fn validate_filter(filter: &str) -> Result<()> {
+    parse_filter(filter).map(|_| ())
 }
 
 fn parse_filter(filter: &str) -> Result<EnvFilter> {

@@ -28,7 +28,9 @@ const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 /// How a query ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every row was delivered.
     Ok,
+    /// It failed, with this kind of error.
     Failed(ErrorKind),
     /// The caller stopped reading before the end (Ctrl-C, a dropped result).
     Cancelled,
@@ -53,10 +55,13 @@ pub struct MetricsSnapshot {
     pub errors: BTreeMap<&'static str, u64>,
     /// Rows and Arrow bytes read from each source.
     pub rows_by_source: BTreeMap<String, u64>,
+    /// Arrow bytes read from each source.
     pub bytes_by_source: BTreeMap<String, u64>,
     /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then the total.
     pub duration_buckets: Vec<(f64, u64)>,
+    /// Finished queries timed (refused ones are not).
     pub duration_count: u64,
+    /// Their durations added up, in seconds.
     pub duration_sum_secs: f64,
 }
 
@@ -121,13 +126,17 @@ const RECENT_QUERIES: usize = 50;
 /// A finished (or refused) query, as a status page lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentQuery {
+    /// The query's id (`query_id` in the query log).
     pub id: u64,
+    /// The user it ran as.
     pub user: String,
     /// The SQL as logged (literals masked when configured), cut to 500 characters.
     pub sql: String,
+    /// Time from its start to its end (or its refusal).
     pub duration: Duration,
     /// Result rows delivered (0 for a refused query).
     pub rows: u64,
+    /// `ok`, `error`, `cancelled` or `refused`.
     pub outcome: &'static str,
     /// The error kind of a failed or refused query, else empty.
     pub error_kind: &'static str,
@@ -176,8 +185,11 @@ impl std::fmt::Debug for Monitor {
 /// One query in flight.
 #[derive(Debug)]
 pub struct QueryRecord {
+    /// The query's id, counted from 1 in this engine (`query_id` in the query log).
     pub id: u64,
+    /// The user it runs as.
     pub user: String,
+    /// The client the session named.
     pub client: String,
     /// The SQL as logged (string literals masked when configured).
     pub sql: String,
@@ -189,11 +201,14 @@ pub struct QueryRecord {
     pub cache: Option<crate::result_cache::CacheUse>,
     /// The user's roles and what the statement reads, for the audit log.
     pub roles: Vec<String>,
+    /// What the statement reads and writes, as the access check saw it.
     pub access: Option<Arc<crate::access::AccessReport>>,
     started: Instant,
 }
 
 impl Monitor {
+    /// A monitor that logs queries slower than `slow_query` as warnings, masking string literals
+    /// in the log when `mask_literals`.
     pub fn new(slow_query: Option<Duration>, mask_literals: bool) -> Self {
         Self {
             next_id: AtomicU64::new(1),
@@ -206,7 +221,6 @@ impl Monitor {
         }
     }
 
-    /// This monitor, writing every query it records to `audit` too.
     /// This monitor, keeping the results of cacheable queries in `cache` when they complete.
     pub fn with_result_cache(
         mut self,
@@ -216,6 +230,7 @@ impl Monitor {
         self
     }
 
+    /// This monitor, writing every query it records to `audit` too.
     pub fn with_audit(mut self, audit: Option<Arc<crate::audit::AuditLog>>) -> Self {
         self.audit = audit;
         self
@@ -248,6 +263,8 @@ impl Monitor {
         });
     }
 
+    /// Starts the record of a query `user` runs from `client`, with the next id; the SQL is
+    /// masked when configured.
     pub fn begin(&self, user: &str, client: &str, sql: &str) -> QueryRecord {
         let sql = if self.mask_literals {
             mask_string_literals(sql)
@@ -427,6 +444,7 @@ impl Monitor {
             .unwrap_or_default()
     }
 
+    /// The counters and the duration histogram as they are now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let Ok(totals) = self.totals.lock() else {
             return MetricsSnapshot::default();
@@ -556,6 +574,7 @@ pub struct QueryMemory {
 }
 
 impl QueryMemory {
+    /// Counts one query's memory on its way to `inner`, the engine's pool.
     pub fn new(inner: Arc<dyn MemoryPool>) -> Self {
         Self {
             inner,
@@ -783,6 +802,7 @@ pub struct MonitoredStream {
 }
 
 impl MonitoredStream {
+    /// Wraps `inner`, one output partition of the query `run` tracks.
     pub fn new(inner: SendableRecordBatchStream, run: Arc<QueryRun>) -> Self {
         Self {
             inner,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::CatalogProviderList;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::provider_as_source;
@@ -39,6 +40,12 @@ pub struct Query {
     /// The grants the tables were resolved under; `None`: no `[roles]`, or the engine's own
     /// ungoverned query ([`Engine::table`]).
     grants: Option<Arc<Grants>>,
+    /// Whether the query runs with the engine's own rights ([`Engine::table`]): no access
+    /// policy and no quotas, as for [`Engine::sql`].
+    own_rights: bool,
+    /// The catalogs and the policy the tables were resolved under: when a reload or a refresh
+    /// changed either, the query resolves its tables again before it runs.
+    generation: u64,
     plan: LogicalPlan,
     /// The tables read, for messages and the query log.
     tables: Vec<String>,
@@ -60,9 +67,23 @@ impl Session {
     /// its user's access policy applies when the query runs. An unknown source, schema or
     /// table is an error naming the close matches.
     pub async fn table(&self, name: &str) -> Result<Query> {
+        let generation = self.engine().catalog_generation();
         let (state, grants) = self.builder_state();
         let listing = self.catalogs();
-        Query::open(self.clone(), state, grants, listing, name).await
+        let query = Query {
+            session: self.clone(),
+            state: Arc::new(state),
+            grants,
+            own_rights: false,
+            generation,
+            plan: LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            }),
+            tables: Vec::new(),
+            reshaped_by: None,
+        };
+        query.open(listing, name).await
     }
 }
 
@@ -70,73 +91,66 @@ impl Engine {
     /// The table `name` as the start of a [`Query`] run with the engine's own rights, like
     /// [`Engine::sql`]: no access policy applies. Use [`Session::table`] for a user's query.
     pub async fn table(&self, name: &str) -> Result<Query> {
-        let session = self.session("engine", "rust");
+        let generation = self.catalog_generation();
         let state = self.context().state();
         let listing = Arc::clone(state.catalog_list());
-        Query::open(session, state, None, listing, name).await
+        let query = Query {
+            session: self.session("engine", "rust"),
+            state: Arc::new(state),
+            grants: None,
+            own_rights: true,
+            generation,
+            plan: LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            }),
+            tables: Vec::new(),
+            reshaped_by: None,
+        };
+        query.open(listing, name).await
     }
 }
 
 impl Query {
-    async fn open(
-        session: Session,
-        state: SessionState,
-        grants: Option<Arc<Grants>>,
-        listing: Arc<dyn CatalogProviderList>,
-        name: &str,
-    ) -> Result<Self> {
-        // Names offered for a typo come from what the user may list, never from tables the
-        // grants hide.
-        let reference = TableReference::from(name);
-        let defaults = &state.config_options().catalog;
-        let resolved = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
-        let catalogs = state.catalog_list();
-        let listed_catalog = listing.catalog(&resolved.catalog);
-        let listed_schema = listed_catalog
-            .as_ref()
-            .and_then(|catalog| catalog.schema(&resolved.schema));
-        let Some(catalog) = catalogs.catalog(&resolved.catalog) else {
-            return Err(unknown_name(
-                "source",
-                &resolved.catalog,
-                "the engine".into(),
-                &listing.catalog_names(),
-                "a table is named `source.schema.table`",
-            ));
-        };
-        let Some(schema) = catalog.schema(&resolved.schema) else {
-            return Err(unknown_name(
-                "schema",
-                &resolved.schema,
-                format!("source `{}`", resolved.catalog),
-                &(listed_catalog.map(|c| c.schema_names()).unwrap_or_default()),
-                "list them with `\\dn` or SHOW TABLES",
-            ));
-        };
-        let Some(provider) = schema.table(&resolved.table).await? else {
-            return Err(unknown_name(
-                "table",
-                &resolved.table,
-                format!("{}.{}", resolved.catalog, resolved.schema),
-                &(listed_schema.map(|s| s.table_names()).unwrap_or_default()),
-                "list them with `\\dt` or SHOW TABLES",
-            ));
-        };
-        let full = TableReference::full(
-            Arc::clone(&resolved.catalog),
-            Arc::clone(&resolved.schema),
-            Arc::clone(&resolved.table),
-        );
-        let plan =
-            LogicalPlanBuilder::scan(full.clone(), provider_as_source(provider), None)?.build()?;
-        Ok(Self {
-            session,
-            state: Arc::new(state),
-            grants,
-            plan,
-            tables: vec![full.to_string()],
-            reshaped_by: None,
-        })
+    /// This (blank) query started from the table `name`: resolved in its state, and under
+    /// `[roles]` narrowed to the columns its user may read (a table the user may not read is
+    /// refused here, naming the grant). Names offered for a typo come from `listing`, what
+    /// the user may list.
+    async fn open(mut self, listing: Arc<dyn CatalogProviderList>, name: &str) -> Result<Self> {
+        let (reference, provider) = resolve(&self.state, &listing, name).await?;
+        let mut builder = LogicalPlanBuilder::scan(
+            reference.clone(),
+            provider_as_source(Arc::clone(&provider)),
+            None,
+        )?;
+        if let Some(grants) = &self.grants {
+            let (source, schema, table) = crate::access::table_name(&reference, &self.state);
+            let table = crate::access::TableName {
+                source: &source,
+                schema: &schema,
+                table: &table,
+            };
+            let fields = provider.schema();
+            let columns: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
+            let access = grants.table(&table, &columns)?;
+            if access
+                .columns
+                .contains(&crate::access::ColumnAccess::Denied)
+            {
+                // The user's view of the table: its readable columns only.
+                let readable: Vec<Expr> = builder
+                    .schema()
+                    .iter()
+                    .zip(&access.columns)
+                    .filter(|(_, access)| **access != crate::access::ColumnAccess::Denied)
+                    .map(|((qualifier, field), _)| Expr::from((qualifier, field)))
+                    .collect();
+                builder = builder.project(readable)?;
+            }
+        }
+        self.plan = builder.build()?;
+        self.tables = vec![reference.to_string()];
+        Ok(self)
     }
 
     /// Keeps the rows for which `predicate` is true.
@@ -160,7 +174,7 @@ impl Query {
 
     /// Keeps the columns named, in that order.
     pub fn select_columns(self, columns: &[&str]) -> Result<Self> {
-        self.select(columns.iter().map(|name| Expr::Column(Column::from(*name))))
+        self.select(columns.iter().map(|name| Expr::Column(exact(name))))
     }
 
     /// Adds the column `name` computed by `expr`, or replaces the column of that name.
@@ -208,8 +222,8 @@ impl Query {
                 right_on.len()
             )));
         }
-        let left_keys: Vec<Column> = left_on.iter().map(|name| Column::from(*name)).collect();
-        let right_keys: Vec<Column> = right_on.iter().map(|name| Column::from(*name)).collect();
+        let left_keys: Vec<Column> = left_on.iter().map(|name| exact(name)).collect();
+        let right_keys: Vec<Column> = right_on.iter().map(|name| exact(name)).collect();
         let as_exprs =
             |keys: &[Column]| -> Vec<Expr> { keys.iter().cloned().map(Expr::Column).collect() };
         self.check_columns("join", &as_exprs(&left_keys))?;
@@ -377,7 +391,7 @@ impl Query {
     /// The plan as `EXPLAIN` shows it, with the statement each database is sent (`analyze`:
     /// runs the query and adds what each operator did).
     pub async fn explain(&self, verbose: bool, analyze: bool) -> Result<String> {
-        let frame = self.clone().into_frame()?;
+        let frame = self.clone().into_frame().await?;
         let batches = frame.explain(verbose, analyze)?.collect().await?;
         Ok(
             datafusion::arrow::util::pretty::pretty_format_batches(&batches)
@@ -389,14 +403,71 @@ impl Query {
     /// The query as a DataFusion frame ready to run through its session
     /// ([`Session::execute`]): checked within the rate limits and rewritten for the user's
     /// access policy, or the result cache's kept result.
-    pub fn into_frame(self) -> Result<DataFrame> {
+    pub async fn into_frame(self) -> Result<DataFrame> {
         let text = self.statement_text();
-        self.session.built(
-            Arc::unwrap_or_clone(self.state),
-            self.plan,
-            self.grants.as_ref(),
+        let query = self.current().await?;
+        query.session.built(
+            Arc::unwrap_or_clone(query.state),
+            query.plan,
+            query.grants.as_ref(),
+            !query.own_rights,
             &text,
         )
+    }
+
+    /// This query as the engine stands now: after a reload or a refresh since it was started,
+    /// its tables are resolved again (a table gone, or with other columns, is an error saying
+    /// to build the query again) under the grants in force now.
+    async fn current(self) -> Result<Self> {
+        let engine = self.session.engine();
+        let generation = engine.catalog_generation();
+        if generation == self.generation {
+            return Ok(self);
+        }
+        let (state, grants) = if self.own_rights {
+            (engine.context().state(), None)
+        } else {
+            self.session.builder_state()
+        };
+        let listing = Arc::clone(state.catalog_list());
+        let mut scans = Vec::new();
+        self.plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                scans.push((scan.table_name.clone(), scan.source.schema()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let mut providers = std::collections::HashMap::new();
+        for (name, schema) in scans {
+            let (_, provider) = resolve(&state, &listing, &name.to_string()).await?;
+            if provider.schema() != schema {
+                return Err(Error::InputRejected(format!(
+                    "{name} has other columns since this query was built (the configuration \
+                     was reloaded or the source refreshed); build the query again"
+                )));
+            }
+            providers.insert(name, provider);
+        }
+        let plan = self
+            .plan
+            .transform_up(|node| match node {
+                LogicalPlan::TableScan(mut scan) => match providers.get(&scan.table_name) {
+                    Some(provider) => {
+                        scan.source = provider_as_source(Arc::clone(provider));
+                        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                },
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        Ok(Self {
+            state: Arc::new(state),
+            grants,
+            generation,
+            plan,
+            ..self
+        })
     }
 
     /// Runs the query to the end.
@@ -408,7 +479,7 @@ impl Query {
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
         let text = self.statement_text();
         let session = self.session.clone();
-        let frame = self.into_frame()?;
+        let frame = self.into_frame().await?;
         session.execute(frame, &text).await
     }
 
@@ -418,14 +489,22 @@ impl Query {
     }
 
     /// What the query log shows for this query: its SQL form, or the tables it reads.
-    fn statement_text(&self) -> String {
+    pub fn statement_text(&self) -> String {
         self.to_sql()
             .unwrap_or_else(|_| format!("-- query built on {}", self.tables.join(", ")))
     }
 
-    /// `right` when it may join this query: planned for the same user.
+    /// `right` when it may join this query: started on the same engine, for the same user and
+    /// with the same rights.
     fn joinable(&self, right: Query) -> Result<Query> {
-        if right.session.user() != self.session.user() {
+        if !self.session.engine().same_as(right.session.engine()) {
+            return Err(Error::InputRejected(
+                "join: the right side is a query of another engine; start both from tables of \
+                 the same engine"
+                    .into(),
+            ));
+        }
+        if right.session.user() != self.session.user() || right.own_rights != self.own_rights {
             return Err(Error::InputRejected(format!(
                 "join: the right side is a query of user `{}` and the left of `{}`; start both \
                  from tables of the same session",
@@ -439,8 +518,14 @@ impl Query {
     fn joined(self, right: Query, plan: datafusion::error::Result<LogicalPlan>) -> Result<Self> {
         let mut tables = self.tables.clone();
         tables.extend(right.tables);
+        // The older side decides whether the tables are resolved again before the run.
+        let generation = self.generation.min(right.generation);
         let joined = self.then("join", plan, Some("join"))?;
-        Ok(Self { tables, ..joined })
+        Ok(Self {
+            tables,
+            generation,
+            ..joined
+        })
     }
 
     /// The query with `plan` as its plan after `step`, once the analyzer has checked its
@@ -507,6 +592,53 @@ impl Query {
     }
 }
 
+/// The table `name` (`source.schema.table`) resolved in `state`: its full reference and its
+/// provider. An unknown source, schema or table is an error naming the close names of
+/// `listing`.
+async fn resolve(
+    state: &SessionState,
+    listing: &Arc<dyn CatalogProviderList>,
+    name: &str,
+) -> Result<(TableReference, Arc<dyn datafusion::catalog::TableProvider>)> {
+    let reference = TableReference::from(name);
+    let defaults = &state.config_options().catalog;
+    let resolved = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+    let catalogs = state.catalog_list();
+    let listed_catalog = listing.catalog(&resolved.catalog);
+    let listed_schema = listed_catalog
+        .as_ref()
+        .and_then(|catalog| catalog.schema(&resolved.schema));
+    let Some(catalog) = catalogs.catalog(&resolved.catalog) else {
+        return Err(unknown_name(
+            "source",
+            &resolved.catalog,
+            "the engine".into(),
+            &listing.catalog_names(),
+            "a table is named `source.schema.table`",
+        ));
+    };
+    let Some(schema) = catalog.schema(&resolved.schema) else {
+        return Err(unknown_name(
+            "schema",
+            &resolved.schema,
+            format!("source `{}`", resolved.catalog),
+            &(listed_catalog.map(|c| c.schema_names()).unwrap_or_default()),
+            "list them with `\\dn` or SHOW TABLES",
+        ));
+    };
+    let Some(provider) = schema.table(&resolved.table).await? else {
+        return Err(unknown_name(
+            "table",
+            &resolved.table,
+            format!("{}.{}", resolved.catalog, resolved.schema),
+            &(listed_schema.map(|s| s.table_names()).unwrap_or_default()),
+            "list them with `\\dt` or SHOW TABLES",
+        ));
+    };
+    let full = TableReference::full(resolved.catalog, resolved.schema, resolved.table);
+    Ok((full, provider))
+}
+
 /// The error for a name that is not there, with the names close to it (or all of them).
 fn unknown_name(what: &str, name: &str, location: String, names: &[String], hint: &str) -> Error {
     let close = close_matches(name, names);
@@ -536,6 +668,13 @@ fn quoted(names: &[String]) -> String {
         .join(", ")
 }
 
+/// The column `name` as written (`table.column` names the table too): names given as text
+/// are matched exactly, as `DataFrame::select_columns` matches them, while `col("x")`
+/// expressions follow SQL's rule and lower-case unquoted names.
+fn exact(name: &str) -> Column {
+    Column::from_qualified_name_ignore_case(name)
+}
+
 /// The names within a few edits of `name` (ignoring case), closest first.
 fn close_matches(name: &str, names: &[String]) -> Vec<String> {
     let wanted = name.to_lowercase();
@@ -543,6 +682,10 @@ fn close_matches(name: &str, names: &[String]) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = names
         .iter()
         .filter_map(|candidate| {
+            // Names of very different lengths cannot be close; skip the quadratic work.
+            if wanted.len().abs_diff(candidate.len()) > most_edits {
+                return None;
+            }
             let edits = edit_distance(&wanted, &candidate.to_lowercase());
             (edits <= most_edits).then_some((edits, candidate))
         })

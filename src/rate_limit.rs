@@ -23,6 +23,7 @@ struct Limit {
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
+/// The engine's query quotas (`[engine] rate_limits`), checked as each query starts.
 pub struct RateLimits {
     limits: Vec<Limit>,
     clock: DefaultClock,
@@ -43,6 +44,7 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
+    /// The quotas of `config`; a quota of 0 is an error.
     pub fn new(config: &RateLimitConfig) -> Result<Self> {
         let mut limits = Vec::new();
         let settings = [

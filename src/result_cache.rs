@@ -42,6 +42,7 @@ pub enum CacheUse {
 }
 
 impl CacheUse {
+    /// The query log's `cache` value: `hit`, `miss` or `bypass` (a write is `bypass`).
     pub fn label(&self) -> &'static str {
         match self {
             CacheUse::Hit => "hit",
@@ -63,7 +64,9 @@ pub struct CacheKey {
 /// A kept result.
 #[derive(Debug)]
 pub struct CachedResult {
+    /// The result's schema.
     pub schema: SchemaRef,
+    /// The result's rows.
     pub batches: Vec<RecordBatch>,
     sources: Vec<String>,
     ttl: Duration,
@@ -108,6 +111,7 @@ impl std::fmt::Debug for ResultCache {
 }
 
 impl ResultCache {
+    /// An empty cache with `config`'s size and time limits (default 256 MiB and 60 s).
     pub fn new(config: &ResultCacheConfig) -> Self {
         let max_bytes = config.max_bytes.map_or(DEFAULT_MAX_BYTES, |size| size.0);
         let entries = moka::sync::Cache::builder()
@@ -365,6 +369,7 @@ pub struct ResultCollector {
 }
 
 impl ResultCollector {
+    /// Keeps `batch`; once the result outgrows an entry, drops what it kept and keeps nothing more.
     pub fn add(&self, batch: &RecordBatch) {
         if let Ok(mut kept) = self.kept.lock()
             && let Some((batches, bytes)) = kept.as_mut()

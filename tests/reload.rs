@@ -222,3 +222,46 @@ async fn reloads_under_load_fail_no_query() {
         "the load ran too little to tell"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_query_follows_a_reload() {
+    let first = database("first", 3);
+    let second = database("second", 4);
+    let engine = Engine::from_config(config(&source("a", &first, "")))
+        .await
+        .unwrap();
+    let session = engine.session("u", "test");
+    let query = session
+        .table("a.main.items")
+        .await
+        .unwrap()
+        .select_columns(&["label"])
+        .unwrap();
+    let labels = |batches: Vec<datafusion::arrow::array::RecordBatch>| common::table_text(&batches);
+    assert!(labels(query.clone().collect().await.unwrap()).contains("first"));
+
+    // The source now points at another database: the query built before reads the new one.
+    engine
+        .reload(&config(&source("a", &second, "")))
+        .await
+        .unwrap();
+    let text = labels(query.clone().collect().await.unwrap());
+    assert!(text.contains("second") && !text.contains("first"), "{text}");
+
+    // The grants in force when it runs apply, not those of when it was built.
+    let denied = format!(
+        "{}[roles.none]\nread = [\"a.main.nothing\"]\n[users.u]\nroles = [\"none\"]\n",
+        source("a", &second, "")
+    );
+    engine.reload(&config(&denied)).await.unwrap();
+    let err = query.clone().collect().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
+
+    // A source that went away is named.
+    engine
+        .reload(&config(&source("b", &second, "")))
+        .await
+        .unwrap();
+    let err = query.collect().await.unwrap_err();
+    assert!(err.to_string().contains("no source `a`"), "{err}");
+}

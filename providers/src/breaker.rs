@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// When a source's circuit breaker opens and how long it stays open (default: half of the
+/// last 10 calls failed; open for 30 s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerPolicy {
     /// Share of failed calls among the last `window` that opens the breaker (0 < rate ≤ 1).
@@ -28,9 +30,11 @@ impl Default for BreakerPolicy {
 
 /// Time, replaceable in tests.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
     fn now(&self) -> Instant;
 }
 
+/// The real clock ([`Instant::now`]).
 #[derive(Debug, Default)]
 pub struct SystemClock;
 
@@ -40,10 +44,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// Where a circuit breaker stands, as health checks report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
+    /// Calls go through; their outcomes are counted.
     Closed,
+    /// Calls fail at once, without reaching the driver.
     Open,
+    /// One probe call is let through; its outcome closes or reopens the breaker.
     HalfOpen,
 }
 
@@ -62,6 +70,7 @@ enum State {
     },
 }
 
+/// The circuit breaker of one source, shared by all its calls (see the module docs).
 #[derive(Debug)]
 pub struct CircuitBreaker {
     policy: BreakerPolicy,
@@ -70,6 +79,7 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
+    /// A closed breaker following `policy`, timed by `clock`.
     pub fn new(policy: BreakerPolicy, clock: Arc<dyn Clock>) -> Self {
         Self {
             policy,
@@ -80,6 +90,7 @@ impl CircuitBreaker {
         }
     }
 
+    /// Where the breaker stands now.
     pub fn state(&self) -> BreakerState {
         match self.state.lock().as_deref() {
             Ok(State::Open { .. }) => BreakerState::Open,

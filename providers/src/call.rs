@@ -146,6 +146,7 @@ impl CallContext<'_> {
         self.ticket.slot.publish(handle);
     }
 
+    /// Withdraws the published statement so that no deadline cancels it; call before freeing it.
     pub fn unpublish(&self) {
         self.ticket.slot.clear();
     }
@@ -161,6 +162,7 @@ impl CallContext<'_> {
         self.ticket.slot.was_cancelled() || self.ticket.was_abandoned()
     }
 
+    /// The pooled connection the call runs on.
     pub fn connection(&self) -> &PooledConnection {
         self.connection
     }

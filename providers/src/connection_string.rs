@@ -25,6 +25,8 @@ pub struct ConnectionString {
 }
 
 impl ConnectionString {
+    /// Parses `KEY=value;…` text; a value in braces may hold `;` (`}}` stands for `}`). Errors
+    /// never quote the text, which may hold a password.
     pub fn parse(text: &str) -> Result<Self, OdbcError> {
         let mut pairs = Vec::new();
         let mut rest = text.trim();
@@ -94,6 +96,7 @@ impl ConnectionString {
         Self { pairs }
     }
 
+    /// The value of `key`, whatever its case.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()

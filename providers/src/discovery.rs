@@ -23,15 +23,21 @@ const SYSTEM_SCHEMAS: &[&str] = &[
     "sys",
 ];
 
+/// Whether a remote object is a table or a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
+    /// A table (DataFusion's `TableType::Base`); system tables are not listed.
     Table,
+    /// A view (DataFusion's `TableType::View`).
     View,
 }
 
+/// One table or view of a schema, as listed by `SQLTables`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableEntry {
+    /// The name as the database spells it.
     pub name: String,
+    /// Whether it is a table or a view.
     pub kind: TableKind,
 }
 
@@ -365,8 +371,11 @@ pub(crate) fn estimated_rows(plan: &str) -> Option<u64> {
 /// The outcome of matching a name a user typed against the remote names.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NameMatch<'a> {
+    /// The one remote name it stands for, as the database spells it.
     Found(&'a str),
+    /// No remote name matches, even ignoring case.
     NotFound,
+    /// Several remote names match ignoring case, and none exactly.
     Ambiguous(Vec<&'a str>),
 }
 

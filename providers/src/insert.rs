@@ -53,6 +53,7 @@ impl OdbcSink {
         }
     }
 
+    /// The source written to.
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
     }

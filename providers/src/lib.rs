@@ -8,6 +8,8 @@
 //!   aggregates pushed as one statement, scans waiting for hash joins' run-time filters).
 //! - [`type_map`]: ODBC → Arrow types as pure functions.
 
+#![warn(missing_docs)]
+
 pub mod breaker;
 pub mod call;
 mod cancel;

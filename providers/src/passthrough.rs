@@ -67,6 +67,7 @@ impl PassthroughTable {
         self
     }
 
+    /// The source the statement runs on.
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
     }

@@ -54,6 +54,7 @@ struct IdleConnection {
     returned: Instant,
 }
 
+/// The connection pool of one source (see the module docs).
 pub struct ConnectionPool {
     source_name: String,
     connection_string: ConnectionString,
@@ -103,6 +104,7 @@ struct PermitShared {
 pub struct PermitRelease(Arc<PermitShared>);
 
 impl PermitRelease {
+    /// Frees the pool slot now and marks the connection for closing when it comes back.
     pub fn abandon(&self) {
         self.0
             .abandoned
@@ -112,6 +114,7 @@ impl PermitRelease {
         }
     }
 
+    /// Whether [`Self::abandon`] was called.
     pub fn is_abandoned(&self) -> bool {
         self.0.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -127,6 +130,7 @@ impl PoolPermit {
         }
     }
 
+    /// A handle that can free this permit's slot early ([`PermitRelease::abandon`]).
     pub fn release_handle(&self) -> PermitRelease {
         PermitRelease(Arc::clone(&self.shared))
     }
@@ -149,6 +153,8 @@ impl Drop for PoolPermit {
 }
 
 impl ConnectionPool {
+    /// An empty pool for the source `source_name`; nothing connects until a checkout. A
+    /// `max_size` of 0 counts as 1.
     pub fn new(
         source_name: &str,
         connection_string: ConnectionString,
@@ -177,10 +183,12 @@ impl ConnectionPool {
         self
     }
 
+    /// The pool's limits (`max_size` at least 1).
     pub fn options(&self) -> &PoolOptions {
         &self.options
     }
 
+    /// The connection string new connections are opened with, secrets included.
     pub fn connection_string(&self) -> &ConnectionString {
         &self.connection_string
     }
@@ -190,6 +198,7 @@ impl ConnectionPool {
         self.options.max_size - self.permits.available_permits()
     }
 
+    /// Open connections waiting in the idle list for reuse.
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
     }
@@ -295,6 +304,7 @@ impl ConnectionPool {
         self.give_back(connection, Instant::now());
     }
 
+    /// The name of the source the pool belongs to.
     pub fn source_name(&self) -> &str {
         &self.source_name
     }
@@ -387,10 +397,12 @@ pub struct PooledConnection {
 }
 
 impl PooledConnection {
+    /// The name of the source the connection belongs to.
     pub fn source_name(&self) -> &str {
         &self.pool.source_name
     }
 
+    /// The pool the connection returns to.
     pub fn pool(&self) -> &Arc<ConnectionPool> {
         &self.pool
     }

@@ -27,6 +27,8 @@ use crate::scan::{FilteredScan, OdbcExec};
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, MappedColumn, map_column};
 
+/// A remote table or view of one source, as DataFusion reads it (and inserts into it, when
+/// the source is writable).
 #[derive(Debug)]
 pub struct OdbcTable {
     source: Arc<OdbcSource>,
@@ -196,14 +198,17 @@ impl OdbcTable {
             .await
     }
 
+    /// The source the table belongs to.
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
     }
 
+    /// The table's remote name, schema-qualified where the database has schemas.
     pub fn remote_table(&self) -> &RemoteTable {
         &self.table
     }
 
+    /// The primary key's columns in key order (empty: none known).
     pub fn primary_key(&self) -> &[String] {
         &self.primary_key
     }

@@ -30,13 +30,16 @@ impl std::str::FromStr for TlsMode {
     }
 }
 
+/// TLS settings of one source, turned into its driver's keys by [`tls_settings`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsOptions {
+    /// How the connection is encrypted and the server checked (default: plain connections).
     pub mode: TlsMode,
     /// CA certificate file the server's certificate must chain to.
     pub ca: Option<String>,
     /// Client certificate and key files, for servers that ask for one.
     pub cert: Option<String>,
+    /// The client certificate's private key file.
     pub key: Option<String>,
 }
 

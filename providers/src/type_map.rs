@@ -42,6 +42,7 @@ mod sql_type {
 /// One row of `SQLColumns`, reduced to what the mapping needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnInfo {
+    /// `COLUMN_NAME`: the column's name as the database spells it.
     pub name: String,
     /// `DATA_TYPE`: the ODBC SQL type code.
     pub data_type: i16,
@@ -51,13 +52,16 @@ pub struct ColumnInfo {
     pub column_size: Option<i32>,
     /// `DECIMAL_DIGITS`: scale for numbers, fractional-second digits for times.
     pub decimal_digits: Option<i16>,
+    /// `NULLABLE`: whether the column may hold NULL (unknown counts as nullable).
     pub nullable: bool,
 }
 
 /// How one remote column is presented to DataFusion and fetched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedColumn {
+    /// The column as DataFusion sees it: name, Arrow type and nullability.
     pub field: Field,
+    /// How its values are fetched and fixed up.
     pub fetch: ColumnFetch,
 }
 

@@ -16,6 +16,8 @@ pub struct PyEngine {
     /// Every query runs in this session: its user and client meet the engine's rate limits
     /// and appear in its logs.
     session: ibarrow::Session,
+    /// The file and profile `from_config` read, which `reload` reads again by default.
+    origin: Option<(std::path::PathBuf, Option<String>)>,
 }
 
 fn session_of(engine: &ibarrow::Engine, user: Option<&str>, client: &str) -> ibarrow::Session {
@@ -69,7 +71,11 @@ impl PyEngine {
         }
         let engine = wait_for_future(py, builder.build())?.map_err(to_py)?;
         let session = session_of(&engine, user, client);
-        Ok(Self { engine, session })
+        Ok(Self {
+            engine,
+            session,
+            origin: None,
+        })
     }
 
     /// An engine with the sources of a TOML configuration file, `profile` applied (default:
@@ -86,21 +92,51 @@ impl PyEngine {
         let config = read_config(&path, profile)?;
         let engine = wait_for_future(py, ibarrow::Engine::from_config(config))?.map_err(to_py)?;
         let session = session_of(&engine, user, client);
-        Ok(Self { engine, session })
+        Ok(Self {
+            engine,
+            session,
+            origin: Some((path, profile.map(str::to_string))),
+        })
     }
 
-    /// Reads the configuration file again and applies it (`Engine::reload`): a dict of what
-    /// changed (`added`, `removed`, `changed`, `roles_changed`, `limits_changed`,
-    /// `log_level`, `needs_restart`). A file that is refused changes nothing.
-    #[pyo3(signature = (path, profile=None))]
+    /// Reads a configuration file (by default the one `from_config` read, with its profile)
+    /// and applies it (`Engine::reload`): a dict of what changed (`added`, `removed`,
+    /// `changed`, `roles_changed`, `limits_changed`, `log_level`, `needs_restart`). A file
+    /// that is refused changes nothing.
+    #[pyo3(signature = (path=None, profile=None))]
     fn reload<'py>(
         &self,
         py: Python<'py>,
-        path: std::path::PathBuf,
+        path: Option<std::path::PathBuf>,
         profile: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let config = read_config(&path, profile)?;
+        let (path, profile) = match (path, &self.origin) {
+            (Some(path), _) => (path, profile.map(str::to_string)),
+            (None, Some((path, opened_with))) => (
+                path.clone(),
+                profile.map(str::to_string).or(opened_with.clone()),
+            ),
+            (None, None) => {
+                return Err(crate::errors::error_of_kind(
+                    "ConfigError",
+                    "this engine was not opened from a configuration file; give the path to \
+                     reload"
+                        .into(),
+                ));
+            }
+        };
+        let config = read_config(&path, profile.as_deref())?;
+        if let Some(level) = &config.engine.log_level {
+            ibarrow::logging::validate_filter(level).map_err(to_py)?;
+        }
         let report = wait_for_future(py, self.engine.reload(&config))?.map_err(to_py)?;
+        if let Some(level) = &report.log_level {
+            // Applied when `init_logging` installed ibarrow's logger, and IBARROW_LOG does
+            // not choose the level.
+            if std::env::var_os(ibarrow::logging::LOG_ENV).is_none() {
+                let _ = ibarrow::logging::set_filter(level);
+            }
+        }
         let dict = PyDict::new(py);
         dict.set_item("added", report.added)?;
         dict.set_item("removed", report.removed)?;

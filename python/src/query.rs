@@ -1,4 +1,4 @@
-//! The query builder for Python (`ibarrow/_query.py` wraps these): expressions as DataFusion
+//! The query builder for Python (python/python/ibarrow/_query.py wraps these): expressions as DataFusion
 //! `Expr`s, steps on `ibarrow::Query` (src/query.rs), which checks names and types as each
 //! step is added.
 
@@ -35,11 +35,14 @@ fn input_error(message: String) -> PyErr {
     error_of_kind("InputError", message)
 }
 
-/// The column `name` (`"status"`, or `"orders.status"` to name the table too).
+/// The column `name` as written (`"status"`, or `"orders.status"` to name the table too):
+/// names match exactly, as in polars.
 #[pyfunction]
 pub fn col(name: &str) -> PyExpr {
     PyExpr {
-        expr: Expr::Column(datafusion::common::Column::from(name)),
+        expr: Expr::Column(datafusion::common::Column::from_qualified_name_ignore_case(
+            name,
+        )),
     }
 }
 
@@ -315,13 +318,11 @@ impl PyQuery {
     }
 
     /// The query planned as a statement of its session (checked, governed), ready to read.
-    fn result(&self) -> PyResult<PyQueryResult> {
-        let text = self
-            .query
-            .to_sql()
-            .unwrap_or_else(|_| "-- query builder".to_string());
+    fn result(&self, py: Python<'_>) -> PyResult<PyQueryResult> {
+        let text = self.query.statement_text();
         let session = self.query.session().clone();
-        let frame = self.query.clone().into_frame().map_err(to_py)?;
+        let query = self.query.clone();
+        let frame = wait_for_future(py, query.into_frame())?.map_err(to_py)?;
         Ok(PyQueryResult::new(frame, session, text))
     }
 

@@ -430,13 +430,12 @@ fn reload(session: &mut Session) -> Outcome {
     let loader = session.config.clone();
     let reloaded = session.runtime.block_on(async {
         let config = loader.load(false).await?;
-        let report = engine.reload(&config).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((config, report))
+        engine.reload(&config).await.map_err(|e| e.to_string())
     });
     match reloaded {
-        Ok((config, report)) => {
-            if report.log_level.is_some() {
-                crate::apply_log_level(&config);
+        Ok(report) => {
+            if let Some(level) = &report.log_level {
+                crate::set_log_level(level);
             }
             eprintln!("reloaded: {report}");
             Outcome::Done

@@ -46,7 +46,16 @@ pub fn run(
                     .map_err(|e| e.to_string())?;
             }
         }
+        crate::check_log_level(&config)?;
         if no_connect {
+            // The engine's own settings (limits, memory, cache) are checked by building an
+            // engine without sources, which opens nothing.
+            let mut settings = config.clone();
+            settings.sources.clear();
+            settings.audit = None;
+            Engine::from_config(settings)
+                .await
+                .map_err(|e| e.to_string())?;
             return Ok(validate_sources(&config));
         }
         Ok(check_sources(config).await)

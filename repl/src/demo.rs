@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use ibarrow::providers::{OdbcSource, SourceOptions};
-use ibarrow::{Config, Error, Result, SourceConfig};
+use ibarrow::{Config, Error, Result};
 
 /// Part of the file names: bumped when the generated data changes, so older demo files are
 /// not reused.
@@ -33,11 +33,14 @@ ORDER BY revenue DESC;";
 /// Where the demo databases live.
 #[derive(Debug, Clone)]
 pub struct DemoFiles {
+    /// The shop's SQLite file (products, orders, order lines), configured as source `shop`.
     pub shop: PathBuf,
+    /// The CRM's SQLite file (regions, customers), configured as source `crm`.
     pub crm: PathBuf,
 }
 
 impl DemoFiles {
+    /// The demo's file paths inside `dir`, named after the current demo version.
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             shop: dir.join(format!("shop-v{DEMO_VERSION}.sqlite")),
@@ -45,27 +48,15 @@ impl DemoFiles {
         }
     }
 
-    /// The engine configuration: sources `shop` and `crm`, order lines split in two ranges.
+    /// The engine configuration: sources `shop` and `crm`, each table of order lines split
+    /// in two ranges ([`Self::config_text`], parsed).
     pub fn config(&self) -> Result<Config> {
-        let mut config = Config::default();
-        for (name, path) in [("shop", &self.shop), ("crm", &self.crm)] {
-            config.sources.insert(
-                name.to_string(),
-                SourceConfig {
-                    connection_string: Some(sqlite_connection_string(path)?),
-                    partitions: Some(2),
-                    ..SourceConfig::default()
-                },
-            );
-        }
-        Ok(config)
+        Config::parse(&self.config_text()?, "the demo")
     }
-}
 
-impl DemoFiles {
-    /// [`Self::config`] as the text of a configuration file.
+    /// The demo's configuration as the text of a configuration file (`ibarrow demo`).
     pub fn config_text(&self) -> Result<String> {
-        let mut text = String::from("# The embedded demo's databases (`ibarrow demo`).\n");
+        let mut text = String::from(DEMO_CONFIG_HEADER);
         for (name, path) in [("shop", &self.shop), ("crm", &self.crm)] {
             let connection_string = sqlite_connection_string(path)?;
             text.push_str(&format!(
@@ -76,6 +67,10 @@ impl DemoFiles {
         Ok(text)
     }
 }
+
+/// The first line of a configuration `ibarrow demo` writes: a file that starts with it may be
+/// written over.
+pub const DEMO_CONFIG_HEADER: &str = "# The embedded demo's databases (`ibarrow demo`).\n";
 
 /// Creates the demo databases in `dir` when missing or from an older version.
 pub async fn prepare(dir: &Path) -> Result<DemoFiles> {

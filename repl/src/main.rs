@@ -375,18 +375,41 @@ impl ConfigLoader {
         if let Some(limit) = self.memory_limit {
             config.engine.memory_limit = Some(limit);
         }
+        check_log_level(&config)?;
         with_demo(config, self.demo, interactive).await
     }
 }
 
-/// `[engine] log_level` in force, unless `IBARROW_LOG` chose the level.
+/// A configuration whose `[engine] log_level` is no log filter is refused.
+pub(crate) fn check_log_level(config: &Config) -> Result<(), String> {
+    match &config.engine.log_level {
+        Some(level) => ibarrow::logging::validate_filter(level)
+            .map_err(|err| format!("[engine] log_level: {err}")),
+        None => Ok(()),
+    }
+}
+
+/// `[engine] log_level` of the configuration read at start, unless `IBARROW_LOG` chose one.
 pub(crate) fn apply_log_level(config: &Config) {
     if std::env::var_os(ibarrow::logging::LOG_ENV).is_some() {
         return;
     }
-    if let Some(level) = &config.engine.log_level
-        && let Err(err) = ibarrow::logging::set_filter(level)
-    {
+    if let Some(level) = &config.engine.log_level {
+        set_log_level(level);
+    }
+}
+
+/// The log level a reload reported (`warn` when the key was removed), unless `IBARROW_LOG`
+/// chose one; what happened goes to stderr.
+pub(crate) fn set_log_level(level: &str) {
+    if std::env::var_os(ibarrow::logging::LOG_ENV).is_some() {
+        eprintln!(
+            "ibarrow: the log level stays as {} says",
+            ibarrow::logging::LOG_ENV
+        );
+        return;
+    }
+    if let Err(err) = ibarrow::logging::set_filter(level) {
         eprintln!("ibarrow: [engine] log_level: {err}");
     }
 }
@@ -408,6 +431,14 @@ fn demo_command(write_config: Option<&Path>) -> ExitCode {
         }
     };
     match write_config {
+        Some(path) if overwrites_a_configuration(path) => {
+            eprintln!(
+                "ibarrow demo: {} exists and is not a configuration `ibarrow demo` wrote; \
+                 name another file",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
         Some(path) => match std::fs::write(path, text) {
             Ok(()) => {
                 eprintln!(
@@ -428,6 +459,15 @@ fn demo_command(write_config: Option<&Path>) -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Whether writing `path` would replace a file `ibarrow demo` did not write (a user's own
+/// configuration, say).
+fn overwrites_a_configuration(path: &Path) -> bool {
+    match std::fs::read_to_string(path) {
+        Ok(text) => !text.starts_with(ibarrow_repl::demo::DEMO_CONFIG_HEADER),
+        Err(err) => err.kind() != std::io::ErrorKind::NotFound,
     }
 }
 

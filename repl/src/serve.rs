@@ -24,6 +24,7 @@ pub fn run(config: Option<&Path>, profile: Option<&str>, demo: bool, log_format:
                 ..ServerConfig::default()
             });
         }
+        crate::check_log_level(&config)?;
         let config = crate::with_demo(config, demo, false).await?;
         crate::apply_log_level(&config);
         let engine = Engine::from_config(config.clone())
@@ -93,14 +94,14 @@ fn reload_on_hangup(
             while hangups.recv().await.is_some() {
                 let reloaded = async {
                     let config = crate::read_config(path.as_deref(), profile.as_deref())?;
+                    crate::check_log_level(&config)?;
                     let config = crate::with_demo(config, demo, false).await?;
-                    let report = engine.reload(&config).await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>((config, report))
+                    engine.reload(&config).await.map_err(|e| e.to_string())
                 };
                 match reloaded.await {
-                    Ok((config, report)) => {
-                        if report.log_level.is_some() {
-                            crate::apply_log_level(&config);
+                    Ok(report) => {
+                        if let Some(level) = &report.log_level {
+                            crate::set_log_level(level);
                         }
                         eprintln!("ibarrow serve: configuration reloaded: {report}");
                     }

@@ -31,7 +31,9 @@ const UNKNOWN_USER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$KelKkR4NGsbstuKv
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The user name: a key of `[users]`; without `[users]`, the name sent or `anonymous`.
     pub user: String,
+    /// The user's roles from `[users]`; empty when the server asks for no login.
     pub roles: Vec<String>,
 }
 
@@ -45,6 +47,7 @@ struct User {
     roles: Vec<String>,
 }
 
+/// The server's authentication state: known users, issued tokens and failed logins.
 pub struct Auth {
     /// None: no `[users]`, so no login is asked for (a loopback-only server).
     users: Option<BTreeMap<String, User>>,
@@ -67,7 +70,14 @@ struct Failures {
 
 /// Credentials from an `authorization` header (HTTP or gRPC metadata).
 pub enum Credentials {
-    Basic { user: String, password: String },
+    /// `Basic`: a user name and password.
+    Basic {
+        /// The user name, before the first `:`.
+        user: String,
+        /// The password, after the first `:`.
+        password: String,
+    },
+    /// `Bearer`: a token handed out at login.
     Bearer(String),
 }
 
@@ -178,6 +188,7 @@ impl Auth {
         self.users.is_some()
     }
 
+    /// How long an issued bearer token stays valid.
     pub fn token_ttl(&self) -> Duration {
         self.token_ttl
     }

@@ -6,39 +6,52 @@ use std::time::Duration;
 use http::StatusCode;
 use ibarrow::ErrorKind;
 
+/// What went wrong with a request to the server, as both listeners report it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The `[server]` or `[users]` section cannot be used as written.
     #[error("configuration: {0}")]
     Config(String),
+    /// No credentials, or wrong or expired ones.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Refused before any login: a cross-site request, or a host name other than a loopback
+    /// one on a server without `[users]`.
     #[error("{0}")]
     Forbidden(String),
     /// A user holds as many planned queries, prepared statements or tokens as allowed.
     #[error("{0}")]
     TooMany(String),
+    /// The request cannot be read or makes no sense as sent.
     #[error("{0}")]
     BadRequest(String),
+    /// No such endpoint, or an unknown or expired ticket or prepared statement.
     #[error("{0}")]
     NotFound(String),
+    /// A request body over `[server] max_body_bytes` (the limit, in bytes), or a truncated one.
     #[error(
         "the request body is larger than {0} bytes or was cut off; send less or raise \
          [server] max_body_bytes"
     )]
     PayloadTooLarge(usize),
+    /// The server is stopping and takes no more work.
     #[error("the server is shutting down; retry on another instance or later")]
     ShuttingDown,
+    /// The query was cancelled by the client.
     #[error("{0}")]
     Cancelled(String),
+    /// The request ran past `[server] request_timeout_secs` (the limit it had).
     #[error(
         "the request took longer than {0:?}; narrow the query or raise [server] request_timeout_secs"
     )]
     RequestTimeout(Duration),
+    /// A fault of the server itself, such as a poisoned lock or no random bytes.
     #[error("{0}")]
     Internal(String),
+    /// An error of the query engine; its kind decides the status.
     #[error(transparent)]
     Engine(#[from] ibarrow::Error),
+    /// An I/O error of the service, such as a socket failing.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -83,6 +96,7 @@ impl ServerError {
         }
     }
 
+    /// The HTTP status of the error answer.
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::Config(_) | ServerError::Internal(_) | ServerError::Io(_) => {

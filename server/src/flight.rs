@@ -73,6 +73,7 @@ struct Prepared {
     params: std::sync::Mutex<Option<Vec<ScalarValue>>>,
 }
 
+/// The Flight SQL service: planned queries waiting for their tickets, and prepared statements.
 pub struct FlightSql {
     shared: Arc<Shared>,
     plans: moka::sync::Cache<String, Arc<Planned>>,
@@ -134,6 +135,7 @@ const PREPARED_PER_USER: usize = 1024;
 const PREPARED_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl FlightSql {
+    /// An empty service over `shared`, with its per-user quotas and the server info it reports.
     pub fn new(shared: Arc<Shared>) -> Result<Self, ServerError> {
         let plan_quota = PerUser::new(PLANS_PER_USER, "planned queries");
         let prepared_quota = PerUser::new(PREPARED_PER_USER, "prepared statements");

@@ -6,15 +6,21 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use bytes::Bytes;
 
+/// A result encoding of the HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// The Arrow IPC stream format: the schema, then one message per batch.
     ArrowStream,
+    /// Newline-delimited JSON: one object per row.
     NdJson,
+    /// CSV with a header row.
     Csv,
+    /// One JSON array of row objects; the default.
     Json,
 }
 
 impl Format {
+    /// The media type of the Arrow IPC stream format.
     pub const ARROW_STREAM: &'static str = "application/vnd.apache.arrow.stream";
 
     /// The first acceptable encoding of an `Accept` header (order of listing; `q` values
@@ -44,6 +50,7 @@ impl Format {
         })
     }
 
+    /// The `Content-Type` of a response in this encoding.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::ArrowStream => Self::ARROW_STREAM,
@@ -67,6 +74,7 @@ enum State {
 }
 
 impl Encoder {
+    /// An encoder of `format` for batches of `schema`.
     pub fn new(format: Format, schema: &SchemaRef) -> Result<Self, ArrowError> {
         let state = match format {
             Format::ArrowStream => State::Arrow(Box::new(
@@ -93,6 +101,7 @@ impl Encoder {
         }
     }
 
+    /// The bytes of one batch's rows.
     pub fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, ArrowError> {
         Ok(Bytes::from(match &mut self.state {
             State::Arrow(writer) => {
@@ -127,6 +136,8 @@ impl Encoder {
         }))
     }
 
+    /// What goes after the last batch: the Arrow end marker, JSON's `]`, or the CSV header
+    /// of a result without rows.
     pub fn finish(&mut self, schema: &SchemaRef) -> Result<Bytes, ArrowError> {
         Ok(Bytes::from(match &mut self.state {
             State::Arrow(writer) => {

@@ -25,6 +25,7 @@ use crate::query::{StopSignals, guarded, json_params, plan_with_params};
 /// How long `/health` waits for a source's ping.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The HTTP API's routes for `shared`, with the same-site check on every request.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(crate::status::page))

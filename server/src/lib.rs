@@ -6,6 +6,8 @@
 //! serves until its shutdown signal, then refuses new queries and lets running ones finish
 //! for `[server] shutdown_grace_secs`.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod error;
 pub mod flight;
@@ -35,17 +37,28 @@ use crate::listener::{ConnectionLimits, ListenerOptions};
 /// Limits and lifetimes of `[server]`, defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Connections open at once, over both listeners (default 256).
     pub max_connections: usize,
+    /// Connections open at once from one client address, an IPv6 /64 counted as one
+    /// (default 64).
     pub max_connections_per_ip: usize,
+    /// Largest HTTP request body or WebSocket message, in bytes (default 1 MiB, at least 1 KiB).
     pub max_body_bytes: usize,
+    /// Longest an HTTP query may run (default one hour).
     pub request_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (default 120 s).
     pub idle_timeout: Duration,
+    /// How long a bearer token from a login stays valid (default one hour).
     pub token_ttl: Duration,
+    /// How long a Flight SQL plan waits unused for its DoGet calls (default 300 s).
     pub plan_ttl: Duration,
+    /// How long running queries may go on once shutting down begins (default 30 s; may be 0).
     pub shutdown_grace: Duration,
 }
 
 impl Settings {
+    /// The settings of a `[server]` section: defaults for what it leaves out, and timeouts and
+    /// lifetimes of at least one second.
     pub fn from_config(config: &ServerConfig) -> Self {
         let secs =
             |value: Option<u64>, default: u64| Duration::from_secs(value.unwrap_or(default).max(1));
@@ -64,8 +77,11 @@ impl Settings {
 
 /// What both protocols share: the engine, the logins, and the server's life cycle.
 pub struct Shared {
+    /// The query engine every session comes from.
     pub engine: Engine,
+    /// The logins and tokens both listeners check.
     pub auth: Auth,
+    /// The `[server]` limits and lifetimes.
     pub settings: Settings,
     /// Set once shutting down: new queries are refused.
     draining: AtomicBool,
@@ -78,6 +94,7 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The shared state of a server that is not yet shutting down.
     pub fn new(engine: Engine, auth: Auth, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             engine,
@@ -107,6 +124,7 @@ impl Shared {
         })
     }
 
+    /// Whether shutting down has begun, so that no new query may start.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
@@ -191,14 +209,18 @@ impl Server {
         })
     }
 
+    /// The Flight SQL listener's address, if there is one (with the actual port when 0 was
+    /// asked for).
     pub fn flight_sql_addr(&self) -> Option<SocketAddr> {
         self.flight_sql.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The address the HTTP listener is bound to, if there is one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Whether both listeners speak TLS (`[server] tls`).
     pub fn uses_tls(&self) -> bool {
         self.options.tls.is_some()
     }

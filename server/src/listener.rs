@@ -64,6 +64,8 @@ pub struct Admitted {
 }
 
 impl ConnectionLimits {
+    /// Room for `total` connections, at most `per_ip` from one client address (each at
+    /// least 1).
     pub fn new(total: usize, per_ip: usize) -> Arc<Self> {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(total.max(1))),
@@ -144,7 +146,9 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
 /// How a listener treats its connections.
 #[derive(Clone)]
 pub struct ListenerOptions {
+    /// Set when connections speak TLS; None for plain TCP.
     pub tls: Option<TlsAcceptor>,
+    /// The connection caps, shared by both listeners.
     pub limits: Arc<ConnectionLimits>,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,

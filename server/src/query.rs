@@ -143,12 +143,17 @@ fn json_param(value: &serde_json::Value, position: usize) -> Result<ScalarValue,
 
 /// A query planned by GetFlightInfo, waiting for its DoGet calls.
 pub struct PlannedQuery {
+    /// The session of the user who planned it; only that user may fetch or cancel it.
     pub session: Session,
+    /// The statement's text, recorded for the run (query log, metrics) when a ticket runs it.
     pub sql: String,
+    /// The physical plan the tickets run.
     pub plan: ibarrow::PhysicalQuery,
+    /// The result schema promised in the FlightInfo.
     pub schema: SchemaRef,
     /// How many tickets it was given: one per output partition, or one for all.
     pub endpoints: usize,
+    /// Cancelled by CancelFlightInfo or CancelQuery, or with the server's shutdown.
     pub cancel: CancellationToken,
 }
 
@@ -182,6 +187,8 @@ pub struct StopSignals {
     pub cancel: CancellationToken,
     /// The server's: cancelled when the shutdown grace has run out.
     pub shutdown: CancellationToken,
+    /// When the request times out, and the timeout it was given (reported in the error);
+    /// None for no deadline.
     pub deadline: Option<(Instant, Duration)>,
 }
 

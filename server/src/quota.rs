@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::ServerError;
 
+/// A count of entries per user under one limit, for one cache.
 pub struct PerUser {
     limit: usize,
     /// What is counted, for the error: "planned queries", "prepared statements", ...
@@ -14,6 +15,7 @@ pub struct PerUser {
 }
 
 impl PerUser {
+    /// A quota of `limit` entries per user; `what` names them in the error.
     pub fn new(limit: usize, what: &'static str) -> Arc<Self> {
         Arc::new(Self {
             limit,

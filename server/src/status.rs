@@ -15,6 +15,7 @@ use crate::listener::Peer;
 
 const PAGE: &str = include_str!("status.html");
 
+/// `GET /`: the status page, for a logged-in user.
 pub async fn page(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,
@@ -36,6 +37,8 @@ pub async fn page(
     Ok(response)
 }
 
+/// `GET /v1/status`: the sources' health, the query counters and the recent queries as JSON,
+/// for a logged-in user.
 pub async fn status(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,

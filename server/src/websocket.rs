@@ -24,6 +24,7 @@ use crate::format::{Encoder, Format};
 use crate::listener::{ConnectionSlot, Peer};
 use crate::query::{StopSignals, guarded, json_params, plan_with_params};
 
+/// The query string of `GET /v1/query/ws`.
 #[derive(Deserialize)]
 pub struct SocketParams {
     /// A bearer token, for browsers, which cannot set headers on a WebSocket.
@@ -42,6 +43,7 @@ struct SocketQuery {
     cancel: bool,
 }
 
+/// `GET /v1/query/ws`: authenticates the caller, then serves queries on the upgraded socket.
 pub async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,

@@ -9,9 +9,13 @@ use crate::select::RemoteTable;
 pub enum AggregateCall {
     /// `COUNT(*)`
     CountRows,
+    /// `COUNT(column)`: the column's non-null values.
     Count(String),
+    /// `SUM(column)`
     Sum(String),
+    /// `MIN(column)`
     Min(String),
+    /// `MAX(column)`
     Max(String),
     /// `SUM` of an expression already rendered ([`crate::render_exact_decimal`]).
     SumOf(String),
@@ -22,14 +26,18 @@ pub enum AggregateCall {
 /// `SELECT <group columns>, <aggregates> (named c0, c1, …) FROM <table> [WHERE …] [GROUP BY <group columns>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteAggregate {
+    /// The table aggregated.
     pub table: RemoteTable,
+    /// Remote columns grouped by, output first; empty for one row over the whole table.
     pub group_by: Vec<String>,
+    /// The aggregates, output after the group columns.
     pub aggregates: Vec<AggregateCall>,
     /// Already-rendered conditions (from [`crate::render_filter`]), joined with AND.
     pub filters: Vec<String>,
 }
 
 impl RemoteAggregate {
+    /// The statement in `dialect`; fails when a name cannot be quoted in it.
     pub fn to_sql(&self, dialect: Dialect) -> Result<String, SqlError> {
         let quote = |c: &str| dialect.quote_identifier(c);
         let groups = self

@@ -11,13 +11,17 @@ use crate::error::SqlError;
 /// A database family whose SQL ibarrow can generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
+    /// PostgreSQL.
     PostgreSql,
     /// MariaDB and MySQL.
     MySql,
+    /// SQLite.
     Sqlite,
+    /// Microsoft SQL Server.
     MsSql,
     /// Firebird and InterBase.
     Firebird,
+    /// IBM Db2.
     Db2,
     /// Standard SQL only, for databases ibarrow does not know.
     Ansi,
@@ -37,6 +41,7 @@ pub enum LimitSyntax {
 }
 
 impl Dialect {
+    /// Every dialect, [`Dialect::Ansi`] last.
     pub const ALL: [Dialect; 7] = [
         Dialect::PostgreSql,
         Dialect::MySql,
@@ -67,6 +72,7 @@ impl Dialect {
         }
     }
 
+    /// The database family's name for messages, e.g. `PostgreSQL` or `MySQL/MariaDB`.
     pub fn name(self) -> &'static str {
         self.capabilities().name()
     }
@@ -80,6 +86,7 @@ impl Dialect {
         }
     }
 
+    /// How this dialect spells a row limit.
     pub fn limit_syntax(self) -> LimitSyntax {
         match self {
             Dialect::PostgreSql | Dialect::MySql | Dialect::Sqlite => LimitSyntax::Limit,
@@ -158,6 +165,8 @@ impl Dialect {
         }
     }
 
+    /// A boolean literal: `1`/`0` where the database has no boolean type (SQLite, SQL
+    /// Server), else `TRUE`/`FALSE`.
     pub fn boolean_literal(self, value: bool) -> &'static str {
         match (self, value) {
             (Dialect::Sqlite | Dialect::MsSql, true) => "1",

@@ -2,14 +2,18 @@
 
 use thiserror::Error;
 
+/// Why a remote statement cannot be rendered.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SqlError {
+    /// A name that no quoting makes safe in a statement, such as one holding NUL.
     #[error(
         "the name `{identifier}` cannot be used in a remote statement because {reason}; \
          rename the remote object or leave it out of the query"
     )]
     InvalidIdentifier {
+        /// The name, with its special characters escaped for display.
         identifier: String,
+        /// Why it is refused, phrased to follow "because".
         reason: &'static str,
     },
     /// A plan shape the remote renderer does not take; the caller runs it locally instead.

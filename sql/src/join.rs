@@ -3,9 +3,12 @@
 use crate::dialect::Dialect;
 use crate::error::SqlError;
 
+/// Which rows a pushed join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
+    /// `INNER JOIN`: the pairs of matching rows.
     Inner,
+    /// `LEFT JOIN`: the matching pairs, and each left row without a match with NULLs.
     Left,
     /// The left rows with at least one match (`EXISTS`, `IN`), each once.
     Semi,
@@ -14,9 +17,12 @@ pub enum JoinKind {
     Anti,
 }
 
+/// One side of a pushed join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The first table, aliased `t0`.
     Left,
+    /// The second table, aliased `t1`.
     Right,
 }
 
@@ -28,8 +34,11 @@ pub enum Side {
 /// join); wrapping them as derived tables keeps their own filters and column names intact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJoin {
+    /// The left side's statement, wrapped as `t0`.
     pub left: String,
+    /// The right side's statement, wrapped as `t1`.
     pub right: String,
+    /// Which rows the join keeps.
     pub kind: JoinKind,
     /// Equality conditions: (left column, right column), by the names the sides output.
     pub on: Vec<(String, String)>,
@@ -38,6 +47,8 @@ pub struct RemoteJoin {
 }
 
 impl RemoteJoin {
+    /// The statement in `dialect`. Refuses a join without outputs or equalities, and a semi
+    /// or anti join that outputs right columns.
     pub fn to_sql(&self, dialect: Dialect) -> Result<String, SqlError> {
         let quote = |c: &str| dialect.quote_identifier(c);
         let (left, right) = (quote("t0")?, quote("t1")?);

@@ -14,6 +14,8 @@
 //!
 //! Literals and identifiers are escaped here and nowhere else.
 
+#![warn(missing_docs)]
+
 mod aggregate;
 mod arithmetic;
 mod capabilities;

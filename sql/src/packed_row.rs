@@ -12,7 +12,9 @@ use crate::{Dialect, SqlError};
 /// One column of the statement being packed, by its output name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedColumn {
+    /// The column's output name in the statement being packed.
     pub name: String,
+    /// How its value is written into the row text.
     pub sent_as: PackedValue,
 }
 

@@ -45,6 +45,7 @@ const DENSE_LIST_MIN_VALUES: usize = 1_000;
 pub struct FilterColumn {
     /// The column's name in the statement's result.
     pub name: String,
+    /// The column's Arrow type: it decides which keys and comparisons may be sent.
     pub data_type: DataType,
     /// The values reach Arrow as the database stores them: not converted to text, not
     /// stripped of trailing blanks.

@@ -64,6 +64,7 @@ impl ScanStatement {
         std::mem::replace(&mut self.runtime_condition, condition)
     }
 
+    /// The condition a join learnt at run time, if one is set.
     pub fn runtime_condition(&self) -> Option<&str> {
         self.runtime_condition.as_deref()
     }

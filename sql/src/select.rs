@@ -9,11 +9,14 @@ use crate::error::SqlError;
 /// DB2, Firebird) or the database (MariaDB/MySQL); SQLite tables have none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RemoteTable {
+    /// The schema or database the table is in, unquoted; None for SQLite.
     pub qualifier: Option<String>,
+    /// The table's own name, unquoted.
     pub name: String,
 }
 
 impl RemoteTable {
+    /// The table `name` in `qualifier` (None: unqualified).
     pub fn new(qualifier: Option<impl Into<String>>, name: impl Into<String>) -> Self {
         Self {
             qualifier: qualifier.map(Into::into),
@@ -65,6 +68,7 @@ pub struct SelectColumn {
 }
 
 impl SelectColumn {
+    /// The column `name`, read as the database stores it (not converted to text).
     pub fn plain(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -76,16 +80,19 @@ impl SelectColumn {
 /// `SELECT <columns> FROM <table> [WHERE <filters>] [limit]`, the statement of one scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSelect {
+    /// The table scanned.
     pub table: RemoteTable,
     /// The columns read; empty when none is needed (`count(*)`), which selects a constant so
     /// that only the row count travels.
     pub columns: Vec<SelectColumn>,
     /// Already-rendered conditions (from [`crate::render_filter`]), joined with AND.
     pub filters: Vec<String>,
+    /// At most this many rows, in the dialect's limit syntax; None for all.
     pub limit: Option<usize>,
 }
 
 impl RemoteSelect {
+    /// The statement in `dialect`; fails when a name cannot be quoted in it.
     pub fn to_sql(&self, dialect: Dialect) -> Result<String, SqlError> {
         let mut sql = String::from("SELECT ");
         match (self.limit, dialect.limit_syntax()) {

@@ -8,11 +8,16 @@ use std::str::FromStr;
 use crate::dialect::Dialect;
 use crate::error::SqlError;
 
+/// A transaction isolation level, as `SET TRANSACTION ISOLATION LEVEL` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsolationLevel {
+    /// `READ UNCOMMITTED`: may see other transactions' uncommitted changes.
     ReadUncommitted,
+    /// `READ COMMITTED`: sees only committed changes, each statement anew.
     ReadCommitted,
+    /// `REPEATABLE READ`: rows once read do not change within the transaction.
     RepeatableRead,
+    /// `SERIALIZABLE`: as if the transactions ran one after another.
     Serializable,
     /// SQL Server's row-versioning level.
     Snapshot,
@@ -63,7 +68,9 @@ impl FromStr for IsolationLevel {
 /// What every connection of a source is set to when it opens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionSettings {
+    /// Open the session read-only, so that no statement may write.
     pub read_only: bool,
+    /// The isolation level to set; None keeps the database's default.
     pub isolation: Option<IsolationLevel>,
 }
 

@@ -15,8 +15,11 @@ use crate::error::{Error, Result};
 /// A table as grants name it: the source, the remote schema and the remote table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableName<'a> {
+    /// The source's name (the catalog).
     pub source: &'a str,
+    /// The schema in the source's database.
     pub schema: &'a str,
+    /// The table's name in the source's database.
     pub table: &'a str,
 }
 
@@ -175,25 +178,32 @@ impl AccessPolicy {
 /// How one column of a readable table reaches the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnAccess {
+    /// The column's own values.
     Plain,
     /// Replaced by `expression` (SQL over the table's columns), from role `role`.
     Masked {
+        /// The role whose mask applies.
         role: String,
+        /// The SQL expression the user sees instead of the column.
         expression: String,
     },
+    /// The user may not read the column.
     Denied,
 }
 
 /// A role's condition on the rows of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowFilter {
+    /// The role the filter comes from.
     pub role: String,
+    /// The SQL condition the rows must pass.
     pub expression: String,
 }
 
 /// How a readable table reaches the user: each column's access, and the row filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableAccess {
+    /// Each column's access, in the order the columns were given.
     pub columns: Vec<ColumnAccess>,
     /// `None`: every row. `Some(alternatives)`: the rows that pass all filters of at least one
     /// alternative (one alternative per role that reads the table).
@@ -215,6 +225,7 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// The user the grants are for.
     pub fn user(&self) -> &str {
         &self.user
     }

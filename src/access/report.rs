@@ -18,6 +18,7 @@ pub struct TableRead {
 /// The tables, native statements and insert targets of one statement.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AccessReport {
+    /// The tables it reads, with their columns, masks and row filters.
     pub tables: Vec<TableRead>,
     /// Sources that received native SQL (`query()`).
     pub native_sql: BTreeSet<String>,

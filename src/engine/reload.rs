@@ -2,8 +2,10 @@
 //! `ibarrow serve` and `\reload` in the REPL call it (repl/src/serve.rs, repl/src/command.rs).
 //!
 //! Everything is checked and every new or changed source connected before anything changes,
-//! so a bad file leaves the engine as it was. Then the new settings replace the old ones in
-//! one step. Queries planned before hold their sources, pools and grants, and finish on them.
+//! so a bad file leaves the engine as it was. Then the new settings replace the old ones, each
+//! under its own lock (a statement planned during those microseconds may see the new policy
+//! with an old source). Queries planned before hold their sources, pools and grants, and
+//! finish on them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use super::{Engine, input_limits};
 use crate::access::AccessPolicy;
 use crate::config::{Config, EngineConfig, SourceConfig};
+
 use crate::error::{Error, Result};
 
 /// What [`Engine::reload`] changed.
@@ -77,7 +80,7 @@ impl std::fmt::Display for ReloadReport {
 impl Engine {
     /// Applies `config` to the running engine: sources added, removed or changed (connected
     /// anew), roles, rate limits, the text size limit and engine defaults for sources. Sources
-    /// added in code (not by a configuration) stay. A configuration that does not validate, or
+    /// added after start (`register_odbc`, `register_source`) stay. A configuration that does not validate, or
     /// a new or changed source that cannot be opened, is an error and nothing changes.
     /// Queries already planned finish on the sources and grants they were planned with.
     pub async fn reload(&self, config: &Config) -> Result<ReloadReport> {
@@ -89,6 +92,11 @@ impl Engine {
             .read()
             .map(|configured| configured.clone())
             .unwrap_or_default();
+        let old_start_only = inner
+            .start_only
+            .read()
+            .map(|start_only| start_only.clone())
+            .unwrap_or_default();
 
         // Checked before anything changes.
         let policy = AccessPolicy::from_config(config)?.map(Arc::new);
@@ -99,16 +107,13 @@ impl Engine {
                 &config.engine.rate_limits.clone().unwrap_or_default(),
             )?))
         };
-        let wanted: BTreeMap<String, SourceConfig> = config
-            .sources
-            .iter()
-            .map(|(name, source)| (name.clone(), source.with_defaults(&config.engine)))
-            .collect();
+        // Secrets are resolved now: a rotated password file changes its source.
+        let wanted = configured_sources(config)?;
         let mut report = ReloadReport::default();
         let mut opening = Vec::new();
-        for (name, source) in &wanted {
+        for (name, ConfiguredSource { config: source, .. }) in &wanted {
             match old_sources.get(name) {
-                Some(old) if old == source => continue,
+                Some(old) if old == &wanted[name] => continue,
                 Some(_) => report.changed.push(name.clone()),
                 None if self.catalog(name).is_ok() => report.changed.push(name.clone()),
                 None => report.added.push(name.clone()),
@@ -159,13 +164,28 @@ impl Engine {
             );
         }
         report.needs_restart = needs_restart(&old_engine, &config.engine);
+        let start_only = StartOnly::of(config);
+        for (key, changed) in [
+            ("[audit]", start_only.audit != old_start_only.audit),
+            ("[server]", start_only.server != old_start_only.server),
+            (
+                "[users] logins (passwords, act_as)",
+                start_only.users != old_start_only.users,
+            ),
+        ] {
+            if changed {
+                report.needs_restart.push(key.to_string());
+            }
+        }
 
         // Applied.
-        if let Ok(mut slot) = inner.access.write() {
-            *slot = policy;
-        }
-        if let Ok(mut slot) = inner.access_settings.write() {
-            *slot = access;
+        if report.roles_changed {
+            if let Ok(mut slot) = inner.access.write() {
+                *slot = policy;
+            }
+            if let Ok(mut slot) = inner.access_settings.write() {
+                *slot = access;
+            }
         }
         if let Some(rate_limits) = new_rate_limits
             && let Ok(mut slot) = inner.rate_limits.write()
@@ -184,6 +204,10 @@ impl Engine {
                 cache.set_source_ttl(name, source.result_cache_ttl_secs);
             }
             self.install_source(name, handle, catalog);
+            // Again: a query planned in between may have kept a result of the old source.
+            if let Some(cache) = &inner.result_cache {
+                cache.invalidate_source(name);
+            }
         }
         for name in &report.removed {
             self.remove_source(name);
@@ -191,7 +215,14 @@ impl Engine {
         if let Ok(mut configured) = inner.configured.write() {
             *configured = wanted;
         }
-        self.bump_catalog_generation();
+        if let Ok(mut slot) = inner.start_only.write() {
+            *slot = start_only;
+        }
+        // Prepared statements and built queries resolve their tables again only when
+        // something they may depend on changed.
+        if !report.is_empty() {
+            self.bump_catalog_generation();
+        }
         tracing::info!(report = %report, "configuration reloaded");
         Ok(report)
     }
@@ -208,6 +239,78 @@ impl Engine {
         }
         if let Some(cache) = &inner.result_cache {
             cache.invalidate_source(name);
+        }
+    }
+}
+
+/// A source as a configuration names it: its settings with the engine's defaults applied,
+/// and a fingerprint of its connection with the secrets resolved (a secret rotated in its file
+/// or variable changes the source, though its settings read the same).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ConfiguredSource {
+    pub(super) config: SourceConfig,
+    resolved: u64,
+}
+
+/// The sources `config` names.
+pub(super) fn configured_sources(config: &Config) -> Result<BTreeMap<String, ConfiguredSource>> {
+    config
+        .sources
+        .iter()
+        .map(|(name, source)| {
+            let source = source.with_defaults(&config.engine);
+            let resolved = fingerprint(&source.connect(name)?);
+            Ok((
+                name.clone(),
+                ConfiguredSource {
+                    config: source,
+                    resolved,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A hash of how a source connects, kept instead of its secrets.
+fn fingerprint(connect: &crate::config::Connect) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match connect {
+        crate::config::Connect::ConnectionString(text) => text.hash(&mut hasher),
+        crate::config::Connect::Dsn {
+            dsn,
+            user,
+            password,
+        } => (dsn, user, password).hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
+/// What the engine's embedder reads only at start (`ibarrow serve`: the audit log, the
+/// listeners, the logins), to say when a reload changed it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct StartOnly {
+    audit: Option<crate::config::AuditConfig>,
+    server: Option<crate::config::ServerConfig>,
+    /// The users without their roles, which a reload applies.
+    users: BTreeMap<String, crate::config::UserConfig>,
+}
+
+impl StartOnly {
+    pub(super) fn of(config: &Config) -> Self {
+        let users = config
+            .users
+            .iter()
+            .map(|(name, user)| {
+                let mut user = user.clone();
+                user.roles.clear();
+                (name.clone(), user)
+            })
+            .collect();
+        Self {
+            audit: config.audit.clone(),
+            server: config.server.clone(),
+            users,
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::type_map::ColumnFetch;
 /// engine's monitor compares the rows it returned with the table's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilteredScan {
+    /// The table scanned.
     pub table: RemoteTable,
     /// The columns the sent filters compare, in the order they first appear.
     pub columns: Vec<String>,
@@ -46,6 +47,8 @@ pub struct FilteredScan {
     pub table_rows: u64,
 }
 
+/// The `ExecutionPlan` of a remote scan: one statement per partition, its rows streamed as
+/// Arrow batches.
 #[derive(Debug)]
 pub struct OdbcExec {
     source: Arc<OdbcSource>,
@@ -167,6 +170,7 @@ impl OdbcExec {
         self
     }
 
+    /// The table and columns its sent filters compare, for index advice (`None`: none sent).
     pub fn filtered_scan(&self) -> Option<&FilteredScan> {
         self.filtered_scan.as_ref()
     }
@@ -273,6 +277,7 @@ impl OdbcExec {
             .collect()
     }
 
+    /// The source the statements run on.
     pub fn source(&self) -> &Arc<OdbcSource> {
         &self.source
     }

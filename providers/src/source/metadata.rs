@@ -10,15 +10,21 @@ use super::OdbcSource;
 /// What [`OdbcSource::health`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceHealth {
+    /// The source's name.
     pub source: String,
+    /// Whether the ping was answered in time.
     pub reachable: bool,
     /// Round trip of the ping, when it answered.
     pub latency: Option<std::time::Duration>,
     /// Why it is not reachable (no secrets).
     pub error: Option<String>,
+    /// Where the source's circuit breaker stands (`None`: the source has none).
     pub breaker: Option<crate::breaker::BreakerState>,
+    /// Connections the pool may have open at once.
     pub pool_max: usize,
+    /// Connections checked out now.
     pub in_use: usize,
+    /// Open connections waiting for reuse.
     pub idle: usize,
     /// Connections checked out for longer than the pool's `leak_warning`.
     pub held_too_long: usize,

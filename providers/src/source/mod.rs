@@ -135,13 +135,16 @@ impl OdbcSource {
         }))
     }
 
+    /// The name the source was connected under; errors and logs quote it.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The source's circuit breaker (`None`: configured without one).
     pub fn breaker(&self) -> Option<&Arc<crate::breaker::CircuitBreaker>> {
         self.breaker.as_ref()
     }
+    /// The SQL dialect its statements are written in, detected from `SQL_DBMS_NAME`.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -151,10 +154,12 @@ impl OdbcSource {
         &self.dbms_name
     }
 
+    /// The source's connection pool.
     pub fn pool(&self) -> &Arc<ConnectionPool> {
         &self.pool
     }
 
+    /// The options the source was connected with.
     pub fn options(&self) -> &SourceOptions {
         &self.options
     }

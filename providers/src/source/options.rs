@@ -37,9 +37,13 @@ impl Default for ScanOptions {
     }
 }
 
+/// Everything a source is configured with; by default it is not writable, pushes aggregates
+/// and joins down, and has a circuit breaker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceOptions {
+    /// Connection pool limits.
     pub pool: PoolOptions,
+    /// How scans read.
     pub scan: ScanOptions,
     /// Range splitting of large tables; `column` is the default for every table (usually
     /// `None`: the primary key).
@@ -54,6 +58,7 @@ pub struct SourceOptions {
     /// Whether PostgreSQL scans fetch each row as one text value and parse it here
     /// ([`crate::OdbcExec`]): psqlODBC's cost is per value it converts.
     pub packed_rows: bool,
+    /// How reads that lose their connection before delivering a row are retried.
     pub retry: RetryPolicy,
     /// `None`: no circuit breaker.
     pub breaker: Option<crate::breaker::BreakerPolicy>,

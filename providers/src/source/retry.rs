@@ -5,7 +5,9 @@
 pub struct RetryPolicy {
     /// Tries in all (1: no retry).
     pub attempts: u32,
+    /// Pause before the first retry, doubled for each further one (default 100 ms).
     pub initial_backoff: std::time::Duration,
+    /// Upper bound of one pause (default 2 s).
     pub max_backoff: std::time::Duration,
 }
 

@@ -195,10 +195,13 @@ class Engine:
         engine._inner = _internal.Engine.from_config(path, user, client, profile)
         return engine
 
-    def reload(self, path: str | PathLike[str], profile: str | None = None) -> dict[str, Any]:
-        """Read a configuration file again and apply it to the running engine: sources added,
-        removed or changed, roles, rate limits and defaults for sources. Queries already
-        planned finish on the settings they started with. A file that is refused (it does not
+    def reload(
+        self, path: str | PathLike[str] | None = None, profile: str | None = None
+    ) -> dict[str, Any]:
+        """Read a configuration file again (by default the one :meth:`from_config` read, with
+        its profile) and apply it to the running engine: sources added, removed or changed,
+        roles, rate limits, defaults for sources and ``log_level``. Queries already planned
+        finish on the settings they started with. A file that is refused (it does not
         validate, or a new source cannot be opened) raises and changes nothing. Returns what
         changed: ``added``, ``removed``, ``changed``, ``roles_changed``, ``limits_changed``,
         ``log_level`` and ``needs_restart`` (keys read only at start)."""

@@ -16,7 +16,7 @@ from typing import Any, Union
 
 from ibarrow import _internal
 from ibarrow._engine import QueryResult, _pyarrow
-from ibarrow._errors import Error
+from ibarrow._errors import Error, InputError
 
 
 class Expr:
@@ -35,10 +35,11 @@ class Expr:
         return Expr(_expr(other)._inner.binary(op, self._inner))
 
     def __eq__(self, other: Any) -> Expr:  # type: ignore[override]
-        return self._binary("==", other)
+        # `== None` means "is null" here; SQL's `= NULL` would match no row.
+        return self.is_null() if other is None else self._binary("==", other)
 
     def __ne__(self, other: Any) -> Expr:  # type: ignore[override]
-        return self._binary("!=", other)
+        return self.is_not_null() if other is None else self._binary("!=", other)
 
     def __lt__(self, other: Any) -> Expr:
         return self._binary("<", other)
@@ -79,6 +80,9 @@ class Expr:
     def __mod__(self, other: Any) -> Expr:
         return self._binary("%", other)
 
+    def __rmod__(self, other: Any) -> Expr:
+        return self._reflected("%", other)
+
     def __and__(self, other: Any) -> Expr:
         return self._binary("&", other)
 
@@ -98,7 +102,7 @@ class Expr:
         return Expr(self._inner.negative())
 
     def __bool__(self) -> bool:
-        raise Error(
+        raise InputError(
             "an ibarrow expression has no truth value: combine conditions with & and | "
             "(not `and`/`or`), and compare with == inside filter()"
         )
@@ -116,7 +120,9 @@ class Expr:
         return Expr(self._inner.is_not_null())
 
     def isin(self, values: list[Any]) -> Expr:
-        """True where the value is one of ``values``."""
+        """True where the value is one of ``values`` (a list, tuple or set)."""
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise InputError(f"isin takes a list of values, not {type(values).__name__}")
         return Expr(self._inner.isin([_expr(v)._inner for v in values], False))
 
     def like(self, pattern: str) -> Expr:
@@ -234,9 +240,10 @@ class Query(QueryResult):
         """Keep the rows where ``predicate`` is true."""
         return Query(self._query.filter(predicate._inner))
 
-    def select(self, *columns: IntoExpr) -> Query:
-        """Keep these columns or expressions, in this order."""
-        return Query(self._query.select([_column(c)._inner for c in columns]))
+    def select(self, *columns: IntoExpr | list[IntoExpr]) -> Query:
+        """Keep these columns or expressions, in this order (``select("a", "b")`` or
+        ``select(["a", "b"])``)."""
+        return Query(self._query.select([_column(c)._inner for c in _flatten(columns)]))
 
     def with_column(self, name: str, expr: Expr) -> Query:
         """Add the column ``name`` computed by ``expr`` (or replace the one of that name)."""
@@ -246,9 +253,10 @@ class Query(QueryResult):
         self,
         other: Query,
         on: str | list[str] | None = None,
+        how: str = "inner",
+        *,
         left_on: str | list[str] | None = None,
         right_on: str | list[str] | None = None,
-        how: str = "inner",
     ) -> Query:
         """Join ``other`` on equal keys: ``on`` for columns both name alike (kept once, as
         SQL's ``USING``), or ``left_on`` and ``right_on``. ``how`` is ``"inner"``,
@@ -259,9 +267,9 @@ class Query(QueryResult):
             self._query.join(other._query, how, _names(on), _names(left_on), _names(right_on))
         )
 
-    def group_by(self, *keys: IntoExpr) -> GroupBy:
+    def group_by(self, *keys: IntoExpr | list[IntoExpr]) -> GroupBy:
         """Group the rows by ``keys``; :meth:`GroupBy.agg` says what to compute per group."""
-        return GroupBy(self, [_column(k) for k in keys])
+        return GroupBy(self, [_column(k) for k in _flatten(keys)])
 
     def agg(self, *aggregates: Expr) -> Query:
         """Aggregates over all rows, as one row."""
@@ -311,6 +319,14 @@ class GroupBy:
                 [k._inner for k in self._keys], [a._inner for a in aggregates]
             )
         )
+
+
+def _flatten(items: tuple) -> list:
+    """``f("a", "b")`` and ``f(["a", "b"])`` alike."""
+    flat: list = []
+    for item in items:
+        flat.extend(item) if isinstance(item, (list, tuple)) else flat.append(item)
+    return flat
 
 
 def _names(value: str | list[str] | None) -> list[str] | None:

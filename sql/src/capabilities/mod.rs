@@ -132,6 +132,7 @@ pub trait Capabilities: Send + Sync {
 
     // Catalog.
 
+    /// How the database names the level above its tables; schemas unless overridden.
     fn schema_level(&self) -> SchemaLevel {
         SchemaLevel::Schema
     }
