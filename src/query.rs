@@ -516,6 +516,19 @@ impl Query {
     }
 
     fn joined(self, right: Query, plan: datafusion::error::Result<LogicalPlan>) -> Result<Self> {
+        // Both sides naming one table: DataFusion's message does not say what to do.
+        let plan = plan.map_err(|err| match err.find_root() {
+            datafusion::error::DataFusionError::SchemaError(inner, _)
+                if inner.to_string().contains("duplicate qualified field") =>
+            {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "both sides read the same table; give one side a name with `alias` \
+                     (`.alias(\"other\")`), as `AS` does in SQL ({})",
+                    err.strip_backtrace()
+                ))
+            }
+            _ => err,
+        });
         let mut tables = self.tables.clone();
         tables.extend(right.tables);
         // The older side decides whether the tables are resolved again before the run.

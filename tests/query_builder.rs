@@ -355,9 +355,33 @@ async fn types_that_do_not_fit_are_refused_at_their_step() {
         .unwrap_err();
     assert!(err.to_string().contains("key columns"), "{err}");
     let err = orders
+        .clone()
         .join_using(customers, JoinType::Inner, &["region"])
         .unwrap_err();
     assert!(err.to_string().contains("no column `region`"), "{err}");
+    let err = orders
+        .clone()
+        .join_using(orders.clone(), JoinType::Inner, &["order_id"])
+        .unwrap_err();
+    assert!(err.to_string().contains("`alias`"), "{err}");
+    let self_join = orders
+        .clone()
+        .join_using(
+            orders.alias("again").unwrap(),
+            JoinType::Inner,
+            &["order_id"],
+        )
+        .unwrap();
+    assert_eq!(
+        self_join
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        ORDERS.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,3 +145,27 @@ def test_errors_carry_kind_source_sqlstate_and_statement(pg: Database) -> None:
         eng.sql("SELECT 1; SELECT 2")
     assert err.value.kind == "input"
     assert err.value.source is None and err.value.sqlstate is None
+
+
+def test_polars_conventions(lite: Database) -> None:
+    table = lite.create_people()
+    eng = ib.Engine()
+    eng.register_odbc("lite", lite.connection_string)
+    people = eng.table(f"lite.main.{table}")
+    # `== None` is "is null" (SQL's `= NULL` would match nothing).
+    nulls = people.filter(ib.col("amount") == None).select(["id"]).to_arrow()  # noqa: E711
+    expected = [n for n, _, amount in people_expected() if amount is None]
+    assert sorted(nulls.column("id").to_pylist()) == expected
+    # Names match exactly: a capitalised name is not the column.
+    with pytest.raises(ib.InputError, match=r"no column `ID`.*did you mean `id`"):
+        people.select("ID")
+    # `how` comes second, as in polars.
+    # A table joined with itself: one side is named, as `AS` does in SQL.
+    with pytest.raises(ib.InputError, match=r"alias"):
+        people.join(people, "id")
+    pairs = people.filter(ib.col("id") <= 3).join(
+        people.filter(ib.col("id") >= 2).select("id").alias("other"), "id", "left"
+    )
+    assert sorted(pairs.to_arrow().column("id").to_pylist()) == [1, 2, 3]
+    with pytest.raises(ib.InputError, match="a list of values"):
+        ib.col("name").isin("name 1")
