@@ -42,15 +42,16 @@ ORDER BY orders DESC, region
 
 
 def built(eng: ib.Engine) -> ib.Query:
-    regions = eng.table("crm.main.regions")
-    customers = eng.table("crm.main.customers").join(regions, on="region_id")
+    # The joins in the order the SQL writes them. Customers and regions both have a `name`:
+    # the regions' side is named `r`.
     return (
         eng.table("shop.main.orders")
         .filter(ib.col("status") == "delivered")
-        .join(customers, on="customer_id")
-        .group_by(ib.col("name").alias("region"))
+        .join(eng.table("crm.main.customers"), on="customer_id")
+        .join(eng.table("crm.main.regions").alias("r"), on="region_id")
+        .group_by(ib.col("r.name").alias("region"))
         .agg(ib.count().alias("orders"))
-        .sort(ib.col("orders").desc(), "region")
+        .sort(ib.col("orders").desc(nulls_first=True), "region")
     )
 
 

@@ -404,14 +404,25 @@ impl Query {
     /// ([`Session::execute`]): checked within the rate limits and rewritten for the user's
     /// access policy, or the result cache's kept result.
     pub async fn into_frame(self) -> Result<DataFrame> {
+        Ok(self.into_statement().await?.0)
+    }
+
+    /// [`Self::into_frame`] and the text the query log shows for it
+    /// ([`Self::statement_text`], written once: unparsing costs about as much as planning).
+    pub async fn into_statement(self) -> Result<(DataFrame, String)> {
         let text = self.statement_text();
+        let frame = self.frame_logged_as(&text).await?;
+        Ok((frame, text))
+    }
+
+    async fn frame_logged_as(self, text: &str) -> Result<DataFrame> {
         let query = self.current().await?;
         query.session.built(
             Arc::unwrap_or_clone(query.state),
             query.plan,
             query.grants.as_ref(),
             !query.own_rights,
-            &text,
+            text,
         )
     }
 
@@ -477,9 +488,8 @@ impl Query {
 
     /// Runs the query, its batches streamed as they arrive.
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
-        let text = self.statement_text();
         let session = self.session.clone();
-        let frame = self.into_frame().await?;
+        let (frame, text) = self.into_statement().await?;
         session.execute(frame, &text).await
     }
 

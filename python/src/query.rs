@@ -319,10 +319,9 @@ impl PyQuery {
 
     /// The query planned as a statement of its session (checked, governed), ready to read.
     fn result(&self, py: Python<'_>) -> PyResult<PyQueryResult> {
-        let text = self.query.statement_text();
         let session = self.query.session().clone();
         let query = self.query.clone();
-        let frame = wait_for_future(py, query.into_frame())?.map_err(to_py)?;
+        let (frame, text) = wait_for_future(py, query.into_statement())?.map_err(to_py)?;
         Ok(PyQueryResult::new(frame, session, text))
     }
 
