@@ -118,6 +118,25 @@ fn runtime_env(
     Ok(builder.build_arc()?)
 }
 
+/// How the table `reference` (its `provider`) reaches a user of `grants`: each column's
+/// access and the row filter; a table the user may not read is an error naming the grant.
+pub(crate) fn table_access(
+    grants: &Grants,
+    reference: &datafusion::common::TableReference,
+    state: &datafusion::execution::SessionState,
+    provider: &dyn datafusion::catalog::TableProvider,
+) -> Result<crate::access::TableAccess> {
+    let (source, schema, table) = crate::access::table_name(reference, state);
+    let table = crate::access::TableName {
+        source: &source,
+        schema: &schema,
+        table: &table,
+    };
+    let fields = provider.schema();
+    let columns: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
+    grants.table(&table, &columns)
+}
+
 /// `[engine] max_sql_bytes`, or the default.
 fn input_limits(engine: &crate::config::EngineConfig) -> crate::governance::InputLimits {
     crate::governance::InputLimits {
@@ -778,15 +797,7 @@ impl Session {
         let Some(grants) = self.grants() else {
             return Ok((provider, None));
         };
-        let (source, schema, table) = crate::access::table_name(&reference, &ctx.state());
-        let table = crate::access::TableName {
-            source: &source,
-            schema: &schema,
-            table: &table,
-        };
-        let fields = provider.schema();
-        let columns: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
-        let access = grants.table(&table, &columns)?;
+        let access = table_access(&grants, &reference, &ctx.state(), provider.as_ref())?;
         Ok((provider, Some(access)))
     }
 

@@ -70,20 +70,9 @@ impl Session {
         let generation = self.engine().catalog_generation();
         let (state, grants) = self.builder_state();
         let listing = self.catalogs();
-        let query = Query {
-            session: self.clone(),
-            state: Arc::new(state),
-            grants,
-            own_rights: false,
-            generation,
-            plan: LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
-                produce_one_row: false,
-                schema: Arc::new(DFSchema::empty()),
-            }),
-            tables: Vec::new(),
-            reshaped_by: None,
-        };
-        query.open(listing, name).await
+        Query::blank(self.clone(), state, grants, false, generation)
+            .open(listing, name)
+            .await
     }
 }
 
@@ -94,11 +83,32 @@ impl Engine {
         let generation = self.catalog_generation();
         let state = self.context().state();
         let listing = Arc::clone(state.catalog_list());
-        let query = Query {
-            session: self.session("engine", "rust"),
+        Query::blank(
+            self.session("engine", "rust"),
+            state,
+            None,
+            true,
+            generation,
+        )
+        .open(listing, name)
+        .await
+    }
+}
+
+impl Query {
+    /// A query of `session` reading nothing yet, to [`Self::open`] a table in.
+    fn blank(
+        session: Session,
+        state: SessionState,
+        grants: Option<Arc<Grants>>,
+        own_rights: bool,
+        generation: u64,
+    ) -> Self {
+        Self {
+            session,
             state: Arc::new(state),
-            grants: None,
-            own_rights: true,
+            grants,
+            own_rights,
             generation,
             plan: LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
                 produce_one_row: false,
@@ -106,12 +116,9 @@ impl Engine {
             }),
             tables: Vec::new(),
             reshaped_by: None,
-        };
-        query.open(listing, name).await
+        }
     }
-}
 
-impl Query {
     /// This (blank) query started from the table `name`: resolved in its state, and under
     /// `[roles]` narrowed to the columns its user may read (a table the user may not read is
     /// refused here, naming the grant). Names offered for a typo come from `listing`, what
@@ -124,15 +131,8 @@ impl Query {
             None,
         )?;
         if let Some(grants) = &self.grants {
-            let (source, schema, table) = crate::access::table_name(&reference, &self.state);
-            let table = crate::access::TableName {
-                source: &source,
-                schema: &schema,
-                table: &table,
-            };
-            let fields = provider.schema();
-            let columns: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
-            let access = grants.table(&table, &columns)?;
+            let access =
+                crate::engine::table_access(grants, &reference, &self.state, provider.as_ref())?;
             if access
                 .columns
                 .contains(&crate::access::ColumnAccess::Denied)

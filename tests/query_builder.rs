@@ -7,15 +7,16 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/rows.rs"]
+mod rows;
 
 use std::collections::BTreeMap;
 
 use common::{OwnedTable, Profile};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::RecordBatch;
 use ibarrow::prelude::*;
 use ibarrow::{Config, ErrorKind};
+use rows::batch_rows;
 use test_case::test_case;
 
 /// (order_id, customer_id, status, amount in cents) as the test writes them.
@@ -108,33 +109,6 @@ impl Fixture {
     }
 }
 
-/// Each row's columns as text, joined by `|`.
-fn texts(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let columns: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let fields: Vec<String> = columns
-                .iter()
-                .map(|c| {
-                    let c = c.as_string::<i32>();
-                    if c.is_null(row) {
-                        "NULL".to_string()
-                    } else {
-                        c.value(row).to_string()
-                    }
-                })
-                .collect();
-            out.push(fields.join("|"));
-        }
-    }
-    out
-}
-
 /// Open orders per region: (region, orders, total amount), by region.
 fn open_orders_by_region() -> Vec<String> {
     let region: BTreeMap<i64, &str> = CUSTOMERS.iter().map(|(id, _, r)| (*id, *r)).collect();
@@ -188,7 +162,10 @@ async fn a_built_query_joins_two_databases_and_answers_as_computed(profile: Prof
     );
     let expected = open_orders_by_region();
     let sql = query.to_sql().unwrap();
-    assert_eq!(texts(&query.clone().collect().await.unwrap()), expected);
+    assert_eq!(
+        batch_rows(&query.clone().collect().await.unwrap()),
+        expected
+    );
 
     // The SQL form is a statement DataFusion plans to the same answer.
     let frame = session
@@ -199,7 +176,7 @@ async fn a_built_query_joins_two_databases_and_answers_as_computed(profile: Prof
         futures::TryStreamExt::try_collect(session.execute(frame, &sql).await.unwrap())
             .await
             .unwrap();
-    assert_eq!(texts(&batches), expected, "{sql}");
+    assert_eq!(batch_rows(&batches), expected, "{sql}");
 
     // The filter ran in the database, and the run is in the query log under its SQL form.
     let explained = query.explain(false, false).await.unwrap();
@@ -258,7 +235,7 @@ async fn steps_select_compute_order_and_limit_as_written(profile: Profile) {
         .iter()
         .map(|(doubled, id, name)| format!("{id}|{name}|{doubled}"))
         .collect();
-    assert_eq!(texts(&query.collect().await.unwrap()), expected);
+    assert_eq!(batch_rows(&query.collect().await.unwrap()), expected);
 
     let statuses = engine
         .table(&fixture.orders_table())
@@ -273,7 +250,7 @@ async fn steps_select_compute_order_and_limit_as_written(profile: Profile) {
     let mut expected: Vec<String> = ORDERS.iter().map(|o| o.2.to_string()).collect();
     expected.sort();
     expected.dedup();
-    assert_eq!(texts(&statuses.collect().await.unwrap()), expected);
+    assert_eq!(batch_rows(&statuses.collect().await.unwrap()), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +396,7 @@ async fn the_access_policy_applies_to_built_queries() {
         .filter(|o| o.2 == "open")
         .map(|o| o.0.to_string())
         .collect();
-    assert_eq!(texts(&rows), expected);
+    assert_eq!(batch_rows(&rows), expected);
 
     // His view of the table has no denied column, as `\d` shows it: naming it is an unknown
     // column, and the whole table reads without it.
@@ -437,7 +414,7 @@ async fn the_access_policy_applies_to_built_queries() {
         "{err}"
     );
     let all = his_orders.collect().await.unwrap();
-    assert_eq!(texts(&all).len(), expected.len());
+    assert_eq!(batch_rows(&all).len(), expected.len());
 
     // A table outside the grants is refused when it is named, naming the missing grant, as in
     // SQL; a typo is offered only the names he may list.

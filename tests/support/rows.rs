@@ -2,7 +2,7 @@
 //! compare answers with what they wrote.
 #![allow(dead_code)]
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::dataframe::DataFrame;
@@ -18,8 +18,13 @@ pub async fn rows_of(session: &Session, frame: DataFrame, sql: &str) -> Vec<Stri
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    batch_rows(&batches)
+}
+
+/// Each row of `batches`, each column as text (`NULL` for a null), joined by `|`.
+pub fn batch_rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();
-    for batch in &batches {
+    for batch in batches {
         let columns: Vec<_> = batch
             .columns()
             .iter()
@@ -28,7 +33,10 @@ pub async fn rows_of(session: &Session, frame: DataFrame, sql: &str) -> Vec<Stri
         for row in 0..batch.num_rows() {
             let fields: Vec<&str> = columns
                 .iter()
-                .map(|c| c.as_string::<i32>().value(row))
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    if c.is_null(row) { "NULL" } else { c.value(row) }
+                })
                 .collect();
             out.push(fields.join("|"));
         }
