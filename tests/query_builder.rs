@@ -361,9 +361,12 @@ async fn types_that_do_not_fit_are_refused_at_their_step() {
     );
 }
 
+#[test_case(Profile::Postgres ; "postgres")]
+#[test_case(Profile::MariaDb ; "mariadb")]
+#[test_case(Profile::Sqlite ; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_access_policy_applies_to_built_queries() {
-    let fixture = Fixture::create(Profile::Postgres);
+async fn the_access_policy_applies_to_built_queries(profile: Profile) {
+    let fixture = Fixture::create(profile);
     let orders = fixture.orders_table();
     let engine = fixture
         .engine(&format!(

@@ -58,8 +58,19 @@ def test_the_service_answers_its_lookups(demo) -> None:
     service = target_dir() / "debug" / "examples" / "service"
     if not service.exists():
         pytest.fail(f"no {service}: `cargo test` builds the examples")
-    out = run([service, "demo.toml"], work, env)
-    assert out.strip(), "the service printed nothing"
+    customers = [7, 42, 2500]
+    out = run([service, "demo.toml", *map(str, customers)], work, env)
+    # Each customer's latest three orders, as SQLite answers over the same file.
+    shop = Path(env["IBARROW_DEMO_DIR"]) / "shop-v1.sqlite"
+    with sqlite3.connect(shop) as conn:
+        for customer in customers:
+            expected = [row[0] for row in conn.execute(
+                "SELECT order_id FROM orders WHERE customer_id = ? "
+                "ORDER BY order_date DESC, order_id DESC LIMIT 3", (customer,))]
+            section = out.split(f"customer {customer} (", 1)[1].split("\ncustomer ", 1)[0]
+            shown = [int(line.split("|")[1]) for line in section.splitlines()
+                     if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+            assert expected and shown == expected, (customer, section)
 
 
 def test_the_nightly_copy_copies_each_day_once(demo) -> None:
