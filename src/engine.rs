@@ -19,6 +19,7 @@ use crate::config::{Config, Connect, SourceConfig};
 use crate::error::{Error, Result};
 use crate::passthrough::{Described, QueryFunction, SourceMap, describe_query_calls};
 
+mod analysis;
 mod reload;
 pub use reload::ReloadReport;
 
@@ -1048,13 +1049,54 @@ impl Session {
             return Ok((frame, None));
         };
 
+        // EXPLAIN ANALYZE runs the statement it explains: through the cache like the
+        // statement itself; its output says what the cache did (src/engine/analysis.rs).
+        if let datafusion::logical_expr::LogicalPlan::Analyze(analyze) = frame.logical_plan() {
+            let analyze = analyze.clone();
+            let (used, kept) = self.cache_decision(cache, &analyze.input, grants);
+            let input = match &kept {
+                Some(kept) => Arc::new(self.kept_frame(kept)?.into_unoptimized_plan()),
+                None => Arc::clone(&analyze.input),
+            };
+            let analyzed =
+                datafusion::logical_expr::LogicalPlan::Analyze(datafusion::logical_expr::Analyze {
+                    input,
+                    ..analyze
+                });
+            let frame = DataFrame::new(frame.into_parts().0, analyzed);
+            let used = match used {
+                // Its writes still make the cache forget their sources when they end.
+                crate::result_cache::CacheUse::Write(_) => used,
+                // The analysis is not the statement's result: nothing is kept.
+                _ => crate::result_cache::CacheUse::Explained(used.label()),
+            };
+            return Ok((frame, Some(used)));
+        }
+        let (used, kept) = self.cache_decision(cache, frame.logical_plan(), grants);
+        match kept {
+            Some(kept) => Ok((self.kept_frame(&kept)?, Some(used))),
+            None => Ok((frame, Some(used))),
+        }
+    }
+
+    /// What the result cache does for `plan` in this session, and its kept result on a hit.
+    fn cache_decision(
+        &self,
+        cache: &crate::result_cache::ResultCache,
+        plan: &datafusion::logical_expr::LogicalPlan,
+        grants: Option<&Grants>,
+    ) -> (
+        crate::result_cache::CacheUse,
+        Option<Arc<crate::result_cache::CachedResult>>,
+    ) {
+        let inner = &self.engine.inner;
         let roles = grants.map(Grants::role_names).unwrap_or_default();
         // The engine's state is read in place (its default catalog resolves table names), not
         // copied for every statement.
         let (used, kept) = {
             let state = inner.ctx.state_ref();
             let state = state.read();
-            cache.lookup(frame.logical_plan(), &roles, &state)
+            cache.lookup(plan, &roles, &state)
         };
         // Turned off for this session: nothing is read from or kept in the cache, but its
         // writes still make the cache forget their sources for everyone.
@@ -1062,24 +1104,23 @@ impl Session {
             .settings
             .result_cache
             .load(std::sync::atomic::Ordering::Relaxed);
-        let (used, kept) = match used {
+        match used {
             crate::result_cache::CacheUse::Write(_) => (used, None),
             _ if turned_off => (
                 crate::result_cache::CacheUse::Bypass("SET ibarrow.result_cache = false"),
                 None,
             ),
             _ => (used, kept),
-        };
-        match kept {
-            Some(kept) => {
-                let table = datafusion::datasource::MemTable::try_new(
-                    Arc::clone(&kept.schema),
-                    vec![kept.batches.clone()],
-                )?;
-                Ok((inner.ctx.read_table(Arc::new(table))?, Some(used)))
-            }
-            None => Ok((frame, Some(used))),
         }
+    }
+
+    /// A kept result read back as a table: streamed without touching a source.
+    fn kept_frame(&self, kept: &crate::result_cache::CachedResult) -> Result<DataFrame> {
+        let table = datafusion::datasource::MemTable::try_new(
+            Arc::clone(&kept.schema),
+            vec![kept.batches.clone()],
+        )?;
+        Ok(self.engine.inner.ctx.read_table(Arc::new(table))?)
     }
 
     /// [`Self::sql`] for text that arrives as bytes; invalid UTF-8 is refused.
@@ -1153,9 +1194,16 @@ impl Session {
         sql: &str,
     ) -> Result<SendableRecordBatchStream> {
         let plan = Arc::clone(&query.plan);
+        let cache_line = analysis::cache_line(&query.plan, query.planning.as_deref());
         let run = self.start_run(query, sql, 1)?;
         match datafusion::physical_plan::execute_stream(plan, Arc::clone(&run.task)) {
-            Ok(stream) => Ok(run.monitored(stream)),
+            Ok(stream) => {
+                let stream = match cache_line {
+                    Some(line) => analysis::with_first_line(stream, line),
+                    None => stream,
+                };
+                Ok(run.monitored(stream))
+            }
             Err(err) => Err(run.failed_to_start(err)),
         }
     }

@@ -601,13 +601,19 @@ impl QueryMemory {
             return err;
         };
         let consumer = reservation.consumer().name();
-        // DataFusion 55's hash join keeps its whole build side in memory.
-        let cannot_spill = if consumer.starts_with("HashJoinInput") {
-            " A hash join's build side does not spill: join a smaller table on that side, \
+        // DataFusion 55's hash join keeps its whole build side in memory: it is the one
+        // refused, or among the largest holders the message lists.
+        let cannot_spill =
+            if consumer.starts_with("HashJoinInput") || message.contains("HashJoinInput") {
+                " A hash join's build side does not spill: join a smaller table on that side, \
              or filter it first."
-        } else {
-            ""
-        };
+            } else if consumer.starts_with("OdbcExec") {
+                " A remote scan's fetch buffers hold thousands of rows at the widest its columns \
+             allow: lower the source's `max_text_size` / `max_binary_size` when text or binary \
+             columns without a declared length make them large."
+            } else {
+                ""
+            };
         DataFusionError::ResourcesExhausted(format!(
             "the query needs more memory than the engine's limit of {} ([engine] memory_limit) \
              allows: raise the limit, or let the query hold less (fewer columns, earlier \

@@ -39,6 +39,9 @@ pub enum CacheUse {
     /// A write into these sources: their results are forgotten when it is planned and again
     /// when it ends, so that no query running meanwhile keeps the old rows.
     Write(Vec<String>),
+    /// EXPLAIN ANALYZE of a statement the cache would have answered as `hit`, `miss` or
+    /// `bypass`: the analysis is not the statement's result, so nothing is kept.
+    Explained(&'static str),
 }
 
 impl CacheUse {
@@ -48,6 +51,7 @@ impl CacheUse {
             CacheUse::Hit => "hit",
             CacheUse::Miss(_) => "miss",
             CacheUse::Bypass(_) | CacheUse::Write(_) => "bypass",
+            CacheUse::Explained(label) => label,
         }
     }
 }

@@ -178,3 +178,82 @@ async fn a_join_side_that_cannot_fit_fails_naming_the_limit(profile: Profile) {
     // Nothing is left reserved once the query is gone.
     assert_eq!(engine.recent_queries()[0].outcome, "error");
 }
+
+/// A scan's fetch buffers are charged to the limit before the driver fills them: a text
+/// column without a declared length gets `max_text_size` bytes per row for thousands of rows
+/// (32 MB at the defaults), more than a 24 MB limit holds, so the scan fails before its
+/// statement runs, naming the scan and the setting that shrinks them; with a smaller
+/// `max_text_size` the same query reads every row.
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
+    const NOTES: i64 = 1000;
+    let rows = match profile {
+        Profile::Postgres => {
+            format!("SELECT g, 'note ' || g FROM generate_series(1::bigint, {NOTES}) g")
+        }
+        Profile::MariaDb => format!("SELECT seq, concat('note ', seq) FROM seq_1_to_{NOTES}"),
+        Profile::Sqlite => format!(
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {NOTES}) \
+             SELECT g, 'note ' || g FROM s"
+        ),
+    };
+    let table = OwnedTable::create(
+        profile,
+        "mem_notes",
+        "id BIGINT PRIMARY KEY, note TEXT",
+        |t| vec![format!("INSERT INTO {t} {rows}")],
+    );
+    let conn = table.db.connection_string.replace('\\', "\\\\");
+    let engine = |max_text_size: &str| {
+        let text = format!(
+            "[engine]\nmemory_limit = \"{LIMIT}\"\n[sources.a]\nconnection_string = \"{conn}\"\n\
+             partitions = 1\n{max_text_size}\n"
+        );
+        async move {
+            Engine::from_config(Config::parse(&text, "test").unwrap())
+                .await
+                .expect("engine")
+        }
+    };
+    let sql = format!("SELECT note FROM {}", table.in_source("a"));
+
+    let limited = engine("").await;
+    let result: Result<Vec<_>, _> = match limited.session("test", "memory").stream(&sql).await {
+        Ok(stream) => stream.try_collect().await.map_err(ibarrow::Error::from),
+        Err(err) => Err(err),
+    };
+    let err = result.expect_err("32 MB of fetch buffers under a 24 MB limit");
+    let message = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Memory, "{profile:?}: {message}");
+    assert!(
+        message.contains("OdbcExec[a]") && message.contains("max_text_size"),
+        "{profile:?}: {message}"
+    );
+
+    let smaller = engine("max_text_size = 1024").await;
+    let batches: Vec<_> = smaller
+        .session("test", "memory")
+        .stream(&sql)
+        .await
+        .expect("run")
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{profile:?}: 1 KB text buffers under {LIMIT}: {e}"));
+    let mut notes: Vec<String> = Vec::new();
+    for batch in &batches {
+        let column = cast(batch.column(0), &DataType::Utf8).unwrap();
+        notes.extend(
+            column
+                .as_string::<i32>()
+                .iter()
+                .map(|n| n.unwrap().to_string()),
+        );
+    }
+    notes.sort();
+    let mut expected: Vec<String> = (1..=NOTES).map(|n| format!("note {n}")).collect();
+    expected.sort();
+    assert!(notes == expected, "{profile:?}: notes lost or changed");
+}

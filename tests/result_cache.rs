@@ -263,3 +263,49 @@ async fn a_session_turns_the_cache_off_and_on_for_itself() {
         .unwrap_err();
     assert!(err.to_string().contains("true or false"), "{err}");
 }
+
+/// EXPLAIN ANALYZE runs its statement through the cache and says what the cache did: the
+/// first run misses (and keeps nothing: the analysis is not the result), a hit analyzes the
+/// kept batches and reads no source.
+#[test_case(Profile::Postgres; "postgres")]
+#[test_case(Profile::MariaDb; "mariadb")]
+#[test_case(Profile::Sqlite; "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_says_what_the_cache_did(profile: Profile) {
+    let fixture = Fixture::create(profile);
+    let engine = fixture.engine("ttl_secs = 600", "").await;
+    let root = engine.session("root", "test");
+    let sql = format!("SELECT id, name FROM {} ORDER BY id", fixture.name());
+    let analyzed = |session: ibarrow::Session, sql: String| async move {
+        let explained = format!("EXPLAIN ANALYZE {sql}");
+        rows(&session, &explained).await.join("\n")
+    };
+
+    let first = analyzed(root.clone(), sql.clone()).await;
+    assert!(first.contains("ResultCache: cache=miss"), "{first}");
+    assert!(first.contains("OdbcExec"), "{first}");
+    assert_eq!(last_cache_use(&engine), "miss");
+    // EXPLAIN ANALYZE kept nothing: the statement itself still misses, then hits.
+    fixture.add_behind_the_engine(3);
+    assert_eq!(rows(&root, &sql).await.len(), 3);
+    assert_eq!(last_cache_use(&engine), "miss");
+
+    let read_before = engine.metrics().rows_by_source.get("db").copied();
+    let hit = analyzed(root.clone(), sql.clone()).await;
+    assert!(hit.contains("ResultCache: cache=hit"), "{hit}");
+    assert!(
+        !hit.contains("OdbcExec"),
+        "a hit planned a remote scan: {hit}"
+    );
+    assert_eq!(last_cache_use(&engine), "hit");
+    assert_eq!(
+        engine.metrics().rows_by_source.get("db").copied(),
+        read_before,
+        "a hit read the source"
+    );
+
+    root.sql("SET ibarrow.result_cache = false").await.unwrap();
+    let bypassed = analyzed(root.clone(), sql.clone()).await;
+    assert!(bypassed.contains("ResultCache: cache=bypass"), "{bypassed}");
+    assert!(bypassed.contains("OdbcExec"), "{bypassed}");
+}

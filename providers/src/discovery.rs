@@ -5,7 +5,9 @@
 //! Server, DB2 …), the databases of MariaDB/MySQL (ODBC catalogs), and the single schema
 //! `main` of SQLite. These functions block; call them on a blocking thread.
 
-use ibarrow_sql::{Dialect, IndexQuery, RemoteTable, SchemaLevel, TableRowsQuery};
+use ibarrow_sql::{
+    ColumnStatisticsQuery, Dialect, IndexQuery, RemoteTable, SchemaLevel, TableRowsQuery,
+};
 use odbc_api::Connection;
 
 use crate::type_map::ColumnInfo;
@@ -340,6 +342,90 @@ pub fn row_estimate(
     (value >= 0.0).then_some(value as u64)
 }
 
+/// What a database knows of one column's values, for join planning ([`column_statistics`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnStats {
+    /// Distinct values.
+    pub distinct: Option<u64>,
+    /// The fraction of values that are NULL.
+    pub null_fraction: Option<f64>,
+    /// Average bytes of a value.
+    pub avg_bytes: Option<u64>,
+}
+
+/// The database's statistics of `table`'s columns, by column name, with `table_rows` its row
+/// estimate (PostgreSQL gives some distinct counts as a fraction of the rows). Empty where
+/// the database keeps none: statistics are advice, so a database that refuses the query (no
+/// `sqlite_stat1` before `ANALYZE`, no rights on a catalog view) plans without them.
+pub fn column_statistics(
+    conn: &Connection<'_>,
+    dialect: Dialect,
+    schema: &str,
+    table: &str,
+    table_rows: Option<u64>,
+) -> std::collections::HashMap<String, ColumnStats> {
+    use odbc_api::IntoParameter;
+    let Some(query) = dialect.capabilities().column_statistics_query() else {
+        return Default::default();
+    };
+    let found = match query {
+        ColumnStatisticsQuery::BySchemaAndTable(sql) => rows_as_text(
+            conn,
+            sql,
+            (&schema.into_parameter(), &table.into_parameter()),
+            None,
+        ),
+        ColumnStatisticsQuery::SqliteStat1(sql) => {
+            rows_as_text(conn, sql, &table.into_parameter(), None)
+        }
+    };
+    found
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|row| column_stats_of_row(query, row, table_rows))
+        .collect()
+}
+
+/// One row of a [`ColumnStatisticsQuery`]: the column's name and what it says of it.
+fn column_stats_of_row(
+    query: ColumnStatisticsQuery,
+    row: &[Option<String>],
+    table_rows: Option<u64>,
+) -> Option<(String, ColumnStats)> {
+    let name = row.first()?.clone()?;
+    let number = |i: usize| {
+        row.get(i)?
+            .as_deref()
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite())
+    };
+    let stats = match query {
+        ColumnStatisticsQuery::SqliteStat1(_) => {
+            let stat = row.get(1)?.as_deref()?;
+            let mut numbers = stat.split_whitespace().map(|n| n.parse::<f64>().ok());
+            let rows = numbers.next()??;
+            let per_value = numbers.next()??;
+            ColumnStats {
+                distinct: (per_value > 0.0).then(|| (rows / per_value).round() as u64),
+                ..ColumnStats::default()
+            }
+        }
+        ColumnStatisticsQuery::BySchemaAndTable(_) => ColumnStats {
+            // Zero is "not known" in PostgreSQL's n_distinct.
+            distinct: number(1)
+                .and_then(|d| match d {
+                    d if d > 0.0 => Some(d),
+                    d if d < 0.0 => table_rows.map(|rows| -d * rows as f64),
+                    _ => None,
+                })
+                .map(|d| d.round() as u64),
+            null_fraction: number(2).filter(|f| (0.0..=1.0).contains(f)),
+            avg_bytes: number(3).filter(|w| *w > 0.0).map(|w| w.round() as u64),
+        },
+    };
+    Some((name, stats))
+}
+
 /// PostgreSQL's estimate of the rows `sql` (a SELECT) returns, from `EXPLAIN`, which plans
 /// the statement without running it. `None` for other databases or when it cannot be had.
 pub fn statement_row_estimate(conn: &Connection<'_>, dialect: Dialect, sql: &str) -> Option<u64> {
@@ -401,6 +487,54 @@ pub fn resolve_name<'a>(names: impl IntoIterator<Item = &'a str>, wanted: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_column_statistics_rows() {
+        let row = |values: &[Option<&str>]| -> Vec<Option<String>> {
+            values.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let by_table = ColumnStatisticsQuery::BySchemaAndTable("");
+        // PostgreSQL: a count, or minus a fraction of the rows; zero is unknown.
+        assert_eq!(
+            column_stats_of_row(
+                by_table,
+                &row(&[Some("k"), Some("-0.25"), Some("0.1"), Some("8")]),
+                Some(1000)
+            ),
+            Some((
+                "k".into(),
+                ColumnStats {
+                    distinct: Some(250),
+                    null_fraction: Some(0.1),
+                    avg_bytes: Some(8)
+                }
+            ))
+        );
+        let unknown =
+            column_stats_of_row(by_table, &row(&[Some("k"), Some("0"), None, None]), None);
+        assert_eq!(unknown, Some(("k".into(), ColumnStats::default())));
+        let fraction_without_rows =
+            column_stats_of_row(by_table, &row(&[Some("k"), Some("-1"), None, None]), None);
+        assert_eq!(
+            fraction_without_rows,
+            Some(("k".into(), ColumnStats::default()))
+        );
+        // SQLite: rows, then rows per distinct value of the leading column.
+        let stat1 = ColumnStatisticsQuery::SqliteStat1("");
+        assert_eq!(
+            column_stats_of_row(stat1, &row(&[Some("k"), Some("20000 4 1")]), None)
+                .and_then(|(_, s)| s.distinct),
+            Some(5000)
+        );
+        assert_eq!(
+            column_stats_of_row(stat1, &row(&[Some("k"), Some("")]), None),
+            None
+        );
+        assert_eq!(
+            column_stats_of_row(stat1, &row(&[None, Some("10 1")]), None),
+            None
+        );
+    }
 
     #[test]
     fn reads_the_top_plan_nodes_row_estimate() {

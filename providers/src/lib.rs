@@ -39,7 +39,7 @@ pub use partitioning::RangePartitioning;
 pub use passthrough::PassthroughTable;
 pub use pool::PoolOptions;
 pub use pushdown::SubPlanPushdown;
-pub use scan::{AwaitJoinFilters, FilteredScan, OdbcExec};
+pub use scan::{AwaitJoinFilters, FilteredScan, OdbcExec, ScanColumnStatistics};
 pub use session::install;
 pub use source::{OdbcSource, RetryPolicy, ScanOptions, SourceHealth, SourceOptions};
 pub use table::OdbcTable;

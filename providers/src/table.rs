@@ -23,7 +23,7 @@ use crate::discovery::{self, NameMatch, TableKind};
 use crate::error::OdbcError;
 use crate::insert::OdbcSink;
 use crate::partitioning::{PartitionKey, RangePartitioning};
-use crate::scan::{FilteredScan, OdbcExec};
+use crate::scan::{FilteredScan, OdbcExec, ScanColumnStatistics};
 use crate::source::OdbcSource;
 use crate::type_map::{ColumnFetch, MappedColumn, map_column};
 
@@ -41,6 +41,8 @@ pub struct OdbcTable {
     primary_key: Vec<String>,
     constraints: Option<Constraints>,
     row_estimate: Option<u64>,
+    /// What the database knows of each column, in the schema's order.
+    column_statistics: Vec<ScanColumnStatistics>,
     partition_key: Option<PartitionKey>,
     /// MIN and MAX of the partition key, read once.
     key_range: OnceCell<Option<(i64, i64)>>,
@@ -54,6 +56,7 @@ impl OdbcTable {
         columns: Vec<MappedColumn>,
         primary_key: Vec<String>,
         row_estimate: Option<u64>,
+        mut column_stats: std::collections::HashMap<String, crate::discovery::ColumnStats>,
     ) -> Self {
         let fetch: Vec<ColumnFetch> = columns.iter().map(|c| c.fetch.clone()).collect();
         let schema = Arc::new(Schema::new(
@@ -63,6 +66,24 @@ impl OdbcTable {
         let key_indices: Option<Vec<usize>> = primary_key
             .iter()
             .map(|name| schema.index_of(name).ok())
+            .collect();
+        // A one-column primary key has as many distinct values as the table has rows.
+        if let ([key], Some(rows)) = (primary_key.as_slice(), row_estimate) {
+            let stats = column_stats.entry(key.clone()).or_default();
+            stats.distinct = Some(rows);
+            stats.null_fraction = Some(0.0);
+        }
+        let column_statistics = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let known = column_stats.get(field.name()).cloned().unwrap_or_default();
+                ScanColumnStatistics {
+                    distinct: known.distinct.and_then(|d| usize::try_from(d).ok()),
+                    null_fraction: known.null_fraction,
+                    avg_bytes: known.avg_bytes.and_then(|b| usize::try_from(b).ok()),
+                }
+            })
             .collect();
         let constraints = key_indices
             .filter(|k| !k.is_empty())
@@ -77,6 +98,7 @@ impl OdbcTable {
             primary_key,
             constraints,
             row_estimate,
+            column_statistics,
             partition_key: None,
             key_range: OnceCell::new(),
         }
@@ -264,7 +286,25 @@ impl TableProvider for OdbcTable {
     fn statistics(&self) -> Option<Statistics> {
         let rows = self.row_estimate?;
         let rows = usize::try_from(rows).ok()?;
-        Some(Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows)))
+        let mut statistics =
+            Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows));
+        for (out, known) in statistics
+            .column_statistics
+            .iter_mut()
+            .zip(&self.column_statistics)
+        {
+            if let Some(distinct) = known.distinct {
+                out.distinct_count = Precision::Inexact(distinct);
+            }
+            if let Some(fraction) = known.null_fraction {
+                out.null_count = Precision::Inexact((rows as f64 * fraction).round() as usize);
+            }
+        }
+        let row_bytes: Option<usize> = self.column_statistics.iter().map(|c| c.avg_bytes).sum();
+        if let Some(row_bytes) = row_bytes {
+            statistics.total_byte_size = Precision::Inexact(rows.saturating_mul(row_bytes));
+        }
+        Some(statistics)
     }
 
     fn table_type(&self) -> TableType {
@@ -337,7 +377,11 @@ impl TableProvider for OdbcTable {
                 .with_row_estimate(self.scan_row_estimate(
                     &select,
                     state.config_options().optimizer.default_filter_selectivity,
-                )),
+                ))
+                .with_column_statistics(match projection {
+                    Some(indices) => indices.iter().map(|&i| self.column_statistics[i]).collect(),
+                    None => self.column_statistics.clone(),
+                }),
         ))
     }
 
@@ -414,7 +458,7 @@ impl OdbcSource {
         let source_name = self.name().to_string();
         let wanted = table.to_string();
         let reading = CallSpec::new(self, format!("reading the metadata of `{table}`"));
-        let (table_name, kind, columns, primary_key, rows) = self
+        let (table_name, kind, columns, primary_key, rows, stats) = self
             .call(reading, move |conn| {
                 let entries = discovery::list_tables(conn, dialect, &schema)
                     .map_err(|err| conn.failure("listing tables", err))?;
@@ -462,8 +506,9 @@ impl OdbcSource {
                 let primary_key =
                     discovery::primary_key(conn, dialect, &schema, &entry.name).unwrap_or_default();
                 let rows = discovery::row_estimate(conn, dialect, &schema, &entry.name);
+                let stats = discovery::column_statistics(conn, dialect, &schema, &entry.name, rows);
                 let remote = discovery::remote_table(dialect, &schema, &entry.name);
-                Ok((remote, entry.kind, columns, primary_key, rows))
+                Ok((remote, entry.kind, columns, primary_key, rows, stats))
             })
             .await?;
         let mapped = columns.iter().map(|c| map_column(c, dialect)).collect();
@@ -478,6 +523,7 @@ impl OdbcSource {
             mapped,
             primary_key,
             rows,
+            stats,
         )
         .with_range_partitioning(&partitioning)?;
         Ok(Arc::new(table))

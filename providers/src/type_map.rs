@@ -81,6 +81,10 @@ pub struct ColumnFetch {
     /// (CHAR(n)/VARCHAR(n) up to 254 characters). Lets PostgreSQL scans fetch rows packed
     /// ([`crate::OdbcExec`]).
     pub max_text_bytes: Option<usize>,
+    /// The most bytes a text value takes by the length its column declares (4 per character),
+    /// enforced or not: drivers size their buffers by it, so it bounds the fetch buffers
+    /// (`providers/src/scan/fetch.rs`, `fetch_buffer_bytes`).
+    pub declared_text_bytes: Option<usize>,
     /// A PostgreSQL `timestamp` (without time zone): its wall-clock value can be sent as a
     /// number in packed rows. `timestamptz` is not, since the driver and the server may
     /// disagree on the zone it is shown in.
@@ -128,6 +132,10 @@ pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
             && output == DataType::Utf8
             && dialect.capabilities().pads_fixed_char(),
         max_text_bytes: enforced_text_bytes(column, dialect),
+        declared_text_bytes: column
+            .column_size
+            .filter(|&chars| chars > 0)
+            .map(|chars| chars as usize * 4),
         zoneless_timestamp: is_postgres_zoneless_timestamp(column, dialect),
     };
     MappedColumn {

@@ -231,6 +231,7 @@ pub(super) fn pushed_aggregate(aggregate: &Aggregate) -> Result<Option<LogicalPl
                 read_as_text: false,
                 trim_trailing_blanks: group.is_some_and(|g| g.trim_trailing_blanks),
                 max_text_bytes: group.and_then(|g| g.max_text_bytes),
+                declared_text_bytes: group.and_then(|g| g.declared_text_bytes),
                 zoneless_timestamp: group.is_some_and(|g| g.zoneless_timestamp),
             }
         })

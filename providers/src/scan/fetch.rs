@@ -20,6 +20,60 @@ use crate::type_map::ColumnFetch;
 /// Up to this many estimated rows, a result may be read whole ([`crate::OdbcExec::read_whole_when_small`]).
 pub const SMALL_RESULT_ROWS: u64 = 100_000;
 
+/// The bytes of the buffers a statement's fetch binds for `fetch` (packed into one text value
+/// per row with `packed`), at most: the query's memory pool is charged this much before the
+/// statement runs, since the driver fills them outside any reservation. Mirrors arrow-odbc's
+/// and `packed.rs`'s sizing: a value buffer and an 8-byte length indicator per column, for as
+/// many rows as `batch_rows` and `max_bytes_per_batch` allow.
+pub(super) fn fetch_buffer_bytes(
+    fetch: &[ColumnFetch],
+    packed: Option<&PackedLayout>,
+    options: &ScanOptions,
+) -> usize {
+    const INDICATOR: usize = std::mem::size_of::<isize>();
+    let row_bytes = match packed {
+        Some(layout) => layout.row_bytes() + 1 + INDICATOR,
+        None => fetch
+            .iter()
+            .map(|column| value_buffer_bytes(column, options) + INDICATOR)
+            .sum(),
+    };
+    let row_bytes = row_bytes.max(1);
+    let rows = (options.max_bytes_per_batch / row_bytes).clamp(1, options.batch_rows.max(1));
+    rows.saturating_mul(row_bytes)
+}
+
+/// One value's buffer for a column read column by column (arrow-odbc binds text and binary
+/// with a terminating zero, numbers and dates as their C structs).
+fn value_buffer_bytes(column: &ColumnFetch, options: &ScanOptions) -> usize {
+    use datafusion::arrow::datatypes::DataType;
+    match &column.fetch_type {
+        DataType::Boolean | DataType::Int8 | DataType::UInt8 => 1,
+        DataType::Int16 | DataType::UInt16 => 2,
+        DataType::Int32 | DataType::UInt32 | DataType::Float32 | DataType::Float16 => 4,
+        DataType::Int64 | DataType::UInt64 | DataType::Float64 => 8,
+        // SQL_DATE_STRUCT, SQL_TIME_STRUCT; SQL_TIMESTAMP_STRUCT.
+        DataType::Date32 | DataType::Date64 | DataType::Time32(_) => 6,
+        DataType::Timestamp(_, _) | DataType::Time64(_) => 16,
+        // Decimals arrive as text: sign, digits, point.
+        DataType::Decimal128(precision, _) | DataType::Decimal256(precision, _) => {
+            usize::from(*precision) + 3
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::FixedSizeBinary(_) => {
+            options.max_binary_size
+        }
+        _ => {
+            let declared = column
+                .max_text_bytes
+                .or(column.declared_text_bytes)
+                .map_or(options.max_text_size, |bytes| {
+                    bytes.min(options.max_text_size)
+                });
+            declared + 1
+        }
+    }
+}
+
 /// What the fetch thread needs, detached from the plan.
 pub(super) struct RemoteScan {
     /// Whether a batch went to the query already (then a retry could double rows).

@@ -29,4 +29,4 @@ mod plan;
 mod stream;
 
 pub use join_filter_wait::AwaitJoinFilters;
-pub use plan::{FilteredScan, OdbcExec};
+pub use plan::{FilteredScan, OdbcExec, ScanColumnStatistics};

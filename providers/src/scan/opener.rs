@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::dynamic_filters::{
     SentConditions, record_sent, runtime_condition, wait_for_join_filters,
 };
-use super::fetch::RemoteScan;
+use super::fetch::{RemoteScan, fetch_buffer_bytes};
 use super::packed::PackedLayout;
 use super::stream::batches_of_call;
 use crate::call::CallSpec;
@@ -62,6 +62,7 @@ impl PartitionScan {
             planned_rows,
             packed,
         } = self;
+        let fetch_buffers = fetch_buffer_bytes(&fetch, packed.as_ref(), &source.options().scan);
         let mut scan = RemoteScan {
             dialect: source.dialect(),
             statement,
@@ -76,16 +77,22 @@ impl PartitionScan {
             planned_rows,
             packed,
         };
-        // The scan holds about one batch in its fetch buffers and up to `prefetch_batches` in
-        // the channel: reserved in the query's memory pool, sized by the batches seen.
-        let held_batches = scan.options.prefetch_batches.max(1) + 1;
+        // The scan holds its fetch buffers and up to `prefetch_batches` batches in the channel:
+        // reserved in the query's memory pool, the buffers before they are allocated, the
+        // batches as their sizes are seen.
+        let queued_batches = scan.options.prefetch_batches.max(1);
         let output_rows = MetricBuilder::new(metrics).output_rows(partition);
         let output_bytes = MetricBuilder::new(metrics).output_bytes(partition);
-        let reservation =
+        let reservation = Arc::new(
             MemoryConsumer::new(format!("OdbcExec[{}] partition {partition}", source.name()))
-                .register(context.memory_pool());
+                .register(context.memory_pool()),
+        );
+        let charge_buffers = Arc::clone(&reservation);
         // The statement's deadline counts from the first poll.
         let batches = futures::stream::once(async move {
+            // Under a memory limit a scan whose buffers do not fit fails here, before its
+            // statement runs; the pool's error names the limit and this scan.
+            charge_buffers.try_grow(fetch_buffers)?;
             // The filters as they stand now (see the module notes of `scan`).
             let condition = runtime_condition(source.dialect(), &filter_columns, &runtime_filters);
             if condition.is_some() {
@@ -109,8 +116,9 @@ impl PartitionScan {
                 output_rows.add(batch.num_rows());
                 let bytes = batch.get_array_memory_size();
                 output_bytes.add(bytes);
-                let held = if bytes * held_batches > reservation.size() {
-                    reservation.try_resize(bytes * held_batches)
+                let held = fetch_buffers + bytes * queued_batches;
+                let held = if held > reservation.size() {
+                    reservation.try_resize(held)
                 } else {
                     Ok(())
                 };

@@ -572,6 +572,7 @@ mod tests {
             read_as_text: false,
             trim_trailing_blanks: false,
             max_text_bytes,
+            declared_text_bytes: max_text_bytes,
             zoneless_timestamp: false,
         }
     }

@@ -74,6 +74,9 @@ pub struct OdbcExec {
     /// The database's estimate of the rows all statements return, for DataFusion's choice of
     /// hash-join build sides ([`Self::with_row_estimate`]).
     row_estimate: Option<usize>,
+    /// What the database knows of each output column's values, for the same choice and
+    /// DataFusion's join-size estimates ([`Self::with_column_statistics`]).
+    column_statistics: Option<Arc<[ScanColumnStatistics]>>,
     /// Why the table is read in this many ranges, for EXPLAIN.
     partitioning_reason: Option<String>,
     /// The table and columns its sent filters compare, for index advice.
@@ -107,6 +110,7 @@ impl OdbcExec {
             join_filters: Vec::new(),
             sent: SentConditions::default(),
             row_estimate: None,
+            column_statistics: None,
             partitioning_reason: None,
             filtered_scan: None,
         }
@@ -125,6 +129,7 @@ impl OdbcExec {
         copy.runtime_filters = self.runtime_filters.clone();
         copy.join_filters = self.join_filters.clone();
         copy.row_estimate = self.row_estimate;
+        copy.column_statistics = self.column_statistics.clone();
         copy.partitioning_reason = self.partitioning_reason.clone();
         copy.filtered_scan = self.filtered_scan.clone();
         copy.properties = Arc::clone(&self.properties);
@@ -161,6 +166,16 @@ impl OdbcExec {
     /// simply the side written first.
     pub fn with_row_estimate(mut self, rows: Option<usize>) -> Self {
         self.row_estimate = rows;
+        self
+    }
+
+    /// Reports what the database knows of each output column (in the order of the scan's
+    /// schema): distinct values and NULLs become DataFusion's column statistics, and the
+    /// average bytes of every column a total byte size, which DataFusion compares before rows
+    /// when it picks a hash join's build side.
+    pub fn with_column_statistics(mut self, columns: Vec<ScanColumnStatistics>) -> Self {
+        self.column_statistics =
+            (columns.len() == self.schema.fields().len()).then(|| columns.into());
         self
     }
 
@@ -445,7 +460,23 @@ impl ExecutionPlan for OdbcExec {
             // Range partitions split the rows about evenly.
             (Some(rows), Some(_)) => rows / self.statements.len().max(1),
         };
-        Ok(Arc::new(statistics.with_num_rows(Precision::Inexact(rows))))
+        let mut statistics = statistics.with_num_rows(Precision::Inexact(rows));
+        if let Some(columns) = &self.column_statistics {
+            for (out, known) in statistics.column_statistics.iter_mut().zip(columns.iter()) {
+                if let Some(distinct) = known.distinct {
+                    // A filtered or partial read has at most as many distinct values as rows.
+                    out.distinct_count = Precision::Inexact(distinct.min(rows));
+                }
+                if let Some(fraction) = known.null_fraction {
+                    out.null_count = Precision::Inexact((rows as f64 * fraction).round() as usize);
+                }
+            }
+            let row_bytes: Option<usize> = columns.iter().map(|c| c.avg_bytes).sum();
+            if let Some(row_bytes) = row_bytes {
+                statistics.total_byte_size = Precision::Inexact(rows.saturating_mul(row_bytes));
+            }
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn with_new_children(
@@ -501,4 +532,16 @@ impl ExecutionPlan for OdbcExec {
         };
         Ok(scan.open(partition, &self.metrics, context))
     }
+}
+
+/// What a database knows of one column a scan reads ([`OdbcExec::with_column_statistics`]);
+/// `None` where it does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScanColumnStatistics {
+    /// Distinct values in the whole table.
+    pub distinct: Option<usize>,
+    /// The fraction of values that are NULL.
+    pub null_fraction: Option<f64>,
+    /// Average bytes of a value.
+    pub avg_bytes: Option<usize>,
 }

@@ -47,6 +47,20 @@ pub enum TableRowsQuery {
     CountRows,
 }
 
+/// How a table's column statistics are read, for join planning: distinct values, the fraction
+/// of NULLs and the average bytes of a value, as far as the database keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnStatisticsQuery {
+    /// Rows of (column, distinct values, NULL fraction, average bytes), any of the last three
+    /// NULL where unknown; distinct values below zero are minus their fraction of the rows
+    /// (PostgreSQL's `n_distinct`). Parameters: the schema, then the table.
+    BySchemaAndTable(&'static str),
+    /// Rows of (column, `sqlite_stat1.stat`) for the indexes that lead with a column: the
+    /// stat's first number is the table's rows, its second the rows per distinct value of that
+    /// column. Parameter: the table. Only after `ANALYZE`.
+    SqliteStat1(&'static str),
+}
+
 /// How a table's indexes are listed: a query whose rows are (index name, position, column
 /// name), each index's key parts in their order; an expression's column name is NULL. Partial
 /// indexes (which cover some rows only) are left out.
@@ -150,6 +164,11 @@ pub trait Capabilities: Send + Sync {
 
     /// How a table's row estimate is read; `None` where the database keeps none.
     fn table_rows_query(&self) -> Option<TableRowsQuery> {
+        None
+    }
+
+    /// How a table's column statistics are read; `None` where the database keeps none.
+    fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
         None
     }
 

@@ -2,7 +2,9 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text};
+use super::{
+    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text,
+};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -42,6 +44,24 @@ impl Capabilities for MySql {
         Some(TableRowsQuery::Statistics(
             "SELECT TABLE_ROWS FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        ))
+    }
+
+    /// Distinct values of the columns an index leads with (its cardinality, which InnoDB
+    /// samples); the table's average row length spread over its columns.
+    fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
+        Some(ColumnStatisticsQuery::BySchemaAndTable(
+            "SELECT c.COLUMN_NAME, \
+             (SELECT max(s.CARDINALITY) FROM information_schema.STATISTICS s \
+              WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
+              AND s.COLUMN_NAME = c.COLUMN_NAME AND s.SEQ_IN_INDEX = 1), \
+             NULL, \
+             (SELECT t.AVG_ROW_LENGTH / greatest(1, (SELECT count(*) FROM information_schema.COLUMNS n \
+              WHERE n.TABLE_SCHEMA = c.TABLE_SCHEMA AND n.TABLE_NAME = c.TABLE_NAME)) \
+              FROM information_schema.TABLES t \
+              WHERE t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+              AND t.AVG_ROW_LENGTH > 0) \
+             FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?",
         ))
     }
 

@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, IndexQuery, KeyUse, TableRowsQuery, is_text};
+use super::{Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, TableRowsQuery, is_text};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -33,6 +33,14 @@ impl Capabilities for PostgreSql {
             "SELECT c.reltuples FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = ? AND c.relname = ?",
+        ))
+    }
+
+    /// `pg_stats`, filled by `ANALYZE` (and autovacuum).
+    fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
+        Some(ColumnStatisticsQuery::BySchemaAndTable(
+            "SELECT attname, n_distinct, null_frac, avg_width FROM pg_catalog.pg_stats \
+             WHERE schemaname = ? AND tablename = ? AND NOT inherited",
         ))
     }
 

@@ -2,7 +2,9 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text};
+use super::{
+    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text,
+};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -46,6 +48,14 @@ impl Capabilities for Sqlite {
     /// No statistics are kept, and counting is cheap (no network, a B-tree walk).
     fn table_rows_query(&self) -> Option<TableRowsQuery> {
         Some(TableRowsQuery::CountRows)
+    }
+
+    /// `sqlite_stat1`, written by `ANALYZE`: one row per index, for the column it leads with.
+    fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
+        Some(ColumnStatisticsQuery::SqliteStat1(
+            "SELECT ii.name, s.stat FROM sqlite_stat1 AS s \
+             JOIN pragma_index_info(s.idx) AS ii ON ii.seqno = 0 WHERE s.tbl = ?",
+        ))
     }
 
     /// An INTEGER PRIMARY KEY is the rowid, which no index lists: it counts as one.
