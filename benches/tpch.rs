@@ -8,6 +8,10 @@
 //! IBARROW_BENCH_ONLY=<query files, comma-separated: q05,q18> skips the lineitem reads and the other
 //! queries, IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run, and
 //! IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
+//! IBARROW_BENCH_SORT_LIMIT_MB=<MB> instead sorts all of `lineitem` (every column, by ship
+//! date, order and line) under `memory_limit` = that many MB, checks the order and the row
+//! count while streaming, and prints the time, the query's peak memory and the process's
+//! peak RSS.
 
 use std::path::Path;
 use std::time::Instant;
@@ -82,6 +86,14 @@ async fn main() {
         "TPC-H SF {scale}: data ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+
+    if let Some(limit_mb) = std::env::var("IBARROW_BENCH_SORT_LIMIT_MB")
+        .ok()
+        .and_then(|mb| mb.parse::<u64>().ok())
+    {
+        sort_under_limit(&pg, &maria, &lite, scale, limit_mb).await;
+        return;
+    }
 
     let only: Option<Vec<String>> = std::env::var("IBARROW_BENCH_ONLY").ok().map(|names| {
         names
@@ -171,6 +183,83 @@ async fn main() {
     }
     println!(
         "total {total:.2} s; peak RSS {:.0} MB",
+        peak_rss_mb().unwrap_or(0.0)
+    );
+}
+
+/// The whole of `lineitem` sorted under a memory limit of `limit_mb` MB (2 range partitions):
+/// it must spill. The rows arrive in order and all of them, or the bench panics.
+async fn sort_under_limit(pg: &str, maria: &str, lite: &str, scale: f64, limit_mb: u64) {
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+    let pg_config = SourceConfig {
+        connection_string: Some(pg.to_string()),
+        partitions: Some(2),
+        ..SourceConfig::default()
+    };
+    let engine = Engine::builder()
+        .source_config("pg", pg_config)
+        .source("maria", maria)
+        .source("lite", lite)
+        .memory_limit(limit_mb * 1_000_000)
+        .build()
+        .await
+        .expect("connect the three databases");
+    register_plain_names(&engine, scale, split_placement()).await;
+    let expected: i64 = engine
+        .sql("SELECT count(*) FROM lineitem")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0);
+    let sql = "SELECT * FROM lineitem ORDER BY l_shipdate, l_orderkey, l_linenumber";
+    let session = engine.session("bench", "sort");
+    let started = Instant::now();
+    let mut stream = session.stream(sql).await.expect("plan the sort");
+    let key = |batch: &RecordBatch, row: usize| {
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let ship = column("l_shipdate");
+        let order = datafusion::arrow::compute::cast(
+            &column("l_orderkey"),
+            &datafusion::arrow::datatypes::DataType::Int64,
+        )
+        .unwrap();
+        let line = datafusion::arrow::compute::cast(
+            &column("l_linenumber"),
+            &datafusion::arrow::datatypes::DataType::Int32,
+        )
+        .unwrap();
+        (
+            ship.as_primitive::<Date32Type>().value(row),
+            order.as_primitive::<Int64Type>().value(row),
+            line.as_primitive::<Int32Type>().value(row),
+        )
+    };
+    let mut rows = 0i64;
+    let mut last = None;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.unwrap_or_else(|e| panic!("the sort under {limit_mb} MB failed: {e}"));
+        for row in 0..batch.num_rows() {
+            let current = key(&batch, row);
+            assert!(
+                last.is_none_or(|last| last <= current),
+                "rows out of order at {rows}"
+            );
+            last = Some(current);
+            rows += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(rows, expected, "rows lost or doubled");
+    let record = &engine.recent_queries()[0];
+    println!(
+        "sort of lineitem ({rows} rows, every column) under memory_limit = {limit_mb} MB: \
+         {seconds:.1} s, query peak {:.0} MB, process peak RSS {:.0} MB",
+        record.peak_memory_bytes as f64 / 1e6,
         peak_rss_mb().unwrap_or(0.0)
     );
 }

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::passthrough::{Described, QueryFunction, SourceMap, describe_query_calls};
 
 mod analysis;
+mod join_fallback;
 mod reload;
 pub use reload::ReloadReport;
 
@@ -1148,7 +1149,12 @@ impl Session {
         let (state, logical) = frame.into_parts();
         let planning = Planning::of(&state, &logical);
         let plan = state.create_physical_plan(&logical).await?;
-        Ok(PhysicalQuery { plan, planning })
+        let fallback = join_fallback::JoinFallback::for_plan(&state, &logical, &plan);
+        Ok(PhysicalQuery {
+            plan,
+            planning,
+            fallback,
+        })
     }
 
     /// Runs `sql` as written on the source `source` (a native statement, as `query()` runs
@@ -1177,6 +1183,7 @@ impl Session {
                 PhysicalQuery {
                     plan,
                     planning: None,
+                    fallback: None,
                 },
                 sql,
             ),
@@ -1190,14 +1197,23 @@ impl Session {
     /// Runs a physical plan of one of this session's queries, monitored.
     pub fn execute_plan(
         &self,
-        query: PhysicalQuery,
+        mut query: PhysicalQuery,
         sql: &str,
     ) -> Result<SendableRecordBatchStream> {
         let plan = Arc::clone(&query.plan);
+        let fallback = query.fallback.take();
         let cache_line = analysis::cache_line(&query.plan, query.planning.as_deref());
         let run = self.start_run(query, sql, 1)?;
         match datafusion::physical_plan::execute_stream(plan, Arc::clone(&run.task)) {
             Ok(stream) => {
+                let stream = match fallback {
+                    Some(fallback) => {
+                        let query_run = Arc::clone(&run.run);
+                        let replace = move |plan| query_run.replace_plan(plan);
+                        fallback.guard(stream, Arc::clone(&run.task), replace)
+                    }
+                    None => stream,
+                };
                 let stream = match cache_line {
                     Some(line) => analysis::with_first_line(stream, line),
                     None => stream,
@@ -1284,6 +1300,9 @@ impl Planning {
 pub struct PhysicalQuery {
     plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     planning: Option<Arc<Planning>>,
+    /// Under a memory limit, a plan with hash joins runs again with sort-merge joins when a
+    /// build side cannot fit (src/engine/join_fallback.rs).
+    fallback: Option<join_fallback::JoinFallback>,
 }
 
 impl PhysicalQuery {

@@ -678,7 +678,9 @@ impl MemoryPool for QueryMemory {
 /// and audited once, when its last partition ends, or when the run is dropped with partitions
 /// never read (a Flight SQL client that fetched only some endpoints).
 pub struct QueryRun {
-    plan: Arc<dyn ExecutionPlan>,
+    /// The plan whose metrics the record reads when the query ends: the one that ran
+    /// (src/engine/join_fallback.rs replaces a plan that gave up before its first row).
+    plan: Mutex<Arc<dyn ExecutionPlan>>,
     monitor: Arc<Monitor>,
     memory: Arc<QueryMemory>,
     record: Mutex<Option<QueryRecord>>,
@@ -711,7 +713,7 @@ impl QueryRun {
             _ => None,
         };
         Arc::new(Self {
-            plan,
+            plan: Mutex::new(plan),
             monitor,
             memory,
             record: Mutex::new(Some(record)),
@@ -720,6 +722,16 @@ impl QueryRun {
             outcome: Mutex::new(Outcome::Ok),
             collector,
         })
+    }
+
+    /// Runs `plan` in place of the plan the query started with, which is dropped here (and
+    /// with it what it held, such as a hash join's build side).
+    pub fn replace_plan(&self, plan: Arc<dyn ExecutionPlan>) {
+        let replaced = match self.plan.lock() {
+            Ok(mut current) => std::mem::replace(&mut *current, plan),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), plan),
+        };
+        drop(replaced);
     }
 
     fn delivered(&self, batch: &RecordBatch) {
@@ -770,9 +782,13 @@ impl QueryRun {
                     _ => {}
                 }
             }
+            let plan = match self.plan.lock() {
+                Ok(plan) => Arc::clone(&plan),
+                Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            };
             self.monitor.finish(
                 record,
-                self.plan.as_ref(),
+                plan.as_ref(),
                 outcome,
                 self.rows.load(Ordering::Acquire),
                 self.memory.peak(),

@@ -21,6 +21,7 @@ use test_case::test_case;
 /// order by k is not the order of insertion), and 100 bytes of padding.
 const ROWS: i64 = 300_000;
 const LIMIT: &str = "24MB";
+const JOIN_LIMIT: &str = "40MB";
 
 fn expected_ids_by_k() -> Vec<i64> {
     let mut rows: Vec<(i64, i64)> = (1..=ROWS).map(|id| (id * 7919 % ROWS, id)).collect();
@@ -136,17 +137,29 @@ async fn a_sort_larger_than_the_limit_spills_and_keeps_every_row(profile: Profil
     );
 }
 
+/// A hash join whose build side (about 40 MB) and scans cannot fit under a 40 MB limit: run
+/// as planned, each partition a stream of its own (as Flight SQL endpoints are), its error
+/// names the limit and says the build side does not spill; run as a statement of a session,
+/// it runs again with sort-merge joins, which spill, and answers as without a limit.
 #[test_case(Profile::Postgres; "postgres")]
 #[test_case(Profile::MariaDb; "mariadb")]
 #[test_case(Profile::Sqlite; "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_side_that_cannot_fit_fails_naming_the_limit(profile: Profile) {
+async fn a_join_side_that_cannot_fit_falls_back_to_a_sort_merge_join(profile: Profile) {
     let fixture = Fixture::create(profile);
     let sql = format!(
         "SELECT count(*) AS n, max(x.pad || y.pad) AS m FROM {} x JOIN {} y ON x.k = y.k",
         fixture.table("a"),
         fixture.table("b")
     );
+    let both_pads = "x".repeat(200);
+    let answer = |batches: &[datafusion::arrow::array::RecordBatch]| {
+        let m = cast(batches[0].column(1), &DataType::Utf8).unwrap();
+        (
+            batches[0].column(0).as_primitive::<Int64Type>().value(0),
+            m.as_string::<i32>().value(0).to_string(),
+        )
+    };
     // Without a limit the join answers: every k matches once.
     let unlimited = fixture.engine(None).await.session("test", "memory");
     let batches: Vec<_> = unlimited
@@ -156,27 +169,52 @@ async fn a_join_side_that_cannot_fit_fails_naming_the_limit(profile: Profile) {
         .try_collect()
         .await
         .expect("the join without a limit");
-    assert_eq!(
-        batches[0].column(0).as_primitive::<Int64Type>().value(0),
-        ROWS
-    );
+    assert_eq!(answer(&batches), (ROWS, both_pads.clone()));
 
-    let engine = fixture.engine(Some(LIMIT)).await;
+    // Room for a sort-merge join's two sorts and scans, not for the hash join's build side.
+    let engine = fixture.engine(Some(JOIN_LIMIT)).await;
     let session = engine.session("test", "memory");
-    let result: Result<Vec<_>, _> = match session.stream(&sql).await {
+    // The hash join as planned, without the fallback (each partition as its own stream).
+    let query = session
+        .physical_plan(session.sql(&sql).await.expect("plan"))
+        .await
+        .expect("physical plan");
+    assert!(
+        format!("{:?}", query.plan()).contains("HashJoinExec"),
+        "{profile:?}: not planned as a hash join"
+    );
+    let run = session.run_partitions(query, &sql).expect("run");
+    let result: Result<Vec<_>, _> = match run.execute(0) {
         Ok(stream) => stream.try_collect().await.map_err(ibarrow::Error::from),
         Err(err) => Err(err),
     };
-    let err = result.expect_err("a 40 MB build side under a 24 MB limit");
+    drop(run);
+    let err = result.expect_err("a build side of about 40 MB and the scans under a 40 MB limit");
     let message = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Memory, "{message}");
     assert!(
-        message.contains("limit of 24.0 MB ([engine] memory_limit)")
+        message.contains("limit of 40.0 MB ([engine] memory_limit)")
             && message.contains("build side does not spill"),
         "{profile:?}: {message}"
     );
-    // Nothing is left reserved once the query is gone.
-    assert_eq!(engine.recent_queries()[0].outcome, "error");
+
+    // As a statement: the same join, again with sort-merge joins, answers under the limit.
+    let batches: Vec<_> = session
+        .stream(&sql)
+        .await
+        .expect("run")
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{profile:?}: no sort-merge fallback under {JOIN_LIMIT}: {e}"));
+    assert_eq!(answer(&batches), (ROWS, both_pads));
+    let record = &engine.recent_queries()[0];
+    assert_eq!(record.outcome, "ok");
+    // DataFusion's operators also take some memory without asking (infallible grows).
+    assert!(
+        record.peak_memory_bytes <= 42_000_000,
+        "{profile:?}: peak {} bytes over the limit",
+        record.peak_memory_bytes
+    );
 }
 
 /// A scan's fetch buffers are charged to the limit before the driver fills them: a text

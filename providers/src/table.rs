@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::stats::Precision;
 use datafusion::common::{Constraint, Constraints, SchemaExt, Statistics};
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -286,25 +285,11 @@ impl TableProvider for OdbcTable {
     fn statistics(&self) -> Option<Statistics> {
         let rows = self.row_estimate?;
         let rows = usize::try_from(rows).ok()?;
-        let mut statistics =
-            Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows));
-        for (out, known) in statistics
-            .column_statistics
-            .iter_mut()
-            .zip(&self.column_statistics)
-        {
-            if let Some(distinct) = known.distinct {
-                out.distinct_count = Precision::Inexact(distinct);
-            }
-            if let Some(fraction) = known.null_fraction {
-                out.null_count = Precision::Inexact((rows as f64 * fraction).round() as usize);
-            }
-        }
-        let row_bytes: Option<usize> = self.column_statistics.iter().map(|c| c.avg_bytes).sum();
-        if let Some(row_bytes) = row_bytes {
-            statistics.total_byte_size = Precision::Inexact(rows.saturating_mul(row_bytes));
-        }
-        Some(statistics)
+        Some(crate::scan::scan_statistics(
+            &self.schema,
+            rows,
+            &self.column_statistics,
+        ))
     }
 
     fn table_type(&self) -> TableType {

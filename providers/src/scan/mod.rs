@@ -29,4 +29,5 @@ mod plan;
 mod stream;
 
 pub use join_filter_wait::AwaitJoinFilters;
+pub(crate) use plan::scan_statistics;
 pub use plan::{FilteredScan, OdbcExec, ScanColumnStatistics};

@@ -460,23 +460,8 @@ impl ExecutionPlan for OdbcExec {
             // Range partitions split the rows about evenly.
             (Some(rows), Some(_)) => rows / self.statements.len().max(1),
         };
-        let mut statistics = statistics.with_num_rows(Precision::Inexact(rows));
-        if let Some(columns) = &self.column_statistics {
-            for (out, known) in statistics.column_statistics.iter_mut().zip(columns.iter()) {
-                if let Some(distinct) = known.distinct {
-                    // A filtered or partial read has at most as many distinct values as rows.
-                    out.distinct_count = Precision::Inexact(distinct.min(rows));
-                }
-                if let Some(fraction) = known.null_fraction {
-                    out.null_count = Precision::Inexact((rows as f64 * fraction).round() as usize);
-                }
-            }
-            let row_bytes: Option<usize> = columns.iter().map(|c| c.avg_bytes).sum();
-            if let Some(row_bytes) = row_bytes {
-                statistics.total_byte_size = Precision::Inexact(rows.saturating_mul(row_bytes));
-            }
-        }
-        Ok(Arc::new(statistics))
+        let columns = self.column_statistics.as_deref().unwrap_or_default();
+        Ok(Arc::new(scan_statistics(&self.schema, rows, columns)))
     }
 
     fn with_new_children(
@@ -544,4 +529,32 @@ pub struct ScanColumnStatistics {
     pub null_fraction: Option<f64>,
     /// Average bytes of a value.
     pub avg_bytes: Option<usize>,
+}
+
+/// DataFusion's statistics of `rows` read from a table with `schema`, whose columns the
+/// database describes as `columns` (in the schema's order; empty: nothing known). A filtered
+/// or partial read has at most as many distinct values as rows; the byte size is given only
+/// when every column's width is known.
+pub(crate) fn scan_statistics(
+    schema: &SchemaRef,
+    rows: usize,
+    columns: &[ScanColumnStatistics],
+) -> Statistics {
+    let mut statistics = Statistics::new_unknown(schema).with_num_rows(Precision::Inexact(rows));
+    if columns.len() != statistics.column_statistics.len() {
+        return statistics;
+    }
+    for (out, known) in statistics.column_statistics.iter_mut().zip(columns) {
+        if let Some(distinct) = known.distinct {
+            out.distinct_count = Precision::Inexact(distinct.min(rows));
+        }
+        if let Some(fraction) = known.null_fraction {
+            out.null_count = Precision::Inexact((rows as f64 * fraction).round() as usize);
+        }
+    }
+    let row_bytes: Option<usize> = columns.iter().map(|c| c.avg_bytes).sum();
+    if let Some(row_bytes) = row_bytes {
+        statistics.total_byte_size = Precision::Inexact(rows.saturating_mul(row_bytes));
+    }
+    statistics
 }
