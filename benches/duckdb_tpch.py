@@ -7,6 +7,8 @@ side-by-side comparison with ibarrow.
         duckdb-extension-mysql==1.4.4 duckdb-extension-sqlite-scanner==1.4.4
     IBARROW_BENCH_SF=0.1 /tmp/duckvenv/bin/python benches/duckdb_tpch.py
 
+IBARROW_BENCH_ONLY=q05,q20 runs only those queries, as it does for `cargo bench --bench tpch`.
+
 Run `cargo bench --bench tpch` at the same scale first: it loads the data. The extensions
 come from wheels because DuckDB cannot download them here; DuckDB checks their signatures
 on LOAD.
@@ -88,8 +90,11 @@ def main():
             )
 
     print(f"DuckDB {duckdb.__version__}, TPC-H SF {SCALE}, {os.cpu_count()} cores")
+    only = [n.strip() for n in os.environ.get("IBARROW_BENCH_ONLY", "").split(",") if n.strip()]
     total = 0.0
     for name, sql in queries():
+        if only and name not in only:
+            continue
         started = time.perf_counter()
         rows = con.execute(sql).fetchall()
         seconds = time.perf_counter() - started

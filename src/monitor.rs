@@ -571,6 +571,17 @@ pub struct QueryMemory {
     inner: Arc<dyn MemoryPool>,
     current: AtomicUsize,
     peak: AtomicUsize,
+    /// What this query's hash joins hold for their build sides (the engine's pool lists
+    /// every query's consumers, so its message cannot tell whose they are).
+    build_sides: AtomicUsize,
+}
+
+/// Said of a refusal of memory while a hash join of the query holds its build side (or asks
+/// for it): src/engine/join_fallback.rs runs such a query again with sort-merge joins.
+pub(crate) const BUILD_SIDE_HINT: &str = "A hash join's build side does not spill";
+
+fn is_build_side(reservation: &MemoryReservation) -> bool {
+    reservation.consumer().name().starts_with("HashJoinInput")
 }
 
 impl QueryMemory {
@@ -580,6 +591,7 @@ impl QueryMemory {
             inner,
             current: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            build_sides: AtomicUsize::new(0),
         }
     }
 
@@ -602,18 +614,19 @@ impl QueryMemory {
         };
         let consumer = reservation.consumer().name();
         // DataFusion 55's hash join keeps its whole build side in memory: it is the one
-        // refused, or among the largest holders the message lists.
-        let cannot_spill =
-            if consumer.starts_with("HashJoinInput") || message.contains("HashJoinInput") {
-                " A hash join's build side does not spill: join a smaller table on that side, \
-             or filter it first."
-            } else if consumer.starts_with("OdbcExec") {
-                " A remote scan's fetch buffers hold thousands of rows at the widest its columns \
+        // refused, or one of this query's holds its build side.
+        let cannot_spill = if consumer.starts_with("HashJoinInput")
+            || self.build_sides.load(Ordering::Relaxed) > 0
+        {
+            format!(" {BUILD_SIDE_HINT}: join a smaller table on that side, or filter it first.")
+        } else if consumer.starts_with("OdbcExec") {
+            " A remote scan's fetch buffers hold thousands of rows at the widest its columns \
              allow: lower the source's `max_text_size` / `max_binary_size` when text or binary \
              columns without a declared length make them large."
-            } else {
-                ""
-            };
+                .to_string()
+        } else {
+            String::new()
+        };
         DataFusionError::ResourcesExhausted(format!(
             "the query needs more memory than the engine's limit of {} ([engine] memory_limit) \
              allows: raise the limit, or let the query hold less (fewer columns, earlier \
@@ -622,9 +635,12 @@ impl QueryMemory {
         ))
     }
 
-    fn added(&self, bytes: usize) {
+    fn added(&self, bytes: usize, reservation: &MemoryReservation) {
         let now = self.current.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
+        if is_build_side(reservation) {
+            self.build_sides.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 }
 
@@ -649,19 +665,22 @@ impl MemoryPool for QueryMemory {
 
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
         self.inner.grow(reservation, additional);
-        self.added(additional);
+        self.added(additional, reservation);
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         self.inner.shrink(reservation, shrink);
         self.current.fetch_sub(shrink, Ordering::Relaxed);
+        if is_build_side(reservation) {
+            self.build_sides.fetch_sub(shrink, Ordering::Relaxed);
+        }
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
         self.inner
             .try_grow(reservation, additional)
             .map_err(|err| self.over_the_limit(err, reservation))?;
-        self.added(additional);
+        self.added(additional, reservation);
         Ok(())
     }
 

@@ -364,21 +364,22 @@ pub fn column_statistics(
     table: &str,
     table_rows: Option<u64>,
 ) -> std::collections::HashMap<String, ColumnStats> {
-    use odbc_api::IntoParameter;
+    use odbc_api::parameter::VarCharBox;
     let Some(query) = dialect.capabilities().column_statistics_query() else {
         return Default::default();
     };
-    let found = match query {
-        ColumnStatisticsQuery::BySchemaAndTable(sql) => rows_as_text(
-            conn,
-            sql,
-            (&schema.into_parameter(), &table.into_parameter()),
-            None,
-        ),
-        ColumnStatisticsQuery::SqliteStat1(sql) => {
-            rows_as_text(conn, sql, &table.into_parameter(), None)
-        }
+    let (sql, names): (&str, &[&str]) = match query {
+        ColumnStatisticsQuery::BySchemaAndTable(sql) => (sql, &[schema, table]),
+        ColumnStatisticsQuery::SqliteStat1(sql) => (sql, &[table]),
     };
+    // The names again for every placeholder (each information_schema read names its table).
+    let params: Vec<VarCharBox> = names
+        .iter()
+        .cycle()
+        .take(sql.matches('?').count())
+        .map(|name| VarCharBox::from_string(name.to_string()))
+        .collect();
+    let found = rows_as_text(conn, sql, &params[..], None);
     found
         .unwrap_or_default()
         .iter()

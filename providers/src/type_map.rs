@@ -123,18 +123,21 @@ pub fn map_column(column: &ColumnInfo, dialect: Dialect) -> MappedColumn {
             | sql_type::WLONGVARCHAR
             | sql_type::GUID
     );
+    let read_as_text = output == DataType::Utf8
+        && !character
+        && dialect.capabilities().converts_unmapped_types_to_text();
     let fetch = ColumnFetch {
         fetch_type: fetch_type(&output, dialect),
-        read_as_text: output == DataType::Utf8
-            && !character
-            && dialect.capabilities().converts_unmapped_types_to_text(),
+        read_as_text,
         trim_trailing_blanks: fixed_char
             && output == DataType::Utf8
             && dialect.capabilities().pads_fixed_char(),
         max_text_bytes: enforced_text_bytes(column, dialect),
+        // A column converted to text is described by the driver as the conversion's text,
+        // not by its declared size.
         declared_text_bytes: column
             .column_size
-            .filter(|&chars| chars > 0)
+            .filter(|&chars| chars > 0 && !read_as_text)
             .map(|chars| chars as usize * 4),
         zoneless_timestamp: is_postgres_zoneless_timestamp(column, dialect),
     };

@@ -1,10 +1,12 @@
 //! A query whose hash join cannot hold its build side under `[engine] memory_limit` runs
 //! again with sort-merge joins. DataFusion 55's hash join keeps its whole build side in memory
 //! and cannot spill; a sort-merge join sorts both inputs, and sorts spill to disk. It is slower,
-//! so it is the fallback, not the plan: the query is planned again only when it was refused
-//! memory with a hash join's build side the one refused or among the largest holders, before
-//! it delivered its first batch (nothing is repeated or lost). The refused plan, which holds
-//! the build side, is dropped before the new one runs.
+//! so it is the fallback, not the plan: a query (not a write) is planned again only when it
+//! was refused memory while one of its hash joins asked for or held its build side, before it
+//! delivered its first batch (nothing is repeated or lost). The refused plan, which holds the
+//! build side, is dropped from the query's run before the new one runs; the network service
+//! also keeps the planned query until it ends (server/src/flight.rs), so there the first
+//! plan's memory comes back only then.
 
 use std::sync::Arc;
 
@@ -41,7 +43,8 @@ impl JoinFallback {
             state.runtime_env().memory_pool.memory_limit(),
             MemoryLimit::Finite(_)
         );
-        (limited && has_hash_join(plan.as_ref())).then(|| Self {
+        // A write runs once: its sink's rollback and the second run could meet on the table.
+        (limited && has_hash_join(plan.as_ref()) && !writes(plan.as_ref())).then(|| Self {
             state: state.clone(),
             logical: logical.clone(),
         })
@@ -91,8 +94,8 @@ impl JoinFallback {
         };
         let options = self.state.config_mut().options_mut();
         options.optimizer.prefer_hash_join = false;
-        // DataFusion 55 plans a sort-merge join only over inputs repartitioned by the keys
-        // (datafusion/core/src/physical_planner.rs): at least two partitions.
+        // DataFusion 55's physical planner plans a sort-merge join only over inputs
+        // repartitioned by the keys: at least two partitions, with join repartitioning on.
         options.optimizer.repartition_joins = true;
         options.execution.target_partitions = options.execution.target_partitions.max(2);
         // Each sort holds memory back for merging what it spilled (10 MB by default): a
@@ -139,6 +142,14 @@ fn both_refused(hash_join: DataFusionError, sort_merge: &DataFusionError) -> Dat
     }
 }
 
+fn writes(plan: &dyn ExecutionPlan) -> bool {
+    plan.is::<datafusion::datasource::sink::DataSinkExec>()
+        || plan
+            .children()
+            .into_iter()
+            .any(|child| writes(child.as_ref()))
+}
+
 fn has_hash_join(plan: &dyn ExecutionPlan) -> bool {
     plan.is::<HashJoinExec>()
         || plan
@@ -147,9 +158,9 @@ fn has_hash_join(plan: &dyn ExecutionPlan) -> bool {
             .any(|child| has_hash_join(child.as_ref()))
 }
 
-/// Whether `err` is a refusal of memory that names a hash join's build side (the consumer
-/// DataFusion calls `HashJoinInput`) as the one refused or among the largest holders.
+/// Whether `err` is a refusal of memory while a hash join of this query asked for or held its
+/// build side (src/monitor.rs, `QueryMemory`, says so in the message).
 fn build_side_refused(err: &DataFusionError) -> bool {
     matches!(err.find_root(), DataFusionError::ResourcesExhausted(message)
-        if message.contains("HashJoinInput"))
+        if message.contains(crate::monitor::BUILD_SIDE_HINT))
 }

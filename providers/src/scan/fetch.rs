@@ -31,15 +31,18 @@ pub(super) fn fetch_buffer_bytes(
     options: &ScanOptions,
 ) -> usize {
     const INDICATOR: usize = std::mem::size_of::<isize>();
-    let row_bytes = match packed {
-        Some(layout) => layout.row_bytes() + 1 + INDICATOR,
-        None => fetch
-            .iter()
-            .map(|column| value_buffer_bytes(column, options) + INDICATOR)
-            .sum(),
+    // The bytes per row that decide the rows per batch, and those the buffers take.
+    let (sized_by, row_bytes) = match packed {
+        Some(layout) => (layout.row_bytes() + 1, layout.row_bytes() + 1 + INDICATOR),
+        None => {
+            let bytes = fetch
+                .iter()
+                .map(|column| value_buffer_bytes(column, options) + INDICATOR)
+                .sum();
+            (bytes, bytes)
+        }
     };
-    let row_bytes = row_bytes.max(1);
-    let rows = (options.max_bytes_per_batch / row_bytes).clamp(1, options.batch_rows.max(1));
+    let rows = (options.max_bytes_per_batch / sized_by.max(1)).clamp(1, options.batch_rows.max(1));
     rows.saturating_mul(row_bytes)
 }
 

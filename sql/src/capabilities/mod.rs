@@ -53,11 +53,12 @@ pub enum TableRowsQuery {
 pub enum ColumnStatisticsQuery {
     /// Rows of (column, distinct values, NULL fraction, average bytes), any of the last three
     /// NULL where unknown; distinct values below zero are minus their fraction of the rows
-    /// (PostgreSQL's `n_distinct`). Parameters: the schema, then the table.
+    /// (PostgreSQL's `n_distinct`). Parameters: the schema, then the table, for each pair of
+    /// placeholders in the text.
     BySchemaAndTable(&'static str),
     /// Rows of (column, `sqlite_stat1.stat`) for the indexes that lead with a column: the
     /// stat's first number is the table's rows, its second the rows per distinct value of that
-    /// column. Parameter: the table. Only after `ANALYZE`.
+    /// column. Parameters: the table, for each placeholder. Only after `ANALYZE`.
     SqliteStat1(&'static str),
 }
 

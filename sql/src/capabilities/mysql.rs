@@ -47,21 +47,24 @@ impl Capabilities for MySql {
         ))
     }
 
-    /// Distinct values of the columns an index leads with (its cardinality, which InnoDB
-    /// samples); the table's average row length spread over its columns.
+    /// Distinct values of the columns a whole-value index leads with (its cardinality, which
+    /// InnoDB samples); the table's average row length spread over its columns. Every
+    /// information_schema read names the schema and table itself, so MariaDB opens that table
+    /// only.
     fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
         Some(ColumnStatisticsQuery::BySchemaAndTable(
-            "SELECT c.COLUMN_NAME, \
-             (SELECT max(s.CARDINALITY) FROM information_schema.STATISTICS s \
-              WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
-              AND s.COLUMN_NAME = c.COLUMN_NAME AND s.SEQ_IN_INDEX = 1), \
-             NULL, \
-             (SELECT t.AVG_ROW_LENGTH / greatest(1, (SELECT count(*) FROM information_schema.COLUMNS n \
-              WHERE n.TABLE_SCHEMA = c.TABLE_SCHEMA AND n.TABLE_NAME = c.TABLE_NAME)) \
-              FROM information_schema.TABLES t \
-              WHERE t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
-              AND t.AVG_ROW_LENGTH > 0) \
-             FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?",
+            "SELECT c.COLUMN_NAME, s.CARDINALITY, NULL, t.AVG_ROW_LENGTH / n.COLUMNS \
+             FROM information_schema.COLUMNS c \
+             LEFT JOIN (SELECT COLUMN_NAME, max(CARDINALITY) AS CARDINALITY \
+              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+              AND SEQ_IN_INDEX = 1 AND SUB_PART IS NULL \
+              AND INDEX_TYPE NOT IN ('FULLTEXT', 'SPATIAL') GROUP BY COLUMN_NAME) s \
+              ON s.COLUMN_NAME = c.COLUMN_NAME \
+             LEFT JOIN (SELECT AVG_ROW_LENGTH FROM information_schema.TABLES \
+              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND AVG_ROW_LENGTH > 0) t ON 1 = 1 \
+             LEFT JOIN (SELECT greatest(count(*), 1) AS COLUMNS FROM information_schema.COLUMNS \
+              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?) n ON 1 = 1 \
+             WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?",
         ))
     }
 

@@ -36,11 +36,13 @@ impl Capabilities for PostgreSql {
         ))
     }
 
-    /// `pg_stats`, filled by `ANALYZE` (and autovacuum).
+    /// `pg_stats`, filled by `ANALYZE` (and autovacuum). A scan of a parent table reads its
+    /// children too: the statistics over all of them (`inherited`) come first where they exist.
     fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
         Some(ColumnStatisticsQuery::BySchemaAndTable(
-            "SELECT attname, n_distinct, null_frac, avg_width FROM pg_catalog.pg_stats \
-             WHERE schemaname = ? AND tablename = ? AND NOT inherited",
+            "SELECT DISTINCT ON (attname) attname, n_distinct, null_frac, avg_width \
+             FROM pg_catalog.pg_stats WHERE schemaname = ? AND tablename = ? \
+             ORDER BY attname, inherited DESC",
         ))
     }
 

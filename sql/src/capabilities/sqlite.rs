@@ -50,10 +50,12 @@ impl Capabilities for Sqlite {
         Some(TableRowsQuery::CountRows)
     }
 
-    /// `sqlite_stat1`, written by `ANALYZE`: one row per index, for the column it leads with.
+    /// `sqlite_stat1`, written by `ANALYZE`: one row per index, for the column it leads with
+    /// (whole-table indexes only: a partial index counts the rows it covers).
     fn column_statistics_query(&self) -> Option<ColumnStatisticsQuery> {
         Some(ColumnStatisticsQuery::SqliteStat1(
             "SELECT ii.name, s.stat FROM sqlite_stat1 AS s \
+             JOIN pragma_index_list(?) AS il ON il.name = s.idx AND il.partial = 0 \
              JOIN pragma_index_info(s.idx) AS ii ON ii.seqno = 0 WHERE s.tbl = ?",
         ))
     }
