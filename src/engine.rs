@@ -1149,7 +1149,7 @@ impl Session {
         let (state, logical) = frame.into_parts();
         let planning = Planning::of(&state, &logical);
         let plan = state.create_physical_plan(&logical).await?;
-        let fallback = join_fallback::JoinFallback::for_plan(&state, &logical, &plan);
+        let fallback = join_fallback::JoinFallback::for_plan(state, logical, &plan);
         Ok(PhysicalQuery {
             plan,
             planning,

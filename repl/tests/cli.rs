@@ -186,6 +186,17 @@ fn ibarrow(args: &[&str]) -> Output {
     command().args(args).output().expect("run ibarrow")
 }
 
+/// `ibarrow config check --no-connect --config <file>`.
+fn check_without_connecting(file: &std::path::Path) -> Output {
+    ibarrow(&[
+        "config",
+        "check",
+        "--no-connect",
+        "--config",
+        file.to_str().expect("a UTF-8 path"),
+    ])
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
 }
@@ -1159,13 +1170,7 @@ fn demo_config_and_checks_without_connecting() {
          \"Driver={Not Installed};Server=db.invalid;Pwd=${env:IBARROW_CLI_TEST_PW}\"\n",
     )
     .unwrap();
-    let output = ibarrow(&[
-        "config",
-        "check",
-        "--no-connect",
-        "--config",
-        offline.to_str().unwrap(),
-    ]);
+    let output = check_without_connecting(&offline);
     assert_success(&output);
     let report = stdout(&output);
     assert!(
@@ -1180,13 +1185,7 @@ fn demo_config_and_checks_without_connecting() {
         "[sources.far]\nconnection_string = \"Driver={X};Pwd=${env:IBARROW_NOT_SET_ANYWHERE}\"\n",
     )
     .unwrap();
-    let output = ibarrow(&[
-        "config",
-        "check",
-        "--no-connect",
-        "--config",
-        offline.to_str().unwrap(),
-    ]);
+    let output = check_without_connecting(&offline);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(
         stdout(&output).contains("IBARROW_NOT_SET_ANYWHERE"),
@@ -1194,13 +1193,7 @@ fn demo_config_and_checks_without_connecting() {
         stdout(&output)
     );
     std::fs::write(&offline, "[engine]\nlog_levle = \"info\"\n").unwrap();
-    let output = ibarrow(&[
-        "config",
-        "check",
-        "--no-connect",
-        "--config",
-        offline.to_str().unwrap(),
-    ]);
+    let output = check_without_connecting(&offline);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("log_levle"), "{}", stderr(&output));
 }

@@ -32,11 +32,12 @@ pub(crate) struct JoinFallback {
 }
 
 impl JoinFallback {
-    /// The fallback for `plan`, planned from `logical` in `state`: only under a memory limit,
-    /// and only when the plan has a hash join.
+    /// The fallback for `plan`, planned from `logical` in `state` (kept as they are, not
+    /// copied: planning is done with them): only under a memory limit, and only when the plan
+    /// has a hash join.
     pub(crate) fn for_plan(
-        state: &SessionState,
-        logical: &LogicalPlan,
+        state: SessionState,
+        logical: LogicalPlan,
         plan: &Arc<dyn ExecutionPlan>,
     ) -> Option<Self> {
         let limited = matches!(
@@ -44,10 +45,8 @@ impl JoinFallback {
             MemoryLimit::Finite(_)
         );
         // A write runs once: its sink's rollback and the second run could meet on the table.
-        (limited && has_hash_join(plan.as_ref()) && !writes(plan.as_ref())).then(|| Self {
-            state: state.clone(),
-            logical: logical.clone(),
-        })
+        (limited && has_hash_join(plan.as_ref()) && !writes(plan.as_ref()))
+            .then_some(Self { state, logical })
     }
 
     /// `stream` (of the plan this fallback was made for), which runs again with sort-merge
