@@ -220,8 +220,9 @@ async fn a_join_side_that_cannot_fit_falls_back_to_a_sort_merge_join(profile: Pr
 /// A scan's fetch buffers are charged to the limit before the driver fills them: a text
 /// column without a declared length gets `max_text_size` bytes per row for thousands of rows
 /// (32 MB at the defaults), more than a 24 MB limit holds, so the scan fails before its
-/// statement runs, naming the scan and the setting that shrinks them; with a smaller
-/// `max_text_size` the same query reads every row.
+/// statement runs, naming the scan and the setting that shrinks them; a lookup that pins the
+/// primary key or a pushed limit binds buffers for its few rows and fits; with a smaller
+/// `max_text_size` the whole scan reads every row.
 #[test_case(Profile::Postgres; "postgres")]
 #[test_case(Profile::MariaDb; "mariadb")]
 #[test_case(Profile::Sqlite; "sqlite")]
@@ -270,6 +271,32 @@ async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
         message.contains("OdbcExec[a]") && message.contains("max_text_size"),
         "{profile:?}: {message}"
     );
+
+    // Statements that can return only a few rows get buffers for those rows: a lookup that
+    // pins the primary key and a pushed limit fit under the same limit.
+    let session = limited.session("test", "memory");
+    for (filter, expected) in [
+        ("WHERE id = 42", vec!["note 42"]),
+        ("WHERE id IN (7, 8, 9)", vec!["note 7", "note 8", "note 9"]),
+        // Any three rows; those of ids 1 to 3 are the only ones this filter leaves.
+        ("WHERE id <= 3 LIMIT 3", vec!["note 1", "note 2", "note 3"]),
+    ] {
+        let sql = format!("SELECT note FROM {} {filter}", table.in_source("a"));
+        let batches: Vec<_> = session
+            .stream(&sql)
+            .await
+            .expect("plan")
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("{profile:?} `{sql}` under {LIMIT}: {e}"));
+        let mut notes: Vec<String> = Vec::new();
+        for batch in &batches {
+            let column = cast(batch.column(0), &DataType::Utf8).unwrap();
+            notes.extend(column.as_string::<i32>().iter().map(|n| n.unwrap().into()));
+        }
+        notes.sort();
+        assert_eq!(notes, expected, "{profile:?} `{sql}`");
+    }
 
     let smaller = engine("max_text_size = 1024").await;
     let batches: Vec<_> = smaller

@@ -127,15 +127,39 @@ impl OdbcTable {
 
     /// The rows a scan returns, after the table's estimate: filters sent with it keep
     /// DataFusion's default filter selectivity (`selectivity_percent`, as a local filter
-    /// would), and a limit caps it.
-    fn scan_row_estimate(&self, select: &RemoteSelect, selectivity_percent: u8) -> Option<usize> {
+    /// would), and the most it can return ([`Self::scan_max_rows`]) caps it.
+    fn scan_row_estimate(
+        &self,
+        select: &RemoteSelect,
+        max_rows: Option<usize>,
+        selectivity_percent: u8,
+    ) -> Option<usize> {
         let rows = usize::try_from(self.row_estimate?).ok()?;
         let rows = if select.filters.is_empty() {
             rows
         } else {
             rows.saturating_mul(usize::from(selectivity_percent.min(100))) / 100
         };
-        Some(select.limit.map_or(rows, |limit| rows.min(limit)))
+        Some(max_rows.map_or(rows, |most| rows.min(most)))
+    }
+
+    /// The most rows a scan can return: its pushed limit, or the values its filters pin the
+    /// one-column primary key to (`key = v`, `key IN (v1, …)`), when the database evaluates
+    /// them. Such a scan is one statement, and its fetch buffers hold no more rows than that.
+    fn scan_max_rows(&self, select: &RemoteSelect, filters: &[Expr]) -> Option<usize> {
+        let dialect = self.source.dialect();
+        let pinned = match self.primary_key.as_slice() {
+            [key] => filters
+                .iter()
+                .filter(|filter| render_filter(dialect, &self.filter_schema, filter).is_some())
+                .filter_map(|filter| pinned_key_values(filter, key))
+                .min(),
+            _ => None,
+        };
+        match (pinned, select.limit) {
+            (Some(pinned), Some(limit)) => Some(pinned.min(limit)),
+            (pinned, limit) => pinned.or(limit),
+        }
     }
 
     /// The columns the filters sent with a scan compare (those the database evaluates), for
@@ -166,17 +190,18 @@ impl OdbcTable {
         self.partition_key.as_ref().map(|k| k.column.as_str())
     }
 
-    /// One range predicate per partition, or `None` for a single scan: no key, a pushed
-    /// limit, a small table, or a key range too narrow to split.
+    /// One range predicate per partition, or `None` for a single scan: no key, a bound on
+    /// the rows (`max_rows`: a pushed limit, a pinned key), a small table, or a key range too
+    /// narrow to split.
     async fn partition_predicates(
         &self,
-        limit: Option<usize>,
+        max_rows: Option<usize>,
     ) -> Result<Option<Vec<String>>, OdbcError> {
         let Some(key) = &self.partition_key else {
             return Ok(None);
         };
         let parts = key.count_for(self.row_estimate);
-        if limit.is_some() || parts < 2 {
+        if max_rows.is_some() || parts < 2 {
             return Ok(None);
         }
         let range = self
@@ -187,10 +212,12 @@ impl OdbcTable {
     }
 
     /// Why this table's scans have the ranges they have, for EXPLAIN (`None`: no key).
-    fn partitioning_reason(&self, statements: usize) -> Option<String> {
-        self.partition_key
-            .as_ref()
-            .map(|key| key.reason(self.row_estimate, statements))
+    fn partitioning_reason(&self, statements: usize, max_rows: Option<usize>) -> Option<String> {
+        let key = self.partition_key.as_ref()?;
+        Some(match max_rows {
+            Some(rows) => format!("at most {rows} rows (a limit or a pinned key): one range"),
+            None => key.reason(self.row_estimate, statements),
+        })
     }
 
     async fn read_key_range(&self, key: &PartitionKey) -> Result<Option<(i64, i64)>, OdbcError> {
@@ -331,7 +358,8 @@ impl TableProvider for OdbcTable {
                     source,
                 })
         };
-        let statements = match self.partition_predicates(select.limit).await? {
+        let max_rows = self.scan_max_rows(&select, filters);
+        let statements = match self.partition_predicates(max_rows).await? {
             Some(predicates) => predicates
                 .into_iter()
                 .map(|predicate| {
@@ -357,10 +385,12 @@ impl TableProvider for OdbcTable {
         Ok(Arc::new(
             OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
                 .with_filtered_scan(self.filtered_scan(filters))
-                .with_partitioning_reason(self.partitioning_reason(count))
+                .with_partitioning_reason(self.partitioning_reason(count, max_rows))
                 .built_by_ibarrow()
+                .with_max_rows(max_rows)
                 .with_row_estimate(self.scan_row_estimate(
                     &select,
+                    max_rows,
                     state.config_options().optimizer.default_filter_selectivity,
                 ))
                 .with_column_statistics(match projection {
@@ -512,5 +542,49 @@ impl OdbcSource {
         )
         .with_range_partitioning(&partitioning)?;
         Ok(Arc::new(table))
+    }
+}
+
+/// How many values `filter` lets the column `key` take: one for `key = value`, the list's
+/// length for `key IN (values)`; `None` for any other filter.
+fn pinned_key_values(filter: &Expr, key: &str) -> Option<usize> {
+    use datafusion::logical_expr::expr::InList;
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let is_key = |expr: &Expr| matches!(expr, Expr::Column(column) if column.name == key);
+    let is_value = |expr: &Expr| matches!(expr, Expr::Literal(..));
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) if (is_key(left) && is_value(right)) || (is_value(left) && is_key(right)) => Some(1),
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) if is_key(expr) && list.iter().all(is_value) => Some(list.len()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, in_list, lit};
+
+    use super::pinned_key_values;
+
+    #[test]
+    fn only_equalities_and_in_lists_on_the_key_pin_it() {
+        assert_eq!(pinned_key_values(&col("id").eq(lit(7)), "id"), Some(1));
+        assert_eq!(pinned_key_values(&lit(7).eq(col("id")), "id"), Some(1));
+        let three = in_list(col("id"), vec![lit(1), lit(2), lit(3)], false);
+        assert_eq!(pinned_key_values(&three, "id"), Some(3));
+        let not_in = in_list(col("id"), vec![lit(1)], true);
+        assert_eq!(pinned_key_values(&not_in, "id"), None);
+        assert_eq!(pinned_key_values(&col("name").eq(lit("x")), "id"), None);
+        assert_eq!(pinned_key_values(&col("id").gt(lit(7)), "id"), None);
+        assert_eq!(pinned_key_values(&col("id").eq(col("other")), "id"), None);
+        let computed = in_list(col("id"), vec![lit(1), col("other")], false);
+        assert_eq!(pinned_key_values(&computed, "id"), None);
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct PartitionScan {
     pub sent: SentConditions,
     pub read_whole_when_small: bool,
     pub planned_rows: Option<usize>,
+    /// The most rows the statement can return (`OdbcExec::with_max_rows`).
+    pub max_rows: Option<usize>,
     pub packed: Option<PackedLayout>,
 }
 
@@ -60,15 +62,20 @@ impl PartitionScan {
             sent,
             read_whole_when_small,
             planned_rows,
+            max_rows,
             packed,
         } = self;
-        let fetch_buffers = fetch_buffer_bytes(&fetch, packed.as_ref(), &source.options().scan);
+        let mut options = source.options().scan.clone();
+        if let Some(rows) = max_rows {
+            options.batch_rows = options.batch_rows.min(rows.max(1));
+        }
+        let fetch_buffers = fetch_buffer_bytes(&fetch, packed.as_ref(), &options);
         let mut scan = RemoteScan {
             dialect: source.dialect(),
             statement,
             schema: Arc::clone(&schema),
             fetch,
-            options: source.options().scan.clone(),
+            options,
             remote_time: MetricBuilder::new(metrics).subset_time("remote_time", partition),
             read_whole: MetricBuilder::new(metrics).counter("read_whole", partition),
             delivered: std::cell::Cell::new(false),

@@ -79,6 +79,8 @@ pub struct OdbcExec {
     column_statistics: Option<Arc<[ScanColumnStatistics]>>,
     /// Why the table is read in this many ranges, for EXPLAIN.
     partitioning_reason: Option<String>,
+    /// The most rows a statement can return ([`Self::with_max_rows`]).
+    max_rows: Option<usize>,
     /// The table and columns its sent filters compare, for index advice.
     filtered_scan: Option<FilteredScan>,
 }
@@ -112,6 +114,7 @@ impl OdbcExec {
             row_estimate: None,
             column_statistics: None,
             partitioning_reason: None,
+            max_rows: None,
             filtered_scan: None,
         }
     }
@@ -131,6 +134,7 @@ impl OdbcExec {
         copy.row_estimate = self.row_estimate;
         copy.column_statistics = self.column_statistics.clone();
         copy.partitioning_reason = self.partitioning_reason.clone();
+        copy.max_rows = self.max_rows;
         copy.filtered_scan = self.filtered_scan.clone();
         copy.properties = Arc::clone(&self.properties);
         copy
@@ -188,6 +192,14 @@ impl OdbcExec {
     /// The table and columns its sent filters compare, for index advice (`None`: none sent).
     pub fn filtered_scan(&self) -> Option<&FilteredScan> {
         self.filtered_scan.as_ref()
+    }
+
+    /// The most rows each statement can return (a pushed limit, a pinned primary key): its
+    /// fetch buffers are sized for no more rows, so a point lookup does not bind buffers for
+    /// thousands. `None`: as many as `batch_rows` and `max_bytes_per_batch` allow.
+    pub fn with_max_rows(mut self, rows: Option<usize>) -> Self {
+        self.max_rows = rows;
+        self
     }
 
     /// Why the table is read in this many ranges (automatic or configured), shown by EXPLAIN.
@@ -513,6 +525,7 @@ impl ExecutionPlan for OdbcExec {
             sent: Arc::clone(&self.sent),
             read_whole_when_small: self.read_whole,
             planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
+            max_rows: self.max_rows,
             packed,
         };
         Ok(scan.open(partition, &self.metrics, context))
