@@ -187,7 +187,12 @@ fn dashboard_statement(table: &str) -> String {
 }
 
 /// The dashboard query repeated by every session: after its first run, result cache hits.
-async fn dashboard(engine: &Engine, (database, table): (&str, &str), sessions: usize, count: usize) {
+async fn dashboard(
+    engine: &Engine,
+    (database, table): (&str, &str),
+    sessions: usize,
+    count: usize,
+) {
     let sql = dashboard_statement(table);
     concurrent(
         engine,

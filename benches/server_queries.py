@@ -113,7 +113,7 @@ shutdown_grace_secs = 2
 
 class FlightClient:
     def __init__(self, server: Server):
-        self.connection = flight_sql.connect(f"grpc://{server.flight}")
+        self.connection = flight_sql.connect(server.flight, autocommit=True)
         self.cursor = self.connection.cursor()
 
     def rows(self, sql: str) -> int:
@@ -127,7 +127,7 @@ class FlightClient:
 
 class HttpClient:
     def __init__(self, server: Server):
-        self.client = httpx.Client(base_url=f"http://{server.http}", timeout=60)
+        self.client = httpx.Client(base_url=server.http, timeout=60)
 
     def rows(self, sql: str) -> int:
         response = self.client.post("/v1/query", json={"sql": sql})

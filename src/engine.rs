@@ -111,7 +111,7 @@ fn runtime_env(
     use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
     let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
     if let Some(limit) = engine.memory_limit {
-        malloc::cap_arenas_under_memory_limit();
+        malloc::fit_malloc_to_memory_limit();
         let bytes = usize::try_from(limit.0).unwrap_or(usize::MAX);
         let top = std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN);
         builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(

@@ -1,6 +1,7 @@
 //! Without `partitions`, a source reads a large table in one range per `min_partition_rows` of
-//! its row estimate, up to the cores, and EXPLAIN says so; a configured `partitions` wins. On
-//! PostgreSQL, MariaDB and SQLite; the sum comes from the generator.
+//! its row estimate, up to the cores, and EXPLAIN says so; a configured `partitions` wins; a
+//! lookup that pins the primary key is one statement either way. On PostgreSQL, MariaDB and
+//! SQLite; the sums and values come from the generator.
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
@@ -82,5 +83,45 @@ async fn a_large_table_is_split_over_the_cores_unless_configured(profile: Profil
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().iter())
             .sum();
         assert_eq!(sum, ROWS * (ROWS + 1) / 2, "{profile:?} `{setting}`");
+
+        // A lookup that pins the primary key is one statement whatever the setting, and
+        // EXPLAIN says why where the table is split otherwise; the generator made v = id.
+        let pins = [
+            ("id = 4242", vec![4242]),
+            ("id IN (1, 250000)", vec![1, 250_000]),
+        ];
+        for (pin, mut expected) in pins {
+            let sql = format!("SELECT v FROM {} WHERE {pin}", table.in_source("db"));
+            let query = session
+                .physical_plan(session.sql(&sql).await.unwrap())
+                .await
+                .unwrap();
+            let plan = std::sync::Arc::clone(query.plan());
+            assert_eq!(
+                common::remote_sql(&plan).len(),
+                1,
+                "{profile:?} `{setting}` {pin}"
+            );
+            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            let reason = format!("partitioning=(at most {} row", expected.len());
+            assert_eq!(
+                shown.contains(&reason),
+                statements > 1,
+                "{profile:?} `{setting}` {pin}: {shown}"
+            );
+            let batches: Vec<_> = session
+                .execute_plan(query, &sql)
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let mut values: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                .collect();
+            values.sort();
+            expected.sort();
+            assert_eq!(values, expected, "{profile:?} `{setting}` {pin}");
+        }
     }
 }

@@ -215,6 +215,7 @@ impl OdbcTable {
     fn partitioning_reason(&self, statements: usize, max_rows: Option<usize>) -> Option<String> {
         let key = self.partition_key.as_ref()?;
         Some(match max_rows {
+            Some(1) => "at most 1 row (a limit or a pinned key): one range".into(),
             Some(rows) => format!("at most {rows} rows (a limit or a pinned key): one range"),
             None => key.reason(self.row_estimate, statements),
         })
@@ -546,7 +547,8 @@ impl OdbcSource {
 }
 
 /// How many values `filter` lets the column `key` take: one for `key = value`, the list's
-/// length for `key IN (values)`; `None` for any other filter.
+/// length for `key IN (values)` (which DataFusion may have rewritten as equalities joined by
+/// OR), the sum of both sides' for an OR; `None` for any other filter.
 fn pinned_key_values(filter: &Expr, key: &str) -> Option<usize> {
     use datafusion::logical_expr::expr::InList;
     use datafusion::logical_expr::{BinaryExpr, Operator};
@@ -558,6 +560,11 @@ fn pinned_key_values(filter: &Expr, key: &str) -> Option<usize> {
             op: Operator::Eq,
             right,
         }) if (is_key(left) && is_value(right)) || (is_value(left) && is_key(right)) => Some(1),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => pinned_key_values(left, key)?.checked_add(pinned_key_values(right, key)?),
         Expr::InList(InList {
             expr,
             list,
@@ -574,11 +581,15 @@ mod tests {
     use super::pinned_key_values;
 
     #[test]
-    fn only_equalities_and_in_lists_on_the_key_pin_it() {
+    fn only_equalities_in_lists_and_their_ors_on_the_key_pin_it() {
         assert_eq!(pinned_key_values(&col("id").eq(lit(7)), "id"), Some(1));
         assert_eq!(pinned_key_values(&lit(7).eq(col("id")), "id"), Some(1));
         let three = in_list(col("id"), vec![lit(1), lit(2), lit(3)], false);
         assert_eq!(pinned_key_values(&three, "id"), Some(3));
+        let either = col("id").eq(lit(1)).or(col("id").eq(lit(2)));
+        assert_eq!(pinned_key_values(&either, "id"), Some(2));
+        let loose = col("id").eq(lit(1)).or(col("name").eq(lit("x")));
+        assert_eq!(pinned_key_values(&loose, "id"), None);
         let not_in = in_list(col("id"), vec![lit(1)], true);
         assert_eq!(pinned_key_values(&not_in, "id"), None);
         assert_eq!(pinned_key_values(&col("name").eq(lit("x")), "id"), None);
