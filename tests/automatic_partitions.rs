@@ -55,33 +55,14 @@ async fn a_large_table_is_split_over_the_cores_unless_configured(profile: Profil
         let session = engine.session("test", "partitions");
         // An aggregate would be pushed into one statement: read the rows, sum them here.
         let rows_sql = format!("SELECT v FROM {} WHERE v > 0", table.in_source("db"));
-        let query = session
-            .physical_plan(session.sql(&rows_sql).await.unwrap())
-            .await
-            .unwrap();
-        let plan = std::sync::Arc::clone(query.plan());
-        assert_eq!(
-            common::remote_sql(&plan).len(),
-            statements,
-            "{profile:?} `{setting}`: {:?}",
-            common::remote_sql(&plan)
-        );
-        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        let (sent, shown, values) = run(&session, &rows_sql).await;
+        assert_eq!(sent.len(), statements, "{profile:?} `{setting}`: {sent:?}");
         assert_eq!(
             shown.contains("partitioning=(automatic: ~"),
             setting.is_empty(),
             "{profile:?} `{setting}`: {shown}"
         );
-        let batches: Vec<_> = session
-            .execute_plan(query, &rows_sql)
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        let sum: i64 = batches
-            .iter()
-            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().iter())
-            .sum();
+        let sum: i64 = values.iter().sum();
         assert_eq!(sum, ROWS * (ROWS + 1) / 2, "{profile:?} `{setting}`");
 
         // A lookup that pins the primary key is one statement whatever the setting, and
@@ -92,36 +73,39 @@ async fn a_large_table_is_split_over_the_cores_unless_configured(profile: Profil
         ];
         for (pin, mut expected) in pins {
             let sql = format!("SELECT v FROM {} WHERE {pin}", table.in_source("db"));
-            let query = session
-                .physical_plan(session.sql(&sql).await.unwrap())
-                .await
-                .unwrap();
-            let plan = std::sync::Arc::clone(query.plan());
-            assert_eq!(
-                common::remote_sql(&plan).len(),
-                1,
-                "{profile:?} `{setting}` {pin}"
-            );
-            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            let (sent, shown, mut values) = run(&session, &sql).await;
+            assert_eq!(sent.len(), 1, "{profile:?} `{setting}` {pin}: {sent:?}");
             let reason = format!("partitioning=(at most {} row", expected.len());
             assert_eq!(
                 shown.contains(&reason),
                 statements > 1,
                 "{profile:?} `{setting}` {pin}: {shown}"
             );
-            let batches: Vec<_> = session
-                .execute_plan(query, &sql)
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            let mut values: Vec<i64> = batches
-                .iter()
-                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-                .collect();
             values.sort();
             expected.sort();
             assert_eq!(values, expected, "{profile:?} `{setting}` {pin}");
         }
     }
+}
+
+/// Plans and runs `sql` (one BIGINT column): the statements its scan sends, its plan as
+/// EXPLAIN shows it, and the values.
+async fn run(session: &ibarrow::Session, sql: &str) -> (Vec<String>, String, Vec<i64>) {
+    let query = session
+        .physical_plan(session.sql(sql).await.unwrap())
+        .await
+        .unwrap();
+    let plan = std::sync::Arc::clone(query.plan());
+    let shown = displayable(plan.as_ref()).indent(true).to_string();
+    let batches: Vec<_> = session
+        .execute_plan(query, sql)
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let values = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    (common::remote_sql(&plan), shown, values)
 }

@@ -289,13 +289,7 @@ async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
             .try_collect()
             .await
             .unwrap_or_else(|e| panic!("{profile:?} `{sql}` under {LIMIT}: {e}"));
-        let mut notes: Vec<String> = Vec::new();
-        for batch in &batches {
-            let column = cast(batch.column(0), &DataType::Utf8).unwrap();
-            notes.extend(column.as_string::<i32>().iter().map(|n| n.unwrap().into()));
-        }
-        notes.sort();
-        assert_eq!(notes, expected, "{profile:?} `{sql}`");
+        assert_eq!(sorted_texts(&batches), expected, "{profile:?} `{sql}`");
     }
 
     let smaller = engine("max_text_size = 1024").await;
@@ -307,18 +301,19 @@ async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("{profile:?}: 1 KB text buffers under {LIMIT}: {e}"));
-    let mut notes: Vec<String> = Vec::new();
-    for batch in &batches {
-        let column = cast(batch.column(0), &DataType::Utf8).unwrap();
-        notes.extend(
-            column
-                .as_string::<i32>()
-                .iter()
-                .map(|n| n.unwrap().to_string()),
-        );
-    }
-    notes.sort();
+    let notes = sorted_texts(&batches);
     let mut expected: Vec<String> = (1..=NOTES).map(|n| format!("note {n}")).collect();
     expected.sort();
     assert!(notes == expected, "{profile:?}: notes lost or changed");
+}
+
+/// The first column's values of `batches` as text, sorted.
+fn sorted_texts(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(0), &DataType::Utf8).unwrap();
+        texts.extend(column.as_string::<i32>().iter().map(|t| t.unwrap().into()));
+    }
+    texts.sort();
+    texts
 }
