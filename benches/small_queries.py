@@ -52,7 +52,7 @@ def concurrent(clients: list, line: dict, count: int, rows: int, statement, rss_
     """`count` queries over one thread per client (an object with `rows(sql)` and `close()`):
     query n is `statement(n)` and returns `rows` rows. `line` names the line (engine,
     database, work); `rss_pid` is the process whose peak RSS is reported."""
-    per_client = count // len(clients)
+    per_client = max(1, count // len(clients))
     samples: list[float] = []
     failures: list[BaseException] = []
     lock = threading.Lock()

@@ -190,18 +190,30 @@ impl OdbcTable {
         self.partition_key.as_ref().map(|k| k.column.as_str())
     }
 
-    /// One range predicate per partition, or `None` for a single scan: no key, a bound on
-    /// the rows (`max_rows`: a pushed limit, a pinned key), a small table, or a key range too
-    /// narrow to split.
+    /// Whether a scan stays one statement because of the most rows it can return: always
+    /// with a pushed limit (each range would apply it), and with a pinned key unless it pins
+    /// more rows than a range or a batch holds (`id IN (<50 000 keys>)` is still split).
+    fn bounded_to_one_statement(&self, limit: Option<usize>, max_rows: Option<usize>) -> bool {
+        let worth_splitting = self
+            .partition_key
+            .as_ref()
+            .map_or(0, |key| key.min_rows)
+            .max(self.source.options().scan.batch_rows as u64);
+        limit.is_some() || max_rows.is_some_and(|rows| rows as u64 <= worth_splitting)
+    }
+
+    /// One range predicate per partition, or `None` for a single scan: no key, a scan
+    /// bounded to one statement ([`Self::bounded_to_one_statement`]), a small table, or a key
+    /// range too narrow to split.
     async fn partition_predicates(
         &self,
-        max_rows: Option<usize>,
+        one_statement: bool,
     ) -> Result<Option<Vec<String>>, OdbcError> {
         let Some(key) = &self.partition_key else {
             return Ok(None);
         };
         let parts = key.count_for(self.row_estimate);
-        if max_rows.is_some() || parts < 2 {
+        if one_statement || parts < 2 {
             return Ok(None);
         }
         let range = self
@@ -360,7 +372,8 @@ impl TableProvider for OdbcTable {
                 })
         };
         let max_rows = self.scan_max_rows(&select, filters);
-        let statements = match self.partition_predicates(max_rows).await? {
+        let one_statement = self.bounded_to_one_statement(select.limit, max_rows);
+        let statements = match self.partition_predicates(one_statement).await? {
             Some(predicates) => predicates
                 .into_iter()
                 .map(|predicate| {
@@ -386,7 +399,9 @@ impl TableProvider for OdbcTable {
         Ok(Arc::new(
             OdbcExec::new(Arc::clone(&self.source), statements, schema, fetch)
                 .with_filtered_scan(self.filtered_scan(filters))
-                .with_partitioning_reason(self.partitioning_reason(count, max_rows))
+                .with_partitioning_reason(
+                    self.partitioning_reason(count, max_rows.filter(|_| one_statement)),
+                )
                 .built_by_ibarrow()
                 .with_max_rows(max_rows)
                 .with_row_estimate(self.scan_row_estimate(
