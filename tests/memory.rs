@@ -162,11 +162,7 @@ async fn a_join_side_that_cannot_fit_falls_back_to_a_sort_merge_join(profile: Pr
     };
     // Without a limit the join answers: every k matches once.
     let unlimited = fixture.engine(None).await.session("test", "memory");
-    let batches: Vec<_> = unlimited
-        .stream(&sql)
-        .await
-        .expect("run")
-        .try_collect()
+    let batches = collect(&unlimited, &sql)
         .await
         .expect("the join without a limit");
     assert_eq!(answer(&batches), (ROWS, both_pads.clone()));
@@ -199,11 +195,7 @@ async fn a_join_side_that_cannot_fit_falls_back_to_a_sort_merge_join(profile: Pr
     );
 
     // As a statement: the same join, again with sort-merge joins, answers under the limit.
-    let batches: Vec<_> = session
-        .stream(&sql)
-        .await
-        .expect("run")
-        .try_collect()
+    let batches = collect(&session, &sql)
         .await
         .unwrap_or_else(|e| panic!("{profile:?}: no sort-merge fallback under {JOIN_LIMIT}: {e}"));
     assert_eq!(answer(&batches), (ROWS, both_pads));
@@ -260,10 +252,7 @@ async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
     let sql = format!("SELECT note FROM {}", table.in_source("a"));
 
     let limited = engine("").await;
-    let result: Result<Vec<_>, _> = match limited.session("test", "memory").stream(&sql).await {
-        Ok(stream) => stream.try_collect().await.map_err(ibarrow::Error::from),
-        Err(err) => Err(err),
-    };
+    let result = collect(&limited.session("test", "memory"), &sql).await;
     let err = result.expect_err("32 MB of fetch buffers under a 24 MB limit");
     let message = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Memory, "{profile:?}: {message}");
@@ -282,29 +271,29 @@ async fn fetch_buffers_are_charged_before_they_are_allocated(profile: Profile) {
         ("WHERE id <= 3 LIMIT 3", vec!["note 1", "note 2", "note 3"]),
     ] {
         let sql = format!("SELECT note FROM {} {filter}", table.in_source("a"));
-        let batches: Vec<_> = session
-            .stream(&sql)
-            .await
-            .expect("plan")
-            .try_collect()
+        let batches = collect(&session, &sql)
             .await
             .unwrap_or_else(|e| panic!("{profile:?} `{sql}` under {LIMIT}: {e}"));
         assert_eq!(sorted_texts(&batches), expected, "{profile:?} `{sql}`");
     }
 
     let smaller = engine("max_text_size = 1024").await;
-    let batches: Vec<_> = smaller
-        .session("test", "memory")
-        .stream(&sql)
-        .await
-        .expect("run")
-        .try_collect()
+    let batches = collect(&smaller.session("test", "memory"), &sql)
         .await
         .unwrap_or_else(|e| panic!("{profile:?}: 1 KB text buffers under {LIMIT}: {e}"));
     let notes = sorted_texts(&batches);
     let mut expected: Vec<String> = (1..=NOTES).map(|n| format!("note {n}")).collect();
     expected.sort();
     assert!(notes == expected, "{profile:?}: notes lost or changed");
+}
+
+/// Plans and runs `sql` in `session`: every batch, or the first error of planning or the run.
+async fn collect(
+    session: &ibarrow::Session,
+    sql: &str,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, ibarrow::Error> {
+    let stream = session.stream(sql).await?;
+    stream.try_collect().await.map_err(ibarrow::Error::from)
 }
 
 /// The first column's values of `batches` as text, sorted.
