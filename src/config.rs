@@ -236,6 +236,9 @@ pub struct ResultCacheConfig {
     /// How long a result is kept, in seconds (default 60); a source's `result_cache_ttl_secs`
     /// replaces it for results that read that source.
     pub ttl_secs: Option<u64>,
+    /// How long past its TTL a result may still answer, with a warning, while a source it
+    /// reads has no healthy endpoint (default 0: never).
+    pub serve_stale_secs: Option<u64>,
 }
 
 /// The most ranges a table is read in when its source does not set `partitions`.
@@ -384,6 +387,18 @@ pub struct SourceConfig {
     pub user: Option<String>,
     /// The password, with `dsn` only; usually a secret reference.
     pub password: Option<String>,
+    /// Replicas of the same data, as connection strings (secret references resolved) or
+    /// data source names from `odbc.ini` (with `user` and `password`): each gets its own
+    /// pool and circuit breaker; reads spread over them, writes go to the primary.
+    pub replicas: Option<Vec<String>>,
+    /// `primary`, `replicas` (default) or `any`: where reads go first; the other endpoints
+    /// take them while none of those is healthy.
+    pub read_from: Option<String>,
+    /// `least_busy` (default) or `round_robin`: how reads spread over the endpoints.
+    pub balance: Option<String>,
+    /// Replicas further behind their primary than this take no reads (default: lag is not
+    /// checked). PostgreSQL and MariaDB/MySQL report lag; other replicas then take none.
+    pub max_replica_lag_secs: Option<u64>,
     /// Range partitions per large table (1: no splitting; default: one per `min_partition_rows`
     /// of its row estimate, up to the cores).
     pub partitions: Option<usize>,
@@ -441,16 +456,24 @@ pub struct SourceConfig {
 /// Shows the connection string redacted and no password: a configuration may be logged.
 impl std::fmt::Debug for SourceConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let connection_string = self.connection_string.as_ref().map(|text| {
-            ibarrow_providers::ConnectionString::parse(text)
-                .map(|cs| cs.redacted())
-                .unwrap_or_else(|_| "<unparsable connection string>".into())
-        });
+        let connection_string = self.connection_string.as_deref().map(redacted_endpoint);
         f.debug_struct("SourceConfig")
             .field("connection_string", &connection_string)
             .field("dsn", &self.dsn)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field(
+                "replicas",
+                &self.replicas.as_ref().map(|replicas| {
+                    replicas
+                        .iter()
+                        .map(|text| redacted_endpoint(text))
+                        .collect::<Vec<_>>()
+                }),
+            )
+            .field("read_from", &self.read_from)
+            .field("balance", &self.balance)
+            .field("max_replica_lag_secs", &self.max_replica_lag_secs)
             .field("partitions", &self.partitions)
             .field("min_partition_rows", &self.min_partition_rows)
             .field("max_text_size", &self.max_text_size)
@@ -477,6 +500,16 @@ impl std::fmt::Debug for SourceConfig {
     }
 }
 
+/// A connection string redacted, or a data source name as it is.
+fn redacted_endpoint(text: &str) -> String {
+    if !text.contains('=') {
+        return text.to_string();
+    }
+    ibarrow_providers::ConnectionString::parse(text)
+        .map(|cs| cs.redacted())
+        .unwrap_or_else(|_| "<unparsable connection string>".into())
+}
+
 /// `[sources.<name>.tables.<table>]`: settings of one table, matched by name ignoring case, in
 /// every schema of the source.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -487,7 +520,7 @@ pub struct TableConfig {
 }
 
 /// How to reach a source, secrets already expanded.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Hash)]
 pub enum Connect {
     /// A full ODBC connection string (`connection_string`).
     ConnectionString(String),
@@ -641,6 +674,44 @@ impl SourceConfig {
         }
     }
 
+    /// How to reach each replica (`replicas`), with `${NAME}` expanded: an entry with `=` is a
+    /// connection string, one without the name of a data source with the source's `user` and
+    /// `password`.
+    pub fn replica_connects(&self, source: &str) -> Result<Vec<Connect>> {
+        let Some(replicas) = &self.replicas else {
+            return Ok(Vec::new());
+        };
+        replicas
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let location = format!("[sources.{source}] replicas[{index}]");
+                if entry.contains('=') {
+                    return Ok(Connect::ConnectionString(expand_in_connection_string(
+                        entry, &location,
+                    )?));
+                }
+                if entry.trim().is_empty() {
+                    return Err(Error::Config {
+                        location,
+                        message: "is empty; give a connection string or a data source name".into(),
+                    });
+                }
+                let login = |value: &Option<String>, key: &str| {
+                    value
+                        .as_deref()
+                        .map(|v| expand_env(v, &format!("[sources.{source}] {key}")))
+                        .transpose()
+                };
+                Ok(Connect::Dsn {
+                    dsn: expand_env(entry, &location)?,
+                    user: login(&self.user, "user")?,
+                    password: login(&self.password, "password")?,
+                })
+            })
+            .collect()
+    }
+
     /// These settings with the engine-wide defaults filled in where this source sets none.
     pub fn with_defaults(&self, engine: &EngineConfig) -> Self {
         let mut config = self.clone();
@@ -694,6 +765,26 @@ impl SourceConfig {
         }
         if let Some(writable) = self.writable {
             options.writable = writable;
+        }
+        let replicas = &mut options.replicas;
+        if let Some(read_from) = &self.read_from {
+            replicas.read_from = read_from.parse().map_err(|message| Error::Config {
+                location: format!("[sources.{source}] read_from"),
+                message,
+            })?;
+        }
+        if let Some(balance) = &self.balance {
+            replicas.balance = balance.parse().map_err(|message| Error::Config {
+                location: format!("[sources.{source}] balance"),
+                message,
+            })?;
+        }
+        if let Some(secs) = self.max_replica_lag_secs {
+            let max_lag = Duration::from_secs(secs);
+            replicas.max_lag = Some(max_lag);
+            // Read often enough that a replica is not used long after it falls behind.
+            replicas.lag_check_interval =
+                (max_lag / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
         }
         if let Some(level) = &self.isolation_level {
             options.session.isolation = Some(level.parse().map_err(|err| Error::Config {

@@ -324,6 +324,29 @@ impl Engine {
     /// Opens the source `name` of `config` (defaults already applied).
     async fn connect_source(name: &str, config: &SourceConfig) -> Result<Arc<OdbcSource>> {
         let options: SourceOptions = config.source_options(name)?;
+        let replicas = config.replica_connects(name)?;
+        if !replicas.is_empty() {
+            let endpoint = |connect: Connect| match connect {
+                Connect::ConnectionString(text) => {
+                    ibarrow_providers::ConnectionString::parse(&text)
+                }
+                Connect::Dsn {
+                    dsn,
+                    user,
+                    password,
+                } => Ok(ibarrow_providers::ConnectionString::from_dsn(
+                    &dsn,
+                    user.as_deref(),
+                    password.as_deref(),
+                )),
+            };
+            let primary = endpoint(config.connect(name)?)?;
+            let replicas = replicas
+                .into_iter()
+                .map(endpoint)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            return Ok(OdbcSource::connect_with_replicas(name, primary, replicas, options).await?);
+        }
         let source = match config.connect(name)? {
             Connect::ConnectionString(text) => OdbcSource::connect(name, &text, options).await?,
             Connect::Dsn {
@@ -493,7 +516,28 @@ impl Engine {
 
     /// Counters and the duration histogram of the queries run through sessions.
     pub fn metrics(&self) -> crate::monitor::MetricsSnapshot {
-        self.inner.monitor.snapshot()
+        let mut snapshot = self.inner.monitor.snapshot();
+        for name in self.source_names() {
+            let Ok(source) = self.source(&name) else {
+                continue;
+            };
+            if source.endpoints().len() < 2 {
+                continue;
+            }
+            for endpoint in source.endpoints() {
+                snapshot.endpoints.push(crate::monitor::EndpointMetrics {
+                    source: name.clone(),
+                    endpoint: endpoint.label().to_string(),
+                    statements: endpoint.started(),
+                    failed_over: endpoint.failed_over(),
+                    active: endpoint.active(),
+                    breaker_open: endpoint.breaker().is_some_and(|b| {
+                        b.state() != ibarrow_providers::breaker::BreakerState::Closed
+                    }),
+                });
+            }
+        }
+        snapshot
     }
 
     fn parse(
@@ -1113,6 +1157,31 @@ impl Session {
                 crate::result_cache::CacheUse::Bypass("SET ibarrow.result_cache = false"),
                 None,
             ),
+            crate::result_cache::CacheUse::StaleKept(_) => {
+                let Some(kept) = kept else {
+                    return (used, None);
+                };
+                let down: Vec<&str> = kept
+                    .sources()
+                    .iter()
+                    .filter(|name| {
+                        self.engine
+                            .source(name)
+                            .is_ok_and(|source| !source.has_healthy_endpoint())
+                    })
+                    .map(String::as_str)
+                    .collect();
+                if down.is_empty() {
+                    return (used, None);
+                }
+                tracing::warn!(
+                    sources = %down.join(", "),
+                    age_secs = kept.age().as_secs(),
+                    "answering from a cached result past its TTL (serve_stale_secs): no \
+                     endpoint of these sources is healthy"
+                );
+                (crate::result_cache::CacheUse::Stale, Some(kept))
+            }
             _ => (used, kept),
         }
     }

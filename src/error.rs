@@ -140,7 +140,7 @@ impl ErrorKind {
             | E::ConnectFailed { .. }
             | E::ConnectionLost { .. }
             | E::PoolTimeout { .. } => ErrorKind::Connection,
-            E::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            E::CircuitOpen { .. } | E::NoHealthyEndpoint { .. } => ErrorKind::CircuitOpen,
             E::Timeout { .. } => ErrorKind::Timeout,
             E::InvalidConnectionString(_) | E::InvalidPartitionColumn { .. } => ErrorKind::Config,
             E::UnsupportedType { .. } | E::Truncated { .. } => ErrorKind::Arrow,

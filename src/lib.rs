@@ -46,7 +46,10 @@ pub use engine::{
     ReloadReport, Session,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use ibarrow_providers::{OdbcError, OdbcSource, OdbcTable, SourceHealth, SourceOptions};
+pub use ibarrow_providers::{
+    EndpointHealth, EndpointRole, LagReading, OdbcError, OdbcSource, OdbcTable, SourceHealth,
+    SourceOptions,
+};
 pub use query::Query;
 
 /// The Rust blocks of the user documentation, compiled as doctests so that they stay true

@@ -63,6 +63,25 @@ pub struct MetricsSnapshot {
     pub duration_count: u64,
     /// Their durations added up, in seconds.
     pub duration_sum_secs: f64,
+    /// Each endpoint of the sources with replicas.
+    pub endpoints: Vec<EndpointMetrics>,
+}
+
+/// The counters of one endpoint of a source with replicas.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointMetrics {
+    /// The source.
+    pub source: String,
+    /// `primary`, `replica1` …
+    pub endpoint: String,
+    /// Calls started on it.
+    pub statements: u64,
+    /// Calls that could not start on it and went to another endpoint.
+    pub failed_over: u64,
+    /// Calls running on it now.
+    pub active: usize,
+    /// Whether its circuit breaker is open.
+    pub breaker_open: bool,
 }
 
 impl MetricsSnapshot {
@@ -99,6 +118,50 @@ impl MetricsSnapshot {
             for (source, n) in values {
                 let source = source.replace('\\', "\\\\").replace('"', "\\\"");
                 out.push_str(&format!("{name}{{source=\"{source}\"}} {n}\n"));
+            }
+        }
+        if !self.endpoints.is_empty() {
+            let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            };
+            let labels = |e: &EndpointMetrics| {
+                let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+                format!(
+                    "source=\"{}\",endpoint=\"{}\"",
+                    quote(&e.source),
+                    quote(&e.endpoint)
+                )
+            };
+            let name = "ibarrow_endpoint_statements_total";
+            metric(&mut out, name, "counter", "Calls started on each endpoint.");
+            for e in &self.endpoints {
+                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.statements));
+            }
+            let name = "ibarrow_endpoint_failovers_total";
+            metric(
+                &mut out,
+                name,
+                "counter",
+                "Calls that moved from each endpoint to another.",
+            );
+            for e in &self.endpoints {
+                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.failed_over));
+            }
+            let name = "ibarrow_endpoint_active";
+            metric(&mut out, name, "gauge", "Calls running on each endpoint.");
+            for e in &self.endpoints {
+                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.active));
+            }
+            let name = "ibarrow_endpoint_breaker_open";
+            metric(
+                &mut out,
+                name,
+                "gauge",
+                "1 while an endpoint's circuit breaker is open.",
+            );
+            for e in &self.endpoints {
+                let open = u8::from(e.breaker_open);
+                out.push_str(&format!("{name}{{{}}} {open}\n", labels(e)));
             }
         }
         out.push_str("# HELP ibarrow_query_duration_seconds Time from start to last row.\n");
@@ -461,6 +524,7 @@ impl Monitor {
                 .collect(),
             duration_count: totals.duration_count,
             duration_sum_secs: totals.duration_sum_secs,
+            endpoints: Vec::new(),
         }
     }
 }
@@ -724,11 +788,13 @@ impl QueryRun {
         // A plan that reads no source is a kept result read back (or no query of a
         // source at all): it is never kept again.
         let collector = match (&monitor.result_cache, &record.cache) {
-            (Some(cache), Some(crate::result_cache::CacheUse::Miss(key)))
-                if reads_a_source(plan.as_ref()) =>
-            {
-                Some(cache.collector(key.clone(), plan.schema()))
-            }
+            (
+                Some(cache),
+                Some(
+                    crate::result_cache::CacheUse::Miss(key)
+                    | crate::result_cache::CacheUse::StaleKept(key),
+                ),
+            ) if reads_a_source(plan.as_ref()) => Some(cache.collector(key.clone(), plan.schema())),
             _ => None,
         };
         Arc::new(Self {

@@ -11,6 +11,11 @@
 //! after the look-up), results that repeat a column name, writes, EXPLAIN and catalog
 //! listings are never cached. Entries of a source go when it is refreshed or written through
 //! the engine, and a query that overlapped such a change keeps nothing (`generations`).
+//!
+//! With `serve_stale_secs`, a result is kept that much longer than its TTL: a query that finds
+//! only such a stale result runs as a miss, unless a source it reads has no healthy endpoint
+//! (every circuit breaker open), when the stale result answers with a warning (`stale` in
+//! the query log) instead of an error (`src/engine.rs`, `cache_decision`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -34,6 +39,11 @@ pub enum CacheUse {
     Hit,
     /// Not cached yet: the result is kept when the query completes.
     Miss(CacheKey),
+    /// Only a result past its TTL is kept (`serve_stale_secs`): a miss, unless a source
+    /// the query reads is down.
+    StaleKept(CacheKey),
+    /// Answered from a result past its TTL because a source it reads is down.
+    Stale,
     /// Not cacheable; the reason is for the log.
     Bypass(&'static str),
     /// A write into these sources: their results are forgotten when it is planned and again
@@ -49,7 +59,8 @@ impl CacheUse {
     pub fn label(&self) -> &'static str {
         match self {
             CacheUse::Hit => "hit",
-            CacheUse::Miss(_) => "miss",
+            CacheUse::Miss(_) | CacheUse::StaleKept(_) => "miss",
+            CacheUse::Stale => "stale",
             CacheUse::Bypass(_) | CacheUse::Write(_) => "bypass",
             CacheUse::Explained(label) => label,
         }
@@ -74,8 +85,23 @@ pub struct CachedResult {
     pub batches: Vec<RecordBatch>,
     sources: Vec<String>,
     ttl: Duration,
+    /// How long it is kept past `ttl`, for a source that goes down (`serve_stale_secs`).
+    stale_for: Duration,
+    kept_at: Instant,
     /// The batches' size, counted while they were collected.
     bytes: usize,
+}
+
+impl CachedResult {
+    /// The sources the result read.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// How long ago the result was kept.
+    pub fn age(&self) -> Duration {
+        self.kept_at.elapsed()
+    }
 }
 
 struct PerEntryTtl;
@@ -87,7 +113,7 @@ impl moka::Expiry<String, Arc<CachedResult>> for PerEntryTtl {
         value: &Arc<CachedResult>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl + value.stale_for)
     }
 }
 
@@ -99,6 +125,8 @@ pub struct ResultCache {
     source_ttls: RwLock<HashMap<String, Duration>>,
     /// A result larger than this is not kept (an eighth of the cache).
     max_entry_bytes: usize,
+    /// How long results are kept past their TTL for sources that go down.
+    serve_stale: Duration,
     /// Per source, a number that changes whenever its data may have changed through the
     /// engine (a write starts or ends, a refresh): a result is kept only if none of its
     /// sources' numbers changed while it ran, so a query overlapping a write keeps nothing.
@@ -132,6 +160,7 @@ impl ResultCache {
             default_ttl: config.ttl_secs.map_or(DEFAULT_TTL, Duration::from_secs),
             source_ttls: RwLock::new(HashMap::new()),
             max_entry_bytes: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
+            serve_stale: Duration::from_secs(config.serve_stale_secs.unwrap_or(0)),
             generations: Mutex::new(HashMap::new()),
         }
     }
@@ -191,7 +220,8 @@ impl ResultCache {
             Err(reason) => return (CacheUse::Bypass(reason), None),
         };
         match self.entries.get(&key.key) {
-            Some(kept) => (CacheUse::Hit, Some(kept)),
+            Some(kept) if kept.age() <= kept.ttl => (CacheUse::Hit, Some(kept)),
+            Some(kept) => (CacheUse::StaleKept(key), Some(kept)),
             None => (CacheUse::Miss(key), None),
         }
     }
@@ -275,6 +305,8 @@ impl ResultCache {
                     .map(|(source, _)| source.clone())
                     .collect(),
                 ttl: key.ttl,
+                stale_for: self.serve_stale,
+                kept_at: Instant::now(),
                 bytes,
             }),
         );

@@ -6,16 +6,18 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/proxy.rs"]
+mod proxy;
 #[path = "support/background.rs"]
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Profile;
 use futures::StreamExt;
 use ibarrow::{Engine, SourceConfig};
+use proxy::Proxy;
 use test_case::test_case;
 
 /// A statement of each database that takes about 30 s and returns one row.
@@ -130,15 +132,7 @@ async fn a_query_dropped_while_the_database_works_is_cancelled(profile: Profile)
     );
 }
 
-/// A TCP proxy to a database server that can stop forwarding (a network black hole). It
-/// counts the bytes clients send, forwarded or swallowed, so a test can tell whether a driver
-/// was called at all.
-struct Proxy {
-    port: u16,
-    frozen: Arc<AtomicBool>,
-    from_clients: Arc<std::sync::atomic::AtomicUsize>,
-}
-
+/// The proxy's connection strings (tests/support/proxy.rs).
 impl Proxy {
     /// The connection string of `profile` through this proxy.
     fn connection_string(&self, profile: Profile) -> String {
@@ -153,60 +147,6 @@ impl Proxy {
                  Database=ibarrow_test;Uid=ibarrow;Pwd=ibarrow;"
             ),
             Profile::Sqlite => unreachable!("SQLite has no server to put a proxy before"),
-        }
-    }
-
-    fn bytes_from_clients(&self) -> usize {
-        self.from_clients.load(Ordering::SeqCst)
-    }
-}
-
-async fn proxy_to(target: &'static str) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let from_clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (flag, counted) = (Arc::clone(&frozen), Arc::clone(&from_clients));
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                continue;
-            };
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            let count = Some(Arc::clone(&counted));
-            tokio::spawn(pump(client_read, server_write, Arc::clone(&flag), count));
-            tokio::spawn(pump(server_read, client_write, Arc::clone(&flag), None));
-        }
-    });
-    Proxy {
-        port,
-        frozen,
-        from_clients,
-    }
-}
-
-/// Copies bytes until either side closes; while frozen, swallows them and answers nothing.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-    count: Option<Arc<std::sync::atomic::AtomicUsize>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(n) = from.read(&mut buffer).await {
-        if n == 0 {
-            break;
-        }
-        if let Some(count) = &count {
-            count.fetch_add(n, Ordering::SeqCst);
-        }
-        if frozen.load(Ordering::SeqCst) {
-            continue;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            break;
         }
     }
 }
@@ -229,7 +169,7 @@ async fn a_silent_server_fails_planning_within_the_deadline_then_at_once_behind_
     );
     let _first = db.create_table(&first, "id INTEGER PRIMARY KEY");
     let _second = db.create_table(&second, "id INTEGER PRIMARY KEY");
-    let proxy = proxy_to(target).await;
+    let proxy = Proxy::to(target).await;
     let config = SourceConfig {
         connection_string: Some(proxy.connection_string(profile)),
         query_timeout_secs: Some(3),
@@ -243,7 +183,7 @@ async fn a_silent_server_fails_planning_within_the_deadline_then_at_once_behind_
         .unwrap();
     let schema = profile.schema();
 
-    proxy.frozen.store(true, Ordering::SeqCst);
+    proxy.freeze(true);
     let started = Instant::now();
     let err = error(&engine, &format!("SELECT * FROM db.{schema}.{first}")).await;
     let elapsed = started.elapsed();
@@ -273,7 +213,7 @@ async fn a_silent_server_fails_planning_within_the_deadline_then_at_once_behind_
             .is_some(),
         "a connection is still checked out"
     );
-    proxy.frozen.store(false, Ordering::SeqCst);
+    proxy.freeze(false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +222,7 @@ async fn a_silent_server_cannot_hold_a_query_past_its_deadline() {
     let table = common::unique_name("silent");
     let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
     db.execute(&[&format!("INSERT INTO {table} VALUES (1), (2), (3)")]);
-    let proxy = proxy_to("127.0.0.1:5432").await;
+    let proxy = Proxy::to("127.0.0.1:5432").await;
     let connection_string = format!(
         "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
          Uid=ibarrow;Pwd=ibarrow;",
@@ -294,7 +234,7 @@ async fn a_silent_server_cannot_hold_a_query_past_its_deadline() {
     let rows = engine.sql(&sql).await.unwrap().collect().await.unwrap();
     assert_eq!(rows[0].num_rows(), 1);
 
-    proxy.frozen.store(true, Ordering::SeqCst);
+    proxy.freeze(true);
     let started = Instant::now();
     let result = engine.sql(&sql).await.unwrap().collect().await;
     let elapsed = started.elapsed();
@@ -306,7 +246,7 @@ async fn a_silent_server_cannot_hold_a_query_past_its_deadline() {
         "{err}"
     );
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
-    proxy.frozen.store(false, Ordering::SeqCst);
+    proxy.freeze(false);
 }
 
 #[test_case(Profile::Postgres ; "postgres")]
@@ -334,7 +274,7 @@ async fn health_reports_a_reachable_source_with_its_pool(profile: Profile) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_a_silent_source_as_unreachable_and_others_as_fine() {
-    let proxy = proxy_to("127.0.0.1:5432").await;
+    let proxy = Proxy::to("127.0.0.1:5432").await;
     let silent = format!(
         "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
          Uid=ibarrow;Pwd=ibarrow;",
@@ -347,7 +287,7 @@ async fn health_reports_a_silent_source_as_unreachable_and_others_as_fine() {
         .build()
         .await
         .unwrap();
-    proxy.frozen.store(true, Ordering::SeqCst);
+    proxy.freeze(true);
     let started = Instant::now();
     let health = engine.health(Duration::from_secs(1)).await;
     assert!(
@@ -370,7 +310,7 @@ async fn health_reports_a_silent_source_as_unreachable_and_others_as_fine() {
         "{silent:?}"
     );
     assert!(by_name("lite").reachable, "{health:?}");
-    proxy.frozen.store(false, Ordering::SeqCst);
+    proxy.freeze(false);
 }
 
 /// The engine's only pooled connection, killed from outside between two queries.
@@ -482,7 +422,7 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
     let table = common::unique_name("breaker");
     let _guard = db.create_table(&table, "id INTEGER PRIMARY KEY");
     db.execute(&[&format!("INSERT INTO {table} VALUES (1)")]);
-    let proxy = proxy_to("127.0.0.1:5432").await;
+    let proxy = Proxy::to("127.0.0.1:5432").await;
     let silent = SourceConfig {
         connection_string: Some(format!(
             "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=ibarrow_test;\
@@ -503,7 +443,7 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
     let sql = format!("SELECT count(id) AS n FROM pg.public.{table}");
     assert_eq!(rows(&engine, &sql).await, 1);
 
-    proxy.frozen.store(true, Ordering::SeqCst);
+    proxy.freeze(true);
     let err = error(&engine, &sql).await;
     assert!(err.contains("did not finish within 1s"), "{err}");
     // Every call counts: the pushed aggregate's EXPLAIN estimate and its scan may both have
@@ -538,7 +478,7 @@ async fn a_failing_source_trips_its_breaker_and_fails_fast_while_others_answer()
         Some(ibarrow::providers::breaker::BreakerState::Open),
         "{pg:?}"
     );
-    proxy.frozen.store(false, Ordering::SeqCst);
+    proxy.freeze(false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

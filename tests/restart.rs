@@ -2,147 +2,16 @@
 //! (initdb in a temporary folder, its own port) so that restarting it cannot disturb the
 //! tests that share the machine's servers.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ibarrow::{Engine, SourceConfig};
 
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
 #[path = "support/background.rs"]
 mod support;
 
-/// A PostgreSQL cluster of this test alone; stopped when dropped.
-struct PrivateCluster {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-/// The newest PostgreSQL server binaries of the machine (Debian keeps them per version).
-fn server_binaries() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries under /usr/lib/postgresql (scripts/test-services installs them)")
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").exists())
-        .collect();
-    versions.sort_by_key(|bin| {
-        bin.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    versions
-        .pop()
-        .expect("an initdb under /usr/lib/postgresql/<version>/bin")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
-}
-
-impl PrivateCluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder for the cluster");
-        let data = dir.path().join("data");
-        let cluster = Self {
-            bin: server_binaries(),
-            data,
-            port: free_port(),
-            _dir: dir,
-        };
-        if running_as_root() {
-            // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-            let status = Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(cluster._dir.path())
-                .status()
-                .expect("chown");
-            assert!(
-                status.success(),
-                "could not hand the cluster folder to postgres"
-            );
-        }
-        cluster.run(
-            "initdb",
-            &["-A", "trust", "-U", "ibarrow", "-N", "-D"],
-            &[&cluster.data],
-        );
-        cluster.pg_ctl("start");
-        cluster
-    }
-
-    /// A PostgreSQL tool, run as `postgres` when the tests run as root.
-    fn command(&self, program: &str) -> Command {
-        let binary = self.bin.join(program);
-        if running_as_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(binary);
-            command
-        } else {
-            Command::new(binary)
-        }
-    }
-
-    fn run(&self, program: &str, args: &[&str], paths: &[&Path]) {
-        let output = self
-            .command(program)
-            .args(args)
-            .args(paths)
-            .output()
-            .expect("running a PostgreSQL tool");
-        assert!(
-            output.status.success(),
-            "{program} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.data.display()
-        );
-        let log = self.data.join("server.log");
-        let log = log.to_string_lossy();
-        self.run(
-            "pg_ctl",
-            &[action, "-w", "-m", "fast", "-o", &options, "-l", &log, "-D"],
-            &[&self.data],
-        );
-    }
-
-    fn connection_string(&self) -> String {
-        format!(
-            "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database=postgres;Uid=ibarrow;Pwd=unused;",
-            self.port
-        )
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["stop", "-m", "immediate", "-D"])
-            .arg(&self.data)
-            .output();
-    }
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-        .unwrap_or(false)
-}
+use pg_cluster::PrivateCluster;
 
 async fn engine_on(cluster: &PrivateCluster) -> Engine {
     let config = SourceConfig {

@@ -7,6 +7,8 @@
 
 #[path = "../providers/tests/common/mod.rs"]
 mod common;
+#[path = "support/proxy.rs"]
+mod proxy;
 #[path = "support/rows.rs"]
 mod rows;
 
@@ -16,6 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use futures::TryStreamExt;
 use ibarrow::{Config, Engine};
+use proxy::Proxy;
 use rows::rows;
 use test_case::test_case;
 
@@ -52,7 +55,18 @@ impl Fixture {
     }
 
     async fn engine(&self, cache: &str, source_extra: &str) -> Engine {
-        let conn = self.table.db.connection_string.replace('\\', "\\\\");
+        self.engine_through(&self.table.db.connection_string, cache, source_extra)
+            .await
+    }
+
+    /// [`Self::engine`] on the table's database reached with `connection_string`.
+    async fn engine_through(
+        &self,
+        connection_string: &str,
+        cache: &str,
+        source_extra: &str,
+    ) -> Engine {
+        let conn = connection_string.replace('\\', "\\\\");
         let table = self.name();
         let text = format!(
             r#"
@@ -308,4 +322,70 @@ async fn explain_analyze_says_what_the_cache_did(profile: Profile) {
     let bypassed = analyzed(root.clone(), sql.clone()).await;
     assert!(bypassed.contains("ResultCache: cache=bypass"), "{bypassed}");
     assert!(bypassed.contains("OdbcExec"), "{bypassed}");
+}
+
+/// With `serve_stale_secs`, a result past its TTL answers, marked `stale`, once its source has
+/// no healthy endpoint (its breaker open after the server went away); a statement never kept
+/// fails at once, naming the source.
+#[test_case(Profile::Postgres, "127.0.0.1:5432"; "postgres")]
+#[test_case(Profile::MariaDb, "127.0.0.1:3306"; "mariadb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_result_answers_while_its_source_is_down(profile: Profile, server: &'static str) {
+    let fixture = Fixture::create(profile);
+    let proxy = Proxy::to(server).await;
+    let port = server.rsplit(':').next().unwrap_or_default();
+    let through_proxy = fixture
+        .table
+        .db
+        .connection_string
+        .replace(&format!("Port={port}"), &format!("Port={}", proxy.port));
+    let engine = fixture
+        .engine_through(
+            &through_proxy,
+            "ttl_secs = 1, serve_stale_secs = 600",
+            "connect_timeout_secs = 2\nbreaker = { window = 2, open_secs = 60 }\n\
+             retry = { attempts = 1 }",
+        )
+        .await;
+    let root = engine.session("root", "test");
+    let sql = format!("SELECT id, name FROM {} ORDER BY id", fixture.name());
+    assert_eq!(rows(&root, &sql).await, ["1|one", "2|two"]);
+    assert_eq!(last_cache_use(&engine), "miss");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    proxy.kill();
+    // While the breaker still lets calls through, the query runs, and fails.
+    let mut failures = Vec::new();
+    let answered = loop {
+        match run(&root, &sql).await {
+            Ok(batches) => break rows::batch_rows(&batches),
+            Err(err) => failures.push(err.to_string()),
+        }
+        assert!(failures.len() <= 3, "no stale answer: {failures:?}");
+    };
+    assert_eq!(answered, ["1|one", "2|two"]);
+    assert_eq!(last_cache_use(&engine), "stale");
+    assert!(
+        failures.iter().all(|f| f.contains("`db`")),
+        "errors name the source: {failures:?}"
+    );
+
+    let started = std::time::Instant::now();
+    let other = format!("SELECT name FROM {} WHERE id = 2", fixture.name());
+    let err = run(&root, &other)
+        .await
+        .expect_err("nothing kept for this statement");
+    assert!(err.to_string().contains("`db`"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "fails at once behind the open breaker: {:?}",
+        started.elapsed()
+    );
+}
+
+/// Plans and runs `sql` in `session`, its errors returned.
+async fn run(session: &ibarrow::Session, sql: &str) -> ibarrow::Result<Vec<RecordBatch>> {
+    let frame = session.sql(sql).await?;
+    let stream = session.execute(frame, sql).await?;
+    Ok(stream.try_collect().await?)
 }

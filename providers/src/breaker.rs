@@ -99,6 +99,23 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether a call would be let through now, without changing anything: `Ok(true)` when it
+    /// would be the probe of an open breaker whose time is up, `Err` with the time until then.
+    /// A source with several endpoints (`providers/src/source/endpoints.rs`) routes by it.
+    pub fn availability(&self) -> Result<bool, Duration> {
+        let Ok(state) = self.state.lock() else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        match &*state {
+            State::Closed { .. } => Ok(false),
+            State::Open { until } if now >= *until => Ok(true),
+            State::Open { until } => Err(*until - now),
+            State::HalfOpen { since } if now >= *since + self.policy.open_for => Ok(true),
+            State::HalfOpen { since } => Err(*since + self.policy.open_for - now),
+        }
+    }
+
     /// Whether a call may go to the database now; when not, how long until it may.
     pub fn admit(&self) -> Result<(), Duration> {
         let Ok(mut state) = self.state.lock() else {
@@ -210,7 +227,9 @@ mod tests {
             b.record(false);
         }
         assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.availability(), Err(Duration::from_secs(30)));
         clock.advance(Duration::from_secs(30));
+        assert_eq!(b.availability(), Ok(true), "a probe is due");
         assert_eq!(b.admit(), Ok(()), "the probe");
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.admit().is_err(), "only one probe at a time");
@@ -223,6 +242,7 @@ mod tests {
         assert_eq!(b.admit(), Ok(()));
         b.record(true);
         assert_eq!(b.state(), BreakerState::Closed, "a good probe closes");
+        assert_eq!(b.availability(), Ok(false));
         assert_eq!(b.admit(), Ok(()));
     }
 }

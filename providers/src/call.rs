@@ -11,6 +11,12 @@
 //! connection) of a call that may be repeated and has produced nothing yet is retried on a
 //! fresh connection after a backoff → the outcome goes to the breaker.
 //!
+//! A source with replicas (`providers/src/source/endpoints.rs`) first orders its endpoints
+//! for the call (a write: the primary alone); each try runs on one of them, under that
+//! endpoint's breaker and pool. A try that could not start (connection refused, breaker open,
+//! connection lost before anything was delivered) moves to the next endpoint at once, within
+//! the retry policy's tries; only an endpoint tried before waits for the backoff.
+//!
 //! A caller that stops waiting (a dropped query) gets the same treatment as a deadline after
 //! [`READER_GONE_GRACE`]: time for a scan to notice by itself at its next batch.
 
@@ -37,6 +43,10 @@ pub struct CallSpec {
     /// Whether the call may run again on a fresh connection after a lost connection, as long
     /// as it has produced nothing ([`CallContext::produced`]).
     repeatable: bool,
+    /// A write: the primary alone runs it.
+    on_primary: bool,
+    /// One endpoint alone, by index (a ping or lag reading of that endpoint).
+    endpoint: Option<usize>,
 }
 
 impl CallSpec {
@@ -47,7 +57,22 @@ impl CallSpec {
             statement: None,
             deadline: source.options().scan.query_timeout,
             repeatable: true,
+            on_primary: false,
+            endpoint: None,
         }
+    }
+
+    /// Only the primary may run it (a write, or a statement that may write); it never moves
+    /// to a replica.
+    pub fn on_primary(mut self) -> Self {
+        self.on_primary = true;
+        self
+    }
+
+    /// Runs on endpoint `index` of the source alone ([`OdbcSource::endpoints`]).
+    pub fn on_endpoint(mut self, index: usize) -> Self {
+        self.endpoint = Some(index);
+        self
     }
 
     /// Quote `statement` in a timeout error.
@@ -138,6 +163,7 @@ impl Drop for AbandonOnDrop {
 pub struct CallContext<'a> {
     connection: &'a PooledConnection,
     ticket: &'a CallTicket,
+    endpoint: &'a str,
 }
 
 impl CallContext<'_> {
@@ -166,6 +192,11 @@ impl CallContext<'_> {
     pub fn connection(&self) -> &PooledConnection {
         self.connection
     }
+
+    /// The label of the endpoint the call runs on (`primary`, `replica1` …).
+    pub fn endpoint(&self) -> &str {
+        self.endpoint
+    }
 }
 
 impl Deref for CallContext<'_> {
@@ -178,7 +209,8 @@ impl Deref for CallContext<'_> {
 
 impl OdbcSource {
     /// Runs `f` on a pooled connection on a blocking thread, under the breaker, the deadline
-    /// and the retry policy of the source (see the module notes).
+    /// and the retry policy of the source, on the endpoints its route gives (see the module
+    /// notes).
     pub async fn call<R, F>(&self, spec: CallSpec, f: F) -> Result<R, OdbcError>
     where
         F: FnMut(&CallContext<'_>) -> Result<R, OdbcError> + Send + 'static,
@@ -191,28 +223,56 @@ impl OdbcSource {
             statement: spec.statement.clone().unwrap_or_else(|| spec.what.clone()),
         };
         let retry = &self.options().retry;
+        let route = self.route_call(spec.on_primary, spec.endpoint)?;
+        // Admitted by its breaker in this call: a retry of the one probe a half-open breaker
+        // lets through is still that probe. Tried: a move back to it waits for the backoff.
+        let mut admitted = vec![false; route.len()];
+        let mut tried = vec![false; route.len()];
+        let mut position = 0;
+        let mut last_error = None;
         let mut f = f;
         let mut attempt = 1;
         loop {
-            // Once per call: a retry of the one probe a half-open breaker lets through is
-            // still that probe.
-            if attempt == 1
-                && let Some(breaker) = self.breaker()
-            {
-                breaker.admit().map_err(|retry_in| OdbcError::CircuitOpen {
-                    source_name: self.name().to_string(),
-                    retry_in,
-                })?;
+            let mut refused: Option<std::time::Duration> = None;
+            let mut chosen = None;
+            for step in 0..route.len() {
+                let at = (position + step) % route.len();
+                let admits = admitted[at]
+                    || route[at]
+                        .breaker()
+                        .map_or(Ok(()), |b| b.admit())
+                        .map_or_else(
+                            |retry_in| {
+                                refused = Some(refused.map_or(retry_in, |r| r.min(retry_in)));
+                                false
+                            },
+                            |()| true,
+                        );
+                if admits {
+                    admitted[at] = true;
+                    chosen = Some(at);
+                    break;
+                }
             }
+            let Some(at) = chosen else {
+                return Err(last_error.unwrap_or_else(|| OdbcError::CircuitOpen {
+                    source_name: self.name().to_string(),
+                    retry_in: refused.unwrap_or_default(),
+                }));
+            };
+            tried[at] = true;
+            let endpoint = &route[at];
+            let _running = endpoint.begin();
             let permit = match deadline {
-                None => self.pool().acquire().await?,
-                Some((at, after)) => tokio::time::timeout_at(at, self.pool().acquire())
+                None => endpoint.pool().acquire().await?,
+                Some((at, after)) => tokio::time::timeout_at(at, endpoint.pool().acquire())
                     .await
                     .map_err(|_| timed_out(after))??,
             };
             let ticket = CallTicket::new(permit.release_handle());
             let mut on_drop = AbandonOnDrop(Some(Arc::clone(&ticket)));
-            let pool = Arc::clone(self.pool());
+            let pool = Arc::clone(endpoint.pool());
+            let label = endpoint.label().to_string();
             let thread_ticket = Arc::clone(&ticket);
             let run = tokio::task::spawn_blocking(move || {
                 let result = pool.checkout(permit).and_then(|connection| {
@@ -226,6 +286,7 @@ impl OdbcSource {
                     let context = CallContext {
                         connection: &connection,
                         ticket: &thread_ticket,
+                        endpoint: &label,
                     };
                     let ran =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&context)));
@@ -252,7 +313,7 @@ impl OdbcSource {
                     Err(_) => {
                         on_drop.disarm();
                         ticket.abandon();
-                        if let Some(breaker) = self.breaker() {
+                        if let Some(breaker) = endpoint.breaker() {
                             breaker.record(false);
                         }
                         return Err(timed_out(after));
@@ -271,39 +332,69 @@ impl OdbcSource {
             f = returned;
             let err = match result {
                 Ok(value) => {
-                    if let Some(breaker) = self.breaker() {
+                    if let Some(breaker) = endpoint.breaker() {
                         breaker.record(true);
                     }
                     return Ok(value);
                 }
                 Err(err) => err,
             };
-            let again = spec.repeatable
-                && err.is_transient()
-                && !ticket.produced.load(Ordering::SeqCst)
+            let untouched = !ticket.produced.load(Ordering::SeqCst)
                 && !ticket.slot.was_cancelled()
                 && attempt < retry.attempts;
-            if !again {
-                if let Some(breaker) = self.breaker() {
+            // Another endpoint takes a call that could not start here; one endpoint retries
+            // a repeatable call that lost its connection.
+            let again_here = spec.repeatable && err.is_transient();
+            let elsewhere =
+                route.len() > 1 && (again_here || matches!(err, OdbcError::ConnectFailed { .. }));
+            let next = if elsewhere {
+                (at + 1) % route.len()
+            } else {
+                at
+            };
+            // The breaker judges an endpoint's last try of the call.
+            if next != at || !untouched || !(again_here || elsewhere) {
+                if let Some(breaker) = endpoint.breaker() {
                     breaker.record(!err.is_source_failure());
                 }
+            }
+            if !untouched || !(again_here || elsewhere) {
                 return Err(err);
             }
-            let delay = retry.backoff(attempt);
-            tracing::warn!(
-                source = self.name(),
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                error = %err,
-                "retrying {} on a fresh connection",
-                spec.what
-            );
-            match deadline {
-                Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
-                    return Err(timed_out(after));
-                }
-                _ => tokio::time::sleep(delay).await,
+            if next != at {
+                // Judged: coming back to it needs its breaker's leave again.
+                admitted[at] = false;
+                endpoint.count_failover();
+                tracing::warn!(
+                    source = self.name(),
+                    from = endpoint.label(),
+                    to = route[next].label(),
+                    attempt,
+                    error = %err,
+                    "starting {} on another endpoint",
+                    spec.what
+                );
             }
+            position = next;
+            if tried[next] {
+                let delay = retry.backoff(attempt);
+                tracing::warn!(
+                    source = self.name(),
+                    endpoint = route[next].label(),
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %err,
+                    "retrying {} on a fresh connection",
+                    spec.what
+                );
+                match deadline {
+                    Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
+                        return Err(timed_out(after));
+                    }
+                    _ => tokio::time::sleep(delay).await,
+                }
+            }
+            last_error = Some(err);
             attempt += 1;
         }
     }

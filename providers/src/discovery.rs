@@ -6,7 +6,8 @@
 //! `main` of SQLite. These functions block; call them on a blocking thread.
 
 use ibarrow_sql::{
-    ColumnStatisticsQuery, Dialect, IndexQuery, RemoteTable, SchemaLevel, TableRowsQuery,
+    ColumnStatisticsQuery, Dialect, IndexQuery, RemoteTable, ReplicaLagQuery, SchemaLevel,
+    TableRowsQuery,
 };
 use odbc_api::Connection;
 
@@ -246,6 +247,49 @@ pub fn first_row_as_text(
     params: impl odbc_api::ParameterCollectionRef,
 ) -> Result<Option<Vec<Option<String>>>, odbc_api::Error> {
     Ok(rows_as_text(conn, sql, params, Some(1))?.into_iter().next())
+}
+
+/// A replica's lag behind its primary, as `query` reads it (see [`ReplicaLagQuery`]).
+pub fn replica_lag(
+    conn: &Connection<'_>,
+    query: ReplicaLagQuery,
+) -> Result<crate::source::LagReading, odbc_api::Error> {
+    use crate::source::LagReading;
+    use odbc_api::{Cursor, ResultSetMetadata};
+    let value = match query {
+        ReplicaLagQuery::Seconds(sql) => match first_row_as_text(conn, sql, ())? {
+            None => return Ok(LagReading::Behind(std::time::Duration::ZERO)),
+            Some(row) => row.into_iter().next().flatten(),
+        },
+        ReplicaLagQuery::StatusColumn { statement, column } => {
+            let Some(mut cursor) = conn.execute(statement, (), None)? else {
+                return Ok(LagReading::Behind(std::time::Duration::ZERO));
+            };
+            let mut position = None;
+            for index in 1..=cursor.num_result_cols()? as u16 {
+                if cursor.col_name(index)?.eq_ignore_ascii_case(column) {
+                    position = Some(index);
+                }
+            }
+            let Some(mut row) = cursor.next_row()? else {
+                // No replication configured: not a replica, so not behind.
+                return Ok(LagReading::Behind(std::time::Duration::ZERO));
+            };
+            let Some(position) = position else {
+                return Ok(LagReading::Unknown);
+            };
+            let mut buffer = Vec::new();
+            row.get_text(position, &mut buffer)?
+                .then(|| String::from_utf8_lossy(&buffer).into_owned())
+        }
+    };
+    Ok(match value.map(|text| text.trim().parse::<f64>()) {
+        None => LagReading::NotReplicating,
+        Some(Ok(seconds)) if seconds.is_finite() => {
+            LagReading::Behind(std::time::Duration::from_secs_f64(seconds.max(0.0)))
+        }
+        Some(_) => LagReading::Unknown,
+    })
 }
 
 /// The rows of `sql` (at most `limit`), every value as text.

@@ -186,6 +186,19 @@ pub enum OdbcError {
         /// Time until the breaker lets a probe call through.
         retry_in: Duration,
     },
+    /// No endpoint of a source with replicas can take the call: each one's breaker is open or
+    /// its replica lags too far (a write: the primary is down).
+    #[error(
+        "source `{source_name}` has no endpoint that can take this call now ({reasons}). ibarrow \
+         tries an endpoint again when its circuit breaker lets a probe through; queries that do \
+         not read this source are unaffected"
+    )]
+    NoHealthyEndpoint {
+        /// The source the error happened on.
+        source_name: String,
+        /// Why each endpoint is left out (`primary: circuit breaker open for 12s more; …`).
+        reasons: String,
+    },
     /// Any other driver error during a call.
     #[error("source `{source_name}`: {context}: {message}")]
     Odbc {
@@ -251,6 +264,7 @@ impl OdbcError {
             | E::Timeout { source_name, .. }
             | E::ConnectionLost { source_name, .. }
             | E::CircuitOpen { source_name, .. }
+            | E::NoHealthyEndpoint { source_name, .. }
             | E::Odbc { source_name, .. }
             | E::Sql { source_name, .. }
             | E::Task { source_name, .. }

@@ -41,5 +41,8 @@ pub use pool::PoolOptions;
 pub use pushdown::SubPlanPushdown;
 pub use scan::{AwaitJoinFilters, FilteredScan, OdbcExec, ScanColumnStatistics};
 pub use session::install;
-pub use source::{OdbcSource, RetryPolicy, ScanOptions, SourceHealth, SourceOptions};
+pub use source::{
+    Balance, Endpoint, EndpointHealth, EndpointRole, LagReading, OdbcSource, ReadFrom,
+    ReplicaOptions, RetryPolicy, ScanOptions, SourceHealth, SourceOptions,
+};
 pub use table::OdbcTable;

@@ -39,6 +39,8 @@ pub struct PassthroughTable {
     built_by_ibarrow: bool,
     /// Read the result whole, not through a cursor, when the database expects few rows.
     read_whole_when_small: bool,
+    /// A native statement of a writable source that may write: run on the primary only.
+    may_write: bool,
 }
 
 impl PassthroughTable {
@@ -57,6 +59,7 @@ impl PassthroughTable {
             fetch,
             built_by_ibarrow: true,
             read_whole_when_small: false,
+            may_write: false,
         }
     }
 
@@ -105,16 +108,19 @@ impl PassthroughTable {
     /// behind an idle pooled connection). A source that is not writable takes only
     /// statements that read ([`ibarrow_sql::check_reads_only`]).
     pub async fn describe(source: Arc<OdbcSource>, sql: &str) -> Result<Self, OdbcError> {
+        let reads_only = ibarrow_sql::check_reads_only(source.dialect(), sql);
         if !source.options().writable {
-            ibarrow_sql::check_reads_only(source.dialect(), sql).map_err(|err| {
-                OdbcError::ReadOnly {
-                    source_name: source.name().to_string(),
-                    what: "this passthrough statement".into(),
-                    reason: err.to_string(),
-                }
+            reads_only.clone().map_err(|err| OdbcError::ReadOnly {
+                source_name: source.name().to_string(),
+                what: "this passthrough statement".into(),
+                reason: err.to_string(),
             })?;
         }
-        let spec = CallSpec::new(&source, "describing a passthrough query").statement(sql);
+        let may_write = reads_only.is_err();
+        let mut spec = CallSpec::new(&source, "describing a passthrough query").statement(sql);
+        if may_write {
+            spec = spec.on_primary();
+        }
         let (text, dialect) = (sql.to_string(), source.dialect());
         let columns = source
             .call(spec, move |connection| describe_columns(connection, &text))
@@ -132,6 +138,7 @@ impl PassthroughTable {
             fetch,
             built_by_ibarrow: false,
             read_whole_when_small: false,
+            may_write,
         })
     }
 }
@@ -256,6 +263,9 @@ impl TableProvider for PassthroughTable {
         }
         if self.read_whole_when_small {
             exec = exec.read_whole_when_small();
+        }
+        if self.may_write {
+            exec = exec.on_primary();
         }
         Ok(Arc::new(exec))
     }

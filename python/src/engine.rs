@@ -222,7 +222,9 @@ impl PyEngine {
     }
 
     /// Each source's health: a list of dicts with `source`, `reachable`, `latency_ms`,
-    /// `error`, `breaker`, `pool_max`, `in_use`, `idle`, `held_too_long`.
+    /// `error`, `breaker`, `pool_max`, `in_use`, `idle`, `held_too_long` and `endpoints` (the
+    /// primary and each replica: `endpoint`, `role`, `reachable`, `latency_ms`, `error`,
+    /// `breaker`, `statements`, `failed_over`, `lag_secs`).
     #[pyo3(signature = (timeout=5.0))]
     fn health<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let timeout = Duration::try_from_secs_f64(timeout).map_err(|err| {
@@ -245,6 +247,31 @@ impl PyEngine {
                 dict.set_item("in_use", health.in_use)?;
                 dict.set_item("idle", health.idle)?;
                 dict.set_item("held_too_long", health.held_too_long)?;
+                let endpoints = health
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let endpoint = PyDict::new(py);
+                        endpoint.set_item("endpoint", &e.label)?;
+                        endpoint.set_item("role", format!("{:?}", e.role).to_lowercase())?;
+                        endpoint.set_item("reachable", e.reachable)?;
+                        endpoint
+                            .set_item("latency_ms", e.latency.map(|l| l.as_secs_f64() * 1000.0))?;
+                        endpoint.set_item("error", &e.error)?;
+                        endpoint.set_item("breaker", e.breaker.map(|b| format!("{b:?}")))?;
+                        endpoint.set_item("statements", e.statements)?;
+                        endpoint.set_item("failed_over", e.failed_over)?;
+                        endpoint.set_item(
+                            "lag_secs",
+                            match e.lag {
+                                Some(ibarrow::LagReading::Behind(lag)) => Some(lag.as_secs_f64()),
+                                _ => None,
+                            },
+                        )?;
+                        Ok(endpoint)
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                dict.set_item("endpoints", endpoints)?;
                 Ok(dict)
             })
             .collect()

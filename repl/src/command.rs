@@ -134,14 +134,22 @@ fn sources(session: &mut Session) -> Outcome {
         let Ok(source) = session.engine.source(&name) else {
             continue;
         };
-        let pool = source.pool();
-        rows.push([
-            name,
-            source.dbms_name().to_string(),
-            pool.connection_string().redacted(),
-            pool.in_use().to_string(),
-            pool.idle_count().to_string(),
-        ]);
+        // A source with replicas: a row per endpoint (`pg replica1`).
+        let several = source.endpoints().len() > 1;
+        for endpoint in source.endpoints() {
+            let pool = endpoint.pool();
+            rows.push([
+                if several {
+                    format!("{name} {}", endpoint.label())
+                } else {
+                    name.clone()
+                },
+                source.dbms_name().to_string(),
+                pool.connection_string().redacted(),
+                pool.in_use().to_string(),
+                pool.idle_count().to_string(),
+            ]);
+        }
     }
     let batch = string_batch(
         &["source", "database", "connection", "in_use", "idle"],
@@ -250,28 +258,44 @@ fn health(session: &mut Session) -> Outcome {
     let checks = session
         .runtime
         .block_on(async move { engine.health(HEALTH_TIMEOUT).await });
+    // A source with replicas gets a row per endpoint (`pg replica1`).
     let rows = checks
         .into_iter()
-        .map(|h| {
-            vec![
-                h.source,
-                if h.reachable { "yes" } else { "no" }.to_string(),
-                h.latency
-                    .map(|l| format!("{:.1}", l.as_secs_f64() * 1000.0))
-                    .unwrap_or_default(),
-                if h.held_too_long > 0 {
-                    format!(
-                        "{}/{} in use ({} held too long); {} idle",
-                        h.in_use, h.pool_max, h.held_too_long, h.idle
+        .flat_map(|h| {
+            if h.endpoints.len() < 2 {
+                return vec![health_row(
+                    h.source,
+                    h.reachable,
+                    h.latency,
+                    (h.in_use, h.pool_max, h.held_too_long, h.idle),
+                    h.breaker,
+                    h.error,
+                )];
+            }
+            h.endpoints
+                .into_iter()
+                .map(|e| {
+                    let mut error = e.error.unwrap_or_default();
+                    if let Some(lag) = e.lag {
+                        let lag = match lag {
+                            ibarrow::LagReading::Behind(lag) => {
+                                format!("{:.1}s", lag.as_secs_f64())
+                            }
+                            ibarrow::LagReading::NotReplicating => "not replicating".into(),
+                            ibarrow::LagReading::Unknown => "unknown".into(),
+                        };
+                        error = format!("lag {lag}; {} statements {error}", e.statements);
+                    }
+                    health_row(
+                        format!("{} {}", h.source, e.label),
+                        e.reachable,
+                        e.latency,
+                        (e.in_use, e.pool_max, e.held_too_long, e.idle),
+                        e.breaker,
+                        Some(error.trim_end().to_string()),
                     )
-                } else {
-                    format!("{}/{} in use; {} idle", h.in_use, h.pool_max, h.idle)
-                },
-                h.breaker
-                    .map(|b| format!("{b:?}").to_lowercase())
-                    .unwrap_or_else(|| "off".into()),
-                h.error.unwrap_or_default(),
-            ]
+                })
+                .collect()
         })
         .collect();
     session.print_batch(string_batch(
@@ -285,6 +309,34 @@ fn health(session: &mut Session) -> Outcome {
         ],
         rows,
     ))
+}
+
+/// One row of `\health`; `pool` is (in use, max, held too long, idle).
+fn health_row(
+    name: String,
+    reachable: bool,
+    latency: Option<std::time::Duration>,
+    pool: (usize, usize, usize, usize),
+    breaker: Option<ibarrow::providers::breaker::BreakerState>,
+    error: Option<String>,
+) -> Vec<String> {
+    let (in_use, max, held_too_long, idle) = pool;
+    vec![
+        name,
+        if reachable { "yes" } else { "no" }.to_string(),
+        latency
+            .map(|l| format!("{:.1}", l.as_secs_f64() * 1000.0))
+            .unwrap_or_default(),
+        if held_too_long > 0 {
+            format!("{in_use}/{max} in use ({held_too_long} held too long); {idle} idle")
+        } else {
+            format!("{in_use}/{max} in use; {idle} idle")
+        },
+        breaker
+            .map(|b| format!("{b:?}").to_lowercase())
+            .unwrap_or_else(|| "off".into()),
+        error.unwrap_or_default(),
+    ]
 }
 
 /// How long `\health` waits for each source.

@@ -280,6 +280,41 @@ pub(crate) fn source_health_json(
     if with_errors {
         value["error"] = serde_json::json!(health.error);
     }
+    // A source with replicas: each endpoint, and whether some of them are down.
+    if health.endpoints.len() > 1 {
+        value["degraded"] = serde_json::json!(health.degraded());
+        value["endpoints"] = health
+            .endpoints
+            .iter()
+            .map(|e| endpoint_health_json(e, with_errors))
+            .collect();
+    }
+    value
+}
+
+fn endpoint_health_json(health: &ibarrow::EndpointHealth, with_errors: bool) -> serde_json::Value {
+    let lag_secs = match health.lag {
+        Some(ibarrow::LagReading::Behind(lag)) => serde_json::json!(lag.as_secs_f64()),
+        Some(ibarrow::LagReading::NotReplicating) => serde_json::json!("not_replicating"),
+        Some(ibarrow::LagReading::Unknown) => serde_json::json!("unknown"),
+        None => serde_json::Value::Null,
+    };
+    let mut value = serde_json::json!({
+        "endpoint": health.label,
+        "role": format!("{:?}", health.role).to_lowercase(),
+        "reachable": health.reachable,
+        "latency_ms": health.latency.map(|d| d.as_secs_f64() * 1000.0),
+        "breaker": health.breaker.map(|b| format!("{b:?}").to_lowercase()),
+        "pool": {"max": health.pool_max, "in_use": health.in_use, "idle": health.idle,
+                 "held_too_long": health.held_too_long},
+        "statements": health.statements,
+        "failed_over": health.failed_over,
+        "lag_secs": lag_secs,
+    });
+    if with_errors {
+        value["connection"] = serde_json::json!(health.connection);
+        value["error"] = serde_json::json!(health.error);
+    }
     value
 }
 

@@ -35,8 +35,8 @@ mod session;
 pub use aggregate::{AggregateCall, RemoteAggregate};
 pub use arithmetic::render_exact_decimal;
 pub use capabilities::{
-    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery,
-    UNNAMED_SCHEMA,
+    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, ReplicaLagQuery, SchemaLevel,
+    TableRowsQuery, UNNAMED_SCHEMA,
 };
 pub use dialect::{Dialect, LimitSyntax};
 pub use error::SqlError;

@@ -259,7 +259,9 @@ pub(super) fn configured_sources(config: &Config) -> Result<BTreeMap<String, Con
         .iter()
         .map(|(name, source)| {
             let source = source.with_defaults(&config.engine);
-            let resolved = fingerprint(&source.connect(name)?);
+            let mut endpoints = vec![source.connect(name)?];
+            endpoints.extend(source.replica_connects(name)?);
+            let resolved = fingerprint(&endpoints);
             Ok((
                 name.clone(),
                 ConfiguredSource {
@@ -271,18 +273,11 @@ pub(super) fn configured_sources(config: &Config) -> Result<BTreeMap<String, Con
         .collect()
 }
 
-/// A hash of how a source connects, kept instead of its secrets.
-fn fingerprint(connect: &crate::config::Connect) -> u64 {
+/// A hash of how a source's endpoints connect, kept instead of their secrets.
+fn fingerprint(endpoints: &[crate::config::Connect]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match connect {
-        crate::config::Connect::ConnectionString(text) => text.hash(&mut hasher),
-        crate::config::Connect::Dsn {
-            dsn,
-            user,
-            password,
-        } => (dsn, user, password).hash(&mut hasher),
-    }
+    endpoints.hash(&mut hasher);
     hasher.finish()
 }
 

@@ -42,6 +42,10 @@ pub(super) struct PartitionScan {
     /// The most rows the statement can return (`OdbcExec::with_max_rows`).
     pub max_rows: Option<usize>,
     pub packed: Option<PackedLayout>,
+    /// Run on the source's primary alone (`OdbcExec::on_primary`).
+    pub on_primary: bool,
+    /// Where the endpoint that ran the statement is noted, by partition.
+    pub ran_on: super::plan::EndpointsUsed,
 }
 
 impl PartitionScan {
@@ -64,6 +68,8 @@ impl PartitionScan {
             planned_rows,
             max_rows,
             packed,
+            on_primary,
+            ran_on,
         } = self;
         let mut options = source.options().scan.clone();
         if let Some(rows) = max_rows {
@@ -109,9 +115,21 @@ impl PartitionScan {
                 record_sent(&sent, partition, condition.clone());
             }
             scan.statement.set_runtime_condition(condition);
-            let spec = CallSpec::new(&source, "a scan").statement(scan.statement.render());
+            let mut spec = CallSpec::new(&source, "a scan").statement(scan.statement.render());
+            if on_primary {
+                spec = spec.on_primary();
+            }
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
-            let call = async move { source.call(spec, move |call| scan.run(call, &sender)).await };
+            let call = async move {
+                source
+                    .call(spec, move |call| {
+                        if let Ok(mut ran_on) = ran_on.lock() {
+                            ran_on.insert(partition, call.endpoint().to_string());
+                        }
+                        scan.run(call, &sender)
+                    })
+                    .await
+            };
             Ok::<_, DataFusionError>(batches_of_call(receiver, call))
         })
         .try_flatten();

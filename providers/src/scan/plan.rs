@@ -83,7 +83,15 @@ pub struct OdbcExec {
     max_rows: Option<usize>,
     /// The table and columns its sent filters compare, for index advice.
     filtered_scan: Option<FilteredScan>,
+    /// Statements that may write: the source's primary alone runs them.
+    on_primary: bool,
+    /// The endpoint each started partition ran on, for EXPLAIN ANALYZE of a source with
+    /// replicas.
+    ran_on: EndpointsUsed,
 }
+
+/// The endpoint each started partition of a scan ran on, by partition.
+pub(super) type EndpointsUsed = Arc<std::sync::Mutex<std::collections::BTreeMap<usize, String>>>;
 
 impl OdbcExec {
     /// `schema` is what the plan yields; `fetch` how each of its columns is read.
@@ -116,6 +124,8 @@ impl OdbcExec {
             partitioning_reason: None,
             max_rows: None,
             filtered_scan: None,
+            on_primary: false,
+            ran_on: EndpointsUsed::default(),
         }
     }
 
@@ -136,6 +146,7 @@ impl OdbcExec {
         copy.partitioning_reason = self.partitioning_reason.clone();
         copy.max_rows = self.max_rows;
         copy.filtered_scan = self.filtered_scan.clone();
+        copy.on_primary = self.on_primary;
         copy.properties = Arc::clone(&self.properties);
         copy
     }
@@ -199,6 +210,12 @@ impl OdbcExec {
     /// thousands. `None`: as many as `batch_rows` and `max_bytes_per_batch` allow.
     pub fn with_max_rows(mut self, rows: Option<usize>) -> Self {
         self.max_rows = rows;
+        self
+    }
+
+    /// Runs the statements on the source's primary alone: a native statement that may write.
+    pub fn on_primary(mut self) -> Self {
+        self.on_primary = true;
         self
     }
 
@@ -330,6 +347,7 @@ impl DisplayAs for OdbcExec {
                 if self.packed_layout().is_some() {
                     write!(f, "rows=packed, ")?;
                 }
+                self.fmt_endpoints(f, ", ")?;
                 write!(f, "sql=")?;
                 if let [single] = self.statements().as_slice() {
                     write!(f, "{single}")?;
@@ -344,6 +362,7 @@ impl DisplayAs for OdbcExec {
                 if self.packed_layout().is_some() {
                     writeln!(f, "rows=packed")?;
                 }
+                self.fmt_endpoints(f, "\n")?;
                 write!(f, "sql={}", self.statements().join("; "))?;
                 self.fmt_runtime_filter(f, "\n")
             }
@@ -352,6 +371,32 @@ impl DisplayAs for OdbcExec {
 }
 
 impl OdbcExec {
+    /// Where the statements of a source with replicas go: chosen as each starts, so plain
+    /// EXPLAIN gives the policy and EXPLAIN ANALYZE the endpoint of each partition in order.
+    /// Followed by `separator`; nothing for a source with one endpoint.
+    fn fmt_endpoints(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
+        if self.source.endpoints().len() < 2 {
+            return Ok(());
+        }
+        let ran_on = self.ran_on.lock().map(|r| r.clone()).unwrap_or_default();
+        if ran_on.is_empty() {
+            let replicas = &self.source.options().replicas;
+            return if self.on_primary {
+                write!(f, "endpoints=primary{separator}")
+            } else {
+                write!(
+                    f,
+                    "endpoints=pending (read_from={}, balance={}){separator}",
+                    replicas.read_from, replicas.balance
+                )
+            };
+        }
+        let labels: Vec<&str> = (0..self.statements.len())
+            .map(|partition| ran_on.get(&partition).map_or("-", String::as_str))
+            .collect();
+        write!(f, "endpoints=[{}]{separator}", labels.join(", "))
+    }
+
     /// What the join's filter added to the statements: known once the scan has started (so
     /// EXPLAIN ANALYZE shows it, plain EXPLAIN says it is pending).
     fn fmt_runtime_filter(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
@@ -527,6 +572,8 @@ impl ExecutionPlan for OdbcExec {
             planned_rows: self.row_estimate.filter(|_| self.statements.len() == 1),
             max_rows: self.max_rows,
             packed,
+            on_primary: self.on_primary,
+            ran_on: Arc::clone(&self.ran_on),
         };
         Ok(scan.open(partition, &self.metrics, context))
     }

@@ -70,6 +70,8 @@ pub struct SourceOptions {
     pub writable: bool,
     /// Isolation level of every connection, and read-only mode even when writable.
     pub session: ibarrow_sql::SessionSettings,
+    /// How reads use the replicas, for a source that has some.
+    pub replicas: super::ReplicaOptions,
 }
 
 impl Default for SourceOptions {
@@ -87,6 +89,7 @@ impl Default for SourceOptions {
             tls: None,
             writable: false,
             session: ibarrow_sql::SessionSettings::default(),
+            replicas: super::ReplicaOptions::default(),
         }
     }
 }

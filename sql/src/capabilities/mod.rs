@@ -73,6 +73,22 @@ pub enum IndexQuery {
     ByTableTwice(&'static str),
 }
 
+/// How a replica's replication lag is read, for `max_replica_lag_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaLagQuery {
+    /// One row of one value: the seconds the server's data is behind its primary (0 on a
+    /// server that is not a replica, NULL when it cannot tell).
+    Seconds(&'static str),
+    /// A status statement whose named column holds the seconds behind: no row means the
+    /// server is not a replica, NULL that its replication is not running.
+    StatusColumn {
+        /// The statement.
+        statement: &'static str,
+        /// The column of the lag in seconds.
+        column: &'static str,
+    },
+}
+
 /// Where keys are compared, for [`Capabilities::compares_keys_exactly`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyUse {
@@ -267,6 +283,12 @@ pub trait Capabilities: Send + Sync {
 
     /// The statement that makes a session read-only; `None` where there is none.
     fn read_only_session(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// How a replica's lag behind its primary is read; `None`: it cannot be, and
+    /// `max_replica_lag_secs` keeps such replicas out.
+    fn replica_lag_query(&self) -> Option<ReplicaLagQuery> {
         None
     }
 

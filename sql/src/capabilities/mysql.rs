@@ -3,7 +3,8 @@
 use datafusion::arrow::datatypes::DataType;
 
 use super::{
-    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, SchemaLevel, TableRowsQuery, is_text,
+    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, ReplicaLagQuery, SchemaLevel,
+    TableRowsQuery, is_text,
 };
 use crate::session::IsolationLevel;
 
@@ -113,6 +114,13 @@ impl Capabilities for MySql {
 
     fn read_only_session(&self) -> Option<&'static str> {
         Some("SET SESSION TRANSACTION READ ONLY")
+    }
+
+    fn replica_lag_query(&self) -> Option<ReplicaLagQuery> {
+        Some(ReplicaLagQuery::StatusColumn {
+            statement: "SHOW SLAVE STATUS",
+            column: "Seconds_Behind_Master",
+        })
     }
 
     fn set_isolation(&self, level: IsolationLevel) -> Result<Option<String>, String> {

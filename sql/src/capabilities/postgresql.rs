@@ -2,7 +2,10 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, TableRowsQuery, is_text};
+use super::{
+    Capabilities, ColumnStatisticsQuery, IndexQuery, KeyUse, ReplicaLagQuery, TableRowsQuery,
+    is_text,
+};
 use crate::session::IsolationLevel;
 
 #[derive(Debug)]
@@ -112,6 +115,18 @@ impl Capabilities for PostgreSql {
 
     fn read_only_session(&self) -> Option<&'static str> {
         Some("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    }
+
+    /// A standby that has replayed all it received is not behind, however long ago its last
+    /// replayed transaction was (an idle primary writes nothing); otherwise its lag is the
+    /// age of that transaction.
+    fn replica_lag_query(&self) -> Option<ReplicaLagQuery> {
+        Some(ReplicaLagQuery::Seconds(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 \
+             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
+             END::float8",
+        ))
     }
 
     fn set_isolation(&self, level: IsolationLevel) -> Result<Option<String>, String> {
