@@ -686,7 +686,9 @@ impl SourceConfig {
             .enumerate()
             .map(|(index, entry)| {
                 let location = format!("[sources.{source}] replicas[{index}]");
-                if entry.contains('=') {
+                // Decided on the expanded text: a whole secret reference may hold a connection
+                // string (whose password must then be redacted like any other).
+                if expand_env(entry, &location)?.contains('=') {
                     return Ok(Connect::ConnectionString(expand_in_connection_string(
                         entry, &location,
                     )?));

@@ -113,7 +113,7 @@ impl moka::Expiry<String, Arc<CachedResult>> for PerEntryTtl {
         value: &Arc<CachedResult>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl + value.stale_for)
+        Some(value.ttl.saturating_add(value.stale_for))
     }
 }
 

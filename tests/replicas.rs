@@ -1,7 +1,8 @@
 //! Sources with replicas (src/config.rs `replicas`, providers/src/source/endpoints.rs): reads
 //! spread over the endpoints, writes stay on the primary, a replica killed under load costs no
-//! query and no row, reads go on while the primary is down, a recovered endpoint is used again
-//! after its breaker's probe, and a replica behind its primary takes no reads.
+//! wrong row and at most the queries in flight, reads go on while the primary is down, a
+//! recovered endpoint answers again after its breaker's probe, and a replica behind its
+//! primary takes no reads.
 //!
 //! PostgreSQL: a private primary and a real streaming replica of it (tests/support/
 //! pg_cluster.rs). MariaDB: the machine's server directly and through a TCP proxy that the test
@@ -113,14 +114,14 @@ async fn engine_with(config: SourceConfig) -> Engine {
         .expect("an engine on the source with replicas")
 }
 
-/// Calls started on each endpoint of source `db`, by label.
+/// Routed calls that succeeded on each endpoint of source `db`, by label.
 fn statements(engine: &Engine) -> BTreeMap<String, u64> {
     engine
         .source("db")
         .expect("source db")
         .endpoints()
         .iter()
-        .map(|e| (e.label().to_string(), e.started()))
+        .map(|e| (e.label().to_string(), e.answered()))
         .collect()
 }
 
@@ -254,8 +255,13 @@ async fn load(
 }
 
 /// No query of `outcomes` returned wrong rows; each that failed says which source and why,
-/// within the query timeout; and (most) queries succeeded.
-fn check_load(outcomes: &[(Instant, Duration, Outcome)], killed_at: Instant) -> (usize, usize) {
+/// within the query timeout; and at most the queries in flight when it happened (one per
+/// worker) failed: a statement that already delivered rows is not moved.
+fn check_load(
+    outcomes: &[(Instant, Duration, Outcome)],
+    killed_at: Instant,
+    workers: usize,
+) -> (usize, usize) {
     let mut failed = 0;
     for (started, took, outcome) in outcomes {
         match outcome {
@@ -280,7 +286,7 @@ fn check_load(outcomes: &[(Instant, Duration, Outcome)], killed_at: Instant) -> 
     }
     let total = outcomes.len();
     assert!(
-        failed * 20 <= total,
+        failed <= workers,
         "{failed} of {total} queries failed when one of two endpoints was killed"
     );
     (total, failed)
@@ -316,7 +322,7 @@ async fn a_replica_killed_under_load_costs_no_rows_and_returns_after_its_probe()
         }
     );
     let before = outcomes.iter().filter(|(s, _, _)| *s < killed).count();
-    let (total, failed) = check_load(&outcomes, killed);
+    let (total, failed) = check_load(&outcomes, killed, 4);
     eprintln!(
         "replica killed after {before} of {total} queries; {failed} failed; \
          calls per endpoint: {:?}",
@@ -431,10 +437,20 @@ async fn a_replica_behind_its_primary_takes_no_reads_until_it_catches_up() {
         "INSERT INTO items VALUES ({id}, {id} % 7, 'new')",
         id = ROWS + 2
     ));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // A read starts a lag reading (one is due every second here); the next reads see it.
-    let _ = rows(&engine, &query).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Reads start lag readings (one is due every second here) until one sees the lag.
+    let behind = Instant::now();
+    loop {
+        let _ = rows(&engine, &query).await.unwrap();
+        let lag = engine.source("db").unwrap().endpoints()[1].lag();
+        if matches!(lag, ibarrow::LagReading::Behind(lag) if lag > Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            behind.elapsed() < Duration::from_secs(20),
+            "no lag seen within 20 s: {lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let before = statements(&engine);
     for _ in 0..5 {
         assert_eq!(
@@ -533,7 +549,7 @@ async fn mariadb_reads_balance_over_two_endpoints_and_survive_one_dying() {
             Instant::now()
         }
     );
-    let (total, failed) = check_load(&outcomes, killed);
+    let (total, failed) = check_load(&outcomes, killed, 4);
     eprintln!(
         "MariaDB: {total} queries, {failed} failed; calls per endpoint: {:?}",
         statements(&engine)

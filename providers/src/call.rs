@@ -260,14 +260,49 @@ impl OdbcSource {
                     retry_in: refused.unwrap_or_default(),
                 }));
             };
-            tried[at] = true;
             let endpoint = &route[at];
-            let _running = endpoint.begin();
-            let permit = match deadline {
-                None => endpoint.pool().acquire().await?,
+            // A return to an endpoint this call already tried waits for the backoff; a move
+            // to one not tried yet starts at once.
+            if tried[at] {
+                let delay = retry.backoff(attempt - 1);
+                tracing::warn!(
+                    source = self.name(),
+                    endpoint = endpoint.label(),
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %last_error.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    "retrying {} on a fresh connection",
+                    spec.what
+                );
+                match deadline {
+                    Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
+                        return Err(timed_out(after));
+                    }
+                    _ => tokio::time::sleep(delay).await,
+                }
+            }
+            tried[at] = true;
+            let running = endpoint.begin(spec.endpoint.is_none());
+            let acquired = match deadline {
+                None => endpoint.pool().acquire().await,
                 Some((at, after)) => tokio::time::timeout_at(at, endpoint.pool().acquire())
                     .await
-                    .map_err(|_| timed_out(after))??,
+                    .map_err(|_| timed_out(after))?,
+            };
+            let permit = match acquired {
+                Ok(permit) => permit,
+                // A full pool is no verdict on the server: another endpoint takes the call.
+                Err(err @ OdbcError::PoolTimeout { .. })
+                    if route.len() > 1 && attempt < retry.attempts =>
+                {
+                    admitted[at] = false;
+                    endpoint.count_failover();
+                    position = (at + 1) % route.len();
+                    last_error = Some(err);
+                    attempt += 1;
+                    continue;
+                }
+                Err(err) => return Err(err),
             };
             let ticket = CallTicket::new(permit.release_handle());
             let mut on_drop = AbandonOnDrop(Some(Arc::clone(&ticket)));
@@ -335,6 +370,7 @@ impl OdbcSource {
                     if let Some(breaker) = endpoint.breaker() {
                         breaker.record(true);
                     }
+                    running.answered();
                     return Ok(value);
                 }
                 Err(err) => err,
@@ -347,52 +383,34 @@ impl OdbcSource {
             let again_here = spec.repeatable && err.is_transient();
             let elsewhere =
                 route.len() > 1 && (again_here || matches!(err, OdbcError::ConnectFailed { .. }));
-            let next = if elsewhere {
-                (at + 1) % route.len()
-            } else {
-                at
-            };
-            // The breaker judges an endpoint's last try of the call.
-            if next != at || !untouched || !(again_here || elsewhere) {
-                if let Some(breaker) = endpoint.breaker() {
-                    breaker.record(!err.is_source_failure());
-                }
+            let give_up = !untouched || !(again_here || elsewhere);
+            // The breaker judges an endpoint when the call ends with it, or leaves it because
+            // it could not connect. A lost connection alone (a stale pooled one, say) is no
+            // verdict: the connect that replaces it is.
+            let judged = give_up || (elsewhere && !err.is_transient());
+            if judged && let Some(breaker) = endpoint.breaker() {
+                breaker.record(!err.is_source_failure());
             }
-            if !untouched || !(again_here || elsewhere) {
+            if give_up {
                 return Err(err);
             }
-            if next != at {
-                // Judged: coming back to it needs its breaker's leave again.
-                admitted[at] = false;
+            if elsewhere {
+                if judged {
+                    // Coming back to it needs its breaker's leave again.
+                    admitted[at] = false;
+                }
                 endpoint.count_failover();
                 tracing::warn!(
                     source = self.name(),
                     from = endpoint.label(),
-                    to = route[next].label(),
                     attempt,
                     error = %err,
                     "starting {} on another endpoint",
                     spec.what
                 );
-            }
-            position = next;
-            if tried[next] {
-                let delay = retry.backoff(attempt);
-                tracing::warn!(
-                    source = self.name(),
-                    endpoint = route[next].label(),
-                    attempt,
-                    delay_ms = delay.as_millis() as u64,
-                    error = %err,
-                    "retrying {} on a fresh connection",
-                    spec.what
-                );
-                match deadline {
-                    Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
-                        return Err(timed_out(after));
-                    }
-                    _ => tokio::time::sleep(delay).await,
-                }
+                position = (at + 1) % route.len();
+            } else {
+                position = at;
             }
             last_error = Some(err);
             attempt += 1;

@@ -285,10 +285,9 @@ pub fn replica_lag(
     };
     Ok(match value.map(|text| text.trim().parse::<f64>()) {
         None => LagReading::NotReplicating,
-        Some(Ok(seconds)) if seconds.is_finite() => {
-            LagReading::Behind(std::time::Duration::from_secs_f64(seconds.max(0.0)))
-        }
-        Some(_) => LagReading::Unknown,
+        Some(Ok(seconds)) => std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+            .map_or(LagReading::Unknown, LagReading::Behind),
+        Some(Err(_)) => LagReading::Unknown,
     })
 }
 

@@ -159,6 +159,29 @@ def test_health_reports_each_source(lite: Database, pg: Database) -> None:
     assert report["pg"]["in_use"] == 0 and report["pg"]["pool_max"] >= 1
 
 
+def test_health_lists_each_endpoint_of_a_source_with_replicas(tmp_path, lite: Database) -> None:
+    # Two SQLite files of the same rows: the primary and a replica, balanced in turn.
+    replica = tmp_path / "replica.sqlite"
+    lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+    replica.write_bytes(lite.sqlite_path.read_bytes())
+    config = tmp_path / "ibarrow.toml"
+    config.write_text(
+        "[sources.lite]\n"
+        f'connection_string = "Driver={{SQLite3}};Database={lite.sqlite_path};"\n'
+        f'replicas = ["Driver={{SQLite3}};Database={replica};"]\n'
+        'read_from = "any"\nbalance = "round_robin"\n'
+    )
+    engine = ibarrow.Engine.from_config(config)
+    for _ in range(4):
+        assert engine.sql("SELECT sum(x) AS s FROM lite.main.t").to_arrow().column("s").to_pylist() == [6]
+    (report,) = engine.health(timeout=5)
+    assert report["reachable"]
+    endpoints = {e["endpoint"]: e for e in report["endpoints"]}
+    assert set(endpoints) == {"primary", "replica1"}
+    assert endpoints["replica1"]["role"] == "replica"
+    assert all(e["reachable"] and e["statements"] >= 2 for e in endpoints.values()), endpoints
+
+
 @pytest.mark.parametrize(
     ("query", "error"),
     [

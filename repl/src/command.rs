@@ -275,24 +275,30 @@ fn health(session: &mut Session) -> Outcome {
             h.endpoints
                 .into_iter()
                 .map(|e| {
-                    let mut error = e.error.unwrap_or_default();
+                    // The endpoint's own notes before any error: its lag and its use.
+                    let mut notes = Vec::new();
                     if let Some(lag) = e.lag {
-                        let lag = match lag {
+                        notes.push(match lag {
                             ibarrow::LagReading::Behind(lag) => {
-                                format!("{:.1}s", lag.as_secs_f64())
+                                format!("lag {:.1}s", lag.as_secs_f64())
                             }
                             ibarrow::LagReading::NotReplicating => "not replicating".into(),
-                            ibarrow::LagReading::Unknown => "unknown".into(),
-                        };
-                        error = format!("lag {lag}; {} statements {error}", e.statements);
+                            ibarrow::LagReading::Unknown => "lag unknown".into(),
+                        });
                     }
+                    notes.push(format!(
+                        "{} statements, {} moved on",
+                        e.statements, e.failed_over
+                    ));
+                    notes.extend(e.error);
+                    let error = notes.join("; ");
                     health_row(
                         format!("{} {}", h.source, e.label),
                         e.reachable,
                         e.latency,
                         (e.in_use, e.pool_max, e.held_too_long, e.idle),
                         e.breaker,
-                        Some(error.trim_end().to_string()),
+                        Some(error),
                     )
                 })
                 .collect()

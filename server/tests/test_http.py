@@ -12,8 +12,8 @@ import httpx
 import pyarrow as pa
 import pyarrow.ipc
 
-from conftest import (ALICE_PW, BIG, BOB_PW, JOIN_SQL, customer_region, expected_join,
-                      pg_active_ibarrow_statements)
+from conftest import (ALICE_PW, BIG, BOB_PW, CUSTOMERS, JOIN_SQL, PG_CONN, customer_region,
+                      expected_join, pg_active_ibarrow_statements, serve, users_section)
 
 AUTH = ("alice", ALICE_PW)
 
@@ -164,3 +164,43 @@ def test_a_large_result_streams_completely(server):
     assert table.num_rows == BIG
     assert sorted(table.column("id").to_pylist()) == list(range(1, BIG + 1))
     assert pg_active_ibarrow_statements() == 0
+
+
+def test_a_source_with_a_dead_replica_answers_and_reports_it_degraded(tables, tmp_path):
+    """The replica's port is closed: reads move to the primary, /health stays 200 with the
+    source degraded, and each endpoint is listed (no secrets), counted in /metrics."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    dead = PG_CONN.replace("Port=5432", f"Port={dead_port}")
+    served = serve(tmp_path, f"""
+[sources.rep]
+connection_string = "{PG_CONN}"
+replicas = ["{dead}"]
+connect_timeout_secs = 2
+
+[server]
+http = "127.0.0.1:0"
+""" + users_section())
+    try:
+        for _ in range(3):
+            found = post(served, {"sql": "SELECT count(*) AS n FROM rep.public.srv_customers"})
+            assert found.status_code == 200, found.text
+            assert found.json() == [{"n": CUSTOMERS}]
+        health = httpx.get(f"{served.http}/health", timeout=30)
+        assert health.status_code == 200, health.text
+        source = health.json()["sources"][0]
+        assert source["reachable"] and source["degraded"], source
+        endpoints = {e["endpoint"]: e for e in source["endpoints"]}
+        assert endpoints["primary"]["reachable"] and not endpoints["replica1"]["reachable"]
+        assert endpoints["replica1"]["failed_over"] >= 1, endpoints
+        detailed = httpx.get(f"{served.http}/v1/sources", auth=AUTH, timeout=30)
+        assert f"Port={dead_port}" in detailed.text
+        assert "Pwd=***" in detailed.text and "Pwd=ibarrow" not in detailed.text
+        metrics = httpx.get(f"{served.http}/metrics", auth=AUTH, timeout=30).text
+        failovers = [line for line in metrics.splitlines()
+                     if line.startswith('ibarrow_endpoint_failovers_total{source="rep",endpoint="replica1"}')]
+        assert failovers and int(failovers[0].split()[-1]) >= 1, metrics
+    finally:
+        assert served.stop() == 0, served.stderr()

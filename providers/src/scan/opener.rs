@@ -116,8 +116,9 @@ impl PartitionScan {
             }
             scan.statement.set_runtime_condition(condition);
             let mut spec = CallSpec::new(&source, "a scan").statement(scan.statement.render());
+            // A native statement that may write: on the primary, and never run twice.
             if on_primary {
-                spec = spec.on_primary();
+                spec = spec.on_primary().once();
             }
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let call = async move {

@@ -131,8 +131,13 @@ pub enum LagReading {
 struct LagState {
     reading: LagReading,
     read_at: Option<Instant>,
-    checking: bool,
+    /// When the reading under way started (`None`: none is).
+    checking_since: Option<Instant>,
 }
+
+/// A lag reading that has not reported after this long is given up (its task was dropped
+/// with the runtime it ran on, say) and another may start.
+const LAG_READING_GIVEN_UP: Duration = Duration::from_secs(30);
 
 /// One server of a source (see the module notes).
 #[derive(Debug)]
@@ -143,8 +148,10 @@ pub struct Endpoint {
     breaker: Option<Arc<CircuitBreaker>>,
     /// Calls routed here and not finished: what `least_busy` compares.
     active: AtomicUsize,
-    /// Calls started here, for health and metrics.
+    /// Routed calls started here (tries; not its own pings and lag readings).
     started: AtomicU64,
+    /// Routed calls that succeeded here.
+    answered: AtomicU64,
     /// Calls that could not start here and went to another endpoint.
     failed_over: AtomicU64,
     lag: Mutex<LagState>,
@@ -164,11 +171,12 @@ impl Endpoint {
             breaker,
             active: AtomicUsize::new(0),
             started: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             failed_over: AtomicU64::new(0),
             lag: Mutex::new(LagState {
                 reading: LagReading::Unknown,
                 read_at: None,
-                checking: false,
+                checking_since: None,
             }),
         }
     }
@@ -198,9 +206,15 @@ impl Endpoint {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// Calls started on it since the source was connected (tries of a call count once each).
+    /// Routed calls started on it since the source was connected: each try of a call
+    /// counts; its own health pings and lag readings do not.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// Routed calls that succeeded on it.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
     }
 
     /// Calls that could not start on it and were started on another endpoint.
@@ -215,11 +229,17 @@ impl Endpoint {
             .map_or(LagReading::Unknown, |state| state.reading)
     }
 
-    /// Marks a call as running here until the guard drops.
-    pub(crate) fn begin(self: &Arc<Self>) -> ActiveCall {
+    /// Marks a call as running here until the guard drops; `routed`: counted in
+    /// [`Self::started`] and [`Self::answered`] (a call pinned here is not).
+    pub(crate) fn begin(self: &Arc<Self>, routed: bool) -> ActiveCall {
         self.active.fetch_add(1, Ordering::SeqCst);
-        self.started.fetch_add(1, Ordering::SeqCst);
-        ActiveCall(Arc::clone(self))
+        if routed {
+            self.started.fetch_add(1, Ordering::SeqCst);
+        }
+        ActiveCall {
+            endpoint: Arc::clone(self),
+            routed,
+        }
     }
 
     pub(crate) fn count_failover(&self) {
@@ -232,9 +252,12 @@ impl Endpoint {
         let Ok(mut state) = self.lag.lock() else {
             return false;
         };
-        let due = !state.checking && state.read_at.is_none_or(|at| at.elapsed() >= interval);
+        let idle = state
+            .checking_since
+            .is_none_or(|since| since.elapsed() >= LAG_READING_GIVEN_UP);
+        let due = idle && state.read_at.is_none_or(|at| at.elapsed() >= interval);
         if due {
-            state.checking = true;
+            state.checking_since = Some(Instant::now());
         }
         due
     }
@@ -243,7 +266,7 @@ impl Endpoint {
         if let Ok(mut state) = self.lag.lock() {
             state.reading = reading;
             state.read_at = Some(Instant::now());
-            state.checking = false;
+            state.checking_since = None;
         }
     }
 
@@ -272,11 +295,23 @@ impl Endpoint {
 
 /// A call running on an endpoint; counted in its `active` until dropped.
 #[derive(Debug)]
-pub(crate) struct ActiveCall(Arc<Endpoint>);
+pub(crate) struct ActiveCall {
+    endpoint: Arc<Endpoint>,
+    routed: bool,
+}
+
+impl ActiveCall {
+    /// The call succeeded here.
+    pub(crate) fn answered(&self) {
+        if self.routed {
+            self.endpoint.answered.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.endpoint.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -301,40 +336,48 @@ pub(crate) struct Candidate {
 }
 
 /// The order in which a call tries the endpoints (indexes into `candidates`): a write the
-/// primary alone (index 0); a read first the endpoints `read_from` names, then the others.
-/// Within each group an endpoint whose breaker is due for its probe comes first (a read is
-/// how it comes back into use; if the probe fails the call moves on), then the healthy ones,
-/// the least busy first or in turn from `turn`. Endpoints whose breaker is open, and replicas
-/// beyond the allowed lag, are left out.
+/// primary alone; a read first any endpoint whose breaker is due for its probe (a read is how
+/// it comes back into use; if the probe fails the call moves on), then the endpoints
+/// `read_from` names, then the others, each group the least busy first or in turn from
+/// `turn`. Endpoints whose breaker is open are left out, and so are replicas beyond the
+/// allowed lag, unless the primary is down: then they are the last resort (a replica of a
+/// dead primary cannot catch up, and stale rows beat none).
 pub(crate) fn route(
     candidates: &[Candidate],
     options: &ReplicaOptions,
     write: bool,
     turn: usize,
 ) -> Vec<usize> {
-    let usable = |index: &usize| {
-        let candidate = &candidates[*index];
-        candidate.lagging.is_none() && !matches!(candidate.availability, Availability::Open(_))
-    };
+    let reachable =
+        |index: &usize| !matches!(candidates[*index].availability, Availability::Open(_));
+    let usable = |index: &usize| reachable(index) && candidates[*index].lagging.is_none();
+    let primary = candidates
+        .iter()
+        .position(|c| c.role == EndpointRole::Primary);
     if write {
-        return candidates
-            .iter()
-            .position(|c| c.role == EndpointRole::Primary)
-            .into_iter()
-            .filter(usable)
-            .collect();
+        return primary.into_iter().filter(usable).collect();
     }
     let preferred = |c: &Candidate| match options.read_from {
         ReadFrom::Primary => c.role == EndpointRole::Primary,
         ReadFrom::Replicas => c.role == EndpointRole::Replica,
         ReadFrom::Any => true,
     };
+    let probe = |i: &usize| candidates[*i].availability == Availability::ProbeDue;
+    let primary_down = primary.is_none_or(|p| !reachable(&p));
+    let groups: [Vec<usize>; 4] = [
+        (0..candidates.len()).filter(usable).filter(probe).collect(),
+        (0..candidates.len())
+            .filter(|i| preferred(&candidates[*i]) && usable(i) && !probe(i))
+            .collect(),
+        (0..candidates.len())
+            .filter(|i| !preferred(&candidates[*i]) && usable(i) && !probe(i))
+            .collect(),
+        (0..candidates.len())
+            .filter(|i| primary_down && reachable(i) && !usable(i))
+            .collect(),
+    ];
     let mut order = Vec::with_capacity(candidates.len());
-    for first in [true, false] {
-        let group: Vec<usize> = (0..candidates.len())
-            .filter(|&i| preferred(&candidates[i]) == first)
-            .filter(usable)
-            .collect();
+    for group in groups {
         if group.is_empty() {
             continue;
         }
@@ -348,8 +391,6 @@ pub(crate) fn route(
         if options.balance == Balance::LeastBusy {
             rotated.sort_by_key(|&i| candidates[i].busy);
         }
-        // Probes first, keeping the balanced order otherwise (the sort is stable).
-        rotated.sort_by_key(|&i| candidates[i].availability != Availability::ProbeDue);
         order.extend(rotated);
     }
     order
@@ -433,10 +474,24 @@ mod tests {
         );
         all[0].availability = Availability::Open(Duration::from_secs(1));
         all[1].availability = Availability::Open(Duration::from_secs(1));
+        assert_eq!(
+            route(&all, &replicas, false, 0),
+            vec![2],
+            "with the primary down, a lagging replica is the last resort"
+        );
+        all[2].availability = Availability::Open(Duration::from_secs(1));
         assert!(
             route(&all, &replicas, false, 0).is_empty(),
             "no healthy endpoint"
         );
+    }
+
+    #[test]
+    fn a_probe_goes_first_whatever_read_from_prefers() {
+        let mut all = [endpoint(P, 0), endpoint(R, 0)];
+        all[0].availability = Availability::ProbeDue;
+        let replicas = options(ReadFrom::Replicas, Balance::RoundRobin);
+        assert_eq!(route(&all, &replicas, false, 1), vec![0, 1]);
     }
 
     #[test]

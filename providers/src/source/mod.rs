@@ -39,7 +39,13 @@ pub struct OdbcSource {
     options: SourceOptions,
     /// The source itself, for the lag readings a call starts in the background.
     this: Weak<OdbcSource>,
+    /// When a write last went to the primary: reads follow it there for a while.
+    last_write: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long reads of a source with replicas go to the primary after a write through the
+/// engine, so that they see it (longer when `max_replica_lag_secs` allows more lag).
+const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl OdbcSource {
     /// Connects to the database of an ODBC connection string (`Driver={…};Server=…;…`).
@@ -175,6 +181,7 @@ impl OdbcSource {
             turn: AtomicUsize::new(0),
             options,
             this: this.clone(),
+            last_write: std::sync::Mutex::new(None),
         });
         source.read_replica_lags().await;
         Ok(source)
@@ -237,14 +244,21 @@ impl OdbcSource {
             return Ok(vec![Arc::clone(self.primary())]);
         }
         self.start_due_lag_readings();
-        let replicas = &self.options.replicas;
+        let mut replicas = self.options.replicas.clone();
+        if write {
+            if let Ok(mut last_write) = self.last_write.lock() {
+                *last_write = Some(std::time::Instant::now());
+            }
+        } else if self.wrote_lately() {
+            replicas.read_from = ReadFrom::Primary;
+        }
         let candidates: Vec<_> = self
             .endpoints
             .iter()
             .map(|e| e.candidate(replicas.max_lag))
             .collect();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let order = route(&candidates, replicas, write, turn);
+        let order = route(&candidates, &replicas, write, turn);
         if order.is_empty() {
             return Err(OdbcError::NoHealthyEndpoint {
                 source_name: self.name.clone(),
@@ -257,15 +271,30 @@ impl OdbcSource {
             .collect())
     }
 
-    /// Whether a read could start now: some endpoint's breaker lets calls through (or is due
-    /// for its probe) and, for a replica, its lag is within bounds.
+    /// Whether a write went to the primary within [`READ_YOUR_WRITES`] (or the allowed lag,
+    /// when longer).
+    fn wrote_lately(&self) -> bool {
+        let window = self
+            .options
+            .replicas
+            .max_lag
+            .map_or(READ_YOUR_WRITES, |lag| lag.max(READ_YOUR_WRITES));
+        self.last_write
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Whether a read could start now: [`route`] leaves some endpoint in.
     pub fn has_healthy_endpoint(&self) -> bool {
-        let max_lag = self.options.replicas.max_lag;
-        self.endpoints.iter().any(|endpoint| {
-            let candidate = endpoint.candidate(max_lag);
-            candidate.lagging.is_none()
-                && !matches!(candidate.availability, endpoints::Availability::Open(_))
-        })
+        let replicas = &self.options.replicas;
+        let candidates: Vec<_> = self
+            .endpoints
+            .iter()
+            .map(|e| e.candidate(replicas.max_lag))
+            .collect();
+        !route(&candidates, replicas, false, 0).is_empty()
     }
 
     fn unavailable_reasons(&self, write: bool) -> String {

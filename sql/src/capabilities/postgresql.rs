@@ -117,12 +117,14 @@ impl Capabilities for PostgreSql {
         Some("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     }
 
-    /// A standby that has replayed all it received is not behind, however long ago its last
-    /// replayed transaction was (an idle primary writes nothing); otherwise its lag is the
-    /// age of that transaction.
+    /// A standby without a WAL receiver (its replication broken, or restoring from an
+    /// archive) cannot tell (NULL). One that has replayed all it received is not behind,
+    /// however long ago its last replayed transaction was (an idle primary writes nothing);
+    /// otherwise its lag is the age of that transaction.
     fn replica_lag_query(&self) -> Option<ReplicaLagQuery> {
         Some(ReplicaLagQuery::Seconds(
             "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 \
+             WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN NULL \
              WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
              ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
              END::float8",
