@@ -89,6 +89,10 @@ pub struct RoleConfig {
     /// Tables the role may `INSERT INTO` (the source must be `writable` too).
     #[serde(default)]
     pub write: Vec<String>,
+    /// May see every user's statements: the recent queries of the status page and
+    /// `/v1/status`, and `/v1/insights` (default false: a user sees only their own queries,
+    /// and no insights).
+    pub monitor: Option<bool>,
 }
 
 /// `[audit]`: `file = "audit.jsonl"` (appended), `max_bytes` to rotate it, `log = true` to

@@ -148,9 +148,33 @@ impl PyEngine {
         Ok(dict)
     }
 
-    /// Connects an ODBC database as source `name` (tables become `name.schema.table`).
-    fn register_odbc(&self, py: Python<'_>, name: &str, connection_string: &str) -> PyResult<()> {
-        wait_for_future(py, self.engine.register_odbc(name, connection_string))?.map_err(to_py)
+    /// Connects an ODBC database as source `name` (tables become `name.schema.table`), with
+    /// its replicas when given (the `replicas`, `read_from`, `balance` and
+    /// `max_replica_lag_secs` settings of a configuration file's source).
+    #[pyo3(signature = (
+        name, connection_string, replicas=None, read_from=None, balance=None,
+        max_replica_lag_secs=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn register_odbc(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        connection_string: &str,
+        replicas: Option<Vec<String>>,
+        read_from: Option<String>,
+        balance: Option<String>,
+        max_replica_lag_secs: Option<u64>,
+    ) -> PyResult<()> {
+        let config = ibarrow::SourceConfig {
+            connection_string: Some(connection_string.to_string()),
+            replicas,
+            read_from,
+            balance,
+            max_replica_lag_secs,
+            ..Default::default()
+        };
+        wait_for_future(py, self.engine.register_source(name, &config))?.map_err(to_py)
     }
 
     /// Plans `query` (str, or UTF-8 bytes) in the engine's own session, with `params` for its

@@ -164,14 +164,16 @@ def test_health_lists_each_endpoint_of_a_source_with_replicas(tmp_path, lite: Da
     replica = tmp_path / "replica.sqlite"
     lite.native("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
     replica.write_bytes(lite.sqlite_path.read_bytes())
-    config = tmp_path / "ibarrow.toml"
-    config.write_text(
-        "[sources.lite]\n"
-        f'connection_string = "Driver={{SQLite3}};Database={lite.sqlite_path};"\n'
-        f'replicas = ["Driver={{SQLite3}};Database={replica};"]\n'
-        'read_from = "any"\nbalance = "round_robin"\n'
+    engine = ibarrow.Engine()
+    engine.register_odbc(
+        "lite",
+        f"Driver={{SQLite3}};Database={lite.sqlite_path};",
+        replicas=[f"Driver={{SQLite3}};Database={replica};"],
+        read_from="any",
+        balance="round_robin",
     )
-    engine = ibarrow.Engine.from_config(config)
+    with pytest.raises(ibarrow.ConfigError, match="round_robin"):
+        engine.register_odbc("bad", f"Driver={{SQLite3}};Database={replica};", balance="fastest")
     for _ in range(4):
         assert engine.sql("SELECT sum(x) AS s FROM lite.main.t").to_arrow().column("s").to_pylist() == [6]
     (report,) = engine.health(timeout=5)

@@ -37,19 +37,31 @@ pub async fn page(
     Ok(response)
 }
 
+/// Whether `identity` may see every user's statements: always without `[roles]` (no access
+/// control), else with a role that has `monitor = true`.
+fn sees_every_user(shared: &Shared, identity: &crate::auth::Identity) -> bool {
+    shared
+        .engine
+        .access_policy()
+        .is_none_or(|policy| policy.grants(&identity.user).may_monitor())
+}
+
 /// `GET /v1/status`: the sources' health, the query counters and the recent queries as JSON,
-/// for a logged-in user.
+/// for a logged-in user: under `[roles]`, only the user's own queries unless a role of theirs
+/// has `monitor = true`.
 pub async fn status(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    identify(&shared, &headers, peer).await?;
+    let identity = identify(&shared, &headers, peer).await?;
+    let everyone = sees_every_user(&shared, &identity);
     let sources = shared.engine.health(HEALTH_TIMEOUT).await;
     let recent: Vec<serde_json::Value> = shared
         .engine
         .recent_queries()
         .iter()
+        .filter(|q| everyone || q.user == identity.user)
         .map(|q| {
             serde_json::json!({
                 "id": q.id,
@@ -77,14 +89,22 @@ pub async fn status(
     .into_response())
 }
 
-/// `GET /v1/insights`: the engine's insights (src/insights.rs) as JSON, for a logged-in user
-/// (statements are shown with their literals masked).
+/// `GET /v1/insights`: the engine's insights (src/insights.rs) as JSON (statements are shown
+/// with their literals masked). They rank every user's statements: under `[roles]`, only for
+/// a user with a `monitor = true` role.
 pub async fn insights(
     State(shared): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    identify(&shared, &headers, peer).await?;
+    let identity = identify(&shared, &headers, peer).await?;
+    if !sees_every_user(&shared, &identity) {
+        return Err(ServerError::Engine(ibarrow::Error::AccessDenied(format!(
+            "access denied: `{}` may not see insights, which rank every user's statements; \
+             an operator grants them with `monitor = true` in one of the user's [roles.<name>]",
+            identity.user
+        ))));
+    }
     let insights = shared.engine.insights().await;
     Ok(axum::Json(insights).into_response())
 }

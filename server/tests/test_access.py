@@ -30,10 +30,19 @@ row_filters = { "pg.public.srv_customers" = "region = 'r1'" }
 [roles.orders]
 read = ["maria.*.srv_orders"]
 
+[roles.ops]
+monitor = true
+
 [users.alice]
 password = "${IBT_ALICE_PW}"
 roles = ["analyst"]
+
+[users.carol]
+password = "carol-Secret-3"
+roles = ["ops"]
 """
+
+CAROL = ("carol", "carol-Secret-3")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,32 @@ def test_listings_name_only_readable_tables(governed):
     assert shown.status_code == 200, shown.text
     names = {row["table_name"] for row in shown.json() if row["table_schema"] != "information_schema"}
     assert names == {"srv_customers"}, names
+
+
+def test_only_a_monitor_sees_every_users_statements(governed):
+    alice_sql = "SELECT count(*) AS alice_counts FROM pg.public.srv_customers"
+    carol_sql = "SELECT 1 AS carol_was_here"
+    for sql, auth in [(alice_sql, ("alice", ALICE_PW)), (carol_sql, CAROL)]:
+        ran = httpx.post(f"{governed.http}/v1/query", json={"sql": sql}, auth=auth, timeout=30)
+        assert ran.status_code == 200, ran.text
+
+    def recent(auth):
+        status = httpx.get(f"{governed.http}/v1/status", auth=auth, timeout=30)
+        assert status.status_code == 200, status.text
+        return status.json()["recent"]
+
+    seen_by_alice = recent(("alice", ALICE_PW))
+    assert {q["user"] for q in seen_by_alice} == {"alice"}, seen_by_alice
+    assert any(q["sql"] == alice_sql for q in seen_by_alice)
+    seen_by_carol = {q["sql"] for q in recent(CAROL)}
+    assert {alice_sql, carol_sql} <= seen_by_carol, seen_by_carol
+
+    denied = httpx.get(f"{governed.http}/v1/insights", auth=("alice", ALICE_PW), timeout=30)
+    assert denied.status_code == 403, denied.text
+    assert denied.json()["error"]["kind"] == "access_denied"
+    assert "monitor = true" in denied.json()["error"]["message"], denied.text
+    allowed = httpx.get(f"{governed.http}/v1/insights", auth=CAROL, timeout=30)
+    assert allowed.status_code == 200, allowed.text
 
 
 def test_sighup_reloads_a_changed_grant_and_a_new_source(governed):

@@ -48,6 +48,7 @@ struct Role {
     row_filters: Vec<(NamePattern, String)>,
     native_sql: bool,
     write: Vec<NamePattern>,
+    monitor: bool,
 }
 
 impl Role {
@@ -83,6 +84,7 @@ impl Role {
             row_filters: keyed(&config.row_filters, 3, "row_filters")?,
             native_sql: config.native_sql.unwrap_or(false),
             write: patterns(&config.write, 3, "write")?,
+            monitor: config.monitor.unwrap_or(false),
         })
     }
 
@@ -328,6 +330,11 @@ impl Grants {
             format!("access denied: may not insert into {table}"),
             "an operator adds it to a role's `write` list in [roles.<name>]",
         ))
+    }
+
+    /// Whether a role of the user may see every user's statements (`monitor = true`).
+    pub fn may_monitor(&self) -> bool {
+        self.roles.iter().any(|r| r.monitor)
     }
 
     /// Whether the user may send native SQL to `source` (`query()`, `Session::native`).

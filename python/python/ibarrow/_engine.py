@@ -207,9 +207,31 @@ class Engine:
         ``log_level`` and ``needs_restart`` (keys read only at start)."""
         return self._inner.reload(path, profile)
 
-    def register_odbc(self, name: str, connection_string: str) -> None:
-        """Connect an ODBC database as source ``name``."""
-        self._inner.register_odbc(name, connection_string)
+    def register_odbc(
+        self,
+        name: str,
+        connection_string: str,
+        *,
+        replicas: list[str] | None = None,
+        read_from: str | None = None,
+        balance: str | None = None,
+        max_replica_lag_secs: int | None = None,
+    ) -> None:
+        """Connect an ODBC database as source ``name``.
+
+        ``replicas`` lists connection strings of copies of the same data: reads spread over
+        them as ``read_from`` (``"replicas"``, ``"primary"``, ``"any"``) and ``balance``
+        (``"least_busy"``, ``"round_robin"``) say, fail over between them, and skip replicas
+        more than ``max_replica_lag_secs`` behind; writes go to ``connection_string``.
+        """
+        self._inner.register_odbc(
+            name,
+            connection_string,
+            replicas=replicas,
+            read_from=read_from,
+            balance=balance,
+            max_replica_lag_secs=max_replica_lag_secs,
+        )
 
     def sql(self, query: str | bytes, params: Params | None = None) -> QueryResult:
         """Plan ``query`` (DataFusion SQL; bytes must be UTF-8); read the result to run it.
