@@ -132,36 +132,37 @@ impl MetricsSnapshot {
                     quote(&e.endpoint)
                 )
             };
-            let name = "ibarrow_endpoint_statements_total";
-            metric(&mut out, name, "counter", "Calls started on each endpoint.");
-            for e in &self.endpoints {
-                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.statements));
-            }
-            let name = "ibarrow_endpoint_failovers_total";
-            metric(
-                &mut out,
-                name,
-                "counter",
-                "Calls that moved from each endpoint to another.",
-            );
-            for e in &self.endpoints {
-                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.failed_over));
-            }
-            let name = "ibarrow_endpoint_active";
-            metric(&mut out, name, "gauge", "Calls running on each endpoint.");
-            for e in &self.endpoints {
-                out.push_str(&format!("{name}{{{}}} {}\n", labels(e), e.active));
-            }
-            let name = "ibarrow_endpoint_breaker_open";
-            metric(
-                &mut out,
-                name,
-                "gauge",
-                "1 while an endpoint's circuit breaker is open.",
-            );
-            for e in &self.endpoints {
-                let open = u8::from(e.breaker_open);
-                out.push_str(&format!("{name}{{{}}} {open}\n", labels(e)));
+            let series: [(&str, &str, &str, fn(&EndpointMetrics) -> u64); 4] = [
+                (
+                    "ibarrow_endpoint_statements_total",
+                    "counter",
+                    "Calls started on each endpoint.",
+                    |e| e.statements,
+                ),
+                (
+                    "ibarrow_endpoint_failovers_total",
+                    "counter",
+                    "Calls that moved from each endpoint to another.",
+                    |e| e.failed_over,
+                ),
+                (
+                    "ibarrow_endpoint_active",
+                    "gauge",
+                    "Calls running on each endpoint.",
+                    |e| e.active as u64,
+                ),
+                (
+                    "ibarrow_endpoint_breaker_open",
+                    "gauge",
+                    "1 while an endpoint's circuit breaker is not closed.",
+                    |e| u64::from(e.breaker_open),
+                ),
+            ];
+            for (name, kind, help, value) in series {
+                metric(&mut out, name, kind, help);
+                for e in &self.endpoints {
+                    out.push_str(&format!("{name}{{{}}} {}\n", labels(e), value(e)));
+                }
             }
         }
         out.push_str("# HELP ibarrow_query_duration_seconds Time from start to last row.\n");

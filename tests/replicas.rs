@@ -254,14 +254,31 @@ async fn load(
     all
 }
 
+/// Four workers run `query` for `kill_after_ms` + 2 s while `kill` takes an endpoint down
+/// after `kill_after_ms`; the outcomes, and when the kill began.
+async fn load_and_kill(
+    engine: &Engine,
+    query: &str,
+    expected: &[String],
+    kill_after_ms: u64,
+    kill: impl FnOnce(),
+) -> (Vec<(Instant, Duration, Outcome)>, Instant) {
+    let until = Instant::now() + Duration::from_millis(kill_after_ms + 2000);
+    tokio::join!(load(engine, query, expected, LOAD_WORKERS, until), async {
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        let at = Instant::now();
+        kill();
+        at
+    })
+}
+
+/// The tasks of a load run.
+const LOAD_WORKERS: usize = 4;
+
 /// No query of `outcomes` returned wrong rows; each that failed says which source and why,
 /// within the query timeout; and at most the queries in flight when it happened (one per
 /// worker) failed: a statement that already delivered rows is not moved.
-fn check_load(
-    outcomes: &[(Instant, Duration, Outcome)],
-    killed_at: Instant,
-    workers: usize,
-) -> (usize, usize) {
+fn check_load(outcomes: &[(Instant, Duration, Outcome)], killed_at: Instant) -> (usize, usize) {
     let mut failed = 0;
     for (started, took, outcome) in outcomes {
         match outcome {
@@ -286,7 +303,7 @@ fn check_load(
     }
     let total = outcomes.len();
     assert!(
-        failed <= workers,
+        failed <= LOAD_WORKERS,
         "{failed} of {total} queries failed when one of two endpoints was killed"
     );
     (total, failed)
@@ -305,24 +322,10 @@ async fn a_replica_killed_under_load_costs_no_rows_and_returns_after_its_probe()
     let engine = engine_with(config).await;
     let query = group_query("public", "items");
     let expected = expected_groups(ROWS);
-    let start = Instant::now();
-    let (outcomes, killed) = tokio::join!(
-        load(
-            &engine,
-            &query,
-            &expected,
-            4,
-            start + Duration::from_secs(4)
-        ),
-        async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let at = Instant::now();
-            replica.kill();
-            at
-        }
-    );
+    let (outcomes, killed) =
+        load_and_kill(&engine, &query, &expected, 1500, || replica.kill()).await;
     let before = outcomes.iter().filter(|(s, _, _)| *s < killed).count();
-    let (total, failed) = check_load(&outcomes, killed, 4);
+    let (total, failed) = check_load(&outcomes, killed);
     eprintln!(
         "replica killed after {before} of {total} queries; {failed} failed; \
          calls per endpoint: {:?}",
@@ -534,22 +537,8 @@ async fn mariadb_reads_balance_over_two_endpoints_and_survive_one_dying() {
         "{health:?}"
     );
 
-    let start = Instant::now();
-    let (outcomes, killed) = tokio::join!(
-        load(
-            &engine,
-            &query,
-            &expected,
-            4,
-            start + Duration::from_secs(3)
-        ),
-        async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            proxy.kill();
-            Instant::now()
-        }
-    );
-    let (total, failed) = check_load(&outcomes, killed, 4);
+    let (outcomes, killed) = load_and_kill(&engine, &query, &expected, 1000, || proxy.kill()).await;
+    let (total, failed) = check_load(&outcomes, killed);
     eprintln!(
         "MariaDB: {total} queries, {failed} failed; calls per endpoint: {:?}",
         statements(&engine)

@@ -138,6 +138,19 @@ impl CircuitBreaker {
         }
     }
 
+    /// Gives back a probe that ends without a verdict (its call moved to another endpoint
+    /// before the connection could tell, or was dropped): the next call may probe at once.
+    pub fn release_probe(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if let State::HalfOpen { .. } = *state {
+            *state = State::Open {
+                until: self.clock.now(),
+            };
+        }
+    }
+
     /// The outcome of an admitted call: `false` when the database could not be reached or
     /// did not answer in time.
     pub fn record(&self, success: bool) {
@@ -235,6 +248,13 @@ mod tests {
         assert!(b.admit().is_err(), "only one probe at a time");
         clock.advance(Duration::from_secs(30));
         assert_eq!(b.admit(), Ok(()), "a probe that never reported is replaced");
+        b.release_probe();
+        assert_eq!(
+            b.availability(),
+            Ok(true),
+            "a released probe is due again at once"
+        );
+        assert_eq!(b.admit(), Ok(()));
         b.record(false);
         assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
         assert_eq!(b.admit(), Err(Duration::from_secs(30)));

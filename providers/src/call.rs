@@ -30,7 +30,7 @@ use odbc_api::sys::HStmt;
 use crate::cancel::{READER_GONE_GRACE, StatementSlot};
 use crate::error::OdbcError;
 use crate::pool::{PermitRelease, PooledConnection};
-use crate::source::OdbcSource;
+use crate::source::{Endpoint, OdbcSource};
 
 /// What a call is, for its deadline, its retries and its errors.
 #[derive(Debug, Clone)]
@@ -43,8 +43,10 @@ pub struct CallSpec {
     /// Whether the call may run again on a fresh connection after a lost connection, as long
     /// as it has produced nothing ([`CallContext::produced`]).
     repeatable: bool,
-    /// A write: the primary alone runs it.
+    /// The primary alone runs it.
     on_primary: bool,
+    /// It writes: reads follow it to the primary for a while (see `OdbcSource::route_call`).
+    write: bool,
     /// One endpoint alone, by index (a ping or lag reading of that endpoint).
     endpoint: Option<usize>,
 }
@@ -58,12 +60,20 @@ impl CallSpec {
             deadline: source.options().scan.query_timeout,
             repeatable: true,
             on_primary: false,
+            write: false,
             endpoint: None,
         }
     }
 
-    /// Only the primary may run it (a write, or a statement that may write); it never moves
-    /// to a replica.
+    /// A write (an INSERT, a native statement that may write): on the primary alone, run once,
+    /// and the source's reads follow it to the primary for a while, so that they see it.
+    pub fn write(mut self) -> Self {
+        self.write = true;
+        self.on_primary().once()
+    }
+
+    /// Only the primary may run it (a statement that may write: preparing one, say); it never
+    /// moves to a replica.
     pub fn on_primary(mut self) -> Self {
         self.on_primary = true;
         self
@@ -101,6 +111,8 @@ pub(crate) struct CallTicket {
     release: PermitRelease,
     produced: AtomicBool,
     finished: AtomicBool,
+    /// The connection was opened for this run, not reused from the idle list.
+    fresh_connection: AtomicBool,
 }
 
 impl CallTicket {
@@ -110,6 +122,7 @@ impl CallTicket {
             release,
             produced: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            fresh_connection: AtomicBool::new(false),
         })
     }
 
@@ -207,6 +220,54 @@ impl Deref for CallContext<'_> {
     }
 }
 
+/// The endpoints a call's tries were admitted to by their breakers, and not yet judged. A
+/// retry of the one probe a half-open breaker lets through is still that probe; a probe the
+/// call leaves without a verdict (it moved on, or the call was dropped) is given back, so the
+/// endpoint's next call probes at once instead of after another `open_for`.
+struct Admissions<'a> {
+    route: &'a [Arc<Endpoint>],
+    admitted: Vec<bool>,
+}
+
+impl<'a> Admissions<'a> {
+    fn new(route: &'a [Arc<Endpoint>]) -> Self {
+        Self {
+            route,
+            admitted: vec![false; route.len()],
+        }
+    }
+
+    /// Whether endpoint `at` may take a try: admitted before in this call, or now; when not,
+    /// how long until its breaker lets a probe through.
+    fn admit(&mut self, at: usize) -> Result<(), std::time::Duration> {
+        if !self.admitted[at] {
+            if let Some(breaker) = self.route[at].breaker() {
+                breaker.admit()?;
+            }
+            self.admitted[at] = true;
+        }
+        Ok(())
+    }
+
+    /// The verdict on endpoint `at`; coming back to it needs its breaker's leave again.
+    fn judge(&mut self, at: usize, answered: bool) {
+        if let Some(breaker) = self.route[at].breaker() {
+            breaker.record(answered);
+        }
+        self.admitted[at] = false;
+    }
+}
+
+impl Drop for Admissions<'_> {
+    fn drop(&mut self) {
+        for (endpoint, admitted) in self.route.iter().zip(&self.admitted) {
+            if let (true, Some(breaker)) = (*admitted, endpoint.breaker()) {
+                breaker.release_probe();
+            }
+        }
+    }
+}
+
 impl OdbcSource {
     /// Runs `f` on a pooled connection on a blocking thread, under the breaker, the deadline
     /// and the retry policy of the source, on the endpoints its route gives (see the module
@@ -224,9 +285,8 @@ impl OdbcSource {
         };
         let retry = &self.options().retry;
         let route = self.route_call(spec.on_primary, spec.endpoint)?;
-        // Admitted by its breaker in this call: a retry of the one probe a half-open breaker
-        // lets through is still that probe. Tried: a move back to it waits for the backoff.
-        let mut admitted = vec![false; route.len()];
+        let mut admissions = Admissions::new(&route);
+        // Tried in this call: a move back to it waits for the backoff.
         let mut tried = vec![false; route.len()];
         let mut position = 0;
         let mut last_error = None;
@@ -237,21 +297,14 @@ impl OdbcSource {
             let mut chosen = None;
             for step in 0..route.len() {
                 let at = (position + step) % route.len();
-                let admits = admitted[at]
-                    || route[at]
-                        .breaker()
-                        .map_or(Ok(()), |b| b.admit())
-                        .map_or_else(
-                            |retry_in| {
-                                refused = Some(refused.map_or(retry_in, |r| r.min(retry_in)));
-                                false
-                            },
-                            |()| true,
-                        );
-                if admits {
-                    admitted[at] = true;
-                    chosen = Some(at);
-                    break;
+                match admissions.admit(at) {
+                    Ok(()) => {
+                        chosen = Some(at);
+                        break;
+                    }
+                    Err(retry_in) => {
+                        refused = Some(refused.map_or(retry_in, |r| r.min(retry_in)));
+                    }
                 }
             }
             let Some(at) = chosen else {
@@ -275,27 +328,27 @@ impl OdbcSource {
                     spec.what
                 );
                 match deadline {
-                    Some((at, after)) if tokio::time::Instant::now() + delay >= at => {
+                    Some((until, after)) if tokio::time::Instant::now() + delay >= until => {
                         return Err(timed_out(after));
                     }
                     _ => tokio::time::sleep(delay).await,
                 }
             }
             tried[at] = true;
-            let running = endpoint.begin(spec.endpoint.is_none());
             let acquired = match deadline {
                 None => endpoint.pool().acquire().await,
-                Some((at, after)) => tokio::time::timeout_at(at, endpoint.pool().acquire())
+                Some((until, after)) => tokio::time::timeout_at(until, endpoint.pool().acquire())
                     .await
                     .map_err(|_| timed_out(after))?,
             };
             let permit = match acquired {
                 Ok(permit) => permit,
-                // A full pool is no verdict on the server: another endpoint takes the call.
+                // A full pool is no verdict on the server: an endpoint not tried yet takes
+                // the call (a probe admitted here stays this call's).
                 Err(err @ OdbcError::PoolTimeout { .. })
-                    if route.len() > 1 && attempt < retry.attempts =>
+                    if attempt < retry.attempts
+                        && (0..route.len()).any(|other| other != at && !tried[other]) =>
                 {
-                    admitted[at] = false;
                     endpoint.count_failover();
                     position = (at + 1) % route.len();
                     last_error = Some(err);
@@ -304,6 +357,10 @@ impl OdbcSource {
                 }
                 Err(err) => return Err(err),
             };
+            if spec.write {
+                self.note_write();
+            }
+            let running = endpoint.begin(spec.endpoint.is_none());
             let ticket = CallTicket::new(permit.release_handle());
             let mut on_drop = AbandonOnDrop(Some(Arc::clone(&ticket)));
             let pool = Arc::clone(endpoint.pool());
@@ -311,6 +368,9 @@ impl OdbcSource {
             let thread_ticket = Arc::clone(&ticket);
             let run = tokio::task::spawn_blocking(move || {
                 let result = pool.checkout(permit).and_then(|connection| {
+                    thread_ticket
+                        .fresh_connection
+                        .store(connection.is_fresh(), Ordering::SeqCst);
                     if thread_ticket.was_abandoned() {
                         connection.discard();
                         return Err(OdbcError::Task {
@@ -343,14 +403,12 @@ impl OdbcSource {
             });
             let joined = match deadline {
                 None => run.await,
-                Some((at, after)) => match tokio::time::timeout_at(at, run).await {
+                Some((until, after)) => match tokio::time::timeout_at(until, run).await {
                     Ok(joined) => joined,
                     Err(_) => {
                         on_drop.disarm();
                         ticket.abandon();
-                        if let Some(breaker) = endpoint.breaker() {
-                            breaker.record(false);
-                        }
+                        admissions.judge(at, false);
                         return Err(timed_out(after));
                     }
                 },
@@ -367,9 +425,7 @@ impl OdbcSource {
             f = returned;
             let err = match result {
                 Ok(value) => {
-                    if let Some(breaker) = endpoint.breaker() {
-                        breaker.record(true);
-                    }
+                    admissions.judge(at, true);
                     running.answered();
                     return Ok(value);
                 }
@@ -385,20 +441,16 @@ impl OdbcSource {
                 route.len() > 1 && (again_here || matches!(err, OdbcError::ConnectFailed { .. }));
             let give_up = !untouched || !(again_here || elsewhere);
             // The breaker judges an endpoint when the call ends with it, or leaves it because
-            // it could not connect. A lost connection alone (a stale pooled one, say) is no
-            // verdict: the connect that replaces it is.
-            let judged = give_up || (elsewhere && !err.is_transient());
-            if judged && let Some(breaker) = endpoint.breaker() {
-                breaker.record(!err.is_source_failure());
+            // it could not connect or dropped a connection opened for this call. A reused
+            // connection lost alone (a stale idle one, say) is no verdict.
+            let fresh = ticket.fresh_connection.load(Ordering::SeqCst);
+            if give_up || (elsewhere && (!err.is_transient() || fresh)) {
+                admissions.judge(at, !err.is_source_failure());
             }
             if give_up {
                 return Err(err);
             }
             if elsewhere {
-                if judged {
-                    // Coming back to it needs its breaker's leave again.
-                    admitted[at] = false;
-                }
                 endpoint.count_failover();
                 tracing::warn!(
                     source = self.name(),

@@ -285,8 +285,11 @@ pub fn replica_lag(
     };
     Ok(match value.map(|text| text.trim().parse::<f64>()) {
         None => LagReading::NotReplicating,
-        Some(Ok(seconds)) => std::time::Duration::try_from_secs_f64(seconds.max(0.0))
-            .map_or(LagReading::Unknown, LagReading::Behind),
+        Some(Ok(seconds)) if seconds.is_finite() => {
+            std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+                .map_or(LagReading::Unknown, LagReading::Behind)
+        }
+        Some(Ok(_)) => LagReading::Unknown,
         Some(Err(_)) => LagReading::Unknown,
     })
 }

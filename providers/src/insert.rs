@@ -96,8 +96,7 @@ impl DataSink for OdbcSink {
         let mut receiver = Some(receiver);
         let spec = CallSpec::new(&self.source, "inserting rows")
             .statement(self.statement.clone())
-            .on_primary()
-            .once();
+            .write();
         let writer = self.source.call(spec, move |call| match receiver.take() {
             Some(receiver) => write_in_transaction(call, &statement, &schema, receiver),
             None => Err(OdbcError::Task {

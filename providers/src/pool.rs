@@ -224,6 +224,7 @@ impl ConnectionPool {
             if self.is_reusable(&idle) {
                 return Ok(PooledConnection {
                     connection: Some(idle.connection),
+                    fresh: false,
                     created: idle.created,
                     checkout: self.register_checkout(),
                     pool: Arc::clone(self),
@@ -236,6 +237,7 @@ impl ConnectionPool {
         let connection = self.connect()?;
         Ok(PooledConnection {
             connection: Some(connection),
+            fresh: true,
             created: Instant::now(),
             checkout: self.register_checkout(),
             pool: Arc::clone(self),
@@ -388,6 +390,8 @@ impl ConnectionPool {
 /// A checked-out connection; returns to its pool when dropped.
 pub struct PooledConnection {
     connection: Option<OpenConnection>,
+    /// Opened for this checkout, not taken from the idle list.
+    fresh: bool,
     created: Instant,
     checkout: u64,
     pool: Arc<ConnectionPool>,
@@ -397,6 +401,12 @@ pub struct PooledConnection {
 }
 
 impl PooledConnection {
+    /// Whether the connection was opened for this checkout rather than reused: a lost
+    /// connection then says the server drops sessions, not that an idle one went stale.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// The name of the source the connection belongs to.
     pub fn source_name(&self) -> &str {
         &self.pool.source_name

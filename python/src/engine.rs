@@ -152,7 +152,7 @@ impl PyEngine {
     /// its replicas when given (the `replicas`, `read_from`, `balance` and
     /// `max_replica_lag_secs` settings of a configuration file's source).
     #[pyo3(signature = (
-        name, connection_string, replicas=None, read_from=None, balance=None,
+        name, connection_string, *, replicas=None, read_from=None, balance=None,
         max_replica_lag_secs=None
     ))]
     #[allow(clippy::too_many_arguments)]

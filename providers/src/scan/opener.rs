@@ -118,7 +118,7 @@ impl PartitionScan {
             let mut spec = CallSpec::new(&source, "a scan").statement(scan.statement.render());
             // A native statement that may write: on the primary, and never run twice.
             if on_primary {
-                spec = spec.on_primary().once();
+                spec = spec.write();
             }
             let (sender, receiver) = mpsc::channel(scan.options.prefetch_batches.max(1));
             let call = async move {

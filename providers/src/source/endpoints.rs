@@ -38,6 +38,17 @@ impl FromStr for ReadFrom {
     }
 }
 
+impl ReadFrom {
+    /// Whether reads go first to an endpoint of `role`.
+    pub fn prefers(self, role: EndpointRole) -> bool {
+        match self {
+            ReadFrom::Primary => role == EndpointRole::Primary,
+            ReadFrom::Replicas => role == EndpointRole::Replica,
+            ReadFrom::Any => true,
+        }
+    }
+}
+
 /// As the configuration spells it.
 impl std::fmt::Display for ReadFrom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,6 +165,8 @@ pub struct Endpoint {
     answered: AtomicU64,
     /// Calls that could not start here and went to another endpoint.
     failed_over: AtomicU64,
+    /// A ping started in the background to probe its breaker has not ended yet.
+    probing: std::sync::atomic::AtomicBool,
     lag: Mutex<LagState>,
 }
 
@@ -173,6 +186,7 @@ impl Endpoint {
             started: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             failed_over: AtomicU64::new(0),
+            probing: std::sync::atomic::AtomicBool::new(false),
             lag: Mutex::new(LagState {
                 reading: LagReading::Unknown,
                 read_at: None,
@@ -242,6 +256,12 @@ impl Endpoint {
         }
     }
 
+    /// Claims the background probe of this endpoint's breaker until the guard drops; `None`:
+    /// one is under way.
+    pub(crate) fn start_probe(self: &Arc<Self>) -> Option<ProbeClaim> {
+        (!self.probing.swap(true, Ordering::SeqCst)).then(|| ProbeClaim(Arc::clone(self)))
+    }
+
     pub(crate) fn count_failover(&self) {
         self.failed_over.fetch_add(1, Ordering::SeqCst);
     }
@@ -293,6 +313,16 @@ impl Endpoint {
     }
 }
 
+/// The claim on an endpoint's background probe; given up when dropped, however its task ends.
+#[derive(Debug)]
+pub(crate) struct ProbeClaim(Arc<Endpoint>);
+
+impl Drop for ProbeClaim {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::SeqCst);
+    }
+}
+
 /// A call running on an endpoint; counted in its `active` until dropped.
 #[derive(Debug)]
 pub(crate) struct ActiveCall {
@@ -336,12 +366,12 @@ pub(crate) struct Candidate {
 }
 
 /// The order in which a call tries the endpoints (indexes into `candidates`): a write the
-/// primary alone; a read first any endpoint whose breaker is due for its probe (a read is how
-/// it comes back into use; if the probe fails the call moves on), then the endpoints
-/// `read_from` names, then the others, each group the least busy first or in turn from
-/// `turn`. Endpoints whose breaker is open are left out, and so are replicas beyond the
-/// allowed lag, unless the primary is down: then they are the last resort (a replica of a
-/// dead primary cannot catch up, and stale rows beat none).
+/// primary alone; a read first those of the endpoints `read_from` names whose breaker is due
+/// for its probe (a read is how it comes back into use; if the probe fails the call moves
+/// on), then the rest of those, then the others, each group the least busy first or in turn
+/// from `turn`; last, the replicas beyond the allowed lag (a replica of a dead primary cannot
+/// catch up, and stale rows beat none when nothing else starts the read). Endpoints whose
+/// breaker is open are left out.
 pub(crate) fn route(
     candidates: &[Candidate],
     options: &ReplicaOptions,
@@ -357,23 +387,20 @@ pub(crate) fn route(
     if write {
         return primary.into_iter().filter(usable).collect();
     }
-    let preferred = |c: &Candidate| match options.read_from {
-        ReadFrom::Primary => c.role == EndpointRole::Primary,
-        ReadFrom::Replicas => c.role == EndpointRole::Replica,
-        ReadFrom::Any => true,
-    };
+    let preferred = |c: &Candidate| options.read_from.prefers(c.role);
     let probe = |i: &usize| candidates[*i].availability == Availability::ProbeDue;
-    let primary_down = primary.is_none_or(|p| !reachable(&p));
     let groups: [Vec<usize>; 4] = [
-        (0..candidates.len()).filter(usable).filter(probe).collect(),
+        (0..candidates.len())
+            .filter(|i| preferred(&candidates[*i]) && usable(i) && probe(i))
+            .collect(),
         (0..candidates.len())
             .filter(|i| preferred(&candidates[*i]) && usable(i) && !probe(i))
             .collect(),
         (0..candidates.len())
-            .filter(|i| !preferred(&candidates[*i]) && usable(i) && !probe(i))
+            .filter(|i| !preferred(&candidates[*i]) && usable(i))
             .collect(),
         (0..candidates.len())
-            .filter(|i| primary_down && reachable(i) && !usable(i))
+            .filter(|i| reachable(i) && !usable(i))
             .collect(),
     ];
     let mut order = Vec::with_capacity(candidates.len());
@@ -455,22 +482,22 @@ mod tests {
     }
 
     #[test]
-    fn open_breakers_and_lagging_replicas_are_left_out_and_probes_go_first() {
+    fn open_breakers_are_left_out_lagging_replicas_come_last_and_probes_first() {
         let mut all = [endpoint(P, 0), endpoint(R, 0), endpoint(R, 0)];
         all[1].availability = Availability::Open(Duration::from_secs(10));
         all[2].lagging = Some(LagReading::Behind(Duration::from_secs(60)));
         let replicas = options(ReadFrom::Replicas, Balance::LeastBusy);
         assert_eq!(
             route(&all, &replicas, false, 0),
-            vec![0],
-            "the primary as fallback"
+            vec![0, 2],
+            "the primary as fallback, the lagging replica as last resort"
         );
         all[1].availability = Availability::ProbeDue;
         all[1].busy = 7;
         assert_eq!(
             route(&all, &replicas, false, 0),
-            vec![1, 0],
-            "probe despite being busy"
+            vec![1, 0, 2],
+            "probe despite being busy; the lagging replica last"
         );
         all[0].availability = Availability::Open(Duration::from_secs(1));
         all[1].availability = Availability::Open(Duration::from_secs(1));
@@ -487,11 +514,12 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_goes_first_whatever_read_from_prefers() {
-        let mut all = [endpoint(P, 0), endpoint(R, 0)];
+    fn a_probe_goes_first_among_the_endpoints_read_from_names() {
+        let mut all = [endpoint(P, 0), endpoint(R, 0), endpoint(R, 0)];
         all[0].availability = Availability::ProbeDue;
+        all[2].availability = Availability::ProbeDue;
         let replicas = options(ReadFrom::Replicas, Balance::RoundRobin);
-        assert_eq!(route(&all, &replicas, false, 1), vec![0, 1]);
+        assert_eq!(route(&all, &replicas, false, 0), vec![2, 1, 0]);
     }
 
     #[test]

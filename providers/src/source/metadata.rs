@@ -103,7 +103,11 @@ impl OdbcSource {
         }
     }
 
-    async fn endpoint_health(&self, index: usize, timeout: std::time::Duration) -> EndpointHealth {
+    pub(super) async fn endpoint_health(
+        &self,
+        index: usize,
+        timeout: std::time::Duration,
+    ) -> EndpointHealth {
         let ping = self.dialect.ping_statement();
         let started = std::time::Instant::now();
         let spec = CallSpec::new(self, "answering a ping")

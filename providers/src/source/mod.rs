@@ -245,11 +245,7 @@ impl OdbcSource {
         }
         self.start_due_lag_readings();
         let mut replicas = self.options.replicas.clone();
-        if write {
-            if let Ok(mut last_write) = self.last_write.lock() {
-                *last_write = Some(std::time::Instant::now());
-            }
-        } else if self.wrote_lately() {
+        if !write && self.wrote_lately() {
             replicas.read_from = ReadFrom::Primary;
         }
         let candidates: Vec<_> = self
@@ -257,6 +253,9 @@ impl OdbcSource {
             .iter()
             .map(|e| e.candidate(replicas.max_lag))
             .collect();
+        if !write {
+            self.start_due_probes(&candidates, replicas.read_from);
+        }
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let order = route(&candidates, &replicas, write, turn);
         if order.is_empty() {
@@ -269,6 +268,40 @@ impl OdbcSource {
             .into_iter()
             .map(|index| Arc::clone(&self.endpoints[index]))
             .collect())
+    }
+
+    /// Notes that a write is starting on the primary: reads follow it there for a while.
+    pub(crate) fn note_write(&self) {
+        if self.endpoints.len() > 1
+            && let Ok(mut last_write) = self.last_write.lock()
+        {
+            *last_write = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Probes, with a ping in the background, the breakers of endpoints that are due for a
+    /// probe but that reads do not try first (`read_from` names others), so that they come
+    /// back into use as fallbacks without a user's read waiting on them.
+    fn start_due_probes(&self, candidates: &[endpoints::Candidate], read_from: ReadFrom) {
+        const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        for (index, candidate) in candidates.iter().enumerate() {
+            if read_from.prefers(candidate.role)
+                || candidate.availability != endpoints::Availability::ProbeDue
+            {
+                continue;
+            }
+            let Some(claim) = self.endpoints[index].start_probe() else {
+                continue;
+            };
+            if let (Some(source), Ok(runtime)) =
+                (self.this.upgrade(), tokio::runtime::Handle::try_current())
+            {
+                runtime.spawn(async move {
+                    let _claim = claim;
+                    source.endpoint_health(index, PROBE_WAIT).await;
+                });
+            }
+        }
     }
 
     /// Whether a write went to the primary within [`READ_YOUR_WRITES`] (or the allowed lag,

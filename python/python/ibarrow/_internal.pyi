@@ -46,6 +46,7 @@ class Engine:
         self,
         name: str,
         connection_string: str,
+        *,
         replicas: list[str] | None = None,
         read_from: str | None = None,
         balance: str | None = None,
