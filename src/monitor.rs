@@ -67,6 +67,14 @@ pub struct MetricsSnapshot {
     pub endpoints: Vec<EndpointMetrics>,
 }
 
+/// One Prometheus series per endpoint: its name, type, help and value.
+type EndpointSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&EndpointMetrics) -> u64,
+);
+
 /// The counters of one endpoint of a source with replicas.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointMetrics {
@@ -132,7 +140,7 @@ impl MetricsSnapshot {
                     quote(&e.endpoint)
                 )
             };
-            let series: [(&str, &str, &str, fn(&EndpointMetrics) -> u64); 4] = [
+            let series: [EndpointSeries; 4] = [
                 (
                     "ibarrow_endpoint_statements_total",
                     "counter",
