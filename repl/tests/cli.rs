@@ -634,6 +634,54 @@ fn health_pings_every_source() {
     }
 }
 
+/// A source whose replica's port is closed: `\\health` and `\\sources` show a row per
+/// endpoint, the dead one unreachable with its reason, and no password.
+#[test]
+fn health_and_sources_show_each_endpoint_of_a_source_with_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let primary = PG.replace("${IBARROW_CLI_TEST_PW}", PASSWORD);
+    let dead = primary.replace("Port=5432", &format!("Port={dead_port}"));
+    let config = dir.path().join("replicas.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.rep]\nconnection_string = \"{primary}\"\nreplicas = [\"{dead}\"]\n\
+             connect_timeout_secs = 2\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().expect("a UTF-8 path");
+    let output = ibarrow(&[
+        "--config",
+        config,
+        "--format",
+        "csv",
+        "-c",
+        "\\health",
+        "-c",
+        "\\sources",
+    ]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no row `{name}` in {text}"))
+    };
+    assert_eq!(row("rep primary")[1], "yes", "{text}");
+    assert_eq!(row("rep replica1")[1], "no", "{text}");
+    assert!(text.contains(&format!("Port={dead_port}")), "{text}");
+    assert!(
+        text.contains("Pwd=***") && !text.contains("Pwd=ibarrow"),
+        "{text}"
+    );
+}
+
 #[test]
 fn unknown_config_keys_and_bad_flags_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
