@@ -106,6 +106,14 @@ fn source_config(primary: String, replicas: Vec<String>) -> SourceConfig {
     }
 }
 
+/// [`source_config`] of a primary cluster and its replica.
+fn pair_config(primary: &PrivateCluster, replica: &PrivateCluster) -> SourceConfig {
+    source_config(
+        primary.connection_string(),
+        vec![replica.connection_string()],
+    )
+}
+
 async fn engine_with(config: SourceConfig) -> Engine {
     Engine::builder()
         .source_config("db", config)
@@ -138,10 +146,7 @@ async fn reads_spread_over_both_servers_and_writes_go_to_the_primary() {
         writable: Some(true),
         partitions: Some(2),
         min_partition_rows: Some(1),
-        ..source_config(
-            primary.connection_string(),
-            vec![replica.connection_string()],
-        )
+        ..pair_config(&primary, &replica)
     };
     let engine = engine_with(config).await;
     let query = group_query("public", "items");
@@ -314,10 +319,7 @@ async fn a_replica_killed_under_load_costs_no_rows_and_returns_after_its_probe()
     let (primary, replica) = primary_and_replica();
     let config = SourceConfig {
         read_from: Some("any".into()),
-        ..source_config(
-            primary.connection_string(),
-            vec![replica.connection_string()],
-        )
+        ..pair_config(&primary, &replica)
     };
     let engine = engine_with(config).await;
     let query = group_query("public", "items");
@@ -362,10 +364,7 @@ async fn reads_go_to_the_replica_while_the_primary_is_down_and_writes_fail_clear
     let config = SourceConfig {
         read_from: Some("primary".into()),
         writable: Some(true),
-        ..source_config(
-            primary.connection_string(),
-            vec![replica.connection_string()],
-        )
+        ..pair_config(&primary, &replica)
     };
     let engine = engine_with(config).await;
     let query = group_query("public", "items");
@@ -414,10 +413,7 @@ async fn a_replica_behind_its_primary_takes_no_reads_until_it_catches_up() {
     wait_for_replay(&replica, ROWS + 1);
     let config = SourceConfig {
         max_replica_lag_secs: Some(1),
-        ..source_config(
-            primary.connection_string(),
-            vec![replica.connection_string()],
-        )
+        ..pair_config(&primary, &replica)
     };
     let engine = engine_with(config).await;
     let query = group_query("public", "items");

@@ -186,8 +186,8 @@ pub enum OdbcError {
         /// Time until the breaker lets a probe call through.
         retry_in: Duration,
     },
-    /// No endpoint of a source with replicas can take the call: each one's breaker is open or
-    /// its replica lags too far (a write: the primary is down).
+    /// No endpoint of a source with replicas can take the call: each one's breaker is open (a
+    /// write: the primary's).
     #[error(
         "source `{source_name}` has no endpoint that can take this call now ({reasons}). ibarrow \
          tries an endpoint again when its circuit breaker lets a probe through; queries that do \

@@ -114,27 +114,18 @@ impl PrivateCluster {
     /// Runs `sql` with psql as the superuser; its output, unaligned and without headers.
     pub fn psql(&self, sql: &str) -> String {
         let port = self.port.to_string();
-        let output = self
-            .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "ibarrow",
-                "-d",
-                "postgres",
-            ])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("running psql");
-        assert!(
-            output.status.success(),
-            "psql failed on `{sql}`: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "ibarrow",
+            "-d",
+            "postgres",
+        ];
+        let options = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql];
+        self.run("psql", &[&args[..], &options[..]].concat(), &[])
     }
 
     /// A PostgreSQL tool, run as `postgres` when the tests run as root.
@@ -149,7 +140,8 @@ impl PrivateCluster {
         }
     }
 
-    pub fn run(&self, program: &str, args: &[&str], paths: &[&Path]) {
+    /// Runs a PostgreSQL tool and returns its output, trimmed; a failure fails the test.
+    pub fn run(&self, program: &str, args: &[&str], paths: &[&Path]) -> String {
         let output = self
             .command(program)
             .args(args)
@@ -162,6 +154,7 @@ impl PrivateCluster {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     /// `pg_ctl start`, `restart` …, waiting for it to finish.

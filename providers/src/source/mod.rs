@@ -330,37 +330,24 @@ impl OdbcSource {
         !route(&candidates, replicas, false, 0).is_empty()
     }
 
+    /// Why no endpoint can take a call: [`route`] leaves out only endpoints whose breaker is
+    /// open (a lagging replica still comes last), so each one's time left is the reason.
     fn unavailable_reasons(&self, write: bool) -> String {
-        let max_lag = self.options.replicas.max_lag;
-        self.endpoints
+        let reasons: Vec<String> = self
+            .endpoints
             .iter()
             .filter(|e| !write || e.role() == EndpointRole::Primary)
-            .map(|endpoint| {
-                let candidate = endpoint.candidate(max_lag);
-                let why = match (candidate.availability, candidate.lagging) {
-                    (endpoints::Availability::Open(retry_in), _) => {
-                        format!("circuit breaker open for {:.0?} more", retry_in)
-                    }
-                    (_, Some(LagReading::Behind(lag))) => format!(
-                        "{:.0?} behind its primary (max_replica_lag_secs = {})",
-                        lag,
-                        max_lag.map_or(0, |m| m.as_secs())
-                    ),
-                    (_, Some(LagReading::NotReplicating)) => {
-                        "its replication is not running".to_string()
-                    }
-                    (_, Some(LagReading::Unknown)) => "its lag could not be read".to_string(),
-                    _ => "busy".to_string(),
-                };
-                format!("{}: {why}", endpoint.label())
+            .filter_map(|endpoint| {
+                let retry_in = endpoint.breaker()?.availability().err()?;
+                Some(format!(
+                    "{}: circuit breaker open for {:.0?} more",
+                    endpoint.label(),
+                    retry_in
+                ))
             })
-            .collect::<Vec<_>>()
-            .join("; ")
-            + if write {
-                "; writes go to the primary only"
-            } else {
-                ""
-            }
+            .chain(write.then(|| "writes go to the primary only".to_string()))
+            .collect();
+        reasons.join("; ")
     }
 
     /// Starts a lag reading, in the background, of each replica whose last one is too old.
