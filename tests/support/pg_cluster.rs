@@ -102,13 +102,12 @@ impl PrivateCluster {
         cluster
     }
 
-    /// Stops the server at once, as a crash would (no checkpoint, connections cut).
+    /// Stops the server at once: its sessions are cut (each told so, 57P01) and it takes no
+    /// more connections. Not `-m immediate`: psqlODBC 13.02 can crash the process in
+    /// `SQLFetch` when a server vanishes without a word while a cursor is being read (seen
+    /// here), and these tests are about ibarrow's failover, not that driver bug.
     pub fn kill(&self) {
-        self.run(
-            "pg_ctl",
-            &["stop", "-w", "-m", "immediate", "-D"],
-            &[&self.data],
-        );
+        self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D"], &[&self.data]);
     }
 
     /// Runs `sql` with psql as the superuser; its output, unaligned and without headers.
