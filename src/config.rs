@@ -227,6 +227,9 @@ pub struct EngineConfig {
     /// The log filter (`warn`, `info`, `ibarrow=debug`) of the REPL and the server when
     /// `IBARROW_LOG` is not set; a reload applies a new one (default `warn`).
     pub log_level: Option<String>,
+    /// Run queries on the Ballista cluster whose scheduler is at this `df://HOST:PORT`
+    /// (src/cluster/; needs the `cluster` feature). Fixed at start.
+    pub cluster: Option<String>,
 }
 
 /// `[engine] result_cache`: the memory results may take (default 256 MiB) and how long one

@@ -150,6 +150,32 @@ fn input_limits(engine: &crate::config::EngineConfig) -> crate::governance::Inpu
     }
 }
 
+/// `state` sending its queries to the Ballista cluster at `url`.
+#[cfg(feature = "cluster")]
+fn on_cluster(
+    state: datafusion::execution::SessionState,
+    url: &str,
+) -> Result<datafusion::execution::SessionState> {
+    crate::cluster::client_state(state, url).map_err(|err| Error::Config {
+        location: "[engine] cluster".into(),
+        message: err.strip_backtrace(),
+    })
+}
+
+/// Without the `cluster` feature a cluster URL is refused.
+#[cfg(not(feature = "cluster"))]
+fn on_cluster(
+    _state: datafusion::execution::SessionState,
+    url: &str,
+) -> Result<datafusion::execution::SessionState> {
+    Err(Error::Config {
+        location: "[engine] cluster".into(),
+        message: format!(
+            "this ibarrow was built without the `cluster` feature, so it cannot run queries on              {url}; build it with `--features cluster`"
+        ),
+    })
+}
+
 /// Builds an [`Engine`] in code: `Engine::builder().source("pg", conn).build().await`.
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
@@ -194,6 +220,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Runs queries on the Ballista cluster whose scheduler is at `url` (`df://HOST:PORT`,
+    /// `[engine] cluster`), with the same SQL and names as locally. Needs the `cluster`
+    /// feature; the cluster's scheduler and executors read the same sources.
+    pub fn cluster(mut self, url: &str) -> Self {
+        self.config.engine.cluster = Some(url.to_string());
+        self
+    }
+
     /// Connects every source (concurrently) and lists its catalog.
     pub async fn build(self) -> Result<Engine> {
         Engine::from_config(self.config).await
@@ -227,6 +261,10 @@ impl Engine {
                 .with_default_features(),
         )
         .build();
+        let state = match &config.engine.cluster {
+            Some(url) => on_cluster(state, url)?,
+            None => state,
+        };
         let ctx = SessionContext::new_with_state(state);
         let sources = SourceMap::default();
         let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(

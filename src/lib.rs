@@ -10,6 +10,8 @@
 pub mod access;
 pub mod audit;
 mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 mod engine;
 mod error;

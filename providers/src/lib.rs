@@ -36,10 +36,13 @@ pub use error::OdbcError;
 pub use ibarrow_sql::Dialect;
 pub use insert::OdbcSink;
 pub use partitioning::RangePartitioning;
-pub use passthrough::PassthroughTable;
+pub use passthrough::{PassthroughParts, PassthroughTable};
 pub use pool::PoolOptions;
-pub use pushdown::SubPlanPushdown;
-pub use scan::{AwaitJoinFilters, FilteredScan, OdbcExec, ScanColumnStatistics};
+pub use pushdown::{SubPlanPushdown, decimal_average, decimal_average_settings};
+pub use scan::{
+    AwaitJoinFilters, FilteredScan, NoteDroppedRuntimeFilters, OdbcExec, OdbcExecParts,
+    ScanColumnStatistics,
+};
 pub use session::install;
 pub use source::{
     Balance, Endpoint, EndpointHealth, EndpointRole, LagReading, OdbcSource, ReadFrom,

@@ -43,6 +43,22 @@ pub struct PassthroughTable {
     may_write: bool,
 }
 
+/// What a [`PassthroughTable`] is apart from its source and columns
+/// ([`PassthroughTable::parts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassthroughParts {
+    /// The statement.
+    pub sql: String,
+    /// How each result column is read.
+    pub fetch: Vec<ColumnFetch>,
+    /// A SELECT ibarrow built (a pushed sub-plan), which filters may narrow.
+    pub built_by_ibarrow: bool,
+    /// Read the result whole when the database expects few rows.
+    pub read_whole_when_small: bool,
+    /// A native statement that may write: it runs on the primary only.
+    pub may_write: bool,
+}
+
 impl PassthroughTable {
     /// A SELECT ibarrow built, whose result columns are already known (named as in `schema`).
     pub fn with_schema(
@@ -60,6 +76,32 @@ impl PassthroughTable {
             built_by_ibarrow: true,
             read_whole_when_small: false,
             may_write: false,
+        }
+    }
+
+    /// The statement and how it is read, for sending the table to a cluster scheduler,
+    /// which rebuilds it on its own source of the same name ([`Self::from_parts`]).
+    pub fn parts(&self) -> PassthroughParts {
+        PassthroughParts {
+            sql: self.sql.clone(),
+            fetch: self.fetch.clone(),
+            built_by_ibarrow: self.built_by_ibarrow,
+            read_whole_when_small: self.read_whole_when_small,
+            may_write: self.may_write,
+        }
+    }
+
+    /// The table [`Self::parts`] described, with result columns `schema`, on `source`.
+    pub fn from_parts(source: Arc<OdbcSource>, schema: SchemaRef, parts: PassthroughParts) -> Self {
+        Self {
+            filter_schema: filter_schema(&schema, &parts.fetch),
+            source,
+            sql: parts.sql,
+            schema,
+            fetch: parts.fetch,
+            built_by_ibarrow: parts.built_by_ibarrow,
+            read_whole_when_small: parts.read_whole_when_small,
+            may_write: parts.may_write,
         }
     }
 

@@ -54,15 +54,19 @@ impl MemoryLimit {
 impl PyEngine {
     /// An engine without sources; add them with `register_odbc`.
     #[new]
-    #[pyo3(signature = (target_partitions=None, user=None, client="python", memory_limit=None))]
+    #[pyo3(signature = (target_partitions=None, user=None, client="python", memory_limit=None, cluster=None))]
     fn new(
         py: Python<'_>,
         target_partitions: Option<usize>,
         user: Option<&str>,
         client: &str,
         memory_limit: Option<MemoryLimit>,
+        cluster: Option<&str>,
     ) -> PyResult<Self> {
         let mut builder = ibarrow::Engine::builder();
+        if let Some(url) = cluster {
+            builder = builder.cluster(url);
+        }
         if let Some(partitions) = target_partitions {
             builder = builder.target_partitions(partitions);
         }
@@ -81,15 +85,19 @@ impl PyEngine {
     /// An engine with the sources of a TOML configuration file, `profile` applied (default:
     /// the one IBARROW_PROFILE names).
     #[staticmethod]
-    #[pyo3(signature = (path, user=None, client="python", profile=None))]
+    #[pyo3(signature = (path, user=None, client="python", profile=None, cluster=None))]
     fn from_config(
         py: Python<'_>,
         path: std::path::PathBuf,
         user: Option<&str>,
         client: &str,
         profile: Option<&str>,
+        cluster: Option<&str>,
     ) -> PyResult<Self> {
-        let config = read_config(&path, profile)?;
+        let mut config = read_config(&path, profile)?;
+        if let Some(url) = cluster {
+            config.engine.cluster = Some(url.to_string());
+        }
         let engine = wait_for_future(py, ibarrow::Engine::from_config(config))?.map_err(to_py)?;
         let session = session_of(&engine, user, client);
         Ok(Self {

@@ -1,5 +1,7 @@
 //! `ibarrow`: the interactive REPL and batch client of the ibarrow engine.
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod command;
 mod config_check;
 mod exec;
@@ -83,10 +85,19 @@ struct Args {
     /// [engine] log_level, default warn)
     #[arg(long, value_name = "FORMAT", default_value = "human")]
     log_format: String,
+    /// Run queries on the Ballista cluster whose scheduler is at df://HOST:PORT (started with
+    /// `ibarrow cluster scheduler`; overrides [engine] cluster)
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a Ballista scheduler or executor with ibarrow's sources, for `--cluster`
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCommand,
+    },
     /// Serve the engine over Arrow Flight SQL and HTTP ([server] in the configuration)
     Serve {
         /// Sources, [server] and [users] from this TOML file (default: ./ibarrow.toml)
@@ -121,6 +132,54 @@ enum Command {
         /// Write the configuration to FILE instead of standard output
         #[arg(long, value_name = "FILE")]
         write_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The scheduler: plans each query against the sources of --config and hands its tasks to
+    /// the executors
+    Scheduler {
+        /// The address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// Sources from this TOML file, the same as the executors' and clients'
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Apply [profiles.NAME] of the configuration file (default: IBARROW_PROFILE)
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// An executor silent this long is dropped and its tasks run elsewhere
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        executor_timeout_secs: u64,
+        /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        log_format: String,
+    },
+    /// An executor: runs the tasks the scheduler hands it, opening the sources of --config
+    Executor {
+        /// The scheduler, df://HOST:PORT
+        #[arg(long, value_name = "URL")]
+        scheduler: String,
+        /// Sources from this TOML file (secrets stay on this host)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Apply [profiles.NAME] of the configuration file (default: IBARROW_PROFILE)
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// The address of its Flight service (shuffle data); its gRPC service takes the next
+        /// port unless --grpc-port says otherwise
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
+        bind: std::net::SocketAddr,
+        /// The port of its gRPC service
+        #[arg(long, value_name = "PORT")]
+        grpc_port: Option<u16>,
+        /// Tasks run at once (default: the number of cores)
+        #[arg(long, value_name = "N")]
+        concurrent_tasks: Option<usize>,
+        /// Log lines on stderr as human-readable text or JSON (level from IBARROW_LOG)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        log_format: String,
     },
 }
 
@@ -226,6 +285,7 @@ fn main() -> ExitCode {
                 log_format,
             );
         }
+        Some(Command::Cluster { action }) => return cluster_command(action),
         Some(Command::Demo { write_config }) => return demo_command(write_config.as_deref()),
         Some(Command::Passwd) => return serve::passwd(),
         Some(Command::Audit {
@@ -246,6 +306,7 @@ fn main() -> ExitCode {
         profile: args.profile.clone(),
         sources: args.sources.clone(),
         memory_limit: args.memory_limit,
+        cluster: args.cluster.clone(),
         demo: args.demo || !has_sources(&args),
     };
     let opened = runtime.block_on(async {
@@ -361,6 +422,7 @@ pub(crate) struct ConfigLoader {
     profile: Option<String>,
     sources: Vec<String>,
     memory_limit: Option<ibarrow::ByteSize>,
+    cluster: Option<String>,
     demo: bool,
 }
 
@@ -374,6 +436,9 @@ impl ConfigLoader {
         )?;
         if let Some(limit) = self.memory_limit {
             config.engine.memory_limit = Some(limit);
+        }
+        if let Some(url) = &self.cluster {
+            config.engine.cluster = Some(url.clone());
         }
         check_log_level(&config)?;
         with_demo(config, self.demo, interactive).await
@@ -412,6 +477,53 @@ pub(crate) fn set_log_level(level: &str) {
     if let Err(err) = ibarrow::logging::set_filter(level) {
         eprintln!("ibarrow: [engine] log_level: {err}");
     }
+}
+
+/// `ibarrow cluster scheduler|executor`.
+#[cfg(feature = "cluster")]
+fn cluster_command(action: &ClusterCommand) -> ExitCode {
+    match action {
+        ClusterCommand::Scheduler {
+            bind,
+            config,
+            profile,
+            executor_timeout_secs,
+            log_format,
+        } => cluster::scheduler(
+            *bind,
+            config,
+            profile.as_deref(),
+            *executor_timeout_secs,
+            log_format,
+        ),
+        ClusterCommand::Executor {
+            scheduler,
+            config,
+            profile,
+            bind,
+            grpc_port,
+            concurrent_tasks,
+            log_format,
+        } => cluster::executor(cluster::ExecutorArgs {
+            scheduler,
+            config,
+            profile: profile.as_deref(),
+            bind: *bind,
+            grpc_port: *grpc_port,
+            concurrent_tasks: *concurrent_tasks,
+            log_format,
+        }),
+    }
+}
+
+/// Without the `cluster` feature the subcommand says how to get it.
+#[cfg(not(feature = "cluster"))]
+fn cluster_command(_action: &ClusterCommand) -> ExitCode {
+    eprintln!(
+        "ibarrow cluster: this ibarrow was built without the `cluster` feature; build it with \
+         `cargo build -p ibarrow-repl --features cluster`"
+    );
+    ExitCode::from(2)
 }
 
 /// `ibarrow demo`: the demo databases, and a configuration naming them.

@@ -47,6 +47,6 @@ pub use packed_row::{PackedColumn, PackedValue};
 pub use partition::{integer_split_points, range_predicates};
 pub use read_only::check_reads_only;
 pub use runtime_filter::{FilterColumn, MAX_RUNTIME_FILTER_VALUES, render_runtime_filter};
-pub use scan_statement::ScanStatement;
+pub use scan_statement::{ScanStatement, ScanStatementParts};
 pub use select::{RemoteSelect, RemoteTable, SelectColumn};
 pub use session::{IsolationLevel, SessionSettings};

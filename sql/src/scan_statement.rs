@@ -28,6 +28,24 @@ pub struct ScanStatement {
     packed_row: Option<String>,
 }
 
+/// What a [`ScanStatement`] holds apart from its dialect, for sending a planned scan to
+/// another process (an executor of a cluster), which rebuilds it with its own source's
+/// dialect ([`ScanStatement::from_parts`]). The parts were checked and quoted when the
+/// statement was built, so they are only ever taken from [`ScanStatement::parts`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanStatementParts {
+    /// The query narrowed and projected.
+    pub query: String,
+    /// The result columns kept, quoted; `None`: all of them.
+    pub columns: Option<Vec<String>>,
+    /// Conditions known while planning, rendered.
+    pub conditions: Vec<String>,
+    /// The run-time condition, rendered.
+    pub runtime_condition: Option<String>,
+    /// The packed-row expression, rendered.
+    pub packed_row: Option<String>,
+}
+
 impl ScanStatement {
     /// `query` sent as it is, until something narrows or reshapes it.
     pub fn new(dialect: Dialect, query: impl Into<String>) -> Self {
@@ -38,6 +56,29 @@ impl ScanStatement {
             conditions: Vec::new(),
             runtime_condition: None,
             packed_row: None,
+        }
+    }
+
+    /// The statement's parts, rendered as they will be sent ([`ScanStatementParts`]).
+    pub fn parts(&self) -> ScanStatementParts {
+        ScanStatementParts {
+            query: self.query.clone(),
+            columns: self.columns.clone(),
+            conditions: self.conditions.clone(),
+            runtime_condition: self.runtime_condition.clone(),
+            packed_row: self.packed_row.clone(),
+        }
+    }
+
+    /// The statement [`Self::parts`] described, in `dialect`.
+    pub fn from_parts(dialect: Dialect, parts: ScanStatementParts) -> Self {
+        Self {
+            dialect,
+            query: parts.query,
+            columns: parts.columns,
+            conditions: parts.conditions,
+            runtime_condition: parts.runtime_condition,
+            packed_row: parts.packed_row,
         }
     }
 

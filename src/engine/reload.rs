@@ -343,6 +343,7 @@ fn needs_restart(old: &EngineConfig, new: &EngineConfig) -> Vec<String> {
         "log_mask_literals",
         old.log_mask_literals != new.log_mask_literals,
     );
+    compare("cluster", old.cluster != new.cluster);
     keys
 }
 

@@ -22,6 +22,20 @@ pub(super) struct DecimalAverage {
     scale: i8,
 }
 
+/// The settings of a `decimal_average` function (`sum_scale`, result precision, result
+/// scale), for sending a plan that calls it to another process; `None` for any other
+/// function.
+pub fn decimal_average_settings(udf: &ScalarUDF) -> Option<(i8, u8, i8)> {
+    let average = udf.inner().downcast_ref::<DecimalAverage>()?;
+    Some((average.sum_scale, average.precision, average.scale))
+}
+
+/// The `decimal_average` function [`decimal_average_settings`] described; `None` when the
+/// settings are not those of one.
+pub fn decimal_average(sum_scale: i8, precision: u8, scale: i8) -> Option<Arc<ScalarUDF>> {
+    DecimalAverage::udf(sum_scale, &DataType::Decimal128(precision, scale))
+}
+
 impl DecimalAverage {
     /// `None` unless `result` is a decimal of no smaller scale than the sum's.
     pub(super) fn udf(sum_scale: i8, result: &DataType) -> Option<Arc<ScalarUDF>> {

@@ -8,6 +8,8 @@
 
 mod aggregate;
 mod average;
+
+pub use average::{decimal_average, decimal_average_settings};
 mod join;
 
 use std::sync::Arc;

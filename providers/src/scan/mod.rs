@@ -13,13 +13,15 @@
 //! hash joins, and sends what the others say at that moment (at first, nothing).
 //!
 //! The parts, as DataFusion splits a data source: `plan.rs` is the plan node and its display,
-//! `dynamic_filters.rs` what the scan does with run-time filters and `join_filter_wait.rs`
-//! the rule marking those of hash joins, `opener.rs` starts one partition, `stream.rs` turns
+//! `dynamic_filters.rs` what the scan does with run-time filters, `join_filter_wait.rs`
+//! the rule marking those of hash joins and `dropped_filters.rs` the rule noting those a
+//! cluster cannot send, `opener.rs` starts one partition, `stream.rs` turns
 //! the call into the partition's stream, `fetch.rs` runs the statement on the fetch thread,
 //! reading column by column (`columnar.rs`) or rows packed into one text value each
 //! (`packed.rs`).
 
 mod columnar;
+mod dropped_filters;
 mod dynamic_filters;
 mod fetch;
 mod join_filter_wait;
@@ -30,4 +32,5 @@ mod stream;
 
 pub use join_filter_wait::AwaitJoinFilters;
 pub(crate) use plan::scan_statistics;
-pub use plan::{FilteredScan, OdbcExec, ScanColumnStatistics};
+pub use plan::{FilteredScan, OdbcExec, OdbcExecParts, ScanColumnStatistics};
+pub use dropped_filters::NoteDroppedRuntimeFilters;

@@ -19,7 +19,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
 };
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -88,6 +88,43 @@ pub struct OdbcExec {
     /// The endpoint each started partition ran on, for EXPLAIN ANALYZE of a source with
     /// replicas.
     ran_on: EndpointsUsed,
+    /// The run-time filters a join above would have sent are not sent: the join runs in
+    /// another stage of a cluster (`NoteDroppedRuntimeFilters`), shown by EXPLAIN.
+    runtime_filters_dropped: bool,
+    /// The cluster executor running this copy of the scan (`executor 127.0.0.1:50051`): each
+    /// partition it runs counts in a metric named after it (`task0 on executor …`), so EXPLAIN ANALYZE of a cluster query shows which executor
+    /// ran each ODBC task.
+    executor: Option<String>,
+}
+
+/// What an [`OdbcExec`] is apart from its source, for sending a planned scan to a cluster
+/// executor, which rebuilds it on its own source of the same name ([`OdbcExec::from_parts`]).
+/// Holds no connection string, so no secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OdbcExecParts {
+    /// One per partition.
+    pub statements: Vec<ibarrow_sql::ScanStatementParts>,
+    /// What the scan yields.
+    pub schema: SchemaRef,
+    /// How each column is read.
+    pub fetch: Vec<ColumnFetch>,
+    /// The statements are SELECTs ibarrow built ([`OdbcExec::built_by_ibarrow`]).
+    pub built_by_ibarrow: bool,
+    /// Small results are read whole ([`OdbcExec::read_whole_when_small`]).
+    pub read_whole: bool,
+    /// The database's estimate of the rows ([`OdbcExec::with_row_estimate`]).
+    pub row_estimate: Option<usize>,
+    /// What the database knows of each column ([`OdbcExec::with_column_statistics`]).
+    pub column_statistics: Option<Vec<ScanColumnStatistics>>,
+    /// Why the table is read in this many ranges.
+    pub partitioning_reason: Option<String>,
+    /// The most rows a statement can return ([`OdbcExec::with_max_rows`]).
+    pub max_rows: Option<usize>,
+    /// Run on the primary alone ([`OdbcExec::on_primary`]).
+    pub on_primary: bool,
+    /// Run-time filters were planned but are not sent (a join in another stage), or the
+    /// scan held some when it was sent.
+    pub runtime_filters_dropped: bool,
 }
 
 /// The endpoint each started partition of a scan ran on, by partition.
@@ -126,7 +163,65 @@ impl OdbcExec {
             filtered_scan: None,
             on_primary: false,
             ran_on: EndpointsUsed::default(),
+            runtime_filters_dropped: false,
+            executor: None,
         }
+    }
+
+    /// The scan as [`OdbcExecParts`]. Run-time filters are not among them: they are
+    /// expressions shared with a join of the same process.
+    pub fn parts(&self) -> OdbcExecParts {
+        OdbcExecParts {
+            statements: self.statements.iter().map(ScanStatement::parts).collect(),
+            schema: Arc::clone(&self.schema),
+            fetch: self.fetch.clone(),
+            built_by_ibarrow: self.built_by_ibarrow,
+            read_whole: self.read_whole,
+            row_estimate: self.row_estimate,
+            column_statistics: self.column_statistics.as_deref().map(<[_]>::to_vec),
+            partitioning_reason: self.partitioning_reason.clone(),
+            max_rows: self.max_rows,
+            on_primary: self.on_primary,
+            runtime_filters_dropped: self.runtime_filters_dropped
+                || !self.runtime_filters.is_empty(),
+        }
+    }
+
+    /// The scan [`Self::parts`] described, on `source` (the executor's source of the same
+    /// name), run by `executor`.
+    pub fn from_parts(source: Arc<OdbcSource>, parts: OdbcExecParts, executor: &str) -> Self {
+        let dialect = source.dialect();
+        let statements = parts
+            .statements
+            .into_iter()
+            .map(|statement| ScanStatement::from_parts(dialect, statement))
+            .collect();
+        let mut exec = OdbcExec::new(source, statements, parts.schema, parts.fetch)
+            .with_row_estimate(parts.row_estimate)
+            .with_partitioning_reason(parts.partitioning_reason)
+            .with_max_rows(parts.max_rows);
+        if let Some(columns) = parts.column_statistics {
+            exec = exec.with_column_statistics(columns);
+        }
+        exec.built_by_ibarrow = parts.built_by_ibarrow;
+        exec.read_whole = parts.read_whole;
+        exec.on_primary = parts.on_primary;
+        exec.runtime_filters_dropped = parts.runtime_filters_dropped;
+        exec.executor = Some(executor.to_string());
+        exec
+    }
+
+    /// Whether a join above could narrow this scan with its keys (the statement can be
+    /// wrapped and the source takes run-time filters).
+    pub fn takes_runtime_filters(&self) -> bool {
+        self.filter_columns().is_some()
+    }
+
+    /// The same scan, shown as having lost the run-time filters of a join in another stage.
+    pub fn with_runtime_filters_dropped(&self) -> Self {
+        let mut copy = self.unrun_copy();
+        copy.runtime_filters_dropped = true;
+        copy
     }
 
     /// The same scan, not yet run.
@@ -147,6 +242,8 @@ impl OdbcExec {
         copy.max_rows = self.max_rows;
         copy.filtered_scan = self.filtered_scan.clone();
         copy.on_primary = self.on_primary;
+        copy.runtime_filters_dropped = self.runtime_filters_dropped;
+        copy.executor = self.executor.clone();
         copy.properties = Arc::clone(&self.properties);
         copy
     }
@@ -400,6 +497,12 @@ impl OdbcExec {
     /// What the join's filter added to the statements: known once the scan has started (so
     /// EXPLAIN ANALYZE shows it, plain EXPLAIN says it is pending).
     fn fmt_runtime_filter(&self, f: &mut fmt::Formatter, separator: &str) -> fmt::Result {
+        if self.runtime_filters_dropped {
+            return write!(
+                f,
+                "{separator}runtime_filter=dropped (the join runs in another stage of the cluster)"
+            );
+        }
         if self.runtime_filters.is_empty() {
             return Ok(());
         }
@@ -559,6 +662,11 @@ impl ExecutionPlan for OdbcExec {
                 })?,
             None => statement.clone(),
         };
+        if let Some(executor) = &self.executor {
+            MetricBuilder::new(&self.metrics)
+                .counter(format!("task{partition} on {executor}"), partition)
+                .add(1);
+        }
         let scan = PartitionScan {
             source: Arc::clone(&self.source),
             statement,

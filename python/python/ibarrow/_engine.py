@@ -169,6 +169,7 @@ class Engine:
         user: str | None = None,
         client: str = "python",
         memory_limit: int | str | None = None,
+        cluster: str | None = None,
     ) -> None:
         """An engine without sources; ``target_partitions`` defaults to the cores.
 
@@ -176,9 +177,11 @@ class Engine:
         engine's rate limits and logs count them under these names. ``memory_limit`` (bytes,
         or text such as ``"512MB"``) bounds what all queries hold: sorts and aggregates spill
         to disk to stay under it, and a query that cannot raises
-        :class:`ibarrow.MemoryLimitError`.
+        :class:`ibarrow.MemoryLimitError`. With ``cluster="df://HOST:PORT"`` queries run on
+        that Ballista cluster, whose scheduler and executors open the same sources from
+        their own configuration (docs/cluster.md).
         """
-        self._inner = _internal.Engine(target_partitions, user, client, memory_limit)
+        self._inner = _internal.Engine(target_partitions, user, client, memory_limit, cluster)
 
     @classmethod
     def from_config(
@@ -187,12 +190,14 @@ class Engine:
         user: str | None = None,
         client: str = "python",
         profile: str | None = None,
+        cluster: str | None = None,
     ) -> Engine:
         """An engine with the sources of a TOML configuration file: ``${VAR}``,
         ``${env:VAR}`` and ``${file:/run/secrets/x}`` resolved, and ``[profiles.<profile>]``
-        applied (default: the profile ``IBARROW_PROFILE`` names)."""
+        applied (default: the profile ``IBARROW_PROFILE`` names). ``cluster`` overrides the
+        file's ``[engine] cluster``."""
         engine = cls.__new__(cls)
-        engine._inner = _internal.Engine.from_config(path, user, client, profile)
+        engine._inner = _internal.Engine.from_config(path, user, client, profile, cluster)
         return engine
 
     def reload(

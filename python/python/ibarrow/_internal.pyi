@@ -34,6 +34,7 @@ class Engine:
         user: str | None = None,
         client: str = "python",
         memory_limit: int | str | None = None,
+        cluster: str | None = None,
     ) -> None: ...
     @staticmethod
     def from_config(
@@ -41,6 +42,7 @@ class Engine:
         user: str | None = None,
         client: str = "python",
         profile: str | None = None,
+        cluster: str | None = None,
     ) -> Engine: ...
     def register_odbc(
         self,
