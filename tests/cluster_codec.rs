@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::common::config::ConfigOptions;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion_proto::bytes::{
     logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
-use ibarrow::cluster::{self, ClusterSources};
+use ibarrow::cluster::{self, ClusterSources, SplitScansIntoTasks};
 use ibarrow::providers::OdbcExec;
 use ibarrow::{Engine, SourceConfig};
 use odbc_api::ConnectionOptions;
@@ -49,7 +51,9 @@ fn tables(tag: &str) -> Tables {
     let create = |name: &str| {
         vec![
             format!("DROP TABLE IF EXISTS {name}"),
-            format!("CREATE TABLE {name} (id INTEGER PRIMARY KEY, name VARCHAR(40), amount DECIMAL(10,2))"),
+            format!(
+                "CREATE TABLE {name} (id INTEGER PRIMARY KEY, name VARCHAR(40), amount DECIMAL(10,2))"
+            ),
             format!("INSERT INTO {name} VALUES {}", rows.join(", ")),
         ]
     };
@@ -138,8 +142,8 @@ async fn scans_travel_planned_and_read_the_same_rows_on_the_other_side() {
         if sql.contains("pg.public") {
             assert_eq!(scan.statements().len(), 2, "two key ranges: {sql}");
         }
-        let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), codec.as_ref())
-            .unwrap();
+        let bytes =
+            physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), codec.as_ref()).unwrap();
         assert_no_connection_string(&bytes, sql);
         let task = receiver.context().task_ctx();
         let decoded =
@@ -149,13 +153,33 @@ async fn scans_travel_planned_and_read_the_same_rows_on_the_other_side() {
         assert_eq!(decoded_scan.statements(), scan.statements(), "{sql}");
         assert_eq!(decoded_scan.schema(), scan.schema(), "{sql}");
         assert!(
-            Arc::ptr_eq(decoded_scan.source(), &receiver.source(scan.source().name()).unwrap()),
+            Arc::ptr_eq(
+                decoded_scan.source(),
+                &receiver.source(scan.source().name()).unwrap()
+            ),
             "the receiver's own source runs the scan"
         );
-        let sent = collect(plan, sender.context().task_ctx()).await.unwrap();
-        let received = collect(decoded, task).await.unwrap();
+        let sent = collect(Arc::clone(&plan), sender.context().task_ctx())
+            .await
+            .unwrap();
+        let received = collect(decoded, Arc::clone(&task)).await.unwrap();
         assert_eq!(text(&received), text(&sent), "{sql}");
         assert!(!sent.is_empty(), "{sql}");
+        // As a scheduler sends it: each scan reads the ranges its input names.
+        let split = SplitScansIntoTasks
+            .optimize(plan, &ConfigOptions::default())
+            .unwrap();
+        assert!(
+            format!("{}", displayable(split.as_ref()).indent(false))
+                .contains("ranges of each task"),
+            "{sql}"
+        );
+        let bytes = physical_plan_to_bytes_with_extension_codec(split, codec.as_ref()).unwrap();
+        assert_no_connection_string(&bytes, sql);
+        let decoded =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &task, codec.as_ref()).unwrap();
+        let received = collect(decoded, task).await.unwrap();
+        assert_eq!(text(&received), text(&sent), "split into tasks: {sql}");
     }
 }
 

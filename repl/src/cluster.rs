@@ -107,10 +107,9 @@ pub(crate) fn scheduler(
         let cluster_state = BallistaCluster::new_from_config(&settings)
             .await
             .map_err(|err| err.to_string())?;
-        let server =
-            create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster_state, settings)
-                .await
-                .map_err(|err| err.to_string())?;
+        let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster_state, settings)
+            .await
+            .map_err(|err| err.to_string())?;
         eprintln!("{program}: listening on df://{bind}");
         start_grpc_service_with_listener(listener, server)
             .await
@@ -145,8 +144,12 @@ pub(crate) fn executor(args: ExecutorArgs) -> ExitCode {
             .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
             .ok_or_else(|| format!("--scheduler {}: expected df://HOST:PORT", args.scheduler))?;
         let executor_id = args.bind.to_string();
-        let sources =
-            open_sources(args.config, args.profile, &format!("executor {executor_id}")).await?;
+        let sources = open_sources(
+            args.config,
+            args.profile,
+            &format!("executor {executor_id}"),
+        )
+        .await?;
         // Shuffle files live as long as the process.
         let work_dir = tempfile::Builder::new()
             .prefix("ibarrow-executor-")
@@ -154,9 +157,11 @@ pub(crate) fn executor(args: ExecutorArgs) -> ExitCode {
             .map_err(|err| format!("cannot create a work directory: {err}"))?;
         let grpc_port = match args.grpc_port {
             Some(port) => port,
-            None => args.bind.port().checked_add(1).ok_or_else(|| {
-                format!("--bind {}: give --grpc-port as well", args.bind)
-            })?,
+            None => args
+                .bind
+                .port()
+                .checked_add(1)
+                .ok_or_else(|| format!("--bind {}: give --grpc-port as well", args.bind))?,
         };
         let settings = ExecutorProcessConfig {
             executor_id,

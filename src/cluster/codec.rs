@@ -18,15 +18,15 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, ScalarUDF, TableProviderFilterPushDown,
 };
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -38,6 +38,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use ibarrow_providers::discovery::DEFAULT_SCHEMA;
 use ibarrow_providers::{OdbcExec, OdbcSource, OdbcTable, PassthroughTable};
 
+use super::task_scan::TaskScanExec;
 use super::wire::{self, DecimalAverageNode, PassthroughNode, ScanNode, TableNode};
 use crate::Engine;
 
@@ -175,7 +176,12 @@ fn table_node(provider: &dyn TableProvider) -> Result<Option<TableNode>> {
 }
 
 impl LogicalExtensionCodec for IbarrowLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
         self.inner.try_decode(buf, inputs, ctx)
     }
 
@@ -191,7 +197,9 @@ impl LogicalExtensionCodec for IbarrowLogicalCodec {
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
         let Some(node) = wire::decode::<TableNode>(buf) else {
-            return self.inner.try_decode_table_provider(buf, table_ref, schema, ctx);
+            return self
+                .inner
+                .try_decode_table_provider(buf, table_ref, schema, ctx);
         };
         let node = node?;
         let sources = self.sources()?;
@@ -319,7 +327,10 @@ impl TableProvider for CatalogTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         // The client already chose which filters the database evaluates: they arrive with the
         // scan. Nothing more is pushed here.
-        Ok(vec![TableProviderFilterPushDown::Unsupported; filters.len()])
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
     }
 
     async fn scan(
@@ -436,6 +447,33 @@ impl IbarrowPhysicalCodec {
     }
 }
 
+impl IbarrowPhysicalCodec {
+    /// The scan `node` describes on this process's source of its name; else the parts back
+    /// with why it cannot run here.
+    fn scan_on_own_source(
+        &self,
+        node: &ScanNode,
+        parts: ibarrow_providers::OdbcExecParts,
+    ) -> std::result::Result<OdbcExec, (ibarrow_providers::OdbcExecParts, String)> {
+        let source = match self.sources.source(&node.source) {
+            Ok(source) => source,
+            Err(err) => return Err((parts, err.strip_backtrace())),
+        };
+        let dialect = source.dialect().to_string();
+        if dialect != node.dialect {
+            let message = format!(
+                "{} opened source `{}` as {dialect}, but the scan was planned for {}: give every \
+                 process of the cluster the same configuration",
+                self.sources.process(),
+                node.source,
+                node.dialect
+            );
+            return Err((parts, message));
+        }
+        Ok(OdbcExec::from_parts(source, parts, self.sources.process()))
+    }
+}
+
 impl PhysicalExtensionCodec for IbarrowPhysicalCodec {
     fn try_decode(
         &self,
@@ -449,29 +487,26 @@ impl PhysicalExtensionCodec for IbarrowPhysicalCodec {
         };
         let node = node?;
         let parts = node.to_parts()?;
-        // A task this process cannot run still decodes: it fails when it runs, so the reason
-        // reaches the client with the job's failure (Ballista reports a plan it cannot decode
-        // only as a rejected task).
-        let source = match self.sources.source(&node.source) {
-            Ok(source) => source,
-            Err(err) => return Ok(Arc::new(UnavailableScan::new(&parts, err.strip_backtrace()))),
+        let ranges = match (node.task_ranges, inputs) {
+            (false, _) => None,
+            (true, [ranges]) => Some(Arc::clone(ranges)),
+            (true, _) => {
+                return Err(DataFusionError::Internal(
+                    "a task's scan arrived without its ranges".into(),
+                ));
+            }
         };
-        let dialect = source.dialect().to_string();
-        if dialect != node.dialect {
-            let message = format!(
-                "{} opened source `{}` as {dialect}, but the scan was planned for {}: give every \
-                 process of the cluster the same configuration",
-                self.sources.process(),
-                node.source,
-                node.dialect
-            );
-            return Ok(Arc::new(UnavailableScan::new(&parts, message)));
-        }
-        Ok(Arc::new(OdbcExec::from_parts(
-            source,
-            parts,
-            self.sources.process(),
-        )))
+        let scan: Arc<dyn ExecutionPlan> = match self.scan_on_own_source(&node, parts) {
+            Ok(scan) => Arc::new(scan),
+            // A task this process cannot run still decodes: it fails when it runs, so the
+            // reason reaches the client with the job's failure (Ballista reports a plan it
+            // cannot decode only as a rejected task).
+            Err((parts, message)) => Arc::new(UnavailableScan::new(&parts, message)),
+        };
+        Ok(match ranges {
+            Some(ranges) => Arc::new(TaskScanExec::new(scan, ranges)),
+            None => scan,
+        })
     }
 
     fn try_encode(
@@ -480,15 +515,17 @@ impl PhysicalExtensionCodec for IbarrowPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let Some(scan) = node.downcast_ref::<OdbcExec>() else {
+        let (scan, task_ranges) = match node.downcast_ref::<TaskScanExec>() {
+            Some(task_scan) => (task_scan.scan().downcast_ref::<OdbcExec>(), true),
+            None => (node.downcast_ref::<OdbcExec>(), false),
+        };
+        let Some(scan) = scan else {
             return self.inner.try_encode(node, buf, proto_converter);
         };
         let source = scan.source();
-        let message = ScanNode::from_parts(
-            source.name(),
-            &source.dialect().to_string(),
-            &scan.parts(),
-        )?;
+        let mut message =
+            ScanNode::from_parts(source.name(), &source.dialect().to_string(), &scan.parts())?;
+        message.task_ranges = task_ranges;
         wire::encode(&message, buf)
     }
 

@@ -10,6 +10,7 @@
 //! configuration file; no connection string crosses the wire.
 
 mod codec;
+mod task_scan;
 mod wire;
 
 use std::sync::Arc;
@@ -24,6 +25,10 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 
 pub use codec::{ClusterSources, IbarrowLogicalCodec, IbarrowPhysicalCodec};
+pub use task_scan::{SplitScansIntoTasks, TaskScanExec};
+
+/// Ballista's setting of how many partitions one task may run.
+const MAX_PARTITIONS_PER_TASK: &str = "ballista.scheduler.max_partitions_per_task";
 
 /// The port a `df://host` URL without one means (Ballista's scheduler default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -45,7 +50,9 @@ pub fn scheduler_address(url: &str) -> Result<String> {
     }
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-            let port: u16 = port.parse().map_err(|_| refuse("the port is not a number"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| refuse("the port is not a number"))?;
             (host, port)
         }
         _ => (rest, DEFAULT_SCHEDULER_PORT),
@@ -81,12 +88,22 @@ pub fn physical_codec(sources: &ClusterSources) -> Arc<dyn PhysicalExtensionCode
 }
 
 /// `state` sending its queries to the scheduler at `url` (`df://host:port`).
+///
+/// Two of Ballista's defaults change, as the client's settings travel with each query:
+/// - each task runs one partition (`max_partitions_per_task = 1`), so the key ranges of a
+///   scan spread over the executors, each range on its own connection;
+/// - stages are planned by the static planner, not the adaptive one: the adaptive planner
+///   runs a fixed list of physical rules instead of the session's, which would skip
+///   ibarrow's (`NoteDroppedRuntimeFilters`).
 pub(crate) fn client_state(state: SessionState, url: &str) -> Result<SessionState> {
     let address = scheduler_address(url)?;
     let config = state
         .config()
         .clone()
-        .with_ballista_logical_extension_codec(client_logical_codec());
+        .with_ballista_logical_extension_codec(client_logical_codec())
+        .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false)
+        .set_usize(MAX_PARTITIONS_PER_TASK, 1);
     SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build()
@@ -95,14 +112,14 @@ pub(crate) fn client_state(state: SessionState, url: &str) -> Result<SessionStat
 
 /// The session a scheduler plans a client's query in: the engine's catalogs, functions and
 /// rules, under the configuration the client sent, with EXPLAIN noting the run-time filters
-/// that cannot cross stages.
+/// that cannot cross stages, and each scan split into its tasks' ranges
+/// (`task_scan.rs`).
 pub fn scheduler_state(sources: &ClusterSources, config: SessionConfig) -> Result<SessionState> {
     let state = sources.engine().context().state();
     Ok(SessionStateBuilder::new_from_existing(state)
         .with_config(config)
-        .with_physical_optimizer_rule(Arc::new(
-            ibarrow_providers::NoteDroppedRuntimeFilters,
-        ))
+        .with_physical_optimizer_rule(Arc::new(ibarrow_providers::NoteDroppedRuntimeFilters))
+        .with_physical_optimizer_rule(Arc::new(SplitScansIntoTasks))
         .build())
 }
 
@@ -120,7 +137,13 @@ mod tests {
             scheduler_address("df://sched").unwrap(),
             "http://sched:50050"
         );
-        for bad in ["http://x:1", "df://", "df://x:port", "df://u:p@x:1", "df://x:1/path"] {
+        for bad in [
+            "http://x:1",
+            "df://",
+            "df://x:port",
+            "df://u:p@x:1",
+            "df://x:1/path",
+        ] {
             let err = scheduler_address(bad).unwrap_err().to_string();
             assert!(err.contains("df://HOST:PORT"), "{bad}: {err}");
         }

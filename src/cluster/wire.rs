@@ -94,6 +94,9 @@ pub(super) struct ScanNode {
     pub on_primary: bool,
     #[prost(bool, tag = "14")]
     pub runtime_filters_dropped: bool,
+    /// The scan reads the ranges its one input names (`task_scan.rs`).
+    #[prost(bool, tag = "15")]
+    pub task_ranges: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -292,6 +295,7 @@ impl ScanNode {
             max_rows: parts.max_rows.map(to_u64),
             on_primary: parts.on_primary,
             runtime_filters_dropped: parts.runtime_filters_dropped,
+            task_ranges: false,
         })
     }
 
@@ -308,9 +312,7 @@ impl ScanNode {
                 .iter()
                 .map(|statement| ScanStatementParts {
                     query: statement.query.clone(),
-                    columns: statement
-                        .has_columns
-                        .then(|| statement.columns.clone()),
+                    columns: statement.has_columns.then(|| statement.columns.clone()),
                     conditions: statement.conditions.clone(),
                     runtime_condition: statement.runtime_condition.clone(),
                     packed_row: statement.packed_row.clone(),

@@ -150,4 +150,3 @@ pub fn in_last_places(text: &str) -> Option<(i128, usize)> {
     let value: i128 = format!("{whole}{fraction}").parse().ok()?;
     Some((if negative { -value } else { value }, fraction.len()))
 }
-

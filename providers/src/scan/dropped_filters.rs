@@ -2,8 +2,10 @@
 //! remote scan on its probe side, EXPLAIN says so instead of losing it silently.
 //!
 //! On a Ballista cluster the join and the scan run in different stages, often in different
-//! processes, and Ballista turns DataFusion's join dynamic filters off: the scan then reads
-//! every row a local run would have kept in the database.
+//! processes, and Ballista turns DataFusion's join dynamic filters off (and prefers sort-merge
+//! joins, which have none): the scan then reads every row a local run would have kept in the
+//! database. The scans marked are those on the side a local hash join would probe: a hash
+//! join's right input, or a sort-merge join's input with more estimated rows.
 
 use std::sync::Arc;
 
@@ -11,8 +13,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::joins::{HashJoinExec, SortMergeJoinExec};
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
-use datafusion::physical_plan::joins::HashJoinExec;
 
 use super::plan::OdbcExec;
 
@@ -33,25 +36,32 @@ impl PhysicalOptimizerRule for NoteDroppedRuntimeFilters {
             return Ok(plan);
         }
         plan.transform_down(|node| {
-            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+            let children: Vec<Arc<dyn ExecutionPlan>> =
+                node.children().into_iter().cloned().collect();
+            let probe_index = if node.is::<HashJoinExec>() {
+                1
+            } else if node.is::<SortMergeJoinExec>() {
+                larger_input(&children)
+            } else {
                 return Ok(Transformed::no(node));
             };
-            let probe = Arc::clone(join.right());
-            let marked = probe.transform_down(|below| {
-                match below.downcast_ref::<OdbcExec>() {
-                    Some(scan) if scan.takes_runtime_filters() => Ok(Transformed::yes(Arc::new(
-                        scan.with_runtime_filters_dropped(),
-                    )
-                        as Arc<dyn ExecutionPlan>)),
-                    _ => Ok(Transformed::no(below)),
-                }
+            let Some(probe) = children.get(probe_index).cloned() else {
+                return Ok(Transformed::no(node));
+            };
+            let marked = probe.transform_down(|below| match below.downcast_ref::<OdbcExec>() {
+                Some(scan) if scan.takes_runtime_filters() => Ok(Transformed::yes(Arc::new(
+                    scan.with_runtime_filters_dropped(),
+                )
+                    as Arc<dyn ExecutionPlan>)),
+                _ => Ok(Transformed::no(below)),
             })?;
             if !marked.transformed {
                 return Ok(Transformed::no(node));
             }
-            let build = Arc::clone(join.left());
+            let mut new_children = children;
+            new_children[probe_index] = marked.data;
             node.replace_children(
-                vec![build, marked.data],
+                new_children,
                 ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
             )
             .map(Transformed::yes)
@@ -65,5 +75,23 @@ impl PhysicalOptimizerRule for NoteDroppedRuntimeFilters {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+/// The index of the input (of two) with more estimated rows; the right one when unknown.
+fn larger_input(children: &[Arc<dyn ExecutionPlan>]) -> usize {
+    let statistics = StatisticsContext::new();
+    let rows = |child: &Arc<dyn ExecutionPlan>| {
+        statistics
+            .compute(child.as_ref(), &StatisticsArgs::new())
+            .ok()
+            .and_then(|computed| computed.num_rows.get_value().copied())
+    };
+    match (
+        children.first().and_then(rows),
+        children.get(1).and_then(rows),
+    ) {
+        (Some(left), Some(right)) if left > right => 0,
+        _ => 1,
     }
 }

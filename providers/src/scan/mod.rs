@@ -30,7 +30,7 @@ mod packed;
 mod plan;
 mod stream;
 
+pub use dropped_filters::NoteDroppedRuntimeFilters;
 pub use join_filter_wait::AwaitJoinFilters;
 pub(crate) use plan::scan_statistics;
 pub use plan::{FilteredScan, OdbcExec, OdbcExecParts, ScanColumnStatistics};
-pub use dropped_filters::NoteDroppedRuntimeFilters;
