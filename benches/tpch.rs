@@ -8,6 +8,8 @@
 //! IBARROW_BENCH_ONLY=<query files, comma-separated: q05,q18> skips the lineitem reads and the other
 //! queries, IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run, and
 //! IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
+//! IBARROW_BENCH_CLUSTER=df://HOST:PORT runs the queries on that Ballista cluster instead
+//! (scripts/bench-cluster starts one on loopback with the same sources and runs both).
 //! IBARROW_BENCH_SORT_LIMIT_MB=<MB> instead sorts all of `lineitem` (every column, by ship
 //! date, order and line) under `memory_limit` = that many MB, checks the order and the row
 //! count while streaming, and prints the time, the query's peak memory and the process's
@@ -49,10 +51,14 @@ async fn engine(
         packed_rows: Some(packed_rows),
         ..SourceConfig::default()
     };
-    let engine = Engine::builder()
+    let mut builder = Engine::builder()
         .source_config("pg", pg_config)
         .source("maria", maria)
-        .source("lite", lite)
+        .source("lite", lite);
+    if let Ok(url) = std::env::var("IBARROW_BENCH_CLUSTER") {
+        builder = builder.cluster(&url);
+    }
+    let engine = builder
         .build()
         .await
         .expect("connect the three databases (run scripts/test-services first)");
@@ -105,7 +111,9 @@ async fn main() {
     });
     let explain = std::env::var("IBARROW_BENCH_EXPLAIN").is_ok_and(|v| v == "1");
 
-    let reads: &[(usize, bool)] = if only.is_some() {
+    // On a cluster the scheduler's configuration decides the ranges: the reads are local only.
+    let clustered = std::env::var("IBARROW_BENCH_CLUSTER").is_ok();
+    let reads: &[(usize, bool)] = if only.is_some() || clustered {
         &[]
     } else {
         &[(1, true), (2, true), (4, true), (1, false), (2, false)]

@@ -445,32 +445,24 @@ impl IbarrowPhysicalCodec {
     pub fn new(inner: Arc<dyn PhysicalExtensionCodec>, sources: ClusterSources) -> Self {
         Self { inner, sources }
     }
-}
 
-impl IbarrowPhysicalCodec {
-    /// The scan `node` describes on this process's source of its name; else the parts back
-    /// with why it cannot run here.
-    fn scan_on_own_source(
-        &self,
-        node: &ScanNode,
-        parts: ibarrow_providers::OdbcExecParts,
-    ) -> std::result::Result<OdbcExec, (ibarrow_providers::OdbcExecParts, String)> {
-        let source = match self.sources.source(&node.source) {
-            Ok(source) => source,
-            Err(err) => return Err((parts, err.strip_backtrace())),
-        };
+    /// This process's source of the name `node` gives, or why the scan cannot run here.
+    fn own_source(&self, node: &ScanNode) -> std::result::Result<Arc<OdbcSource>, String> {
+        let source = self
+            .sources
+            .source(&node.source)
+            .map_err(|err| err.strip_backtrace())?;
         let dialect = source.dialect().to_string();
         if dialect != node.dialect {
-            let message = format!(
+            return Err(format!(
                 "{} opened source `{}` as {dialect}, but the scan was planned for {}: give every \
                  process of the cluster the same configuration",
                 self.sources.process(),
                 node.source,
                 node.dialect
-            );
-            return Err((parts, message));
+            ));
         }
-        Ok(OdbcExec::from_parts(source, parts, self.sources.process()))
+        Ok(source)
     }
 }
 
@@ -496,12 +488,12 @@ impl PhysicalExtensionCodec for IbarrowPhysicalCodec {
                 ));
             }
         };
-        let scan: Arc<dyn ExecutionPlan> = match self.scan_on_own_source(&node, parts) {
-            Ok(scan) => Arc::new(scan),
+        let scan: Arc<dyn ExecutionPlan> = match self.own_source(&node) {
+            Ok(source) => Arc::new(OdbcExec::from_parts(source, parts, self.sources.process())),
             // A task this process cannot run still decodes: it fails when it runs, so the
             // reason reaches the client with the job's failure (Ballista reports a plan it
             // cannot decode only as a rejected task).
-            Err((parts, message)) => Arc::new(UnavailableScan::new(&parts, message)),
+            Err(message) => Arc::new(UnavailableScan::new(&parts, message)),
         };
         Ok(match ranges {
             Some(ranges) => Arc::new(TaskScanExec::new(scan, ranges)),
