@@ -171,7 +171,8 @@ fn on_cluster(
     Err(Error::Config {
         location: "[engine] cluster".into(),
         message: format!(
-            "this ibarrow was built without the `cluster` feature, so it cannot run queries on              {url}; build it with `--features cluster`"
+            "this ibarrow was built without the `cluster` feature, so it cannot run queries on \
+             {url}; build it with `--features cluster`"
         ),
     })
 }

@@ -4,6 +4,7 @@ answers SQLite's own engine gives over the same file (docs/cluster.md)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import subprocess
@@ -88,6 +89,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
                     stdout=subprocess.DEVNULL,
                     stderr=out,
                     stdin=subprocess.DEVNULL,
+                    # The scheduler logs each executor that registers at info.
+                    env={**os.environ, "IBARROW_LOG": "info"},
                 )
             processes.append(process)
             wait_for(process, log, ready)

@@ -137,12 +137,18 @@ pub(crate) fn executor(args: ExecutorArgs) -> ExitCode {
         Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
-        let scheduler = cluster::scheduler_address(args.scheduler).map_err(|e| e.to_string())?;
-        let (scheduler_host, scheduler_port) = scheduler
-            .trim_start_matches("http://")
-            .rsplit_once(':')
-            .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
-            .ok_or_else(|| format!("--scheduler {}: expected df://HOST:PORT", args.scheduler))?;
+        let (scheduler_host, scheduler_port) =
+            cluster::scheduler_host_port(args.scheduler).map_err(|e| e.strip_backtrace())?;
+        // The scheduler and the other executors reach this one at its --bind address, which
+        // is also its name in the cluster.
+        if args.bind.ip().is_unspecified() {
+            return Err(format!(
+                "--bind {}: give the address the scheduler and the other executors reach this \
+                 executor at (e.g. --bind 10.0.0.5:{}), not an unspecified one",
+                args.bind,
+                args.bind.port()
+            ));
+        }
         let executor_id = args.bind.to_string();
         let sources = open_sources(
             args.config,

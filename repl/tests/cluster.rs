@@ -558,4 +558,26 @@ async fn an_executor_that_cannot_reach_a_source_names_it() {
         .expect("maria is reachable");
     let counted = rows_text(&batches[0]);
     assert_eq!(counted, vec!["5".to_string()], "TPC-H has 5 regions");
+
+    // Writes stay local: a retried task would write again.
+    let writer = Engine::builder()
+        .source_config(
+            "lite",
+            SourceConfig {
+                connection_string: Some(databases().sqlite.clone()),
+                writable: Some(true),
+                ..SourceConfig::default()
+            },
+        )
+        .cluster(&cluster.url)
+        .build()
+        .await
+        .expect("a client of the cluster");
+    let insert = "INSERT INTO lite.main.tpch_region VALUES (99, 'NOWHERE', 'none')";
+    let refused: Result<(), String> = match writer.sql(insert).await {
+        Ok(frame) => frame.collect().await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    let message = refused.expect_err("an INSERT on a cluster is refused");
+    assert!(message.contains("does not run on a cluster"), "{message}");
 }

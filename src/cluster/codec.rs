@@ -93,7 +93,8 @@ impl ClusterSources {
             match self.unavailable.get(name) {
                 Some(reason) => format!(
                     "{process} cannot reach source `{name}`: {reason}; check that this host \
-                     reaches the database and that its configuration is right"
+                     reaches the database and that its configuration is right, then restart \
+                     this process (it opens its sources when it starts)"
                 ),
                 None => format!(
                     "{process} has no source `{name}`: give it the same configuration file \
@@ -139,6 +140,15 @@ impl IbarrowLogicalCodec {
     }
 }
 
+/// The error for `what`, which a cluster does not run: Ballista retries failed tasks and
+/// reruns stages whose executor was lost, so a write could happen twice.
+fn runs_locally(what: &str) -> DataFusionError {
+    DataFusionError::NotImplemented(format!(
+        "{what} does not run on a cluster, where a retried task would write again; run it \
+         without --cluster (or [engine] cluster)"
+    ))
+}
+
 /// The message naming `provider`, when it is one of ibarrow's tables.
 fn table_node(provider: &dyn TableProvider) -> Result<Option<TableNode>> {
     let any = provider as &dyn Any;
@@ -157,11 +167,18 @@ fn table_node(provider: &dyn TableProvider) -> Result<Option<TableNode>> {
         }));
     }
     if let Some(table) = any.downcast_ref::<PassthroughTable>() {
+        let parts = table.parts();
+        if parts.may_write {
+            return Err(runs_locally("a native statement that may write"));
+        }
         return Ok(Some(TableNode {
             source: table.source().name().to_string(),
             schema: None,
             table: None,
-            passthrough: Some(PassthroughNode::from_parts(&table.parts())?),
+            passthrough: Some(PassthroughNode::from_parts(
+                &parts,
+                &table.source().dialect().to_string(),
+            )?),
         }));
     }
     if let Some(table) = any.downcast_ref::<CatalogTable>() {
@@ -205,6 +222,16 @@ impl LogicalExtensionCodec for IbarrowLogicalCodec {
         let sources = self.sources()?;
         if let Some(passthrough) = &node.passthrough {
             let source = sources.source(&node.source)?;
+            let dialect = source.dialect().to_string();
+            if dialect != passthrough.dialect {
+                return Err(DataFusionError::Plan(format!(
+                    "{} opened source `{}` as {dialect}, but the statement was written for {}: \
+                     give every process of the cluster the same configuration",
+                    sources.process(),
+                    node.source,
+                    passthrough.dialect
+                )));
+            }
             return Ok(Arc::new(PassthroughTable::from_parts(
                 source,
                 schema,
@@ -239,17 +266,11 @@ impl LogicalExtensionCodec for IbarrowLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match wire::decode::<DecimalAverageNode>(buf) {
-            Some(node) => node?.to_udf(),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(buf).unwrap_or_else(|| self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        match DecimalAverageNode::of(node) {
-            Some(message) => wire::encode(&message, buf),
-            None => self.inner.try_encode_udf(node, buf),
-        }
+        encode_udf(node, buf).unwrap_or_else(|| self.inner.try_encode_udf(node, buf))
     }
 
     fn try_decode_file_format(
@@ -348,14 +369,11 @@ impl TableProvider for CatalogTable {
 
     async fn insert_into(
         &self,
-        state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.resolve()
-            .await?
-            .insert_into(state, input, insert_op)
-            .await
+        Err(runs_locally("INSERT"))
     }
 }
 
@@ -522,16 +540,20 @@ impl PhysicalExtensionCodec for IbarrowPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match wire::decode::<DecimalAverageNode>(buf) {
-            Some(node) => node?.to_udf(),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(buf).unwrap_or_else(|| self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        match DecimalAverageNode::of(node) {
-            Some(message) => wire::encode(&message, buf),
-            None => self.inner.try_encode_udf(node, buf),
-        }
+        encode_udf(node, buf).unwrap_or_else(|| self.inner.try_encode_udf(node, buf))
     }
+}
+
+/// ibarrow's function in `buf`; `None` when `buf` holds another codec's.
+fn decode_udf(buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
+    wire::decode::<DecimalAverageNode>(buf).map(|node| node?.to_udf())
+}
+
+/// `node` written to `buf` when it is ibarrow's function; `None` for any other.
+fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> Option<Result<()>> {
+    DecimalAverageNode::of(node).map(|message| wire::encode(&message, buf))
 }

@@ -15,6 +15,7 @@ mod wire;
 
 use std::sync::Arc;
 
+use ballista_core::config::BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK;
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::error::{DataFusionError, Result};
@@ -27,14 +28,12 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 pub use codec::{ClusterSources, IbarrowLogicalCodec, IbarrowPhysicalCodec};
 pub use task_scan::{SplitScansIntoTasks, TaskScanExec};
 
-/// Ballista's setting of how many partitions one task may run.
-const MAX_PARTITIONS_PER_TASK: &str = "ballista.scheduler.max_partitions_per_task";
-
 /// The port a `df://host` URL without one means (Ballista's scheduler default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
-/// The gRPC address of the scheduler a `df://host:port` URL names.
-pub fn scheduler_address(url: &str) -> Result<String> {
+/// The host and port of the scheduler a `df://HOST:PORT` URL names (`df://[::1]:50050` for
+/// an IPv6 address; the port defaults to Ballista's, 50050).
+pub fn scheduler_host_port(url: &str) -> Result<(String, u16)> {
     let refuse = |why: &str| {
         DataFusionError::Configuration(format!(
             "cluster `{url}`: {why}; write the scheduler as df://HOST:PORT (e.g. \
@@ -48,18 +47,36 @@ pub fn scheduler_address(url: &str) -> Result<String> {
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
         return Err(refuse("expected only a host and a port"));
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| refuse("the port is not a number"))?;
-            (host, port)
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let Some((host, after)) = bracketed.split_once(']') else {
+            return Err(refuse("an IPv6 address needs its closing `]`"));
+        };
+        match after.strip_prefix(':') {
+            Some(port) => (format!("[{host}]"), Some(port)),
+            None if after.is_empty() => (format!("[{host}]"), None),
+            None => return Err(refuse("expected `:PORT` after the address")),
         }
-        _ => (rest, DEFAULT_SCHEDULER_PORT),
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (rest.to_string(), None),
+        }
     };
-    if host.is_empty() {
-        return Err(refuse("the host is missing"));
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return Err(refuse("the host is missing or not one name"));
     }
+    let port = match port {
+        Some(port) => port
+            .parse()
+            .map_err(|_| refuse("the port is not a number"))?,
+        None => DEFAULT_SCHEDULER_PORT,
+    };
+    Ok((host, port))
+}
+
+/// The gRPC address of the scheduler a `df://HOST:PORT` URL names.
+pub fn scheduler_address(url: &str) -> Result<String> {
+    let (host, port) = scheduler_host_port(url)?;
     Ok(format!("http://{host}:{port}"))
 }
 
@@ -88,22 +105,12 @@ pub fn physical_codec(sources: &ClusterSources) -> Arc<dyn PhysicalExtensionCode
 }
 
 /// `state` sending its queries to the scheduler at `url` (`df://host:port`).
-///
-/// Two of Ballista's defaults change, as the client's settings travel with each query:
-/// - each task runs one partition (`max_partitions_per_task = 1`), so the key ranges of a
-///   scan spread over the executors, each range on its own connection;
-/// - stages are planned by the static planner, not the adaptive one: the adaptive planner
-///   runs a fixed list of physical rules instead of the session's, which would skip
-///   ibarrow's (`NoteDroppedRuntimeFilters`).
 pub(crate) fn client_state(state: SessionState, url: &str) -> Result<SessionState> {
     let address = scheduler_address(url)?;
     let config = state
         .config()
         .clone()
-        .with_ballista_logical_extension_codec(client_logical_codec())
-        .upgrade_for_ballista()
-        .with_ballista_adaptive_query_planner(false)
-        .set_usize(MAX_PARTITIONS_PER_TASK, 1);
+        .with_ballista_logical_extension_codec(client_logical_codec());
     SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build()
@@ -112,9 +119,19 @@ pub(crate) fn client_state(state: SessionState, url: &str) -> Result<SessionStat
 
 /// The session a scheduler plans a client's query in: the engine's catalogs, functions and
 /// rules, under the configuration the client sent, with EXPLAIN noting the run-time filters
-/// that cannot cross stages, and each scan split into its tasks' ranges
-/// (`task_scan.rs`).
+/// that cannot cross stages, and each scan split into its tasks' ranges (`task_scan.rs`).
+///
+/// Two of Ballista's settings are fixed here, whatever the client sent:
+/// - each task runs one partition (`max_partitions_per_task = 1`), so the key ranges of a
+///   scan spread over the executors, each range on its own connection;
+/// - stages are planned by the static planner: the adaptive one runs a fixed list of
+///   physical rules instead of the session's, so it would skip `SplitScansIntoTasks`, and
+///   every task would then read the first ranges of each scan.
 pub fn scheduler_state(sources: &ClusterSources, config: SessionConfig) -> Result<SessionState> {
+    let config = config
+        .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false)
+        .set_usize(BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1);
     let state = sources.engine().context().state();
     Ok(SessionStateBuilder::new_from_existing(state)
         .with_config(config)
@@ -125,7 +142,7 @@ pub fn scheduler_state(sources: &ClusterSources, config: SessionConfig) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::scheduler_address;
+    use super::{scheduler_address, scheduler_host_port};
 
     #[test]
     fn scheduler_urls() {
@@ -137,12 +154,18 @@ mod tests {
             scheduler_address("df://sched").unwrap(),
             "http://sched:50050"
         );
+        assert_eq!(
+            scheduler_host_port("df://[::1]:50071").unwrap(),
+            ("[::1]".to_string(), 50071)
+        );
         for bad in [
             "http://x:1",
             "df://",
             "df://x:port",
             "df://u:p@x:1",
             "df://x:1/path",
+            "df://::1",
+            "df://[::1",
         ] {
             let err = scheduler_address(bad).unwrap_err().to_string();
             assert!(err.contains("df://HOST:PORT"), "{bad}: {err}");

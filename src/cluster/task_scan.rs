@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, RecordBatch, UInt32Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -22,6 +23,7 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -181,6 +183,26 @@ impl ExecutionPlan for TaskScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         self.scan.metrics()
+    }
+
+    /// The scan's: Ballista's planner sends small join sides to every task (a broadcast)
+    /// only when it knows their size.
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let whole = StatisticsArgs::new();
+        let args = match args.partition() {
+            // Every range of a scan is estimated alike; the ranges a task kept are numbered
+            // from 0 again, so only the count matters.
+            Some(partition) if partition < self.scan.output_partitioning().partition_count() => {
+                args
+            }
+            Some(_) => &whole,
+            None => args,
+        };
+        StatisticsContext::new().compute(self.scan.as_ref(), args)
     }
 
     fn execute(

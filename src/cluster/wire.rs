@@ -13,8 +13,12 @@ use ibarrow_providers::{OdbcExecParts, PassthroughParts, ScanColumnStatistics};
 use ibarrow_sql::ScanStatementParts;
 use prost::Message;
 
-/// Starts every buffer ibarrow encodes, so a decoder tells its own from another codec's.
-const MAGIC: &[u8] = b"ibarrow1";
+/// Starts every buffer ibarrow encodes, so a decoder tells its own from another codec's;
+/// followed by [`VERSION`] and a `;`.
+const MAGIC: &[u8] = b"ibarrow ";
+/// The version of the processes that wrote a message: every process of a cluster must run
+/// the same one, since messages change between versions.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A table of a source: one of its catalog (`schema.table`), or a statement of its own.
 #[derive(Clone, PartialEq, Message)]
@@ -43,6 +47,10 @@ pub(super) struct PassthroughNode {
     pub read_whole_when_small: bool,
     #[prost(bool, tag = "5")]
     pub may_write: bool,
+    /// The dialect the statement was written in: a process whose source of this name speaks
+    /// another refuses it.
+    #[prost(string, tag = "6")]
+    pub dialect: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -165,6 +173,8 @@ pub(super) struct ColumnStatisticsNode {
 /// `message` after the marker.
 pub(super) fn encode(message: &impl Message, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(VERSION.as_bytes());
+    buf.push(b';');
     message
         .encode(buf)
         .map_err(|err| proto_error("encoding a plan message of ibarrow", err))
@@ -172,7 +182,18 @@ pub(super) fn encode(message: &impl Message, buf: &mut Vec<u8>) -> Result<()> {
 
 /// The message after the marker; `None` when `buf` is not one of ibarrow's.
 pub(super) fn decode<M: Message + Default>(buf: &[u8]) -> Option<Result<M>> {
-    let body = buf.strip_prefix(MAGIC)?;
+    let tagged = buf.strip_prefix(MAGIC)?;
+    let Some(body) = tagged
+        .strip_prefix(VERSION.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b";"))
+    else {
+        let end = tagged.iter().position(|&b| b == b';').unwrap_or(0).min(32);
+        let theirs = String::from_utf8_lossy(&tagged[..end]);
+        return Some(Err(DataFusionError::Plan(format!(
+            "a plan came from ibarrow {theirs}, this process is ibarrow {VERSION}: run the \
+             same version on the client, the scheduler and every executor"
+        ))));
+    };
     Some(M::decode(body).map_err(|err| {
         DataFusionError::Internal(format!(
             "a plan message of ibarrow cannot be read ({err}); do the cluster's processes run \
@@ -234,13 +255,14 @@ fn fetch_of(nodes: &[ColumnFetchNode]) -> Result<Vec<ColumnFetch>> {
 }
 
 impl PassthroughNode {
-    pub fn from_parts(parts: &PassthroughParts) -> Result<Self> {
+    pub fn from_parts(parts: &PassthroughParts, dialect: &str) -> Result<Self> {
         Ok(Self {
             sql: parts.sql.clone(),
             fetch: fetch_nodes(&parts.fetch)?,
             built_by_ibarrow: parts.built_by_ibarrow,
             read_whole_when_small: parts.read_whole_when_small,
             may_write: parts.may_write,
+            dialect: dialect.to_string(),
         })
     }
 

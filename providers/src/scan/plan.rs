@@ -500,7 +500,7 @@ impl OdbcExec {
         if self.runtime_filters_dropped {
             return write!(
                 f,
-                "{separator}runtime_filter=dropped (the join runs in another stage of the cluster)"
+                "{separator}runtime_filter=dropped (Ballista sends no join filters to scans)"
             );
         }
         if self.runtime_filters.is_empty() {
