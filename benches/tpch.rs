@@ -8,8 +8,8 @@
 //! IBARROW_BENCH_ONLY=<query files, comma-separated: q05,q18> skips the lineitem reads and the other
 //! queries, IBARROW_BENCH_EXPLAIN=1 prints each query's EXPLAIN ANALYZE after its run, and
 //! IBARROW_BENCH_SET="<option> = <value>; …" sets DataFusion options for the queries.
-//! IBARROW_BENCH_CLUSTER=df://HOST:PORT runs the queries on that Ballista cluster instead
-//! (scripts/bench-cluster starts one on loopback with the same sources and runs both).
+//! IBARROW_BENCH_CLUSTER=df://HOST:PORT runs the queries on that Ballista cluster instead, whose
+//! processes read the same sources (docs/performance.md, "Running the benchmarks").
 //! IBARROW_BENCH_SORT_LIMIT_MB=<MB> instead sorts all of `lineitem` (every column, by ship
 //! date, order and line) under `memory_limit` = that many MB, checks the order and the row
 //! count while streaming, and prints the time, the query's peak memory and the process's
